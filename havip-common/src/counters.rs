@@ -1,0 +1,124 @@
+//! Drop reasons and counters. Every drop in the datapath names one of these
+//! reasons and increments its per-CPU counter (and the VIP's, when the drop
+//! concerns a VIP).
+
+/// Why the datapath dropped a frame. The value is the index into the
+/// `havip_drops` per-CPU array and into [`VipCounters::drops`].
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Frame ends inside a header the policy must read.
+    Truncated = 0,
+    /// A header is inconsistent (bad IHL, IP version, ARP sizes, option length).
+    Malformed = 1,
+    /// More VLAN tags or IPv6 extension headers than the datapath walks.
+    HeaderChainTooLong = 2,
+    /// Source MAC is not the port's MAC (port security).
+    MacSpoof = 3,
+    /// Source IP is not one of the port's addresses (port security).
+    IpSpoof = 4,
+    /// ARP sender MAC or IP is not the port's own (port security).
+    ArpSpoof = 5,
+    /// NA target or link-layer option is not the port's own (port security).
+    NdSpoof = 6,
+    /// ARP/NA/NS claiming a VIP from a port that is not bound to it.
+    ClaimNotBound = 7,
+    /// IP packet sourced from a VIP, sent by a port not bound to it.
+    VipSourceNotBound = 8,
+}
+
+/// Number of [`DropReason`]s; the size of the drop counter arrays.
+pub const DROP_REASONS: usize = 9;
+
+impl DropReason {
+    pub const ALL: [DropReason; DROP_REASONS] = [
+        Self::Truncated,
+        Self::Malformed,
+        Self::HeaderChainTooLong,
+        Self::MacSpoof,
+        Self::IpSpoof,
+        Self::ArpSpoof,
+        Self::NdSpoof,
+        Self::ClaimNotBound,
+        Self::VipSourceNotBound,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+
+    /// Stable snake_case name, as printed by `havip-agent status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Malformed => "malformed",
+            Self::HeaderChainTooLong => "header_chain_too_long",
+            Self::MacSpoof => "mac_spoof",
+            Self::IpSpoof => "ip_spoof",
+            Self::ArpSpoof => "arp_spoof",
+            Self::NdSpoof => "nd_spoof",
+            Self::ClaimNotBound => "claim_not_bound",
+            Self::VipSourceNotBound => "vip_source_not_bound",
+        }
+    }
+}
+
+/// Non-drop counters, the index into the `havip_stats` per-CPU array.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Frames the policy let through.
+    Passed = 0,
+    /// Frames on an interface with no port entry (passed untouched).
+    UnknownPort = 1,
+    /// Claims accepted from a bound port.
+    ClaimsAccepted = 2,
+    /// Owner changes learned.
+    OwnerChanges = 3,
+    /// Events lost because the ring buffer was full.
+    EventsLost = 4,
+}
+
+pub const STATS: usize = 5;
+
+impl Stat {
+    pub const ALL: [Stat; STATS] = [
+        Self::Passed,
+        Self::UnknownPort,
+        Self::ClaimsAccepted,
+        Self::OwnerChanges,
+        Self::EventsLost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::UnknownPort => "unknown_port",
+            Self::ClaimsAccepted => "claims_accepted",
+            Self::OwnerChanges => "owner_changes",
+            Self::EventsLost => "events_lost",
+        }
+    }
+}
+
+/// Per-VIP counters (a per-CPU hash keyed by `vip_id`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct VipCounters {
+    pub claims_accepted: u64,
+    pub owner_changes: u64,
+    /// Indexed by [`DropReason`].
+    pub drops: [u64; DROP_REASONS],
+}
+
+impl core::ops::AddAssign for VipCounters {
+    fn add_assign(&mut self, o: Self) {
+        self.claims_accepted += o.claims_accepted;
+        self.owner_changes += o.owner_changes;
+        let mut i = 0;
+        while i < DROP_REASONS {
+            self.drops[i] += o.drops[i];
+            i += 1;
+        }
+    }
+}

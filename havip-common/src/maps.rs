@@ -1,0 +1,34 @@
+//! Names, sizes and the pin location of every map. The eBPF side declares
+//! the maps (havip-ebpf/src/maps.rs) with these names; the agent opens and
+//! pins them by these names.
+
+/// Where the agent pins the maps by default.
+pub const PIN_DIR: &str = "/sys/fs/bpf/havip";
+
+/// ifindex (u32) -> [`crate::Port`].
+pub const PORTS: &str = "havip_ports";
+/// [`crate::NetworkAddr`] -> port id (u32): the ports' fixed addresses.
+pub const ADDRS: &str = "havip_addrs";
+/// [`crate::NetworkAddr`] -> [`crate::Vip`].
+pub const VIPS: &str = "havip_vips";
+/// vip id (u32) -> [`crate::Owner`]; written by the datapath.
+pub const OWNERS: &str = "havip_owners";
+/// Ring buffer of [`crate::Event`].
+pub const EVENTS: &str = "havip_events";
+/// Per-CPU array of u64 indexed by [`crate::DropReason`].
+pub const DROPS: &str = "havip_drops";
+/// Per-CPU array of u64 indexed by [`crate::Stat`].
+pub const STATS: &str = "havip_stats";
+/// Per-CPU hash vip id (u32) -> [`crate::VipCounters`].
+pub const VIP_STATS: &str = "havip_vipstats";
+
+/// Every map the agent pins, in one list.
+pub const ALL: [&str; 8] = [PORTS, ADDRS, VIPS, OWNERS, EVENTS, DROPS, STATS, VIP_STATS];
+
+pub const MAX_PORTS: u32 = 1024;
+pub const MAX_ADDRS: u32 = 8192;
+pub const MAX_VIPS: u32 = 4096;
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Name of the XDP program in the object file.
+pub const XDP_PROGRAM: &str = "havip_port_ingress";

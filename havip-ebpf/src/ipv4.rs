@@ -1,0 +1,46 @@
+//! IPv4: who may use a VIP or a fixed address as source.
+
+use havip_common::{DropReason, NetworkAddr, Port};
+use network_types::ip::Ipv4Hdr;
+
+use crate::{
+    maps::VIPS,
+    owner::{self, Claimant},
+    packet::{Link, Packet},
+    policy::owns_address,
+};
+
+/// Judges an IPv4 packet from `port`:
+/// - sourced from a VIP: only a bound port may send it;
+/// - otherwise, with port security, the source must be a fixed address of
+///   the port or 0.0.0.0 (DHCP).
+#[inline(always)]
+pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<(), DropReason> {
+    let ip: Ipv4Hdr = pkt.read(link.l3)?;
+    let header_len = ip.ihl() as usize;
+    if ip.version() != 4 || header_len < Ipv4Hdr::LEN {
+        return Err(DropReason::Malformed);
+    }
+    // The options, if any, must be in the frame too (the header length is a
+    // multiple of four).
+    pkt.at::<[u8; 4]>(link.l3 + header_len - 4)?;
+
+    let source = NetworkAddr::v4(port.network, ip.src_addr);
+    // SAFETY: copied out at once.
+    if let Some(vip) = unsafe { VIPS.get(&source) } {
+        if !vip.is_bound(port.port_id) {
+            return Err(owner::reject(
+                &source,
+                vip,
+                from,
+                link.src_mac,
+                DropReason::VipSourceNotBound,
+            ));
+        }
+        return Ok(());
+    }
+    if port.security() && ip.src_addr != [0; 4] && !owns_address(port, &source) {
+        return Err(DropReason::IpSpoof);
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the privileged tests and the lab.

@@ -1,0 +1,1118 @@
+//! The datapath's policy, rule by rule, through BPF_PROG_TEST_RUN.
+//!
+//! Every case installs the port the frame comes from (test runs need a real
+//! ingress device, so ports sit on `lo`), runs one hand-built frame through
+//! the XDP program, and checks the action, the output bytes, the counters
+//! and the owner table afterwards.
+//!
+//! Needs root and the datapath object (`cargo xtask test` provides both).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
+    programs::{TestRun, TestRunOptions, Xdp},
+    util::nr_cpus,
+    Ebpf, EbpfLoader,
+};
+use etherparse::{
+    icmpv6::NeighborAdvertisementHeader, ArpHardwareId, ArpOperation, ArpPacket, EtherType,
+    Icmpv6Type, PacketBuilder,
+};
+use havip_common::{
+    maps, port::PORT_SECURITY, vip::MAX_BINDINGS, DropReason, Event, EventKind, NetworkAddr, Owner,
+    Port, Stat, Vip, VipCounters,
+};
+use rand::{Rng, SeedableRng};
+
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// Test runs deliver every frame on `lo`.
+const LO: u32 = 1;
+const NET: u32 = 1;
+
+// ---------------------------------------------------------------------------
+// The fixture: one network, three VM ports, two VIPs bound to vm1 and vm2.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct Vm {
+    port_id: u32,
+    mac: [u8; 6],
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+    link_local: Ipv6Addr,
+}
+
+const fn vm(port_id: u32, n: u8) -> Vm {
+    Vm {
+        port_id,
+        mac: [0x02, 0, 0, 0, 0, n],
+        v4: Ipv4Addr::new(10, 0, 6, n),
+        v6: Ipv6Addr::new(0xfd00, 6, 0, 0, 0, 0, 0, n as u16),
+        link_local: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n as u16),
+    }
+}
+
+const VM1: Vm = vm(11, 9);
+const VM2: Vm = vm(12, 10);
+const ROGUE: Vm = vm(13, 13);
+
+const VIP4_ID: u32 = 1;
+const VIP6_ID: u32 = 2;
+const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 6, 19);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 6, 0, 0, 0, 0, 0, 0x19);
+const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 0, 6, 77);
+const OTHER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 6, 0, 0, 0, 0, 0, 0x77);
+const BROADCAST: [u8; 6] = [0xff; 6];
+const FOREIGN_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0xee];
+
+fn v4(a: Ipv4Addr) -> NetworkAddr {
+    NetworkAddr::v4(NET, a.octets())
+}
+
+fn v6(a: Ipv6Addr) -> NetworkAddr {
+    NetworkAddr::v6(NET, a.octets())
+}
+
+fn bound(vip_id: u32, ports: &[u32]) -> Vip {
+    let mut vip = Vip {
+        vip_id,
+        port_count: ports.len() as u32,
+        ports: [0; MAX_BINDINGS],
+    };
+    vip.ports[..ports.len()].copy_from_slice(ports);
+    vip
+}
+
+/// The datapath object loaded with the fixture's tables (maps not pinned).
+struct Datapath {
+    ebpf: Ebpf,
+}
+
+impl Datapath {
+    fn load() -> Self {
+        let object = std::env::var("HAVIP_EBPF_OBJECT").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/bpfel-unknown-none/release/havip-ebpf"
+            )
+            .to_string()
+        });
+        let mut ebpf = EbpfLoader::new().load_file(&object).unwrap_or_else(|e| {
+            panic!("loading the datapath {object} (needs root and `cargo xtask build-ebpf`): {e}")
+        });
+        let prog: &mut Xdp = ebpf
+            .program_mut(maps::XDP_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        prog.load().expect("the verifier accepts the datapath");
+        let mut dp = Self { ebpf };
+        dp.reset();
+        dp
+    }
+
+    /// Back to the fixture: its addresses and VIPs, no owners, no events.
+    fn reset(&mut self) {
+        let dp = self;
+        let learned: Vec<u32> = dp.owners().keys().map(Result::unwrap).collect();
+        for vip_id in learned {
+            dp.owners().remove(&vip_id).unwrap();
+        }
+        dp.events();
+        for vm in [VM1, VM2, ROGUE] {
+            dp.addrs().insert(v4(vm.v4), vm.port_id, 0).unwrap();
+            dp.addrs().insert(v6(vm.v6), vm.port_id, 0).unwrap();
+        }
+        dp.vips()
+            .insert(v4(VIP4), bound(VIP4_ID, &[VM1.port_id, VM2.port_id]), 0)
+            .unwrap();
+        dp.vips()
+            .insert(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]), 0)
+            .unwrap();
+    }
+
+    fn ports(&mut self) -> HashMap<&mut MapData, u32, Port> {
+        HashMap::try_from(self.ebpf.map_mut(maps::PORTS).unwrap()).unwrap()
+    }
+
+    fn addrs(&mut self) -> HashMap<&mut MapData, NetworkAddr, u32> {
+        HashMap::try_from(self.ebpf.map_mut(maps::ADDRS).unwrap()).unwrap()
+    }
+
+    fn vips(&mut self) -> HashMap<&mut MapData, NetworkAddr, Vip> {
+        HashMap::try_from(self.ebpf.map_mut(maps::VIPS).unwrap()).unwrap()
+    }
+
+    fn owners(&mut self) -> HashMap<&mut MapData, u32, Owner> {
+        HashMap::try_from(self.ebpf.map_mut(maps::OWNERS).unwrap()).unwrap()
+    }
+
+    /// Puts `vm`'s port on `lo`, so the next frame comes from it.
+    fn from(&mut self, vm: Vm, security: bool) {
+        let port = Port {
+            port_id: vm.port_id,
+            network: NET,
+            mac: vm.mac,
+            _pad: [0; 2],
+            flags: if security { PORT_SECURITY } else { 0 },
+            link_local: vm.link_local.octets(),
+        };
+        self.ports().insert(LO, port, 0).unwrap();
+    }
+
+    /// Runs `frame` through the program; returns the action and output.
+    fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, LO, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(maps::XDP_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    fn owner(&mut self, vip_id: u32) -> Option<Owner> {
+        self.owners().get(&vip_id, 0).ok()
+    }
+
+    fn drops(&mut self, reason: DropReason) -> u64 {
+        let a: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::DROPS).unwrap()).unwrap();
+        a.get(&(reason as u32), 0).unwrap().iter().sum()
+    }
+
+    fn stat(&mut self, stat: Stat) -> u64 {
+        let a: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::STATS).unwrap()).unwrap();
+        a.get(&(stat as u32), 0).unwrap().iter().sum()
+    }
+
+    fn vip_counters(&mut self, vip_id: u32) -> VipCounters {
+        let m: PerCpuHashMap<_, u32, VipCounters> =
+            PerCpuHashMap::try_from(self.ebpf.map(maps::VIP_STATS).unwrap()).unwrap();
+        let mut sum = VipCounters::default();
+        if let Ok(values) = m.get(&vip_id, 0) {
+            for v in values.iter() {
+                sum += *v;
+            }
+        }
+        sum
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        let mut ring = RingBuf::try_from(self.ebpf.map_mut(maps::EVENTS).unwrap()).unwrap();
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), size_of::<Event>());
+            // SAFETY: the datapath writes whole `Event`s.
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+        }
+        events
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Frames.
+// ---------------------------------------------------------------------------
+
+fn arp(eth_src: [u8; 6], op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let tha = if op == ArpOperation::REPLY {
+        BROADCAST
+    } else {
+        [0; 6]
+    };
+    let packet = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        op,
+        &sha,
+        &spa.octets(),
+        &tha,
+        &tpa.octets(),
+    )
+    .unwrap();
+    let builder = PacketBuilder::ethernet2(eth_src, BROADCAST).arp(packet);
+    let mut frame = Vec::new();
+    builder.write(&mut frame).unwrap();
+    frame
+}
+
+/// A gratuitous ARP request: sender IP == target IP == `ip`.
+fn garp(vm: Vm, ip: Ipv4Addr) -> Vec<u8> {
+    arp(vm.mac, ArpOperation::REQUEST, vm.mac, ip, ip)
+}
+
+fn arp_reply(vm: Vm, ip: Ipv4Addr) -> Vec<u8> {
+    arp(vm.mac, ArpOperation::REPLY, vm.mac, ip, ip)
+}
+
+fn udp4(eth_src: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(eth_src, BROADCAST)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(4000, 5000);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, b"hello").unwrap();
+    frame
+}
+
+fn udp6(eth_src: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(eth_src, BROADCAST)
+        .ipv6(src.octets(), dst.octets(), 64)
+        .udp(4000, 5000);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, b"hello").unwrap();
+    frame
+}
+
+/// A Neighbor Advertisement for `target`, with a target link-layer address
+/// option when `tlla` is given.
+fn na(
+    eth_src: [u8; 6],
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+    solicited: bool,
+    tlla: Option<[u8; 6]>,
+) -> Vec<u8> {
+    let flags = NeighborAdvertisementHeader {
+        router: false,
+        solicited,
+        r#override: true,
+    };
+    let mut body = target.octets().to_vec();
+    if let Some(mac) = tlla {
+        body.extend_from_slice(&[2, 1]);
+        body.extend_from_slice(&mac);
+    }
+    let builder = PacketBuilder::ethernet2(eth_src, [0x33, 0x33, 0, 0, 0, 1])
+        .ipv6(
+            src.octets(),
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets(),
+            255,
+        )
+        .icmpv6(Icmpv6Type::NeighborAdvertisement(flags));
+    let mut frame = Vec::new();
+    builder.write(&mut frame, &body).unwrap();
+    frame
+}
+
+/// The unsolicited NA keepalived sends for a VIP it takes over.
+fn unsolicited_na(vm: Vm, target: Ipv6Addr) -> Vec<u8> {
+    na(vm.mac, vm.link_local, target, false, Some(vm.mac))
+}
+
+/// A Neighbor Solicitation for `target`, with a source link-layer address
+/// option when `slla` is given.
+fn ns(eth_src: [u8; 6], src: Ipv6Addr, target: Ipv6Addr, slla: Option<[u8; 6]>) -> Vec<u8> {
+    let mut body = target.octets().to_vec();
+    if let Some(mac) = slla {
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&mac);
+    }
+    let builder = PacketBuilder::ethernet2(eth_src, [0x33, 0x33, 0xff, 0, 0, 0x19])
+        .ipv6(
+            src.octets(),
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x19).octets(),
+            255,
+        )
+        .icmpv6(Icmpv6Type::NeighborSolicitation);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, &body).unwrap();
+    frame
+}
+
+const ETH_LEN: usize = 14;
+const IPV6_LEN: usize = 40;
+
+/// Inserts IPv6 extension headers (each `[next, len, ...]`, 8 bytes a unit)
+/// between the IPv6 header and its payload, fixing the chain and length.
+fn with_ext_headers(mut frame: Vec<u8>, headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let next_at = ETH_LEN + 6;
+    let mut next = frame[next_at];
+    let mut chain = Vec::new();
+    for (kind, body) in headers.iter().rev() {
+        let mut h = body.clone();
+        h[0] = next;
+        chain.splice(0..0, h);
+        next = *kind;
+    }
+    frame[next_at] = next;
+    let len = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]) + chain.len() as u16;
+    frame[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&len.to_be_bytes());
+    frame.splice(ETH_LEN + IPV6_LEN..ETH_LEN + IPV6_LEN, chain);
+    frame
+}
+
+fn dest_opts() -> (u8, Vec<u8>) {
+    // Next header (filled in), length 0 (8 bytes), a PadN option.
+    (60, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+fn hop_by_hop() -> (u8, Vec<u8>) {
+    (0, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+/// Adds 802.1Q tags after the source MAC.
+fn tagged(mut frame: Vec<u8>, tags: usize) -> Vec<u8> {
+    for _ in 0..tags {
+        frame.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+    }
+    frame
+}
+
+/// An IPv4 frame whose header carries `options` (a multiple of 4 bytes).
+fn with_ipv4_options(mut frame: Vec<u8>, options: &[u8]) -> Vec<u8> {
+    let ihl = 5 + options.len() / 4;
+    frame[ETH_LEN] = 0x40 | ihl as u8;
+    let total = u16::from_be_bytes([frame[ETH_LEN + 2], frame[ETH_LEN + 3]]) + options.len() as u16;
+    frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&total.to_be_bytes());
+    frame.splice(ETH_LEN + 20..ETH_LEN + 20, options.iter().copied());
+    frame
+}
+
+// ---------------------------------------------------------------------------
+// The table.
+// ---------------------------------------------------------------------------
+
+/// What the owner table must say about a VIP after a case.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// No owner has ever been learned.
+    NoOwner,
+    /// `vm` owns it, at this generation.
+    OwnedBy(Vm, u64),
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port {}", self.port_id)
+    }
+}
+
+impl PartialEq for Vm {
+    fn eq(&self, other: &Self) -> bool {
+        self.port_id == other.port_id
+    }
+}
+
+struct Case {
+    name: &'static str,
+    /// Claims applied before the frame under test, each from a VM.
+    before: Vec<(Vm, Vec<u8>)>,
+    from: Vm,
+    security: bool,
+    frame: Vec<u8>,
+    action: u32,
+    /// The drop reason counted, for `XDP_DROP`.
+    reason: Option<DropReason>,
+    /// The VIP the case concerns and its owner afterwards.
+    vip: u32,
+    owner: Expect,
+}
+
+fn case(name: &'static str, from: Vm, frame: Vec<u8>) -> Case {
+    Case {
+        name,
+        before: Vec::new(),
+        from,
+        security: true,
+        frame,
+        action: XDP_PASS,
+        reason: None,
+        vip: VIP4_ID,
+        owner: Expect::NoOwner,
+    }
+}
+
+impl Case {
+    fn after(mut self, from: Vm, frame: Vec<u8>) -> Self {
+        self.before.push((from, frame));
+        self
+    }
+    fn drops(mut self, reason: DropReason) -> Self {
+        self.action = XDP_DROP;
+        self.reason = Some(reason);
+        self
+    }
+    fn owner(mut self, vip: u32, owner: Expect) -> Self {
+        self.vip = vip;
+        self.owner = owner;
+        self
+    }
+    fn without_port_security(mut self) -> Self {
+        self.security = false;
+        self
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use DropReason::*;
+    use Expect::*;
+    let garp1 = garp(VM1, VIP4);
+    let na1 = unsolicited_na(VM1, VIP6);
+    vec![
+        // Claims of an IPv4 VIP.
+        case(
+            "GARP request from a bound port makes it the owner",
+            VM1,
+            garp(VM1, VIP4),
+        )
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "ARP reply from a bound port makes it the owner",
+            VM2,
+            arp_reply(VM2, VIP4),
+        )
+        .owner(VIP4_ID, OwnedBy(VM2, 1)),
+        case(
+            "failover: the backup's GARP moves the owner",
+            VM2,
+            garp(VM2, VIP4),
+        )
+        .after(VM1, garp1.clone())
+        .owner(VIP4_ID, OwnedBy(VM2, 2)),
+        case(
+            "the owner's repeated GARP keeps the generation",
+            VM1,
+            garp(VM1, VIP4),
+        )
+        .after(VM1, garp1.clone())
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "GARP from an unbound port is dropped",
+            ROGUE,
+            garp(ROGUE, VIP4),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "ARP reply from an unbound port is dropped",
+            ROGUE,
+            arp_reply(ROGUE, VIP4),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "a rogue claim does not move the owner",
+            ROGUE,
+            garp(ROGUE, VIP4),
+        )
+        .after(VM1, garp1.clone())
+        .drops(ClaimNotBound)
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "a rogue claim is dropped without port security too",
+            ROGUE,
+            arp(FOREIGN_MAC, ArpOperation::REQUEST, FOREIGN_MAC, VIP4, VIP4),
+        )
+        .without_port_security()
+        .drops(ClaimNotBound),
+        case(
+            "ARP request sourced from the VIP by a bound port passes, not a claim",
+            VM1,
+            arp(VM1.mac, ArpOperation::REQUEST, VM1.mac, VIP4, OTHER4),
+        ),
+        case(
+            "ARP request for the VIP from anyone passes",
+            ROGUE,
+            arp(ROGUE.mac, ArpOperation::REQUEST, ROGUE.mac, ROGUE.v4, VIP4),
+        ),
+        case(
+            "VLAN-tagged GARP from a bound port is a claim",
+            VM1,
+            tagged(garp(VM1, VIP4), 2),
+        )
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "VLAN-tagged GARP from an unbound port is dropped",
+            ROGUE,
+            tagged(garp(ROGUE, VIP4), 1),
+        )
+        .drops(ClaimNotBound),
+        // ARP port security.
+        case(
+            "ARP with a foreign sender MAC",
+            VM1,
+            arp(VM1.mac, ArpOperation::REQUEST, FOREIGN_MAC, VM1.v4, OTHER4),
+        )
+        .drops(ArpSpoof),
+        case(
+            "ARP with a foreign sender IP",
+            VM1,
+            arp(VM1.mac, ArpOperation::REQUEST, VM1.mac, OTHER4, OTHER4),
+        )
+        .drops(ArpSpoof),
+        case(
+            "ARP with another port's IP",
+            ROGUE,
+            arp(ROGUE.mac, ArpOperation::REPLY, ROGUE.mac, VM1.v4, VM1.v4),
+        )
+        .drops(ArpSpoof),
+        case(
+            "ARP probe (sender 0.0.0.0) passes",
+            VM1,
+            arp(
+                VM1.mac,
+                ArpOperation::REQUEST,
+                VM1.mac,
+                Ipv4Addr::UNSPECIFIED,
+                VM1.v4,
+            ),
+        ),
+        case(
+            "ARP with a foreign sender IP passes without port security",
+            VM1,
+            arp(VM1.mac, ArpOperation::REQUEST, VM1.mac, OTHER4, OTHER4),
+        )
+        .without_port_security(),
+        // Link-layer port security.
+        case("foreign source MAC", VM1, udp4(FOREIGN_MAC, VM1.v4, OTHER4)).drops(MacSpoof),
+        case(
+            "foreign source MAC passes without port security",
+            VM1,
+            udp4(FOREIGN_MAC, VM1.v4, OTHER4),
+        )
+        .without_port_security(),
+        case("non-IP ethertype passes", VM1, {
+            let mut f = udp4(VM1.mac, VM1.v4, OTHER4);
+            f[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+            f
+        }),
+        // IPv4 sources.
+        case(
+            "IPv4 from the port's fixed IP passes",
+            VM1,
+            udp4(VM1.mac, VM1.v4, OTHER4),
+        ),
+        case(
+            "IPv4 from 0.0.0.0 (DHCP) passes",
+            VM1,
+            udp4(VM1.mac, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
+        ),
+        case("IPv4 from a foreign IP", VM1, udp4(VM1.mac, OTHER4, VM2.v4)).drops(IpSpoof),
+        case(
+            "IPv4 from another port's IP",
+            ROGUE,
+            udp4(ROGUE.mac, VM1.v4, VM2.v4),
+        )
+        .drops(IpSpoof),
+        case(
+            "IPv4 from the VIP by a bound port passes",
+            VM2,
+            udp4(VM2.mac, VIP4, OTHER4),
+        ),
+        case(
+            "IPv4 from the VIP by an unbound port",
+            ROGUE,
+            udp4(ROGUE.mac, VIP4, OTHER4),
+        )
+        .drops(VipSourceNotBound),
+        case(
+            "IPv4 from the VIP by an unbound port, without port security",
+            ROGUE,
+            udp4(ROGUE.mac, VIP4, OTHER4),
+        )
+        .without_port_security()
+        .drops(VipSourceNotBound),
+        case(
+            "IPv4 options are skipped",
+            VM1,
+            with_ipv4_options(udp4(VM1.mac, VM1.v4, OTHER4), &[1, 1, 1, 0]),
+        ),
+        case("IPv4 header length below 20", VM1, {
+            let mut f = udp4(VM1.mac, VM1.v4, OTHER4);
+            f[ETH_LEN] = 0x43;
+            f
+        })
+        .drops(Malformed),
+        case("IPv4 options cut off by the frame end", VM1, {
+            let mut f = udp4(VM1.mac, VM1.v4, OTHER4);
+            f[ETH_LEN] = 0x4f;
+            f.truncate(ETH_LEN + 40);
+            f
+        })
+        .drops(Truncated),
+        // Truncated and malformed frames.
+        case(
+            "Ethernet header only, ARP ethertype",
+            VM1,
+            garp(VM1, VIP4)[..ETH_LEN].to_vec(),
+        )
+        .drops(Truncated),
+        case(
+            "VLAN tag cut off",
+            VM1,
+            tagged(garp(VM1, VIP4), 1)[..ETH_LEN + 2].to_vec(),
+        )
+        .drops(Truncated),
+        case("ARP cut short", VM1, garp(VM1, VIP4)[..30].to_vec()).drops(Truncated),
+        case("ARP with bad sizes", VM1, {
+            let mut f = garp(VM1, VIP4);
+            f[ETH_LEN + 4] = 8;
+            f
+        })
+        .drops(Malformed),
+        case("ARP with an unknown operation", VM1, {
+            let mut f = garp(VM1, VIP4);
+            f[ETH_LEN + 7] = 9;
+            f
+        })
+        .drops(Malformed),
+        case(
+            "three VLAN tags",
+            VM1,
+            tagged(udp4(VM1.mac, VM1.v4, OTHER4), 3),
+        )
+        .drops(HeaderChainTooLong),
+        // Claims of an IPv6 VIP.
+        case(
+            "unsolicited NA from a bound port makes it the owner",
+            VM1,
+            na1.clone(),
+        )
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "failover: the backup's NA moves the owner",
+            VM2,
+            unsolicited_na(VM2, VIP6),
+        )
+        .after(VM1, na1.clone())
+        .owner(VIP6_ID, OwnedBy(VM2, 2)),
+        case(
+            "NA without a link-layer option: the owner MAC is the frame's",
+            VM1,
+            na(VM1.mac, VM1.link_local, VIP6, false, None),
+        )
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "solicited NA from a bound port passes but is not a claim",
+            VM2,
+            na(VM2.mac, VM2.v6, VIP6, true, Some(VM2.mac)),
+        )
+        .after(VM1, na1.clone())
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "NA for the VIP from an unbound port is dropped",
+            ROGUE,
+            unsolicited_na(ROGUE, VIP6),
+        )
+        .drops(ClaimNotBound)
+        .owner(VIP6_ID, NoOwner),
+        case(
+            "NA for the VIP from an unbound port, hidden behind extension headers",
+            ROGUE,
+            with_ext_headers(
+                unsolicited_na(ROGUE, VIP6),
+                &[hop_by_hop(), dest_opts(), dest_opts()],
+            ),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "NA through extension headers from a bound port is a claim",
+            VM1,
+            with_ext_headers(unsolicited_na(VM1, VIP6), &[hop_by_hop(), dest_opts()]),
+        )
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "NA for the VIP sourced from the VIP by an unbound port",
+            ROGUE,
+            na(ROGUE.mac, VIP6, VIP6, false, Some(ROGUE.mac)),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "NS sourced from the VIP by an unbound port",
+            ROGUE,
+            ns(ROGUE.mac, VIP6, OTHER6, Some(ROGUE.mac)),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "NS sourced from the VIP by a bound port passes",
+            VM1,
+            ns(VM1.mac, VIP6, OTHER6, Some(VM1.mac)),
+        ),
+        case(
+            "DAD NS (source ::) for the VIP passes",
+            ROGUE,
+            ns(ROGUE.mac, Ipv6Addr::UNSPECIFIED, VIP6, None),
+        ),
+        case(
+            "rogue NA is dropped without port security too",
+            ROGUE,
+            na(FOREIGN_MAC, OTHER6, VIP6, false, Some(FOREIGN_MAC)),
+        )
+        .without_port_security()
+        .drops(ClaimNotBound),
+        // ND port security.
+        case(
+            "NA for a foreign target",
+            VM1,
+            na(VM1.mac, VM1.v6, OTHER6, false, Some(VM1.mac)),
+        )
+        .drops(NdSpoof),
+        case(
+            "NA for another port's address",
+            ROGUE,
+            na(ROGUE.mac, ROGUE.v6, VM1.v6, false, Some(ROGUE.mac)),
+        )
+        .drops(NdSpoof),
+        case(
+            "NA for the VIP with a foreign link-layer address",
+            VM1,
+            na(VM1.mac, VM1.v6, VIP6, false, Some(FOREIGN_MAC)),
+        )
+        .drops(NdSpoof)
+        .owner(VIP6_ID, NoOwner),
+        case(
+            "NA for the port's own address passes",
+            VM1,
+            na(VM1.mac, VM1.v6, VM1.v6, false, Some(VM1.mac)),
+        ),
+        case(
+            "NA for the port's link-local address passes",
+            VM1,
+            na(
+                VM1.mac,
+                VM1.link_local,
+                VM1.link_local,
+                false,
+                Some(VM1.mac),
+            ),
+        ),
+        case(
+            "NS with a foreign source link-layer address",
+            VM1,
+            ns(VM1.mac, VM1.v6, OTHER6, Some(FOREIGN_MAC)),
+        )
+        .drops(NdSpoof),
+        case(
+            "NS from the port passes",
+            VM1,
+            ns(VM1.mac, VM1.v6, OTHER6, Some(VM1.mac)),
+        ),
+        case("ND option of length zero", VM1, {
+            let mut f = na(VM1.mac, VM1.v6, VM1.v6, false, Some(VM1.mac));
+            let at = f.len() - 7;
+            f[at] = 0;
+            f
+        })
+        .drops(Malformed),
+        // IPv6 sources.
+        case(
+            "IPv6 from the port's fixed IP passes",
+            VM1,
+            udp6(VM1.mac, VM1.v6, OTHER6),
+        ),
+        case(
+            "IPv6 from the port's link-local passes",
+            VM1,
+            udp6(VM1.mac, VM1.link_local, OTHER6),
+        ),
+        case("IPv6 from a foreign IP", VM1, udp6(VM1.mac, OTHER6, VM2.v6)).drops(IpSpoof),
+        case(
+            "IPv6 from another port's link-local",
+            VM1,
+            udp6(VM1.mac, VM2.link_local, OTHER6),
+        )
+        .drops(IpSpoof),
+        case(
+            "IPv6 from the VIP by a bound port passes",
+            VM1,
+            udp6(VM1.mac, VIP6, OTHER6),
+        ),
+        case(
+            "IPv6 from the VIP by an unbound port",
+            ROGUE,
+            udp6(ROGUE.mac, VIP6, OTHER6),
+        )
+        .drops(VipSourceNotBound),
+        case("IPv6 with a wrong version nibble", VM1, {
+            let mut f = udp6(VM1.mac, VM1.v6, OTHER6);
+            f[ETH_LEN] = 0x45;
+            f
+        })
+        .drops(Malformed),
+        case(
+            "IPv6 extension header chain longer than walked",
+            VM1,
+            with_ext_headers(
+                udp6(VM1.mac, VM1.v6, OTHER6),
+                &[
+                    hop_by_hop(),
+                    dest_opts(),
+                    dest_opts(),
+                    dest_opts(),
+                    dest_opts(),
+                    dest_opts(),
+                    dest_opts(),
+                ],
+            ),
+        )
+        .drops(HeaderChainTooLong),
+        case("IPv6 extension header cut off", VM1, {
+            let f = with_ext_headers(udp6(VM1.mac, VM1.v6, OTHER6), &[hop_by_hop()]);
+            f[..ETH_LEN + IPV6_LEN + 1].to_vec()
+        })
+        .drops(Truncated),
+    ]
+}
+
+#[test]
+fn policy_table() {
+    let mut failures = Vec::new();
+    let mut dp = Datapath::load();
+    for case in cases() {
+        dp.reset();
+        for (vm, frame) in &case.before {
+            dp.from(*vm, true);
+            let (action, _) = dp.run(frame);
+            assert_eq!(
+                action, XDP_PASS,
+                "{}: setup claim was not accepted",
+                case.name
+            );
+        }
+        let owner_before = dp.owner(case.vip);
+        let drops_before = case.reason.map(|r| dp.drops(r)).unwrap_or(0);
+        dp.events();
+
+        dp.from(case.from, case.security);
+        let (action, out) = dp.run(&case.frame);
+
+        let mut problems = Vec::new();
+        if action != case.action {
+            problems.push(format!("action {action}, expected {}", case.action));
+        }
+        if out != case.frame {
+            problems.push("the program changed the frame".to_string());
+        }
+        if let Some(reason) = case.reason {
+            if dp.drops(reason) != drops_before + 1 {
+                problems.push(format!("drop counter {} did not count it", reason.name()));
+            }
+        }
+        let owner = dp.owner(case.vip).filter(|o| !o.is_vacant());
+        match (case.owner, owner) {
+            (Expect::NoOwner, None) => {}
+            (Expect::OwnedBy(vm, generation), Some(o))
+                if o.port_id == vm.port_id && o.generation == generation && o.ifindex == LO => {}
+            (expect, got) => problems.push(format!("owner {got:?}, expected {expect:?}")),
+        }
+        // A claim that does not change the owner must not touch it either
+        // (apart from the owner's own refresh).
+        if case.action == XDP_DROP {
+            if let (Some(before), Some(after)) = (owner_before, dp.owner(case.vip)) {
+                if before != after {
+                    problems.push("a dropped frame changed the owner record".to_string());
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn owner_record_holds_mac_time_and_generation() {
+    let mut dp = Datapath::load();
+    dp.from(VM1, true);
+    assert_eq!(dp.run(&garp(VM1, VIP4)).0, XDP_PASS);
+    let first = dp.owner(VIP4_ID).expect("owner learned");
+    assert_eq!(
+        (first.port_id, first.ifindex, first.mac, first.generation),
+        (VM1.port_id, LO, VM1.mac, 1)
+    );
+    assert!(first.since_ns > 0 && first.last_claim_ns == first.since_ns);
+
+    // keepalived repeats its GARPs: only last_claim moves.
+    assert_eq!(dp.run(&garp(VM1, VIP4)).0, XDP_PASS);
+    let again = dp.owner(VIP4_ID).unwrap();
+    assert_eq!((again.generation, again.since_ns), (1, first.since_ns));
+    assert!(again.last_claim_ns > first.last_claim_ns);
+
+    // Failover, then back: the generation keeps counting.
+    dp.from(VM2, true);
+    assert_eq!(dp.run(&arp_reply(VM2, VIP4)).0, XDP_PASS);
+    dp.from(VM1, true);
+    assert_eq!(dp.run(&garp(VM1, VIP4)).0, XDP_PASS);
+    let back = dp.owner(VIP4_ID).unwrap();
+    assert_eq!((back.port_id, back.generation), (VM1.port_id, 3));
+    assert!(back.since_ns > again.since_ns);
+
+    // A vacated record (the agent unbound the owner) keeps its generation.
+    let mut vacant = back;
+    vacant.port_id = 0;
+    vacant.ifindex = 0;
+    vacant.mac = [0; 6];
+    dp.owners().insert(VIP4_ID, vacant, 0).unwrap();
+    dp.from(VM2, true);
+    assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
+    assert_eq!(dp.owner(VIP4_ID).unwrap().generation, 4);
+}
+
+#[test]
+fn owner_changes_and_rejections_are_reported_and_counted() {
+    let mut dp = Datapath::load();
+    dp.from(VM1, true);
+    dp.run(&garp(VM1, VIP4));
+    dp.run(&garp(VM1, VIP4));
+    dp.from(ROGUE, true);
+    dp.run(&garp(ROGUE, VIP4));
+    dp.run(&udp4(ROGUE.mac, VIP4, OTHER4));
+    dp.from(VM2, true);
+    dp.run(&unsolicited_na(VM2, VIP6));
+
+    let events = dp.events();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let kind = EventKind::from_u32(e.kind).unwrap();
+            let reason =
+                (kind == EventKind::ClaimRejected).then(|| DropReason::from_u32(e.reason).unwrap());
+            (kind, e.vip_id, e.port_id, reason, e.generation)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (EventKind::OwnerChanged, VIP4_ID, VM1.port_id, None, 1),
+            (
+                EventKind::ClaimRejected,
+                VIP4_ID,
+                ROGUE.port_id,
+                Some(DropReason::ClaimNotBound),
+                0
+            ),
+            (
+                EventKind::ClaimRejected,
+                VIP4_ID,
+                ROGUE.port_id,
+                Some(DropReason::VipSourceNotBound),
+                0
+            ),
+            (EventKind::OwnerChanged, VIP6_ID, VM2.port_id, None, 1),
+        ],
+    );
+    assert_eq!(events[0].vip, v4(VIP4));
+    assert_eq!(events[0].mac, VM1.mac);
+    assert_eq!(events[1].mac, ROGUE.mac);
+    assert_eq!(events[3].vip, v6(VIP6));
+
+    let c4 = dp.vip_counters(VIP4_ID);
+    assert_eq!((c4.claims_accepted, c4.owner_changes), (2, 1));
+    assert_eq!(c4.drops[DropReason::ClaimNotBound as usize], 1);
+    assert_eq!(c4.drops[DropReason::VipSourceNotBound as usize], 1);
+    let c6 = dp.vip_counters(VIP6_ID);
+    assert_eq!((c6.claims_accepted, c6.owner_changes), (1, 1));
+    assert_eq!(dp.stat(Stat::ClaimsAccepted), 3);
+    assert_eq!(dp.stat(Stat::OwnerChanges), 2);
+    assert_eq!(dp.drops(DropReason::ClaimNotBound), 1);
+    assert_eq!(dp.drops(DropReason::VipSourceNotBound), 1);
+}
+
+#[test]
+fn unknown_interface_passes_untouched() {
+    let mut dp = Datapath::load();
+    let frame = garp(ROGUE, VIP4);
+    let (action, out) = dp.run(&frame);
+    assert_eq!((action, out), (XDP_PASS, frame));
+    assert_eq!(dp.stat(Stat::UnknownPort), 1);
+    assert!(dp.owner(VIP4_ID).is_none());
+}
+
+#[test]
+fn unbinding_takes_effect_at_the_next_claim() {
+    let mut dp = Datapath::load();
+    dp.from(VM2, true);
+    assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
+    // The agent unbinds vm2.
+    dp.vips()
+        .insert(v4(VIP4), bound(VIP4_ID, &[VM1.port_id]), 0)
+        .unwrap();
+    assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::ClaimNotBound), 1);
+}
+
+#[test]
+fn per_vip_counters_start_from_a_zeroed_entry() {
+    let mut dp = Datapath::load();
+    // The agent pre-creates per-VIP entries; the datapath must add to them.
+    let zero = PerCpuValues::try_from(vec![VipCounters::default(); nr_cpus().unwrap()]).unwrap();
+    let mut m: PerCpuHashMap<_, u32, VipCounters> =
+        PerCpuHashMap::try_from(dp.ebpf.map_mut(maps::VIP_STATS).unwrap()).unwrap();
+    m.insert(VIP4_ID, zero, 0).unwrap();
+    dp.from(ROGUE, true);
+    dp.run(&garp(ROGUE, VIP4));
+    dp.run(&garp(ROGUE, VIP4));
+    assert_eq!(
+        dp.vip_counters(VIP4_ID).drops[DropReason::ClaimNotBound as usize],
+        2
+    );
+}
+
+/// No input makes the program abort: every prefix of every valid frame, and
+/// random bytes behind valid headers, end in PASS or DROP.
+#[test]
+fn no_input_aborts() {
+    let mut dp = Datapath::load();
+    let mut frames = vec![
+        garp(VM1, VIP4),
+        udp4(VM1.mac, VM1.v4, OTHER4),
+        with_ipv4_options(udp4(VM1.mac, VM1.v4, OTHER4), &[1, 1, 1, 0]),
+        unsolicited_na(ROGUE, VIP6),
+        ns(VM1.mac, VM1.v6, OTHER6, Some(VM1.mac)),
+        with_ext_headers(unsolicited_na(VM1, VIP6), &[hop_by_hop(), dest_opts()]),
+        tagged(garp(VM1, VIP4), 2),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x4a11);
+    for _ in 0..400 {
+        let base = frames[rng.random_range(0..7)].clone();
+        let mut f = base;
+        let flips = rng.random_range(1..6);
+        for _ in 0..flips {
+            let i = rng.random_range(12..f.len());
+            f[i] = rng.random();
+        }
+        frames.push(f);
+    }
+    for _ in 0..200 {
+        let len = rng.random_range(14..200);
+        frames.push((0..len).map(|_| rng.random()).collect());
+    }
+    for vm in [VM1, ROGUE] {
+        for security in [true, false] {
+            dp.from(vm, security);
+            for frame in &frames {
+                // Test runs need at least an Ethernet header's worth.
+                for len in [frame.len()].into_iter().chain(14..frame.len().min(100)) {
+                    let (action, _) = dp.run(&frame[..len]);
+                    assert!(
+                        action == XDP_PASS || action == XDP_DROP,
+                        "action {action} (XDP_ABORTED is {XDP_ABORTED}) for {:02x?}",
+                        &frame[..len]
+                    );
+                }
+            }
+        }
+    }
+}
