@@ -1,1 +1,155 @@
-fn main() {}
+//! The `havip-agent` command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use havip_agent::{
+    config::Config,
+    daemon::{self, RunOptions},
+    datapath::AttachMode,
+    status,
+};
+use havip_common::maps::PIN_DIR;
+
+/// The havip hypervisor agent: runs the XDP datapath that lets only the
+/// bound ports of a High-Availability Virtual IP claim it, and reports who
+/// owns each VIP.
+#[derive(Debug, Parser)]
+#[command(name = "havip-agent", version, propagate_version = true)]
+#[command(
+    after_help = "Logging: info for havip by default; set RUST_LOG (e.g. RUST_LOG=debug) to change it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the datapath, apply the config file and keep it applied.
+    ///
+    /// Pins the maps under --pin-dir (reusing maps already pinned there, so
+    /// learned owners survive a restart), attaches XDP to each port's
+    /// interface as it appears, and logs owner changes and rejected claims.
+    /// Reloads the file on SIGHUP and when it changes; a file that does not
+    /// validate is reported and the state in force is kept. On SIGINT or
+    /// SIGTERM, detaches XDP and exits 0, leaving the maps pinned (see
+    /// --unpin-on-exit). Exits 1 at once if the file is invalid at start.
+    Run {
+        /// The config file (TOML: networks, ports, vips).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where the maps are pinned (on bpffs; mounted at /sys/fs/bpf if needed).
+        #[arg(long, default_value = PIN_DIR)]
+        pin_dir: PathBuf,
+        /// How XDP is attached to the ports' interfaces.
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+        xdp_mode: XdpModeArg,
+        /// Load the datapath object from this file instead of the one built in
+        /// (needed when this binary was built without one).
+        #[arg(long, value_name = "PATH")]
+        bpf_object: Option<PathBuf>,
+        /// On exit, also remove the pinned maps and the pin dir.
+        #[arg(long)]
+        unpin_on_exit: bool,
+    },
+    /// Validate a config file: print a one-line summary, or the problems
+    /// (exit status 1).
+    Check {
+        /// The config file to validate.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print each VIP's bound ports, owner and counters, the ports, and the
+    /// global drop and stat counters, from the pinned maps (whether or not
+    /// `run` is running).
+    Status {
+        /// Where the maps are pinned.
+        #[arg(long, default_value = PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Also show the names of VIPs and ports from this config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON (shape documented in havip_agent::status) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    /// In the driver (XDP_FLAGS_DRV_MODE); veth and most NICs support it.
+    Native,
+    /// In the kernel's generic path (XDP_FLAGS_SKB_MODE); works everywhere, slower.
+    Generic,
+}
+
+impl From<XdpModeArg> for AttachMode {
+    fn from(m: XdpModeArg) -> Self {
+        match m {
+            XdpModeArg::Native => AttachMode::Native,
+            XdpModeArg::Generic => AttachMode::Generic,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("havip_agent=info,havip_ebpf=info"),
+    )
+    .init();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Our errors include their causes in their messages.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            config,
+            pin_dir,
+            xdp_mode,
+            bpf_object,
+            unpin_on_exit,
+        } => {
+            let opts = RunOptions {
+                config,
+                pin_dir,
+                mode: xdp_mode.into(),
+                bpf_object,
+                unpin_on_exit,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+            rt.block_on(daemon::run(opts))?;
+            Ok(())
+        }
+        Command::Check { config } => {
+            let c = Config::load(&config)?;
+            println!("{}: ok: {}", config.display(), c.summary());
+            Ok(())
+        }
+        Command::Status {
+            pin_dir,
+            config,
+            json,
+        } => {
+            let config = config.map(|p| Config::load(&p)).transpose()?;
+            let report = status::read(&pin_dir, config.as_ref())?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text(config.as_ref()));
+            }
+            Ok(())
+        }
+    }
+}

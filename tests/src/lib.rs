@@ -1,1 +1,104 @@
 //! Shared helpers for the privileged tests and the lab.
+//!
+//! The lab is a hypervisor and four VMs, each a network namespace (see
+//! [`lab`]). Guards remove what they create on drop, and a SIGINT/SIGTERM
+//! handler removes whatever is left ([`cleanup`]), so a run leaves no
+//! namespace, link, pin or process behind.
+//!
+//! - [`cmd`]: running commands; root and tool checks (missing → error).
+//! - [`netns`]: namespaces, commands and threads inside them.
+//! - [`lab`]: the topology and the agent config for it.
+//! - [`agent`]: `havip-agent run` / `status --json`.
+//! - [`keepalived`]: keepalived configured as in the HA guide.
+//! - [`probe`]: UDP echo servers and the client's prober.
+//! - [`capture`]: tcpdump with wall-clock timestamps.
+//! - [`rogue`]: claims from a VM that is not bound to the VIP.
+//! - [`ha`]: the keepalived pair with an echo service on the VIPs.
+//! - [`failover`], [`timeline`]: crash the master, tell what happened.
+//!
+//! Environment:
+//! - `HAVIP_AGENT_BIN`: the agent (default `target/release/havip-agent`);
+//! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set;
+//! - `HAVIP_XDP_MODE`: `native` (default) or `generic`;
+//! - `HAVIP_AGENT_READY_SECS`: how long the agent may take to attach (30);
+//! - `HAVIP_PYTHON`: a python3 with scapy (default: /usr/bin/python3).
+//!
+//! The agent runs in the hypervisor namespace via setns(2) only, not
+//! `ip netns exec`: the latter remounts /sys in a private mount namespace,
+//! which hides the host's bpffs, so pins would land in a private bpffs that
+//! `status` and the cleanup cannot see.
+
+pub mod agent;
+pub mod capture;
+pub mod cleanup;
+pub mod cmd;
+pub mod failover;
+pub mod ha;
+pub mod keepalived;
+pub mod lab;
+pub mod netns;
+pub mod probe;
+pub mod rogue;
+pub mod timeline;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// What a finished lab left behind in this process: namespaces, pin dirs,
+/// live child processes. Empty when cleanup worked.
+pub fn leftovers() -> Vec<String> {
+    let mut left: Vec<String> = netns::own_namespaces()
+        .into_iter()
+        .map(|n| format!("netns {n}"))
+        .collect();
+    left.extend(
+        agent::own_pin_dirs()
+            .into_iter()
+            .map(|p| format!("pin dir {}", p.display())),
+    );
+    left.extend(
+        child_processes()
+            .into_iter()
+            .map(|(pid, comm)| format!("process {pid} ({comm})")),
+    );
+    left
+}
+
+/// Child processes of this process (that are not yet reaped zombies).
+fn child_processes() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/stat"))).ok()?;
+            // pid (comm) state ppid ...
+            let close = stat.rfind(')')?;
+            let comm = stat[stat.find('(')? + 1..close].to_owned();
+            let mut rest = stat[close + 1..].split_whitespace();
+            let state = rest.next()?;
+            let ppid: u32 = rest.next()?.parse().ok()?;
+            (ppid == me && state != "Z").then_some((pid, comm))
+        })
+        .collect()
+}
+
+/// Removes what crashed earlier runs (SIGKILLed, so no cleanup ran) left:
+/// namespaces and pin dirs whose creating process is gone. Returns what it
+/// removed.
+pub fn remove_stale() -> Vec<String> {
+    let mut removed = Vec::new();
+    for ns in netns::stale_namespaces() {
+        if cmd::run("ip", &["netns", "del", &ns]).is_ok() {
+            removed.push(format!("netns {ns}"));
+        }
+    }
+    for dir in agent::stale_pin_dirs() {
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(format!("pin dir {}", dir.display()));
+        }
+    }
+    removed
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! `cargo xtask <command>`: sets up the toolchain for, builds, runs and tests havip.
+//!
+//! One module per command. Every command except `setup` itself runs `setup`
+//! first, which is fast when everything is installed already.
+
+mod build;
+mod build_ebpf;
+mod lab;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+/// Set up the toolchain for, build, run and test havip.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: the eBPF toolchain (Debian's rustc-web and
+    /// LLVM 22, bpf-linker) and the tools the lab and the tests use.
+    Setup(setup::Args),
+    /// Build the datapath (havip-ebpf) into
+    /// target/bpfel-unknown-none/release/havip-ebpf.
+    BuildEbpf,
+    /// Build the datapath, then the agent with the datapath embedded, and the
+    /// lab binaries of the tests crate; all in release.
+    Build,
+    /// Build, then run target/release/havip-agent with the given arguments.
+    Run(run::Args),
+    /// Build, then run the lab (target/release/havip-lab): namespaced
+    /// hypervisors and VMs, printing the failover timeline.
+    Lab(lab::Args),
+    /// Run every test: the host tests, then the privileged tests (as root).
+    Test(test::Args),
+}
+
+fn main() {
+    util::put_cargo_bin_on_path();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup(args) => setup::run(&args).map(drop),
+        Command::BuildEbpf => setup::ensure()
+            .and_then(|tc| build_ebpf::run(&tc))
+            .map(drop),
+        Command::Build => setup::ensure().and_then(|tc| build::run(&tc)).map(drop),
+        Command::Run(args) => run::run(&args),
+        Command::Lab(args) => lab::run(&args),
+        Command::Test(args) => test::run(&args),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(["cargo xtask"].iter().chain(args))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn arguments_after_the_double_dash_go_to_the_child() {
+        let Command::Run(run) = parse(&["run", "--", "run", "--config", "havip.toml"]) else {
+            panic!("not run");
+        };
+        assert_eq!(run.args, ["run", "--config", "havip.toml"]);
+        let Command::Lab(lab) = parse(&["lab", "--", "--help"]) else {
+            panic!("not lab");
+        };
+        assert_eq!(lab.args, ["--help"]);
+    }
+
+    #[test]
+    fn test_takes_host_only_and_filters() {
+        let Command::Test(test) = parse(&["test", "--host-only", "--", "owner"]) else {
+            panic!("not test");
+        };
+        assert!(test.host_only);
+        assert_eq!(test.filters, ["owner"]);
+        let Command::Test(test) = parse(&["test", "--", "--exact", "failover"]) else {
+            panic!("not test");
+        };
+        assert!(!test.host_only);
+        assert_eq!(test.filters, ["--exact", "failover"]);
+    }
+
+    #[test]
+    fn help_texts_are_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

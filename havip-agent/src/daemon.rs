@@ -1,0 +1,236 @@
+//! `havip-agent run`: load the datapath, apply the configuration, then keep
+//! it applied as the file changes (SIGHUP or a write) and as interfaces come
+//! and go, until SIGINT/SIGTERM.
+
+use std::{
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya_log::EbpfLogger;
+use log::{debug, error, info, warn};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+
+use crate::{
+    config::{Config, ConfigError},
+    datapath::{self, AttachMode, Datapath, DatapathError, ObjectSource},
+    events, links,
+};
+
+/// The datapath object built into this binary, if any (see build.rs).
+#[cfg(havip_embedded_object)]
+pub const EMBEDDED_OBJECT: Option<&[u8]> =
+    Some(aya::include_bytes_aligned!(env!("HAVIP_EBPF_OBJECT_PATH")));
+/// The datapath object built into this binary, if any (see build.rs).
+#[cfg(not(havip_embedded_object))]
+pub const EMBEDDED_OBJECT: Option<&[u8]> = None;
+
+/// How the file watcher coalesces bursts of writes (editors write, rename,
+/// chmod...).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// What `run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    pub mode: AttachMode,
+    /// `None`: the embedded object.
+    pub bpf_object: Option<PathBuf>,
+    /// Remove the pinned maps and the pin dir on exit.
+    pub unpin_on_exit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Runs the agent until SIGINT/SIGTERM. Needs a tokio runtime.
+pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
+    let object = match (&opts.bpf_object, EMBEDDED_OBJECT) {
+        (Some(p), _) => ObjectSource::File(p.clone()),
+        (None, Some(bytes)) => ObjectSource::Embedded(bytes),
+        (None, None) => return Err(DatapathError::NoObject.into()),
+    };
+    // A file that does not validate never reaches the datapath.
+    let config = Config::load(&opts.config)?;
+    info!("{}: {}", opts.config.display(), config.summary());
+
+    // Subscribe before resolving interfaces, so no change falls in between.
+    let links = links::watch().map_err(io("subscribe to netlink link events"))?;
+
+    let pin_dir_existed = opts.pin_dir.exists();
+    let (mut dp, pollables) = match Datapath::load(&object, &opts.pin_dir, opts.mode) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            if opts.unpin_on_exit && !pin_dir_existed && opts.pin_dir.exists() {
+                datapath::unpin(&opts.pin_dir);
+            }
+            return Err(e.into());
+        }
+    };
+    tokio::spawn(events::run(pollables.events));
+    if let Some(logger) = pollables.logger {
+        tokio::spawn(poll_logger(logger));
+    }
+
+    let result = serve(&mut dp, config, &opts, links).await;
+    dp.detach_all();
+    drop(dp);
+    if opts.unpin_on_exit {
+        datapath::unpin(&opts.pin_dir);
+    } else {
+        info!("maps stay pinned under {}", opts.pin_dir.display());
+    }
+    result
+}
+
+async fn serve(
+    dp: &mut Datapath,
+    config: Config,
+    opts: &RunOptions,
+    mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
+) -> Result<(), DaemonError> {
+    let mut hup = signal(SignalKind::hangup()).map_err(io("handle SIGHUP"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io("handle SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("handle SIGINT"))?;
+    let (file_tx, mut file_rx) = mpsc::unbounded_channel();
+    let _watcher = watch_file(&opts.config, file_tx)?;
+
+    apply(dp, &config, &opts.config);
+    info!(
+        "running; reload with SIGHUP or by editing {}",
+        opts.config.display()
+    );
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(dp, &opts.config, "SIGHUP"),
+            Some(()) = file_rx.recv() => reload(dp, &opts.config, "file changed"),
+            Some(ev) = links.recv() => {
+                if dp.interested_in(ev.ifindex(), ev.name()) {
+                    debug!("link event {ev:?}");
+                    match dp.reconcile() {
+                        Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
+                        Ok(_) => {}
+                        Err(e) => error!("cannot follow interface change {ev:?}: {e}"),
+                    }
+                }
+            }
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+        }
+    }
+    Ok(())
+}
+
+fn apply(dp: &mut Datapath, config: &Config, path: &Path) {
+    match dp.apply(config) {
+        Ok(s) => info!("applied {}: {s}", path.display()),
+        Err(e) => error!("applying {} failed part way: {e}", path.display()),
+    }
+}
+
+fn reload(dp: &mut Datapath, path: &Path, why: &str) {
+    match Config::load(path) {
+        Err(e) => error!("{why}: not applying: {e}; the state in force is unchanged"),
+        Ok(c) if &c == dp.config() => info!("{why}: {} unchanged", path.display()),
+        Ok(c) => {
+            info!("{why}: {}: {}", path.display(), c.summary());
+            apply(dp, &c, path);
+        }
+    }
+}
+
+/// Watches the file's directory (editors replace files) and sends one
+/// message per burst of changes to the file. Reads (ours included) are not
+/// changes.
+fn watch_file(
+    path: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>, DaemonError> {
+    let abs = std::path::absolute(path).map_err(io("resolve the config path"))?;
+    let dir = abs.parent().unwrap_or(Path::new("/")).to_owned();
+    let name = abs.file_name().map(ToOwned::to_owned);
+    let watch_err = |source| DaemonError::Watch {
+        path: dir.clone(),
+        source,
+    };
+    let handler = move |res: DebounceEventResult| match res {
+        Ok(events) => {
+            let changed = events.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+            });
+            if changed {
+                let _ = tx.send(());
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                warn!("config watcher: {e}");
+            }
+        }
+    };
+    let mut debouncer = new_debouncer(DEBOUNCE, None, handler).map_err(watch_err)?;
+    debouncer
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(watch_err)?;
+    Ok(debouncer)
+}
+
+async fn poll_logger(logger: EbpfLogger<&'static dyn log::Log>) {
+    let fd = logger.as_raw_fd();
+    // SAFETY: the logger owns its ring buffer fd, open and unchanged until
+    // the logger is dropped, which only happens with the AsyncFd.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let mut logger = match registered {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot poll aya-log records (fd {fd}): {e}");
+            return;
+        }
+    };
+    loop {
+        match logger.readable_mut().await {
+            Ok(mut guard) => {
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            Err(e) => {
+                warn!("aya-log records: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,690 @@
+//! The loaded datapath: the eBPF object, its pinned maps and the XDP
+//! attachments, kept in line with the desired state by diff.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    hash::Hash,
+    mem::size_of,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{
+        HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuHashMap, PerCpuValues,
+        RingBuf,
+    },
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfError, EbpfLoader, Pod,
+};
+use aya_log::EbpfLogger;
+use havip_common::{
+    counters::{DROP_REASONS, STATS},
+    maps::{self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, XDP_PROGRAM},
+    NetworkAddr, Owner, Port, Vip, VipCounters,
+};
+use log::{debug, info, warn};
+use nix::{
+    mount::{mount, MsFlags},
+    sys::statfs::{statfs, BPF_FS_MAGIC},
+};
+
+use crate::{
+    config::Config,
+    desired::{diff, vacated, Desired, OwnerAction},
+    util::{format_mac, ifindex_of},
+};
+
+/// Where bpffs is mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// The message `run` prints when no object is embedded and none was given.
+pub const NO_OBJECT: &str = "this havip-agent was built without the datapath object; \
+                             build with `cargo xtask build` or pass --bpf-object PATH";
+
+/// Errors of the datapath module.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("{NO_OBJECT}")]
+    NoObject,
+    #[error("cannot mount bpffs at {BPFFS}: {0}")]
+    MountBpffs(#[source] nix::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pin dir {} is not on a bpf filesystem (mount -t bpf bpf {BPFFS})", .0.display())]
+    NotBpffs(PathBuf),
+    #[error(
+        "pinned map {} does not match this agent's datapath ({detail}); \
+         another havip version left it there: stop the agent and remove {} to start afresh \
+         (learned owners are lost)",
+        path.display(),
+        path.parent().unwrap_or(Path::new("/")).display()
+    )]
+    PinMismatch { path: PathBuf, detail: String },
+    #[error("cannot open pinned map {}: {source}", path.display())]
+    OpenPin {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("cannot load the datapath object: {0}")]
+    Load(#[source] Box<EbpfError>),
+    #[error("the datapath object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("the datapath object has no XDP program {XDP_PROGRAM}")]
+    MissingProgram,
+    #[error("XDP program {XDP_PROGRAM}: {what}: {source}")]
+    Program {
+        what: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {map}: {what}: {source}")]
+    Map {
+        map: &'static str,
+        what: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+impl From<EbpfError> for DatapathError {
+    fn from(e: EbpfError) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+fn map_err(map: &'static str, what: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |source| DatapathError::Map { map, what, source }
+}
+
+/// The shape of one map, as the agent expects it.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSpec {
+    pub name: &'static str,
+    pub map_type: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// Every map of the datapath, with the shape the shared types imply.
+pub fn map_specs() -> [MapSpec; 8] {
+    const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
+        MapSpec {
+            name,
+            map_type,
+            key_size: size_of::<K>() as u32,
+            value_size: size_of::<V>() as u32,
+            max_entries,
+        }
+    }
+    [
+        spec::<u32, Port>(maps::PORTS, MapType::Hash, MAX_PORTS),
+        spec::<NetworkAddr, u32>(maps::ADDRS, MapType::Hash, MAX_ADDRS),
+        spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, MAX_VIPS),
+        spec::<u32, Owner>(maps::OWNERS, MapType::Hash, MAX_VIPS),
+        spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
+        spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_REASONS as u32),
+        spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STATS as u32),
+        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuHash, MAX_VIPS),
+    ]
+}
+
+impl MapSpec {
+    /// What differs between this spec and a map's info, if anything.
+    pub fn mismatch(&self, info: &MapInfo) -> Option<String> {
+        let ty = info.map_type().ok();
+        let mut diffs = Vec::new();
+        if ty != Some(self.map_type) {
+            diffs.push(format!("type {ty:?}, expected {:?}", self.map_type));
+        }
+        for (what, got, want) in [
+            ("key size", info.key_size(), self.key_size),
+            ("value size", info.value_size(), self.value_size),
+            ("max entries", info.max_entries(), self.max_entries),
+        ] {
+            if got != want {
+                diffs.push(format!("{what} {got}, expected {want}"));
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
+}
+
+/// Makes sure bpffs is mounted at [`BPFFS`] (when `pin_dir` is below it) and
+/// creates `pin_dir`.
+pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), DatapathError> {
+    let root = Path::new(BPFFS);
+    if pin_dir.starts_with(root) && !is_bpffs(root) {
+        mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(DatapathError::MountBpffs)?;
+        info!("mounted bpffs at {BPFFS}");
+    }
+    std::fs::create_dir_all(pin_dir).map_err(|source| DatapathError::Io {
+        path: pin_dir.to_owned(),
+        source,
+    })?;
+    if !is_bpffs(pin_dir) {
+        return Err(DatapathError::NotBpffs(pin_dir.to_owned()));
+    }
+    Ok(())
+}
+
+/// Fails if a map pinned under `pin_dir` has another shape than this
+/// agent's datapath expects (so it would be reused wrongly).
+pub fn check_pins(pin_dir: &Path) -> Result<(), DatapathError> {
+    for spec in map_specs() {
+        let path = pin_dir.join(spec.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::OpenPin {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(detail) = spec.mismatch(&info) {
+            return Err(DatapathError::PinMismatch { path, detail });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the pinned maps and `pin_dir` itself (if nothing else is in it).
+pub fn unpin(pin_dir: &Path) {
+    for name in maps::ALL {
+        let path = pin_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!("unpinned {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot unpin {}: {e}", path.display()),
+        }
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Ok(()) => info!("removed pin dir {}", pin_dir.display()),
+        Err(e) => warn!("cannot remove pin dir {}: {e}", pin_dir.display()),
+    }
+}
+
+/// Where the eBPF object comes from.
+#[derive(Debug, Clone)]
+pub enum ObjectSource {
+    Embedded(&'static [u8]),
+    File(PathBuf),
+}
+
+/// XDP attach mode, as the operator names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    #[default]
+    Native,
+    /// In the kernel's generic path (`XDP_FLAGS_SKB_MODE`).
+    Generic,
+}
+
+impl AttachMode {
+    fn xdp(self) -> XdpMode {
+        match self {
+            Self::Native => XdpMode::Driver,
+            Self::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+struct Attachment {
+    interface: String,
+    port_id: u32,
+    link: aya::programs::xdp::XdpLinkId,
+}
+
+/// What an apply changed, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub ports: (usize, usize),
+    pub addrs: (usize, usize),
+    pub vips: (usize, usize),
+    pub owners_vacated: usize,
+    pub owners_deleted: usize,
+    pub attached: usize,
+    pub detached: usize,
+    pub attach_failures: usize,
+}
+
+impl ApplySummary {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl fmt::Display for ApplySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ports +{}/-{}, addrs +{}/-{}, vips +{}/-{}, owners vacated {}, deleted {}, \
+             xdp attached {}, detached {}",
+            self.ports.0,
+            self.ports.1,
+            self.addrs.0,
+            self.addrs.1,
+            self.vips.0,
+            self.vips.1,
+            self.owners_vacated,
+            self.owners_deleted,
+            self.attached,
+            self.detached
+        )?;
+        if self.attach_failures > 0 {
+            write!(f, ", {} attach failure(s)", self.attach_failures)?;
+        }
+        Ok(())
+    }
+}
+
+/// Things the daemon polls beside the datapath.
+pub struct Pollables {
+    /// The `havip_events` ring buffer.
+    pub events: RingBuf<MapData>,
+    /// The aya-log reader, if the object logs through aya-log.
+    pub logger: Option<EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// The loaded datapath.
+pub struct Datapath {
+    ebpf: Ebpf,
+    mode: AttachMode,
+    ports: BpfHashMap<MapData, u32, Port>,
+    addrs: BpfHashMap<MapData, NetworkAddr, u32>,
+    vips: BpfHashMap<MapData, NetworkAddr, Vip>,
+    owners: BpfHashMap<MapData, u32, Owner>,
+    vipstats: PerCpuHashMap<MapData, u32, VipCounters>,
+    /// ifindex -> our XDP attachment there.
+    attached: BTreeMap<u32, Attachment>,
+    config: Config,
+    desired: Desired,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+    T::try_from(map).map_err(map_err(
+        name,
+        "the datapath object does not match this agent's havip-common \
+         (build both from the same source)",
+    ))
+}
+
+fn read_all<K, V>(
+    map: &BpfHashMap<MapData, K, V>,
+    name: &'static str,
+) -> Result<HashMap<K, V>, DatapathError>
+where
+    K: Pod + Eq + Hash,
+    V: Pod,
+{
+    map.iter()
+        .collect::<Result<HashMap<K, V>, MapError>>()
+        .map_err(map_err(name, "cannot read"))
+}
+
+fn write_diff<K, V>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    name: &'static str,
+    current: &HashMap<K, V>,
+    desired: &HashMap<K, V>,
+    upsert_phase: bool,
+) -> Result<usize, DatapathError>
+where
+    K: Pod + Eq + Hash + Copy,
+    V: Pod + PartialEq + Copy,
+{
+    let d = diff(current, desired);
+    if upsert_phase {
+        for (k, v) in &d.upsert {
+            map.insert(k, v, 0)
+                .map_err(map_err(name, "cannot insert"))?;
+        }
+        Ok(d.upsert.len())
+    } else {
+        for k in &d.remove {
+            match map.remove(k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(name, "cannot remove")(e)),
+            }
+        }
+        Ok(d.remove.len())
+    }
+}
+
+impl Datapath {
+    /// Loads the object with every map pinned under `pin_dir` (reusing maps
+    /// already pinned there) and loads the XDP program. Attaches nothing.
+    pub fn load(
+        object: &ObjectSource,
+        pin_dir: &Path,
+        mode: AttachMode,
+    ) -> Result<(Self, Pollables), DatapathError> {
+        ensure_pin_dir(pin_dir)?;
+        check_pins(pin_dir)?;
+        let paths: Vec<(&'static str, PathBuf)> =
+            maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = match object {
+            ObjectSource::Embedded(bytes) => loader.load(bytes)?,
+            ObjectSource::File(path) => loader.load_file(path)?,
+        };
+        // The logger owns the log map; it must outlive the program load.
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(aya_log::Error::MapNotFound) => {
+                debug!("the datapath does not log through aya-log");
+                None
+            }
+            Err(e) => {
+                warn!("cannot read the datapath's aya-log records: {e}");
+                None
+            }
+        };
+        let prog: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DatapathError::MissingProgram)?
+            .try_into()
+            .map_err(|source| DatapathError::Program {
+                what: "not an XDP program".into(),
+                source,
+            })?;
+        prog.load().map_err(|source| DatapathError::Program {
+            what: "load".into(),
+            source,
+        })?;
+        let events = take(&mut ebpf, maps::EVENTS)?;
+        let dp = Datapath {
+            ports: take(&mut ebpf, maps::PORTS)?,
+            addrs: take(&mut ebpf, maps::ADDRS)?,
+            vips: take(&mut ebpf, maps::VIPS)?,
+            owners: take(&mut ebpf, maps::OWNERS)?,
+            vipstats: take(&mut ebpf, maps::VIP_STATS)?,
+            ebpf,
+            mode,
+            attached: BTreeMap::new(),
+            config: Config::default(),
+            desired: Desired::default(),
+        };
+        info!(
+            "datapath loaded, maps pinned under {} ({} mode)",
+            pin_dir.display(),
+            mode
+        );
+        Ok((dp, Pollables { events, logger }))
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
+        self.ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DatapathError::MissingProgram)?
+            .try_into()
+            .map_err(|source| DatapathError::Program {
+                what: "not an XDP program".into(),
+                source,
+            })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `ifindex`/`name` is one the datapath cares about: an
+    /// interface of a configured port, or one it is attached to.
+    pub fn interested_in(&self, ifindex: u32, name: Option<&str>) -> bool {
+        self.attached.contains_key(&ifindex)
+            || name.is_some_and(|n| self.desired.ports.contains_key(n))
+    }
+
+    /// Makes `config` the state in force: brings every map to its desired
+    /// contents by diff and attaches/detaches XDP where ports' interfaces
+    /// are. Inserts come before the deletes, so nothing that stays is ever
+    /// missing.
+    pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, DatapathError> {
+        let desired = Desired::from_config(config);
+        self.config = config.clone();
+        self.desired = desired;
+        self.reconcile()
+    }
+
+    /// Re-resolves the ports' interfaces and brings the maps and attachments
+    /// in line with the desired state in force. Called after an apply and on
+    /// every relevant link event.
+    pub fn reconcile(&mut self) -> Result<ApplySummary, DatapathError> {
+        let mut s = ApplySummary::default();
+        // interface -> ifindex, for the ports whose interface exists now.
+        let resolved: HashMap<String, u32> = self
+            .desired
+            .ports
+            .keys()
+            .filter_map(|n| ifindex_of(n).map(|i| (n.clone(), i)))
+            .collect();
+        let desired_ports = self.desired.ports_by_ifindex(|n| resolved.get(n).copied());
+
+        // 1. Detach from interfaces that are gone, renamed, or no longer ports.
+        let stale: Vec<u32> = self
+            .attached
+            .iter()
+            .filter(|(ifx, a)| {
+                resolved.get(&a.interface) != Some(*ifx)
+                    || desired_ports.get(ifx).map(|p| p.port_id) != Some(a.port_id)
+            })
+            .map(|(ifx, _)| *ifx)
+            .collect();
+        for ifx in stale {
+            let a = self.attached.remove(&ifx).expect("listed above");
+            let label = self.config.port_label(a.port_id);
+            match self.program()?.detach(a.link) {
+                Ok(()) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
+                // The interface went away, and the attachment with it.
+                Err(e) => debug!("{label}: detach from ifindex {ifx}: {e}"),
+            }
+            s.detached += 1;
+        }
+
+        // 2. Inserts and updates, ports first so XDP never runs on a port
+        //    without its entry.
+        let cur_ports = read_all(&self.ports, maps::PORTS)?;
+        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
+        let cur_vips = read_all(&self.vips, maps::VIPS)?;
+        s.ports.0 = write_diff(
+            &mut self.ports,
+            maps::PORTS,
+            &cur_ports,
+            &desired_ports,
+            true,
+        )?;
+        s.addrs.0 = write_diff(
+            &mut self.addrs,
+            maps::ADDRS,
+            &cur_addrs,
+            &self.desired.addrs,
+            true,
+        )?;
+        s.vips.0 = write_diff(
+            &mut self.vips,
+            maps::VIPS,
+            &cur_vips,
+            &self.desired.vips,
+            true,
+        )?;
+
+        // 3. Attach XDP where a port's interface exists.
+        let mode = self.mode;
+        for (ifx, port) in &desired_ports {
+            if self.attached.contains_key(ifx) {
+                continue;
+            }
+            let interface = self.desired.port_interfaces[&port.port_id].clone();
+            let label = self.config.port_label(port.port_id);
+            match self.program()?.attach_to_if_index(*ifx, mode.xdp()) {
+                Ok(link) => {
+                    info!("{label}: attached XDP to {interface} (ifindex {ifx}, {mode} mode)");
+                    self.attached.insert(
+                        *ifx,
+                        Attachment {
+                            interface,
+                            port_id: port.port_id,
+                            link,
+                        },
+                    );
+                    s.attached += 1;
+                }
+                Err(e) => {
+                    warn!("{label}: cannot attach XDP to {interface} (ifindex {ifx}, {mode} mode): {e}");
+                    s.attach_failures += 1;
+                }
+            }
+        }
+
+        // 4. Per-VIP counters for new VIPs (existing ones keep counting).
+        let cur_stats: Vec<u32> = self
+            .vipstats
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::VIP_STATS, "cannot read"))?;
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Io {
+            path: "/sys/devices/system/cpu/possible".into(),
+            source: e,
+        })?;
+        for vip_id in self.desired.vip_addrs.keys() {
+            if !cur_stats.contains(vip_id) {
+                let zero = PerCpuValues::try_from(vec![VipCounters::default(); nr_cpus]).map_err(
+                    |source| DatapathError::Io {
+                        path: "/sys/devices/system/cpu/possible".into(),
+                        source,
+                    },
+                )?;
+                self.vipstats
+                    .insert(vip_id, zero, 0)
+                    .map_err(map_err(maps::VIP_STATS, "cannot insert"))?;
+            }
+        }
+
+        // 5. Owners: vacate the ones no longer entitled, drop removed VIPs'.
+        let cur_vip_addr: HashMap<u32, NetworkAddr> =
+            cur_vips.iter().map(|(a, v)| (v.vip_id, *a)).collect();
+        let port_ifindex = |port_id: u32| {
+            self.desired
+                .port_interfaces
+                .get(&port_id)
+                .and_then(|n| resolved.get(n).copied())
+        };
+        let owners = read_all(&self.owners, maps::OWNERS)?;
+        let mut vacate = Vec::new();
+        let mut delete = Vec::new();
+        for (vip_id, owner) in &owners {
+            match self
+                .desired
+                .owner_action(*vip_id, owner, cur_vip_addr.get(vip_id), port_ifindex)
+            {
+                OwnerAction::Keep => {}
+                OwnerAction::Vacate => vacate.push((*vip_id, *owner)),
+                OwnerAction::Delete => delete.push(*vip_id),
+            }
+        }
+        for (vip_id, owner) in vacate {
+            // The datapath may have learned a new owner since we read it.
+            match self.owners.get(&vip_id, 0) {
+                Ok(now) if now == owner => {}
+                _ => continue,
+            }
+            self.owners
+                .insert(vip_id, vacated(&owner), 0)
+                .map_err(map_err(maps::OWNERS, "cannot vacate"))?;
+            info!(
+                "{}: owner port {} ({}) vacated, generation {}",
+                self.config.vip_label(vip_id),
+                owner.port_id,
+                format_mac(&owner.mac),
+                owner.generation
+            );
+            s.owners_vacated += 1;
+        }
+
+        // 6. Deletes: stale VIPs first (so no claim is judged on stale
+        //    bindings), then the owners, counters, addresses and ports.
+        s.vips.1 = write_diff(
+            &mut self.vips,
+            maps::VIPS,
+            &cur_vips,
+            &self.desired.vips,
+            false,
+        )?;
+        for vip_id in delete {
+            match self.owners.remove(&vip_id) {
+                Ok(()) | Err(MapError::KeyNotFound) => s.owners_deleted += 1,
+                Err(e) => return Err(map_err(maps::OWNERS, "cannot remove")(e)),
+            }
+        }
+        for vip_id in cur_stats {
+            if !self.desired.vip_addrs.contains_key(&vip_id) {
+                match self.vipstats.remove(&vip_id) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(maps::VIP_STATS, "cannot remove")(e)),
+                }
+            }
+        }
+        s.addrs.1 = write_diff(
+            &mut self.addrs,
+            maps::ADDRS,
+            &cur_addrs,
+            &self.desired.addrs,
+            false,
+        )?;
+        s.ports.1 = write_diff(
+            &mut self.ports,
+            maps::PORTS,
+            &cur_ports,
+            &desired_ports,
+            false,
+        )?;
+        Ok(s)
+    }
+
+    /// Detaches XDP from every interface (the maps stay pinned).
+    pub fn detach_all(&mut self) {
+        let attached = std::mem::take(&mut self.attached);
+        for (ifx, a) in attached {
+            let label = self.config.port_label(a.port_id);
+            match self.program().map(|p| p.detach(a.link)) {
+                Ok(Ok(())) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
+                Ok(Err(e)) => debug!("{label}: detach from ifindex {ifx}: {e}"),
+                Err(e) => warn!("{label}: detach from ifindex {ifx}: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The havip hypervisor agent.
+//!
+//! The agent reads the operator's desired state (a TOML file, see [`config`]),
+//! turns it into the exact contents of the datapath's maps ([`desired`]),
+//! loads and pins the XDP datapath and keeps its maps in line with that state
+//! ([`datapath`]), follows interfaces as they come and go ([`links`]), logs
+//! what the datapath reports ([`events`]) and prints the pinned state for an
+//! operator ([`status`]). [`daemon`] ties these together for `havip-agent run`.
+
+pub mod config;
+pub mod daemon;
+pub mod datapath;
+pub mod desired;
+pub mod events;
+pub mod links;
+pub mod status;
+pub mod util;

@@ -1,0 +1,409 @@
+//! `havip-agent status`: reads the pinned maps (whether or not the daemon
+//! runs) and prints every VIP, its owner and counters, the ports, and the
+//! global counters.
+//!
+//! # JSON shape (`status --json`), stable for scripts and tests
+//!
+//! ```json
+//! {
+//!   "pin_dir": "/sys/fs/bpf/havip",
+//!   "vips": [{
+//!     "vip_id": 1, "name": "web",            // name: only with --config
+//!     "network": 1, "address": "10.0.6.19",
+//!     "ports": [11, 12],                     // bound port ids
+//!     "generation": 3,                       // owner generation, 0 if never owned
+//!     "owner": null | {
+//!       "port_id": 12, "port_name": "vm2",   // port_name: only with --config
+//!       "ifindex": 5, "interface": "tap-vm2" | null,
+//!       "mac": "02:00:00:00:00:12", "generation": 3,
+//!       "since_unix_ms": 1700000000123, "last_claim_unix_ms": 1700000001123,
+//!       "since_ktime_ns": 81234567890, "last_claim_ktime_ns": 82234567890
+//!     },
+//!     "counters": {
+//!       "claims_accepted": 4, "owner_changes": 3,
+//!       "drops": {"claim_not_bound": 2, ...}  // every reason, zeros included
+//!     }
+//!   }],
+//!   "ports": [{"ifindex": 5, "interface": "tap-vm2" | null, "port_id": 12,
+//!              "name": "vm2", "network": 1, "mac": "02:..", "port_security": true,
+//!              "link_local": "fe80::..."}],
+//!   "drops": {"truncated": 0, ...},         // every reason, summed over CPUs
+//!   "stats": {"passed": 0, ...}             // every stat, summed over CPUs
+//! }
+//! ```
+//!
+//! VIPs are sorted by id, ports by ifindex. Keys are never renamed; new keys
+//! may be added.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use havip_common::{maps, DropReason, NetworkAddr, Owner, Port, Stat, Vip, VipCounters};
+use serde::Serialize;
+
+use crate::{
+    config::Config,
+    datapath::map_specs,
+    util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
+};
+
+/// Why the status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("no havip datapath is loaded at {}: the pin dir does not exist (is `havip-agent run` running with this --pin-dir?)", .0.display())]
+    NotLoaded(PathBuf),
+    #[error("no havip datapath is loaded at {}: map {name} is not pinned there", path.display())]
+    MissingPin { path: PathBuf, name: &'static str },
+    #[error("cannot read pinned map {}: {source}", path.display())]
+    Map {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("pinned map {} does not match this agent's datapath: {detail}", path.display())]
+    Mismatch { path: PathBuf, detail: String },
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub pin_dir: String,
+    pub vips: Vec<VipStatus>,
+    pub ports: Vec<PortStatus>,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub stats: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VipStatus {
+    pub vip_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub network: u32,
+    pub address: String,
+    pub ports: Vec<u32>,
+    pub generation: u64,
+    pub owner: Option<OwnerStatus>,
+    pub counters: CountersStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OwnerStatus {
+    pub port_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    pub ifindex: u32,
+    pub interface: Option<String>,
+    pub mac: String,
+    pub generation: u64,
+    pub since_unix_ms: u64,
+    pub last_claim_unix_ms: u64,
+    /// The raw `bpf_ktime_get_ns()` values (CLOCK_MONOTONIC), exact across
+    /// calls where the wall-clock conversion may differ by a millisecond.
+    pub since_ktime_ns: u64,
+    pub last_claim_ktime_ns: u64,
+    #[serde(skip)]
+    pub since_age: Duration,
+    #[serde(skip)]
+    pub last_claim_age: Duration,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct CountersStatus {
+    pub claims_accepted: u64,
+    pub owner_changes: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortStatus {
+    pub ifindex: u32,
+    pub interface: Option<String>,
+    pub port_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub network: u32,
+    pub mac: String,
+    pub port_security: bool,
+    pub link_local: String,
+}
+
+fn open(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
+    let path = pin_dir.join(name);
+    if !path.exists() {
+        return Err(StatusError::MissingPin {
+            path: pin_dir.to_owned(),
+            name,
+        });
+    }
+    let err = |source| StatusError::Map {
+        path: path.clone(),
+        source,
+    };
+    let data = MapData::from_pin(&path).map_err(err)?;
+    let spec = map_specs()
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("every map has a spec");
+    if let Some(detail) = spec.mismatch(&data.info().map_err(err)?) {
+        return Err(StatusError::Mismatch { path, detail });
+    }
+    Map::from_map_data(data).map_err(err)
+}
+
+fn map_err(pin_dir: &Path, name: &str) -> impl Fn(MapError) -> StatusError {
+    let path = pin_dir.join(name);
+    move |source| StatusError::Map {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn sum_array(pin_dir: &Path, name: &'static str, n: usize) -> Result<Vec<u64>, StatusError> {
+    let arr: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(open(pin_dir, name)?).map_err(map_err(pin_dir, name))?;
+    (0..n as u32)
+        .map(|i| {
+            arr.get(&i, 0)
+                .map(|v| v.iter().sum())
+                .map_err(map_err(pin_dir, name))
+        })
+        .collect()
+}
+
+/// Reads the pinned maps under `pin_dir`. `config` adds names.
+pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusError> {
+    if !pin_dir.is_dir() {
+        return Err(StatusError::NotLoaded(pin_dir.to_owned()));
+    }
+    let clock = BpfClock::now();
+    let vips: BpfHashMap<MapData, NetworkAddr, Vip> =
+        BpfHashMap::try_from(open(pin_dir, maps::VIPS)?).map_err(map_err(pin_dir, maps::VIPS))?;
+    let owners: BpfHashMap<MapData, u32, Owner> =
+        BpfHashMap::try_from(open(pin_dir, maps::OWNERS)?)
+            .map_err(map_err(pin_dir, maps::OWNERS))?;
+    let ports: BpfHashMap<MapData, u32, Port> =
+        BpfHashMap::try_from(open(pin_dir, maps::PORTS)?).map_err(map_err(pin_dir, maps::PORTS))?;
+    let vipstats: PerCpuHashMap<MapData, u32, VipCounters> =
+        PerCpuHashMap::try_from(open(pin_dir, maps::VIP_STATS)?)
+            .map_err(map_err(pin_dir, maps::VIP_STATS))?;
+
+    let port_name = |id: u32| {
+        config
+            .and_then(|c| c.ports.get(&id))
+            .and_then(|p| p.name.clone())
+    };
+
+    let mut out_vips = Vec::new();
+    for entry in vips.iter() {
+        let (addr, vip) = entry.map_err(map_err(pin_dir, maps::VIPS))?;
+        let owner = match owners.get(&vip.vip_id, 0) {
+            Ok(o) => Some(o),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(map_err(pin_dir, maps::OWNERS)(e)),
+        };
+        let mut counters = VipCounters::default();
+        match vipstats.get(&vip.vip_id, 0) {
+            Ok(per_cpu) => {
+                for c in per_cpu.iter() {
+                    counters += *c;
+                }
+            }
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(pin_dir, maps::VIP_STATS)(e)),
+        }
+        let n = (vip.port_count as usize).min(vip.ports.len());
+        out_vips.push(VipStatus {
+            vip_id: vip.vip_id,
+            name: config
+                .and_then(|c| c.vips.get(&vip.vip_id))
+                .and_then(|v| v.name.clone()),
+            network: addr.network,
+            address: ip_of(&addr).to_string(),
+            ports: vip.ports[..n].to_vec(),
+            generation: owner.map_or(0, |o| o.generation),
+            owner: owner.filter(|o| !o.is_vacant()).map(|o| OwnerStatus {
+                port_id: o.port_id,
+                port_name: port_name(o.port_id),
+                ifindex: o.ifindex,
+                interface: ifname_of(o.ifindex),
+                mac: format_mac(&o.mac),
+                generation: o.generation,
+                since_unix_ms: clock.unix_ms(o.since_ns),
+                last_claim_unix_ms: clock.unix_ms(o.last_claim_ns),
+                since_ktime_ns: o.since_ns,
+                last_claim_ktime_ns: o.last_claim_ns,
+                since_age: clock.age(o.since_ns),
+                last_claim_age: clock.age(o.last_claim_ns),
+            }),
+            counters: CountersStatus {
+                claims_accepted: counters.claims_accepted,
+                owner_changes: counters.owner_changes,
+                drops: DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), counters.drops[*r as usize]))
+                    .collect(),
+            },
+        });
+    }
+    out_vips.sort_by_key(|v| v.vip_id);
+
+    let mut out_ports = Vec::new();
+    for entry in ports.iter() {
+        let (ifindex, p) = entry.map_err(map_err(pin_dir, maps::PORTS))?;
+        out_ports.push(PortStatus {
+            ifindex,
+            interface: ifname_of(ifindex),
+            port_id: p.port_id,
+            name: port_name(p.port_id),
+            network: p.network,
+            mac: format_mac(&p.mac),
+            port_security: p.security(),
+            link_local: Ipv6Addr::from(p.link_local).to_string(),
+        });
+    }
+    out_ports.sort_by_key(|p| p.ifindex);
+
+    let drops = sum_array(pin_dir, maps::DROPS, DropReason::ALL.len())?;
+    let stats = sum_array(pin_dir, maps::STATS, Stat::ALL.len())?;
+    Ok(Report {
+        pin_dir: pin_dir.display().to_string(),
+        vips: out_vips,
+        ports: out_ports,
+        drops: DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), drops[*r as usize]))
+            .collect(),
+        stats: Stat::ALL
+            .iter()
+            .map(|s| (s.name(), stats[*s as usize]))
+            .collect(),
+    })
+}
+
+fn with_name(kind: &str, id: u32, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{kind} {id} ({n})"),
+        None => format!("{kind} {id}"),
+    }
+}
+
+impl Report {
+    /// The report as JSON (see the module docs for the shape).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("status serializes")
+    }
+
+    /// The report for people.
+    pub fn to_text(&self, config: Option<&Config>) -> String {
+        let port_label = |id: u32| {
+            with_name(
+                "port",
+                id,
+                config
+                    .and_then(|c| c.ports.get(&id))
+                    .and_then(|p| p.name.as_deref()),
+            )
+        };
+        let mut s = String::new();
+        let _ = writeln!(s, "havip datapath pinned at {}", self.pin_dir);
+        let _ = writeln!(s, "\nvips ({}):", self.vips.len());
+        if self.vips.is_empty() {
+            let _ = writeln!(s, "  none");
+        }
+        for v in &self.vips {
+            let _ = writeln!(
+                s,
+                "  {} {} in network {}",
+                with_name("vip", v.vip_id, v.name.as_deref()),
+                v.address,
+                v.network
+            );
+            let bound: Vec<String> = v.ports.iter().map(|p| port_label(*p)).collect();
+            let _ = writeln!(
+                s,
+                "    bound:   {}",
+                if bound.is_empty() {
+                    "no ports".to_string()
+                } else {
+                    bound.join(", ")
+                }
+            );
+            match &v.owner {
+                None => {
+                    let _ = writeln!(s, "    owner:   none (generation {})", v.generation);
+                }
+                Some(o) => {
+                    let on = match &o.interface {
+                        Some(i) => format!("{i} (ifindex {})", o.ifindex),
+                        None => format!("ifindex {}", o.ifindex),
+                    };
+                    let _ = writeln!(
+                        s,
+                        "    owner:   {} on {on}, mac {}, generation {}",
+                        port_label(o.port_id),
+                        o.mac,
+                        o.generation
+                    );
+                    let _ = writeln!(
+                        s,
+                        "             since {} ({}), last claim {} ({})",
+                        format_unix_ms(o.since_unix_ms),
+                        format_age(o.since_age),
+                        format_unix_ms(o.last_claim_unix_ms),
+                        format_age(o.last_claim_age)
+                    );
+                }
+            }
+            let c = &v.counters;
+            let drops: Vec<String> = DropReason::ALL
+                .iter()
+                .filter_map(|r| {
+                    let n = c.drops.get(r.name()).copied().unwrap_or(0);
+                    (n > 0).then(|| format!("{} {n}", r.name()))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "    counts:  {} claim(s) accepted, {} owner change(s); drops: {}",
+                c.claims_accepted,
+                c.owner_changes,
+                if drops.is_empty() {
+                    "none".to_string()
+                } else {
+                    drops.join(", ")
+                }
+            );
+        }
+        let _ = writeln!(s, "\nports ({}):", self.ports.len());
+        if self.ports.is_empty() {
+            let _ = writeln!(s, "  none");
+        }
+        for p in &self.ports {
+            let _ = writeln!(
+                s,
+                "  {} on {} (ifindex {}): network {}, mac {}, port security {}",
+                with_name("port", p.port_id, p.name.as_deref()),
+                p.interface.as_deref().unwrap_or("?"),
+                p.ifindex,
+                p.network,
+                p.mac,
+                if p.port_security { "on" } else { "off" }
+            );
+        }
+        let _ = writeln!(s, "\ndrops (all CPUs):");
+        for r in DropReason::ALL {
+            let _ = writeln!(s, "  {:<22} {}", r.name(), self.drops[r.name()]);
+        }
+        let _ = writeln!(s, "\nstats (all CPUs):");
+        for st in Stat::ALL {
+            let _ = writeln!(s, "  {:<22} {}", st.name(), self.stats[st.name()]);
+        }
+        s
+    }
+}

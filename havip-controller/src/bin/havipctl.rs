@@ -1,0 +1,431 @@
+//! `havipctl`: the HAVIP API from a shell.
+//!
+//! ```text
+//! export HAVIP_URL=http://127.0.0.1:8780 HAVIP_TOKEN=...
+//! havipctl create --name web --subnet sn-1 [--address 10.0.6.19] [--port p1 --port p2]
+//! havipctl list [--query web] [--status available] [--subnet sn-1] [--vm vm-1]
+//! havipctl show ID | bind ID PORT... | unbind ID PORT... | set-ports ID [PORT...]
+//! havipctl rename ID NAME | describe ID TEXT | delete ID... | export --format xlsx -o havips.xlsx
+//! ```
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use havip_controller::client::Client;
+use havip_controller::model::*;
+
+#[derive(Parser)]
+#[command(version, about = "Manage high-availability virtual IPs (HAVIP)")]
+struct Args {
+    /// Controller URL.
+    #[arg(
+        long,
+        env = "HAVIP_URL",
+        default_value = "http://127.0.0.1:8780",
+        global = true
+    )]
+    url: String,
+    /// Bearer token (a project's, or the operator's).
+    #[arg(long, env = "HAVIP_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a HAVIP (the address is allocated unless given).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        subnet: String,
+        #[arg(long)]
+        address: Option<IpAddr>,
+        #[arg(long, value_enum)]
+        ip_version: Option<Version>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Port to bind right away (repeatable).
+        #[arg(long = "port")]
+        ports: Vec<String>,
+    },
+    /// List HAVIPs, newest first.
+    List {
+        /// Fuzzy search in name, description, id and address.
+        #[arg(long, short)]
+        query: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Only VIPs bound to a port of this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+    },
+    /// Show one HAVIP.
+    Show { id: String },
+    /// Bind ports to a HAVIP.
+    Bind {
+        id: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
+    /// Unbind ports from a HAVIP.
+    Unbind {
+        id: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
+    /// Make exactly these ports the bound ones (none: unbind all).
+    SetPorts { id: String, ports: Vec<String> },
+    /// Rename a HAVIP.
+    Rename { id: String, name: String },
+    /// Change a HAVIP's description.
+    Describe { id: String, description: String },
+    /// Delete HAVIPs (several ids: one result each).
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Download all your HAVIPs as xlsx or csv.
+    Export {
+        #[arg(long, value_enum, default_value_t = Format::Xlsx)]
+        format: Format,
+        /// Output file ("-" for stdout).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Limits (setting them needs an operator token).
+    #[command(subcommand)]
+    Limits(LimitsCmd),
+    /// Register networks and ports (operator; normally orchestration does).
+    #[command(subcommand)]
+    Register(RegisterCmd),
+}
+
+#[derive(Subcommand)]
+enum LimitsCmd {
+    /// Limits in effect for a project.
+    Show { project: String },
+    /// Set a project's limits (omitted: back to the default).
+    SetProject {
+        project: String,
+        #[arg(long)]
+        ports_per_vip: Option<u32>,
+        #[arg(long)]
+        vips_per_port: Option<u32>,
+    },
+    /// Set one HAVIP's ports-per-VIP limit (omitted: the project's).
+    SetVip {
+        id: String,
+        #[arg(long)]
+        ports_per_vip: Option<u32>,
+    },
+    /// Set one port's VIPs-per-port limit (omitted: the project's).
+    SetPort {
+        id: String,
+        #[arg(long)]
+        vips_per_port: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegisterCmd {
+    Vpc {
+        id: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    Subnet {
+        id: String,
+        #[arg(long)]
+        vpc: String,
+        #[arg(long)]
+        cidr_v4: Option<ipnet::Ipv4Net>,
+        #[arg(long)]
+        cidr_v6: Option<ipnet::Ipv6Net>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    Port {
+        id: String,
+        #[arg(long)]
+        vm: String,
+        #[arg(long)]
+        subnet: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long = "ip")]
+        fixed_ips: Vec<IpAddr>,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        interface: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Version {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Xlsx,
+    Csv,
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn ports_of(v: &Havip) -> String {
+    if v.ports.is_empty() {
+        return "-".into();
+    }
+    v.ports
+        .iter()
+        .map(|b| format!("{}({})", b.port, b.vm))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_table(vips: &[Havip]) {
+    println!(
+        "{:<22} {:<20} {:<10} {:<16} {:<26} {:<12} PORTS",
+        "ID", "NAME", "STATUS", "SUBNET", "ADDRESS", "MASTER"
+    );
+    for v in vips {
+        println!(
+            "{:<22} {:<20} {:<10} {:<16} {:<26} {:<12} {}",
+            v.id,
+            v.name,
+            v.status.as_str(),
+            v.subnet,
+            v.address,
+            v.master.as_ref().map_or("-", |m| m.port.as_str()),
+            ports_of(v)
+        );
+    }
+}
+
+fn print_vip(v: &Havip) {
+    println!("id:           {}", v.id);
+    println!("name:         {}", v.name);
+    println!("description:  {}", v.description);
+    println!("status:       {}", v.status.as_str());
+    if let Some(r) = &v.status_reason {
+        println!("reason:       {r}");
+    }
+    println!("network:      intranet, vpc {} subnet {}", v.vpc, v.subnet);
+    println!("address:      {} ({})", v.address, v.ip_version.as_str());
+    println!("ports:        {}", ports_of(v));
+    if !v.pending_hosts.is_empty() {
+        println!("waiting for:  {}", v.pending_hosts.join(", "));
+    }
+    match &v.master {
+        Some(m) => println!(
+            "master:       port {} on {} since {}",
+            m.port, m.host, m.since
+        ),
+        None => println!("master:       -"),
+    }
+    println!("project:      {}", v.project);
+    println!("created:      {}", v.created_at);
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let c = Client::new(&args.url, args.token.clone());
+    let show = |v: &Havip| -> anyhow::Result<()> {
+        if args.json {
+            print_json(v)
+        } else {
+            print_vip(v);
+            Ok(())
+        }
+    };
+    match args.cmd {
+        Cmd::Create {
+            name,
+            subnet,
+            address,
+            ip_version,
+            description,
+            ports,
+        } => {
+            let req = CreateHavip {
+                name,
+                description,
+                network_type: None,
+                subnet,
+                ip_version: ip_version.map(|v| match v {
+                    Version::Ipv4 => IpVersion::Ipv4,
+                    Version::Ipv6 => IpVersion::Ipv6,
+                }),
+                address,
+                ports,
+            };
+            show(&c.create_havip(&req).await?)?;
+        }
+        Cmd::List {
+            query,
+            status,
+            subnet,
+            vm,
+            page,
+            page_size,
+        } => {
+            let q = ListQuery {
+                q: query,
+                status: status.map(|s| s.parse()).transpose()?,
+                subnet,
+                vm,
+                page: Some(page),
+                page_size: Some(page_size),
+            };
+            let p = c.list_havips(&q).await?;
+            if args.json {
+                print_json(&p)?;
+            } else {
+                print_table(&p.items);
+                println!("({} of {}, page {})", p.items.len(), p.total, p.page);
+            }
+        }
+        Cmd::Show { id } => show(&c.get_havip(&id).await?)?,
+        Cmd::Bind { id, ports } => show(&c.bind(&id, &ports).await?)?,
+        Cmd::Unbind { id, ports } => {
+            let mut last = None;
+            for p in &ports {
+                last = Some(c.unbind(&id, p).await?);
+            }
+            show(&last.expect("ports is not empty"))?;
+        }
+        Cmd::SetPorts { id, ports } => show(&c.replace_ports(&id, &ports).await?)?,
+        Cmd::Rename { id, name } => {
+            let req = UpdateHavip {
+                name: Some(name),
+                description: None,
+            };
+            show(&c.update_havip(&id, &req).await?)?;
+        }
+        Cmd::Describe { id, description } => {
+            let req = UpdateHavip {
+                name: None,
+                description: Some(description),
+            };
+            show(&c.update_havip(&id, &req).await?)?;
+        }
+        Cmd::Delete { ids } => {
+            let r = c.batch_delete(&ids).await?;
+            if args.json {
+                print_json(&r)?;
+            }
+            let mut failed = 0;
+            for item in &r.results {
+                match &item.error {
+                    None if !args.json => println!("deleted {}", item.id),
+                    None => {}
+                    Some(e) => {
+                        failed += 1;
+                        eprintln!("{}: {} ({})", item.id, e.message, e.code);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} not deleted", r.results.len());
+            }
+        }
+        Cmd::Export { format, output } => {
+            let format = match format {
+                Format::Xlsx => ExportFormat::Xlsx,
+                Format::Csv => ExportFormat::Csv,
+            };
+            let bytes = c.export(format).await?;
+            if output.as_os_str() == "-" {
+                std::io::stdout().write_all(&bytes)?;
+            } else {
+                std::fs::write(&output, &bytes)
+                    .with_context(|| format!("writing {}", output.display()))?;
+                eprintln!("wrote {} ({} bytes)", output.display(), bytes.len());
+            }
+        }
+        Cmd::Limits(cmd) => match cmd {
+            LimitsCmd::Show { project } => print_json(&c.get_project_limits(&project).await?)?,
+            LimitsCmd::SetProject {
+                project,
+                ports_per_vip,
+                vips_per_port,
+            } => {
+                let req = ProjectLimits {
+                    ports_per_vip,
+                    vips_per_port,
+                };
+                print_json(&c.set_project_limits(&project, &req).await?)?;
+            }
+            LimitsCmd::SetVip { id, ports_per_vip } => {
+                show(&c.set_vip_limits(&id, &VipLimits { ports_per_vip }).await?)?
+            }
+            LimitsCmd::SetPort { id, vips_per_port } => print_json(
+                &c.set_port_limits(&id, &PortLimits { vips_per_port })
+                    .await?,
+            )?,
+        },
+        Cmd::Register(cmd) => match cmd {
+            RegisterCmd::Vpc { id, project, name } => {
+                print_json(&c.put_vpc(&id, &PutVpc { project, name }).await?)?
+            }
+            RegisterCmd::Subnet {
+                id,
+                vpc,
+                cidr_v4,
+                cidr_v6,
+                name,
+            } => {
+                let req = PutSubnet {
+                    vpc,
+                    name,
+                    cidr_v4,
+                    cidr_v6,
+                };
+                print_json(&c.put_subnet(&id, &req).await?)?;
+            }
+            RegisterCmd::Port {
+                id,
+                vm,
+                subnet,
+                mac,
+                fixed_ips,
+                host,
+                interface,
+            } => {
+                let req = PutPort {
+                    vm,
+                    subnet,
+                    mac,
+                    fixed_ips,
+                    host,
+                    interface,
+                };
+                print_json(&c.put_port(&id, &req).await?)?;
+            }
+        },
+    }
+    Ok(())
+}

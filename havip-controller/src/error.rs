@@ -1,0 +1,134 @@
+//! The one error type of the API: a stable machine-readable code and a human
+//! message. The HTTP layer turns it into `{"error":{"code":..,"message":..}}`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Stable error codes. Clients match on these; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A field is missing, malformed or contradicts another one.
+    InvalidArgument,
+    /// The requested address is not a usable host address of the subnet.
+    AddressOutOfRange,
+    /// The requested address is held by a port or another VIP.
+    AddressInUse,
+    /// The subnet has no free address left.
+    SubnetExhausted,
+    /// A limit (ports per VIP, VIPs per port) would be exceeded.
+    QuotaExceeded,
+    /// A port is in another VPC or subnet than the VIP.
+    PortInOtherSubnet,
+    /// The resource is in a state that does not allow the operation.
+    WrongState,
+    /// No such resource (or it belongs to another project).
+    NotFound,
+    /// No or an unknown bearer token.
+    Unauthenticated,
+    /// The token is valid but may not do this.
+    Forbidden,
+    /// The resource already exists differently, or concurrent changes kept
+    /// winning; retry.
+    Conflict,
+    /// The store (etcd) cannot be reached.
+    Unavailable,
+    /// A bug or corrupt stored data.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is answered with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument
+            | ErrorCode::AddressOutOfRange
+            | ErrorCode::PortInOtherSubnet => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::AddressInUse
+            | ErrorCode::SubnetExhausted
+            | ErrorCode::QuotaExceeded
+            | ErrorCode::WrongState
+            | ErrorCode::Conflict => 409,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::AddressOutOfRange => "address_out_of_range",
+            ErrorCode::AddressInUse => "address_in_use",
+            ErrorCode::SubnetExhausted => "subnet_exhausted",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::PortInOtherSubnet => "port_in_other_subnet",
+            ErrorCode::WrongState => "wrong_state",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API error: what went wrong (`code`) and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, ToSchema)]
+#[error("{code}: {message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: Error,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! ctor {
+    ($($name:ident => $code:ident),* $(,)?) => {
+        impl Error {
+            $(
+                pub fn $name(message: impl Into<String>) -> Self {
+                    Error { code: ErrorCode::$code, message: message.into() }
+                }
+            )*
+        }
+    };
+}
+
+ctor! {
+    invalid_argument => InvalidArgument,
+    address_out_of_range => AddressOutOfRange,
+    address_in_use => AddressInUse,
+    subnet_exhausted => SubnetExhausted,
+    quota_exceeded => QuotaExceeded,
+    port_in_other_subnet => PortInOtherSubnet,
+    wrong_state => WrongState,
+    not_found => NotFound,
+    unauthenticated => Unauthenticated,
+    forbidden => Forbidden,
+    conflict => Conflict,
+    unavailable => Unavailable,
+    internal => Internal,
+}
+
+impl From<etcd_client::Error> for Error {
+    fn from(e: etcd_client::Error) -> Self {
+        Error::unavailable(format!("etcd: {e}"))
+    }
+}

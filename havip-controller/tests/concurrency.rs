@@ -1,0 +1,229 @@
+//! Two controllers on one etcd racing for the last addresses and the last
+//! quota slots: nothing is given twice, no limit is exceeded.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use havip_controller::model::*;
+use havip_controller::ErrorCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_controllers_race_for_the_last_addresses() {
+    let etcd = Etcd::start();
+    let (c1, c2) = (
+        Controller::start(&etcd).await,
+        Controller::start(&etcd).await,
+    );
+    let op = c1.client(OP);
+    op.put_vpc(
+        "vpc-a",
+        &PutVpc {
+            project: "proj-a".into(),
+            name: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let subnet = |v4: &str| PutSubnet {
+        vpc: "vpc-a".into(),
+        name: String::new(),
+        cidr_v4: Some(v4.parse().unwrap()),
+        cidr_v6: None,
+    };
+    op.put_subnet("tiny", &subnet("10.1.0.0/29")).await.unwrap();
+    op.put_subnet("other", &subnet("10.2.0.0/24"))
+        .await
+        .unwrap();
+    // One of the six host addresses is a port's.
+    op.put_port("p1", &port_req("vm-1", "tiny", "10.1.0.3", "hv-1"))
+        .await
+        .unwrap();
+
+    // 16 creates for 5 free addresses, half through each controller.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let c = if i % 2 == 0 {
+            c1.client(PA)
+        } else {
+            c2.client(PA)
+        };
+        tasks.push(tokio::spawn(async move {
+            c.create_havip(&create(&format!("v{i}"), "tiny")).await
+        }));
+    }
+    let mut got = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => got.push(v.address),
+            Err(e) => {
+                assert_eq!(code::<()>(Err(e)).0, ErrorCode::SubnetExhausted);
+                exhausted += 1;
+            }
+        }
+    }
+    let distinct: HashSet<_> = got.iter().collect();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(distinct.len(), 5, "an address was given twice: {got:?}");
+    assert_eq!(exhausted, 11);
+    for a in &got {
+        assert!(
+            !["10.1.0.0", "10.1.0.3", "10.1.0.7"].contains(&a.to_string().as_str()),
+            "{a}"
+        );
+    }
+
+    // 10 creates of one given address: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let c = if i % 2 == 0 {
+            c1.client(PA)
+        } else {
+            c2.client(PA)
+        };
+        tasks.push(tokio::spawn(async move {
+            let req = CreateHavip {
+                address: Some(ip("10.2.0.50")),
+                ..create(&format!("w{i}"), "other")
+            };
+            c.create_havip(&req).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(code::<()>(Err(e)).0, ErrorCode::AddressInUse),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_controllers_race_for_the_last_quota_slots() {
+    let etcd = Etcd::start();
+    let (c1, c2) = (
+        Controller::start(&etcd).await,
+        Controller::start(&etcd).await,
+    );
+    let op = c1.client(OP);
+    op.put_vpc(
+        "vpc-a",
+        &PutVpc {
+            project: "proj-a".into(),
+            name: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    op.put_subnet(
+        "sn",
+        &PutSubnet {
+            vpc: "vpc-a".into(),
+            name: String::new(),
+            cidr_v4: Some("10.3.0.0/24".parse().unwrap()),
+            cidr_v6: None,
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..10 {
+        op.put_port(
+            &format!("p{i}"),
+            &port_req(
+                &format!("vm-{i}"),
+                "sn",
+                &format!("10.3.0.{}", 100 + i),
+                &format!("hv-{}", i % 3),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let client = |i: usize| {
+        if i % 2 == 0 {
+            c1.client(PA)
+        } else {
+            c2.client(PA)
+        }
+    };
+
+    // Ten ports race onto one VIP (limit 3).
+    let vip = client(0).create_havip(&create("web", "sn")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (c, id) = (client(i), vip.id.clone());
+        tasks.push(tokio::spawn(async move {
+            c.bind(&id, &[format!("p{i}")]).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(code::<()>(Err(e)).0, ErrorCode::QuotaExceeded),
+        }
+    }
+    assert_eq!(ok, 3);
+    let v = client(1).get_havip(&vip.id).await.unwrap();
+    assert_eq!(v.ports.len(), 3);
+
+    // Twelve VIPs race onto one port (limit 5).
+    let mut vips = Vec::new();
+    for i in 0..12 {
+        vips.push(
+            client(i)
+                .create_havip(&create(&format!("v{i}"), "sn"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut tasks = Vec::new();
+    for (i, id) in vips.iter().enumerate() {
+        let (c, id) = (client(i), id.clone());
+        tasks.push(tokio::spawn(
+            async move { c.bind(&id, &ids(&["p9"])).await },
+        ));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(code::<()>(Err(e)).0, ErrorCode::QuotaExceeded),
+        }
+    }
+    let p9_vips = op
+        .list_ports(&PortQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.id == "p9")
+        .unwrap()
+        .vips;
+    // p9 may also have won a slot on `web` above.
+    let on_web = v.ports.iter().any(|b| b.port == "p9") as usize;
+    assert_eq!(ok + on_web, 5);
+    assert_eq!(p9_vips.len(), 5);
+
+    // Both sides of every binding agree.
+    let all = op
+        .list_havips(&ListQuery {
+            page_size: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    for p in op.list_ports(&PortQuery::default()).await.unwrap() {
+        let from_vips: HashSet<&str> = all
+            .iter()
+            .filter(|v| v.ports.iter().any(|b| b.port == p.id))
+            .map(|v| v.id.as_str())
+            .collect();
+        let from_port: HashSet<&str> = p.vips.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(from_vips, from_port, "port {}", p.id);
+    }
+}

@@ -1,0 +1,430 @@
+//! The agent under test: `havip-agent run` inside the hypervisor namespace,
+//! and `havip-agent status --json` parsed into [`Status`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::cleanup::{self, Resource, Token};
+use crate::netns::{self, Netns};
+use crate::{cmd, wait};
+
+/// The agent binary: `$HAVIP_AGENT_BIN`, or the workspace's release build.
+pub fn agent_bin() -> Result<PathBuf> {
+    let path = match std::env::var_os("HAVIP_AGENT_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/havip-agent"),
+    };
+    if !path.is_file() {
+        bail!(
+            "havip-agent not found at {}: build it (`cargo xtask build`) or point HAVIP_AGENT_BIN at it",
+            path.display()
+        );
+    }
+    Ok(path.canonicalize().unwrap_or(path))
+}
+
+/// Mounts bpffs on /sys/fs/bpf if it is not (a fresh machine has none).
+pub fn ensure_bpffs() -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid NUL-terminated path and a properly sized out-struct.
+    let rc = unsafe { libc::statfs(c"/sys/fs/bpf".as_ptr(), &mut st) };
+    if rc == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    cmd::run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .context("mounting bpffs on /sys/fs/bpf")?;
+    Ok(())
+}
+
+/// How long the agent may take to load and attach: `$HAVIP_AGENT_READY_SECS`
+/// or 30 s (loading includes the kernel verifier).
+fn ready_timeout() -> Duration {
+    let secs = std::env::var("HAVIP_AGENT_READY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
+
+/// Prefix of the lab's pin directories: `/sys/fs/bpf/havip-test-{pid}-{n}`.
+pub const PIN_PREFIX: &str = "/sys/fs/bpf/havip-test-";
+
+/// A running `havip-agent run`; stopped (SIGTERM) on drop.
+pub struct Agent {
+    pub bin: PathBuf,
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    pub log: PathBuf,
+    hv: String,
+    taps: Vec<String>,
+    process: Option<Token>,
+    pins: Option<Token>,
+}
+
+impl Agent {
+    /// Starts the agent in `hv`, waits until XDP is attached on every tap
+    /// and `status` answers.
+    pub fn start(hv: &Netns, config: &Path, dir: &Path, taps: &[&str]) -> Result<Self> {
+        let bin = agent_bin()?;
+        ensure_bpffs()?;
+        let out = cmd::output(
+            netns::command_in(hv.name(), &bin)?
+                .args(["check", "--config"])
+                .arg(config),
+        );
+        if let Err(e) = out {
+            bail!("the lab's agent config is rejected by `havip-agent check`: {e:#}");
+        }
+        let pin_dir = PathBuf::from(format!(
+            "{PIN_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_PIN.fetch_add(1, Ordering::Relaxed)
+        ));
+        let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
+        let log = dir.join("havip-agent.log");
+        let log_file = File::create(&log)?;
+        let mut c = netns::command_in(hv.name(), &bin)?;
+        c.arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--pin-dir")
+            .arg(&pin_dir)
+            .arg("--unpin-on-exit")
+            .arg("--xdp-mode")
+            .arg(std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "native".into()));
+        // `cargo xtask lab` passes the datapath it built; the agent embeds
+        // one too, so this is optional.
+        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {
+            c.arg("--bpf-object").arg(obj);
+        }
+        c.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .process_group(0);
+        let child = c
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let process = Some(cleanup::register(Resource::Process {
+            name: "havip-agent".into(),
+            child,
+            group: false,
+            grace: Duration::from_secs(10),
+        }));
+        let agent = Self {
+            bin,
+            config: config.to_owned(),
+            pin_dir,
+            log,
+            hv: hv.name().to_owned(),
+            taps: taps.iter().map(|t| t.to_string()).collect(),
+            process,
+            pins,
+        };
+        let ready = wait::until(
+            ready_timeout(),
+            "the agent to attach XDP on every VM port",
+            || {
+                if agent.exit_status().is_some() {
+                    return Ok(true); // reported below
+                }
+                for tap in &agent.taps {
+                    if !agent.xdp_attached(tap)? {
+                        return Ok(false);
+                    }
+                }
+                agent.status().map(|_| true)
+            },
+        );
+        if let Some(status) = agent.exit_status() {
+            bail!(
+                "havip-agent exited ({status}) before attaching\n--- {} (tail) ---\n{}",
+                agent.log.display(),
+                agent.log_tail(30)
+            );
+        }
+        if let Err(e) = ready {
+            bail!(
+                "{e:#}\n--- {} (tail) ---\n{}",
+                agent.log.display(),
+                agent.log_tail(30)
+            );
+        }
+        Ok(agent)
+    }
+
+    /// Whether an XDP program is attached to `tap` in the hypervisor.
+    pub fn xdp_attached(&self, tap: &str) -> Result<bool> {
+        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
+        Ok(out
+            .split_whitespace()
+            .any(|w| w == "xdp" || w.starts_with("prog/xdp") || w == "xdpgeneric"))
+    }
+
+    /// The exit status, if the agent has exited.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let t = self.process?;
+        cleanup::with_child(t, |c| c.try_wait().ok().flatten()).flatten()
+    }
+
+    /// `havip-agent status --json`, parsed.
+    pub fn status(&self) -> Result<Status> {
+        let json = self.status_cmd(true)?;
+        serde_json::from_str(&json)
+            .with_context(|| format!("parse `havip-agent status --json`: {json}"))
+    }
+
+    /// Waits until `port_id` owns `vip_id`; returns the owner record.
+    pub fn wait_owner(&self, vip_id: u32, port_id: u32, timeout: Duration) -> Result<OwnerStatus> {
+        let mut seen = None;
+        let r = wait::until(
+            timeout,
+            &format!("vip {vip_id} to be owned by port {port_id}"),
+            || {
+                seen = self.status()?.owner(vip_id)?.cloned();
+                Ok(seen.as_ref().is_some_and(|o| o.port_id == port_id))
+            },
+        );
+        match r {
+            Ok(()) => Ok(seen.expect("set when the wait succeeded")),
+            Err(e) => bail!(
+                "{e:#} (owner: {seen:?})\n--- agent log (tail) ---\n{}",
+                self.log_tail(20)
+            ),
+        }
+    }
+
+    /// `havip-agent status` in its human form.
+    pub fn status_text(&self) -> Result<String> {
+        self.status_cmd(false)
+    }
+
+    fn status_cmd(&self, json: bool) -> Result<String> {
+        let mut c = netns::command_in(&self.hv, &self.bin)?;
+        c.arg("status")
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--config")
+            .arg(&self.config);
+        if json {
+            c.arg("--json");
+        }
+        cmd::output(&mut c)
+    }
+
+    /// The last `lines` lines of the agent's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then checks what the agent promises on exit: exit status 0,
+    /// XDP detached from every port, the pin directory gone. Removes
+    /// whatever it left either way.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        let mut problems = Vec::new();
+        if let Some(t) = self.process.take() {
+            let mut exited_before = false;
+            let status = cleanup::with_child(t, |c| {
+                if let Ok(Some(s)) = c.try_wait() {
+                    exited_before = true;
+                    return Some(s);
+                }
+                cleanup::signal(c.id(), false, libc::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(s)) = c.try_wait() {
+                        return Some(s);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                None
+            })
+            .flatten();
+            cleanup::release(t);
+            match status {
+                Some(s) if s.success() => {}
+                Some(s) if exited_before => {
+                    problems.push(format!("havip-agent had exited by itself ({s})"))
+                }
+                Some(s) => problems.push(format!("havip-agent exited with {s} after SIGTERM")),
+                None => {
+                    problems.push("havip-agent did not exit within 10 s of SIGTERM (killed)".into())
+                }
+            }
+        }
+        for tap in &self.taps {
+            if self.xdp_attached(tap).unwrap_or(false) {
+                problems.push(format!(
+                    "XDP still attached to {tap} after the agent exited"
+                ));
+                let _ = cmd::run(
+                    "ip",
+                    &["-n", &self.hv, "link", "set", "dev", tap, "xdp", "off"],
+                );
+            }
+        }
+        if let Some(t) = self.pins.take() {
+            if self.pin_dir.exists() {
+                let left: Vec<String> = std::fs::read_dir(&self.pin_dir)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "pin dir {} still there after exit with --unpin-on-exit (entries: {left:?})",
+                    self.pin_dir.display()
+                ));
+            }
+            cleanup::release(t);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "{}\n--- agent log (tail) ---\n{}",
+                problems.join("; "),
+                self.log_tail(20)
+            )
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.process.is_some() || self.pins.is_some() {
+            if let Err(e) = self.stop_inner() {
+                eprintln!("havip-tests: {e:#}");
+            }
+        }
+    }
+}
+
+/// `havip-agent status --json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub vips: Vec<VipStatus>,
+    /// Global drop counters by reason name.
+    pub drops: BTreeMap<String, u64>,
+    /// Global non-drop counters by name.
+    pub stats: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VipStatus {
+    pub vip_id: u32,
+    pub network: u32,
+    pub address: String,
+    pub ports: Vec<u32>,
+    pub owner: Option<OwnerStatus>,
+    pub counters: VipCounters,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct OwnerStatus {
+    pub port_id: u32,
+    pub ifindex: u32,
+    pub mac: String,
+    pub generation: u64,
+    pub since_unix_ms: i64,
+    pub last_claim_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VipCounters {
+    pub claims_accepted: u64,
+    pub owner_changes: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl Status {
+    pub fn vip(&self, vip_id: u32) -> Result<&VipStatus> {
+        self.vips
+            .iter()
+            .find(|v| v.vip_id == vip_id)
+            .with_context(|| format!("vip {vip_id} missing from status: {self:?}"))
+    }
+
+    /// The owner of `vip_id`, if it has one (port 0 counts as none).
+    pub fn owner(&self, vip_id: u32) -> Result<Option<&OwnerStatus>> {
+        Ok(self.vip(vip_id)?.owner.as_ref().filter(|o| o.port_id != 0))
+    }
+
+    pub fn drop_count(&self, reason: &str) -> u64 {
+        self.drops.get(reason).copied().unwrap_or(0)
+    }
+}
+
+impl VipStatus {
+    pub fn drop_count(&self, reason: &str) -> u64 {
+        self.counters.drops.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// Pin directories of lab agents whose process is gone.
+pub fn stale_pin_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else {
+        return Vec::new();
+    };
+    let prefix = PIN_PREFIX.trim_start_matches("/sys/fs/bpf/");
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(prefix)?
+                .split('-')
+                .next()?
+                .parse::<u32>()
+                .ok()?;
+            (!Path::new(&format!("/proc/{pid}")).exists()).then(|| e.path())
+        })
+        .collect()
+}
+
+/// Pin directories this process still has (for leak checks).
+pub fn own_pin_dirs() -> Vec<PathBuf> {
+    let mine = format!(
+        "{}{}-",
+        PIN_PREFIX.trim_start_matches("/sys/fs/bpf/"),
+        std::process::id()
+    );
+    std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&mine))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}

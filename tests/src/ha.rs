@@ -1,0 +1,40 @@
+//! The HA pair of the guide: keepalived MASTER in vm1, BACKUP in vm2, and a
+//! UDP echo service on both VIPs in each, so the client can tell who answers.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::keepalived::{self, Keepalived, Role};
+use crate::lab::{Lab, ECHO_PORT, VIP4, VIP6};
+use crate::probe::EchoServer;
+
+/// vm1 and vm2 running keepalived and the echo service; stopped on drop.
+pub struct HaPair {
+    pub master: Keepalived,
+    pub backup: Keepalived,
+    _echo: [EchoServer; 2],
+}
+
+impl HaPair {
+    /// Starts the echo services and keepalived in vm1 (MASTER, 110) and vm2
+    /// (BACKUP, 100); returns once vm1 holds both VIPs.
+    pub fn start(lab: &Lab) -> Result<Self> {
+        let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
+        let echo = [
+            EchoServer::start(&lab.vm1, &vips, ECHO_PORT)?,
+            EchoServer::start(&lab.vm2, &vips, ECHO_PORT)?,
+        ];
+        let master = Keepalived::start(lab, &lab.vm1, &lab.vm2, Role::Master)?;
+        let backup = Keepalived::start(lab, &lab.vm2, &lab.vm1, Role::Backup)?;
+        if let Err(e) = keepalived::wait_master(&lab.vm1, Duration::from_secs(15)) {
+            anyhow::bail!("{e:#}\n--- keepalived vm1 ---\n{}", master.log_text());
+        }
+        Ok(Self {
+            master,
+            backup,
+            _echo: echo,
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! `cargo xtask test`: the one command that runs every test.
+//!
+//! 1. setup and build (as `cargo xtask build`);
+//! 2. the host tests: `cargo test --workspace --exclude havip-tests`;
+//! 3. the privileged tests, as root: `cargo test --release -p havip-tests --
+//!    --test-threads=1`, with the paths of the datapath, the agent and the lab.
+//!
+//! Without root the privileged tests fail the run; they are never skipped.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use crate::build::{self, TESTS_PACKAGE};
+use crate::util::{self, say};
+use crate::{build_ebpf, setup};
+
+pub const NEED_ROOT: &str =
+    "the privileged tests need root (network namespaces, loading BPF): run as root";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only the host tests (unprivileged): no root, no release build.
+    #[arg(long)]
+    pub(crate) host_only: bool,
+    /// Test name filters, passed to the privileged tests (to the host tests
+    /// with --host-only), e.g. `-- failover`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) filters: Vec<OsString>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    if !args.host_only && !util::is_root() {
+        bail!("{NEED_ROOT} (or `cargo xtask test --host-only` for the host tests alone)");
+    }
+    let toolchain = setup::ensure()?;
+
+    let mut results = Vec::new();
+    if args.host_only {
+        let object = build_ebpf::run(&toolchain)?;
+        results.push(("host tests", host_tests(&object, &args.filters)?));
+    } else {
+        let artifacts = build::run(&toolchain)?;
+        util::ensure_bpffs()?;
+        results.push(("host tests", host_tests(&artifacts.ebpf_object, &[])?));
+        let mut cmd = build::host_cargo(&artifacts.ebpf_object);
+        cmd.args(["test", "--release", "-p", TESTS_PACKAGE, "--"])
+            .arg("--test-threads=1")
+            .args(&args.filters)
+            .env("HAVIP_AGENT_BIN", &artifacts.agent);
+        if let Some(lab) = &artifacts.lab {
+            cmd.env("HAVIP_LAB_BIN", lab);
+        }
+        results.push(("privileged tests", util::status(&mut cmd)?));
+    }
+
+    let summary = results
+        .iter()
+        .map(|(name, status)| match status.success() {
+            true => format!("{name} passed"),
+            false => format!("{name} FAILED ({})", util::exit_text(*status)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let elapsed = started.elapsed().as_secs();
+    let time = format!("{}m{:02}s", elapsed / 60, elapsed % 60);
+    if results.iter().all(|(_, status)| status.success()) {
+        say!("test summary: {summary}; all passed in {time}");
+        Ok(())
+    } else {
+        say!("test summary: {summary}; after {time}");
+        bail!("tests failed: {summary}")
+    }
+}
+
+/// The unprivileged tests of every crate but the tests crate.
+fn host_tests(ebpf_object: &Path, filters: &[OsString]) -> Result<ExitStatus> {
+    let mut cmd = build::host_cargo(ebpf_object);
+    cmd.args(["test", "--workspace", "--exclude", TESTS_PACKAGE]);
+    if !filters.is_empty() {
+        cmd.arg("--").args(filters);
+    }
+    util::status(&mut cmd)
+}
