@@ -14,7 +14,7 @@ use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     sync::mpsc,
 };
 
@@ -85,6 +85,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
 
     // Subscribe before resolving interfaces, so no change falls in between.
     let links = links::watch().map_err(io("subscribe to netlink link events"))?;
+    // Handle signals from now on: a SIGTERM during the load is acted on
+    // right after it, with the usual cleanup, instead of killing us.
+    let signals = Signals::new()?;
 
     let pin_dir_existed = opts.pin_dir.exists();
     let (mut dp, pollables) = match Datapath::load(&object, &opts.pin_dir, opts.mode) {
@@ -101,7 +104,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tokio::spawn(poll_logger(logger));
     }
 
-    let result = serve(&mut dp, config, &opts, links).await;
+    let result = serve(&mut dp, config, &opts, links, signals).await;
     dp.detach_all();
     drop(dp);
     if opts.unpin_on_exit {
@@ -112,15 +115,35 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     result
 }
 
+/// The signals the daemon acts on.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, DaemonError> {
+        Ok(Self {
+            hup: signal(SignalKind::hangup()).map_err(io("handle SIGHUP"))?,
+            term: signal(SignalKind::terminate()).map_err(io("handle SIGTERM"))?,
+            int: signal(SignalKind::interrupt()).map_err(io("handle SIGINT"))?,
+        })
+    }
+}
+
 async fn serve(
     dp: &mut Datapath,
     config: Config,
     opts: &RunOptions,
     mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
+    signals: Signals,
 ) -> Result<(), DaemonError> {
-    let mut hup = signal(SignalKind::hangup()).map_err(io("handle SIGHUP"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(io("handle SIGTERM"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io("handle SIGINT"))?;
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
     let (file_tx, mut file_rx) = mpsc::unbounded_channel();
     let _watcher = watch_file(&opts.config, file_tx)?;
 

@@ -32,9 +32,13 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
     "libzstd-dev",
 ];
 
-/// Debian packages the lab and the tests use, whichever toolchain builds.
+/// Debian packages the lab and the tests use, whichever toolchain builds,
+/// and what the controller needs: `protoc` to build its etcd client, and
+/// the real etcd its tests start.
 pub const TOOL_PACKAGES: &[&str] = &[
     "bpftool",
+    "protobuf-compiler",
+    "etcd-server",
     "keepalived",
     "arping",
     "ndisc6",

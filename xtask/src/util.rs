@@ -139,6 +139,65 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
     result.with_context(|| format!("cannot run `{}`", cmd.get_program().to_string_lossy()))
 }
 
+/// How many tests one or more `cargo test` runs passed and failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    /// Adds the counts of a libtest summary line
+    /// (`test result: ok. 7 passed; 0 failed; 0 ignored; ...`).
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Like [`status`] for a `cargo test` run: its standard output still goes to
+/// ours, line by line, and its libtest summaries are added to `tally`.
+pub fn test_status(cmd: &mut Command, tally: &mut Tally) -> Result<ExitStatus> {
+    use std::io::{BufRead, BufReader, Write};
+    say!("running: {}", describe(cmd));
+    // SAFETY: signal() is async-signal-safe, so it may run between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.stdout(std::process::Stdio::piped());
+    // SAFETY: changing our own SIGINT disposition; restored below.
+    let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let result = cmd.spawn().and_then(|mut child| {
+        let out = child.stdout.take().expect("stdout is piped");
+        let mut stdout = std::io::stdout().lock();
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            tally.add_line(&line);
+            writeln!(stdout, "{line}")?;
+        }
+        child.wait()
+    });
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGINT, previous) };
+    result.with_context(|| format!("cannot run `{}`", cmd.get_program().to_string_lossy()))
+}
+
 /// The exit code a shell would report for `status` (128 + signal if killed).
 pub fn exit_code(status: ExitStatus) -> i32 {
     status
@@ -165,6 +224,31 @@ pub fn ensure_bpffs() -> Result<()> {
     say!("mounting bpffs at /sys/fs/bpf");
     std::fs::create_dir_all("/sys/fs/bpf").context("cannot create /sys/fs/bpf")?;
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+#[cfg(test)]
+mod tally_tests {
+    use super::Tally;
+
+    #[test]
+    fn adds_libtest_summaries_and_ignores_other_lines() {
+        let mut t = Tally::default();
+        for line in [
+            "test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 12.31s",
+            "test result: FAILED. 2 passed; 1 failed; 3 ignored; 0 measured; 0 filtered out",
+            "test policy_table ... ok",
+            "2 passed; 5 failed",
+        ] {
+            t.add_line(line);
+        }
+        assert_eq!(
+            t,
+            Tally {
+                passed: 9,
+                failed: 1
+            }
+        );
+    }
 }
 
 fn bpffs_mounted(mounts: &str) -> bool {
