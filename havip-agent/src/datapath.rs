@@ -413,18 +413,12 @@ impl Datapath {
                 None
             }
         };
-        let prog: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DatapathError::MissingProgram)?
-            .try_into()
+        xdp_program(&mut ebpf)?
+            .load()
             .map_err(|source| DatapathError::Program {
-                what: "not an XDP program".into(),
+                what: "load".into(),
                 source,
             })?;
-        prog.load().map_err(|source| DatapathError::Program {
-            what: "load".into(),
-            source,
-        })?;
         let events = take(&mut ebpf, maps::EVENTS)?;
         let dp = Datapath {
             ports: take(&mut ebpf, maps::PORTS)?,
@@ -447,14 +441,7 @@ impl Datapath {
     }
 
     fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
-        self.ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DatapathError::MissingProgram)?
-            .try_into()
-            .map_err(|source| DatapathError::Program {
-                what: "not an XDP program".into(),
-                source,
-            })
+        xdp_program(&mut self.ebpf)
     }
 
     /// The configuration in force.
@@ -687,4 +674,15 @@ impl Datapath {
             }
         }
     }
+}
+
+/// The datapath's XDP program in a loaded object.
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(XDP_PROGRAM)
+        .ok_or(DatapathError::MissingProgram)?
+        .try_into()
+        .map_err(|source| DatapathError::Program {
+            what: "not an XDP program".into(),
+            source,
+        })
 }
