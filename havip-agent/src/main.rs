@@ -67,7 +67,8 @@ enum Command {
         /// Where the maps are pinned.
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
-        /// Also show the names of VIPs and ports from this config file.
+        /// Also show the names of VIPs and ports from this config file (if it
+        /// does not load, the status is shown without names, with a warning).
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Print JSON (shape documented in havip_agent::status) instead of text.
@@ -142,7 +143,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => {
-            let config = config.map(|p| Config::load(&p)).transpose()?;
+            // The names are a convenience: a file that does not load (an
+            // edit in progress) must not hide the datapath's state.
+            let config = config.and_then(|p| match Config::load(&p) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("warning: showing no names: {e}");
+                    None
+                }
+            });
             let report = status::read(&pin_dir, config.as_ref())?;
             if json {
                 println!("{}", report.to_json());

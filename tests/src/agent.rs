@@ -60,6 +60,37 @@ static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
 /// Prefix of the lab's pin directories: `/sys/fs/bpf/havip-test-{pid}-{n}`.
 pub const PIN_PREFIX: &str = "/sys/fs/bpf/havip-test-";
 
+/// How to start the agent; the default is the lab's: a fresh pin dir,
+/// removed by the agent on exit.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Reuse this pin dir (a previous agent's maps) instead of a fresh one.
+    pub pin_dir: Option<PathBuf>,
+    /// Pass `--unpin-on-exit`.
+    pub unpin_on_exit: bool,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            pin_dir: None,
+            unpin_on_exit: true,
+        }
+    }
+}
+
+/// Pinned maps an agent left behind on purpose; removed on drop.
+pub struct Pins {
+    pub dir: PathBuf,
+    token: Token,
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        cleanup::release(self.token);
+    }
+}
+
 /// A running `havip-agent run`; stopped (SIGTERM) on drop.
 pub struct Agent {
     pub bin: PathBuf,
@@ -76,6 +107,17 @@ impl Agent {
     /// Starts the agent in `hv`, waits until XDP is attached on every tap
     /// and `status` answers.
     pub fn start(hv: &Netns, config: &Path, dir: &Path, taps: &[&str]) -> Result<Self> {
+        Self::start_with(hv, config, dir, taps, AgentOptions::default())
+    }
+
+    /// [`Agent::start`] with options.
+    pub fn start_with(
+        hv: &Netns,
+        config: &Path,
+        dir: &Path,
+        taps: &[&str],
+        opts: AgentOptions,
+    ) -> Result<Self> {
         let bin = agent_bin()?;
         ensure_bpffs()?;
         let out = cmd::output(
@@ -86,11 +128,13 @@ impl Agent {
         if let Err(e) = out {
             bail!("the lab's agent config is rejected by `havip-agent check`: {e:#}");
         }
-        let pin_dir = PathBuf::from(format!(
-            "{PIN_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT_PIN.fetch_add(1, Ordering::Relaxed)
-        ));
+        let pin_dir = opts.pin_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "{PIN_PREFIX}{}-{}",
+                std::process::id(),
+                NEXT_PIN.fetch_add(1, Ordering::Relaxed)
+            ))
+        });
         let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
         let log = dir.join("havip-agent.log");
         let log_file = File::create(&log)?;
@@ -100,7 +144,7 @@ impl Agent {
             .arg(config)
             .arg("--pin-dir")
             .arg(&pin_dir)
-            .arg("--unpin-on-exit")
+            .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
             .arg("--xdp-mode")
             .arg(std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "native".into()));
         // `cargo xtask lab` passes the datapath it built; the agent embeds
@@ -165,6 +209,11 @@ impl Agent {
             );
         }
         Ok(agent)
+    }
+
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        cleanup::with_child(self.process?, |c| c.id())
     }
 
     /// Whether an XDP program is attached to `tap` in the hypervisor.
@@ -243,6 +292,18 @@ impl Agent {
     /// whatever it left either way.
     pub fn stop(mut self) -> Result<()> {
         self.stop_inner()
+    }
+
+    /// Stops the agent (started without `--unpin-on-exit`) and keeps its
+    /// pinned maps, for the next agent to reuse.
+    pub fn stop_keeping_pins(mut self) -> Result<Pins> {
+        let token = self.pins.take().expect("pins are registered until stop");
+        let pins = Pins {
+            dir: self.pin_dir.clone(),
+            token,
+        };
+        self.stop_inner()?;
+        Ok(pins)
     }
 
     fn stop_inner(&mut self) -> Result<()> {
@@ -331,10 +392,20 @@ impl Drop for Agent {
 #[serde(default)]
 pub struct Status {
     pub vips: Vec<VipStatus>,
+    /// The ports in the datapath (those whose interface exists).
+    pub ports: Vec<PortStatus>,
     /// Global drop counters by reason name.
     pub drops: BTreeMap<String, u64>,
     /// Global non-drop counters by name.
     pub stats: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PortStatus {
+    pub port_id: u32,
+    pub ifindex: u32,
+    pub interface: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
