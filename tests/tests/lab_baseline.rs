@@ -8,42 +8,23 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use havip_tests::keepalived::{self, Keepalived, Role};
-use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6};
+use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID};
 use havip_tests::probe::{EchoServer, Prober};
 use havip_tests::{failover, leftovers, rogue};
 
 #[test]
 fn plain_bridge_keepalived_failover_ipv4() -> Result<()> {
-    {
-        let lab = Lab::build()?;
-        let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
-        let _echo1 = EchoServer::start(&lab.vm1, &vips, ECHO_PORT)?;
-        let _echo2 = EchoServer::start(&lab.vm2, &vips, ECHO_PORT)?;
-        let mut master = Keepalived::start(&lab, &lab.vm1, &lab.vm2, Role::Master)?;
-        let _backup = Keepalived::start(&lab, &lab.vm2, &lab.vm1, Role::Backup)?;
-        keepalived::wait_master(&lab.vm1, Duration::from_secs(10))?;
-
-        let prober = Prober::start(
-            &lab.client,
-            SocketAddr::new(VIP4.into(), ECHO_PORT),
-            Duration::from_millis(10),
-        )?;
-        let f = failover::crash_master(&lab, &mut master, prober, VIP4.into(), VIP4_ID)?;
-        println!("{}", f.timeline);
-        ensure!(f.probes.answered_by("vm1") > 0, "vm1 never answered");
-        ensure!(
-            f.probes.replies_from_after("vm2", f.kill_us) > 10,
-            "vm2 did not keep answering"
-        );
-        ensure!(!f.claims.is_empty(), "no GARP from vm2 seen on tap-vm2");
-    }
-    let left = leftovers();
-    ensure!(left.is_empty(), "left behind: {left:?}");
-    Ok(())
+    plain_bridge_failover(IpAddr::V4(VIP4), VIP4_ID, "GARP")
 }
 
 #[test]
 fn plain_bridge_keepalived_failover_ipv6() -> Result<()> {
+    plain_bridge_failover(IpAddr::V6(VIP6), VIP6_ID, "unsolicited NA")
+}
+
+/// keepalived fails over on a plain bridge: vm1 answers on `vip`, crashes,
+/// and vm2 takes over after announcing it (`claim`).
+fn plain_bridge_failover(vip: IpAddr, vip_id: u32, claim: &str) -> Result<()> {
     {
         let lab = Lab::build()?;
         let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
@@ -55,25 +36,20 @@ fn plain_bridge_keepalived_failover_ipv6() -> Result<()> {
 
         let prober = Prober::start(
             &lab.client,
-            SocketAddr::new(VIP6.into(), ECHO_PORT),
+            SocketAddr::new(vip, ECHO_PORT),
             Duration::from_millis(10),
         )?;
-        let f = failover::crash_master(
-            &lab,
-            &mut master,
-            prober,
-            VIP6.into(),
-            havip_tests::lab::VIP6_ID,
-        )?;
+        let f = failover::crash_master(&lab, &mut master, prober, vip, vip_id)?;
         println!("{}", f.timeline);
         ensure!(
-            f.probes.replies_from_after("vm2", f.kill_us) > 10,
-            "vm2 did not keep answering"
+            f.probes.answered_by("vm1") > 0,
+            "vm1 never answered on {vip}"
         );
         ensure!(
-            !f.claims.is_empty(),
-            "no unsolicited NA from vm2 seen on tap-vm2"
+            f.probes.replies_from_after("vm2", f.kill_us) > 10,
+            "vm2 did not keep answering on {vip}"
         );
+        ensure!(!f.claims.is_empty(), "no {claim} from vm2 seen on tap-vm2");
     }
     let left = leftovers();
     ensure!(left.is_empty(), "left behind: {left:?}");
