@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use crate::cmd;
 use crate::lab::Vm;
+use crate::netns::Netns;
 
 /// What the rogue sent, for the story and the assertions.
 #[derive(Clone, Debug, Default)]
@@ -17,23 +18,36 @@ pub struct Attack {
     pub sent: Vec<String>,
 }
 
-/// GARP requests for `vip` (sender IP = target IP = VIP), with arping.
-pub fn garp_requests(rogue: &Vm, vip: Ipv4Addr, count: u32, attack: &mut Attack) -> Result<()> {
+/// Announces `vip` from the VM in `ns` with arping, `count` times: GARP
+/// requests (sender IP = target IP = VIP), or unsolicited ARP replies with
+/// `replies`. Any VM can do this; the datapath decides whether it counts.
+pub fn arping_announce(ns: &Netns, vip: Ipv4Addr, count: u32, replies: bool) -> Result<()> {
     let vip_s = vip.to_string();
     let count_s = count.to_string();
-    // -U: unsolicited (sender IP = target IP); -S: sender IP; do not
-    // wait for replies. arping exits non-zero when nobody answers, which is
-    // the point, so only a failure to start is an error.
-    let out = rogue
-        .ns
-        .cmd("arping")
-        .args([
-            "-q", "-U", "-i", "eth0", "-S", &vip_s, "-c", &count_s, "-W", "0.05", &vip_s,
-        ])
-        .output()?;
-    if out.status.code().is_none_or(|c| c > 1) {
-        anyhow::bail!("arping -U failed: {}", String::from_utf8_lossy(&out.stderr));
+    // -U: unsolicited (sender IP = target IP); -P: replies; -S: sender IP;
+    // do not wait for replies. arping exits non-zero when nobody answers,
+    // which is the point, so only a failure to start is an error.
+    let mut args = vec!["-q", "-U"];
+    if replies {
+        args.push("-P");
     }
+    args.extend([
+        "-i", "eth0", "-S", &vip_s, "-c", &count_s, "-W", "0.05", &vip_s,
+    ]);
+    let out = ns.cmd("arping").args(&args).output()?;
+    if out.status.code().is_none_or(|c| c > 1) {
+        anyhow::bail!(
+            "arping {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// GARP requests for `vip` (sender IP = target IP = VIP), with arping.
+pub fn garp_requests(rogue: &Vm, vip: Ipv4Addr, count: u32, attack: &mut Attack) -> Result<()> {
+    arping_announce(&rogue.ns, vip, count, false)?;
     attack
         .sent
         .push(format!("{count} x GARP request for {vip} (arping -U)"));
@@ -42,21 +56,7 @@ pub fn garp_requests(rogue: &Vm, vip: Ipv4Addr, count: u32, attack: &mut Attack)
 
 /// Unsolicited ARP replies for `vip`, with arping.
 pub fn arp_replies(rogue: &Vm, vip: Ipv4Addr, count: u32, attack: &mut Attack) -> Result<()> {
-    let vip_s = vip.to_string();
-    let count_s = count.to_string();
-    let out = rogue
-        .ns
-        .cmd("arping")
-        .args([
-            "-q", "-U", "-P", "-i", "eth0", "-S", &vip_s, "-c", &count_s, "-W", "0.05", &vip_s,
-        ])
-        .output()?;
-    if out.status.code().is_none_or(|c| c > 1) {
-        anyhow::bail!(
-            "arping -U -P failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    arping_announce(&rogue.ns, vip, count, true)?;
     attack
         .sent
         .push(format!("{count} x ARP reply for {vip} (arping -U -P)"));

@@ -19,7 +19,7 @@ use anyhow::{ensure, Context, Result};
 use havip_tests::agent::{Agent, AgentOptions, Status};
 use havip_tests::cleanup::{self, Resource};
 use havip_tests::netns::{unique_stem, Netns};
-use havip_tests::{cmd, wait};
+use havip_tests::{cmd, rogue, wait};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 6, 19);
 const WAIT: Duration = Duration::from_secs(10);
@@ -200,24 +200,8 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
             unpin_on_exit: false,
         },
     )?;
-    // The VM announces the VIP, as keepalived would (Debian's arping: -U
-    // unsolicited, -S sender IP; it exits 1 when nobody answers).
-    let _ = vm.exec(
-        "arping",
-        &[
-            "-q",
-            "-U",
-            "-i",
-            "eth0",
-            "-S",
-            "10.0.6.19",
-            "-c",
-            "2",
-            "-W",
-            "0.05",
-            "10.0.6.19",
-        ],
-    );
+    // The VM announces the VIP, as keepalived would.
+    rogue::arping_announce(&vm, VIP, 2, false)?;
     let owner = first.wait_owner(1, 11, WAIT)?;
     let pins = first.stop_keeping_pins()?;
 
