@@ -11,16 +11,20 @@ use std::{
 
 use aya::{
     maps::{
+        xdp::{DevMapHash, XdpMapError},
         HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuHashMap, PerCpuValues,
         RingBuf,
     },
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{
+        tc::{SchedClassifierLinkId, TcAttachType},
+        ProgramError, SchedClassifier, Xdp, XdpMode,
+    },
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use aya_log::EbpfLogger;
 use havip_common::{
     counters::{DROP_REASONS, STATS},
-    maps::{self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, XDP_PROGRAM},
+    maps::{self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     NetworkAddr, Owner, Port, Vip, VipCounters,
 };
 use log::{debug, info, warn};
@@ -75,10 +79,11 @@ pub enum DatapathError {
     Load(#[source] Box<EbpfError>),
     #[error("the datapath object has no map {0}")]
     MissingMap(&'static str),
-    #[error("the datapath object has no XDP program {XDP_PROGRAM}")]
-    MissingProgram,
-    #[error("XDP program {XDP_PROGRAM}: {what}: {source}")]
+    #[error("the datapath object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error("program {name}: {what}: {source}")]
     Program {
+        name: &'static str,
         what: String,
         #[source]
         source: ProgramError,
@@ -89,6 +94,12 @@ pub enum DatapathError {
         what: &'static str,
         #[source]
         source: MapError,
+    },
+    #[error("map {}: cannot insert ifindex {ifindex}: {source}", maps::REDIRECT)]
+    Redirect {
+        ifindex: u32,
+        #[source]
+        source: XdpMapError,
     },
 }
 
@@ -113,7 +124,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 8] {
+pub fn map_specs() -> [MapSpec; 9] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -132,6 +143,8 @@ pub fn map_specs() -> [MapSpec; 8] {
         spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_REASONS as u32),
         spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STATS as u32),
         spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuHash, MAX_VIPS),
+        // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
+        spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
     ]
 }
 
@@ -255,10 +268,12 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// A port's programs: XDP on frames from the VM, TC egress on frames to it.
 struct Attachment {
     interface: String,
     port_id: u32,
     link: aya::programs::xdp::XdpLinkId,
+    egress: SchedClassifierLinkId,
 }
 
 /// What an apply changed, for the log.
@@ -321,6 +336,9 @@ pub struct Datapath {
     vips: BpfHashMap<MapData, NetworkAddr, Vip>,
     owners: BpfHashMap<MapData, u32, Owner>,
     vipstats: PerCpuHashMap<MapData, u32, VipCounters>,
+    /// ifindex -> the same ifindex, for each port the programs are attached
+    /// to: where the datapath may redirect frames for a VIP's owner.
+    redirect: DevMapHash<MapData>,
     /// ifindex -> our XDP attachment there.
     attached: BTreeMap<u32, Attachment>,
     config: Config,
@@ -413,9 +431,17 @@ impl Datapath {
                 None
             }
         };
+        egress_program(&mut ebpf)?
+            .load()
+            .map_err(|source| DatapathError::Program {
+                name: TC_EGRESS_PROGRAM,
+                what: "load".into(),
+                source,
+            })?;
         xdp_program(&mut ebpf)?
             .load()
             .map_err(|source| DatapathError::Program {
+                name: XDP_PROGRAM,
                 what: "load".into(),
                 source,
             })?;
@@ -426,6 +452,7 @@ impl Datapath {
             vips: take(&mut ebpf, maps::VIPS)?,
             owners: take(&mut ebpf, maps::OWNERS)?,
             vipstats: take(&mut ebpf, maps::VIP_STATS)?,
+            redirect: take(&mut ebpf, maps::REDIRECT)?,
             ebpf,
             mode,
             attached: BTreeMap::new(),
@@ -442,6 +469,26 @@ impl Datapath {
 
     fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
         xdp_program(&mut self.ebpf)
+    }
+
+    fn egress(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        egress_program(&mut self.ebpf)
+    }
+
+    /// Detaches both programs of a port.
+    fn detach(&mut self, ifx: u32, a: Attachment) {
+        let label = self.config.port_label(a.port_id);
+        match self.program().map(|p| p.detach(a.link)) {
+            Ok(Ok(())) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
+            // The interface went away, and the attachment with it.
+            Ok(Err(e)) => debug!("{label}: detach XDP from ifindex {ifx}: {e}"),
+            Err(e) => warn!("{label}: detach XDP from ifindex {ifx}: {e}"),
+        }
+        match self.egress().map(|p| p.detach(a.egress)) {
+            Ok(Ok(())) => debug!("{label}: detached TC egress from {}", a.interface),
+            Ok(Err(e)) => debug!("{label}: detach TC egress from ifindex {ifx}: {e}"),
+            Err(e) => warn!("{label}: detach TC egress from ifindex {ifx}: {e}"),
+        }
     }
 
     /// The configuration in force.
@@ -493,12 +540,7 @@ impl Datapath {
             .collect();
         for ifx in stale {
             let a = self.attached.remove(&ifx).expect("listed above");
-            let label = self.config.port_label(a.port_id);
-            match self.program()?.detach(a.link) {
-                Ok(()) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
-                // The interface went away, and the attachment with it.
-                Err(e) => debug!("{label}: detach from ifindex {ifx}: {e}"),
-            }
+            self.detach(ifx, a);
             s.detached += 1;
         }
 
@@ -537,23 +579,52 @@ impl Datapath {
             }
             let interface = self.desired.port_interfaces[&port.port_id].clone();
             let label = self.config.port_label(port.port_id);
-            match self.program()?.attach_to_if_index(*ifx, mode.xdp()) {
-                Ok(link) => {
-                    info!("{label}: attached XDP to {interface} (ifindex {ifx}, {mode} mode)");
-                    self.attached.insert(
-                        *ifx,
-                        Attachment {
-                            interface,
-                            port_id: port.port_id,
-                            link,
-                        },
-                    );
-                    s.attached += 1;
-                }
+            let link = match self.program()?.attach_to_if_index(*ifx, mode.xdp()) {
+                Ok(link) => link,
                 Err(e) => {
                     warn!("{label}: cannot attach XDP to {interface} (ifindex {ifx}, {mode} mode): {e}");
                     s.attach_failures += 1;
+                    continue;
                 }
+            };
+            let egress = match self.egress()?.attach(&interface, TcAttachType::Egress) {
+                Ok(egress) => egress,
+                Err(e) => {
+                    warn!("{label}: cannot attach TC egress to {interface} (ifindex {ifx}): {e}");
+                    let _ = self.program()?.detach(link);
+                    s.attach_failures += 1;
+                    continue;
+                }
+            };
+            info!(
+                "{label}: attached XDP ({mode} mode) and TC egress to {interface} (ifindex {ifx})"
+            );
+            self.attached.insert(
+                *ifx,
+                Attachment {
+                    interface,
+                    port_id: port.port_id,
+                    link,
+                    egress,
+                },
+            );
+            s.attached += 1;
+        }
+
+        // 3b. Redirect targets: the ports the programs are attached to.
+        let cur_redirect: Vec<u32> = self
+            .redirect
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::REDIRECT, "cannot read"))?;
+        for ifx in self.attached.keys() {
+            if !cur_redirect.contains(ifx) {
+                self.redirect
+                    .insert(*ifx, *ifx, None, 0)
+                    .map_err(|source| DatapathError::Redirect {
+                        ifindex: *ifx,
+                        source,
+                    })?;
             }
         }
 
@@ -645,6 +716,14 @@ impl Datapath {
                 }
             }
         }
+        for ifx in cur_redirect {
+            if !self.attached.contains_key(&ifx) {
+                match self.redirect.remove(ifx) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(maps::REDIRECT, "cannot remove")(e)),
+                }
+            }
+        }
         s.addrs.1 = write_diff(
             &mut self.addrs,
             maps::ADDRS,
@@ -666,22 +745,30 @@ impl Datapath {
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         for (ifx, a) in attached {
-            let label = self.config.port_label(a.port_id);
-            match self.program().map(|p| p.detach(a.link)) {
-                Ok(Ok(())) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
-                Ok(Err(e)) => debug!("{label}: detach from ifindex {ifx}: {e}"),
-                Err(e) => warn!("{label}: detach from ifindex {ifx}: {e}"),
-            }
+            self.detach(ifx, a);
         }
     }
+}
+
+/// The datapath's TC egress program in a loaded object.
+fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(TC_EGRESS_PROGRAM)
+        .ok_or(DatapathError::MissingProgram(TC_EGRESS_PROGRAM))?
+        .try_into()
+        .map_err(|source| DatapathError::Program {
+            name: TC_EGRESS_PROGRAM,
+            what: "not a TC program".into(),
+            source,
+        })
 }
 
 /// The datapath's XDP program in a loaded object.
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
     ebpf.program_mut(XDP_PROGRAM)
-        .ok_or(DatapathError::MissingProgram)?
+        .ok_or(DatapathError::MissingProgram(XDP_PROGRAM))?
         .try_into()
         .map_err(|source| DatapathError::Program {
+            name: XDP_PROGRAM,
             what: "not an XDP program".into(),
             source,
         })

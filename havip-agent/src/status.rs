@@ -20,7 +20,7 @@
 //!       "since_ktime_ns": 81234567890, "last_claim_ktime_ns": 82234567890
 //!     },
 //!     "counters": {
-//!       "claims_accepted": 4, "owner_changes": 3,
+//!       "claims_accepted": 4, "owner_changes": 3, "answered": 7, "delivered": 120,
 //!       "drops": {"claim_not_bound": 2, ...}  // every reason, zeros included
 //!     }
 //!   }],
@@ -117,6 +117,10 @@ pub struct OwnerStatus {
 pub struct CountersStatus {
     pub claims_accepted: u64,
     pub owner_changes: u64,
+    /// ARP requests and Neighbor Solicitations answered for the VIP.
+    pub answered: u64,
+    /// Frames delivered to the owner (redirected or MAC rewritten).
+    pub delivered: u64,
     pub drops: BTreeMap<&'static str, u64>,
 }
 
@@ -244,6 +248,8 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
             counters: CountersStatus {
                 claims_accepted: counters.claims_accepted,
                 owner_changes: counters.owner_changes,
+                answered: counters.answered,
+                delivered: counters.delivered,
                 drops: DropReason::ALL
                     .iter()
                     .map(|r| (r.name(), counters.drops[*r as usize]))
@@ -370,9 +376,11 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                "    counts:  {} claim(s) accepted, {} owner change(s); drops: {}",
+                "    counts:  {} claim(s) accepted, {} owner change(s), {} answered, {} delivered; drops: {}",
                 c.claims_accepted,
                 c.owner_changes,
+                c.answered,
+                c.delivered,
                 if drops.is_empty() {
                     "none".to_string()
                 } else {

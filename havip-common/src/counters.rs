@@ -25,10 +25,14 @@ pub enum DropReason {
     ClaimNotBound = 7,
     /// IP packet sourced from a VIP, sent by a port not bound to it.
     VipSourceNotBound = 8,
+    /// A frame for a VIP on its way to a port that is not the VIP's owner
+    /// and could not be sent to the owner (a flooded copy, or the port is
+    /// not bound to the VIP).
+    NotOwner = 9,
 }
 
 /// Number of [`DropReason`]s; the size of the drop counter arrays.
-pub const DROP_REASONS: usize = 9;
+pub const DROP_REASONS: usize = 10;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -41,6 +45,7 @@ impl DropReason {
         Self::NdSpoof,
         Self::ClaimNotBound,
         Self::VipSourceNotBound,
+        Self::NotOwner,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -59,6 +64,7 @@ impl DropReason {
             Self::NdSpoof => "nd_spoof",
             Self::ClaimNotBound => "claim_not_bound",
             Self::VipSourceNotBound => "vip_source_not_bound",
+            Self::NotOwner => "not_owner",
         }
     }
 }
@@ -77,9 +83,20 @@ pub enum Stat {
     OwnerChanges = 3,
     /// Events lost because the ring buffer was full.
     EventsLost = 4,
+    /// ARP requests for a VIP answered by the datapath.
+    ArpAnswered = 5,
+    /// Neighbor Solicitations for a VIP answered by the datapath.
+    NdAnswered = 6,
+    /// Frames for a VIP redirected straight to the owner's port.
+    DeliveredToOwner = 7,
+    /// Frames for a VIP sent on with the owner's MAC (owner not on this host).
+    OwnerMacRewritten = 8,
+    /// Frames for a VIP caught on the way out of a non-owner port and sent
+    /// to the owner instead.
+    EgressRedirected = 9,
 }
 
-pub const STATS: usize = 5;
+pub const STATS: usize = 10;
 
 impl Stat {
     pub const ALL: [Stat; STATS] = [
@@ -88,6 +105,11 @@ impl Stat {
         Self::ClaimsAccepted,
         Self::OwnerChanges,
         Self::EventsLost,
+        Self::ArpAnswered,
+        Self::NdAnswered,
+        Self::DeliveredToOwner,
+        Self::OwnerMacRewritten,
+        Self::EgressRedirected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +119,11 @@ impl Stat {
             Self::ClaimsAccepted => "claims_accepted",
             Self::OwnerChanges => "owner_changes",
             Self::EventsLost => "events_lost",
+            Self::ArpAnswered => "arp_answered",
+            Self::NdAnswered => "nd_answered",
+            Self::DeliveredToOwner => "delivered_to_owner",
+            Self::OwnerMacRewritten => "owner_mac_rewritten",
+            Self::EgressRedirected => "egress_redirected",
         }
     }
 }
@@ -107,6 +134,10 @@ impl Stat {
 pub struct VipCounters {
     pub claims_accepted: u64,
     pub owner_changes: u64,
+    /// ARP requests and Neighbor Solicitations answered for this VIP.
+    pub answered: u64,
+    /// Frames delivered to the owner (redirected or MAC rewritten).
+    pub delivered: u64,
     /// Indexed by [`DropReason`].
     pub drops: [u64; DROP_REASONS],
 }
@@ -115,6 +146,8 @@ impl core::ops::AddAssign for VipCounters {
     fn add_assign(&mut self, o: Self) {
         self.claims_accepted += o.claims_accepted;
         self.owner_changes += o.owner_changes;
+        self.answered += o.answered;
+        self.delivered += o.delivered;
         let mut i = 0;
         while i < DROP_REASONS {
             self.drops[i] += o.drops[i];

@@ -22,13 +22,21 @@ pub const STATS: &str = "havip_stats";
 /// Per-CPU hash vip id (u32) -> [`crate::VipCounters`].
 pub const VIP_STATS: &str = "havip_vipstats";
 
+/// ifindex (u32) -> ifindex: the local ports frames for a VIP can be
+/// redirected to (a `DEVMAP_HASH`).
+pub const REDIRECT: &str = "havip_redirect";
+
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 8] = [PORTS, ADDRS, VIPS, OWNERS, EVENTS, DROPS, STATS, VIP_STATS];
+pub const ALL: [&str; 9] = [
+    PORTS, ADDRS, VIPS, OWNERS, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT,
+];
 
 pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
 pub const MAX_VIPS: u32 = 4096;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
-/// Name of the XDP program in the object file.
+/// Name of the XDP program in the object file: frames a VM sends.
 pub const XDP_PROGRAM: &str = "havip_port_ingress";
+/// Name of the TC egress program: frames on their way to a VM.
+pub const TC_EGRESS_PROGRAM: &str = "havip_port_egress";

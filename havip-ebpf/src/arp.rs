@@ -13,14 +13,19 @@ use crate::{
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
 
-/// Judges an ARP packet from `port`.
+/// Judges an ARP packet from `port`; returns it when it may pass.
 ///
 /// - The sender is a VIP: only a bound port may send it, and a gratuitous
 ///   request (sender IP == target IP) or any reply makes it the owner.
 /// - Otherwise, with port security, the sender MAC and IP must be the
 ///   port's own (0.0.0.0 is allowed for probes).
 #[inline(always)]
-pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<(), DropReason> {
+pub fn judge(
+    pkt: &Packet,
+    link: &Link,
+    port: &Port,
+    from: &Claimant,
+) -> Result<ArpHdr, DropReason> {
     let arp: ArpHdr = pkt.read(link.l3)?;
     if arp.htype() != 1 || arp.ptype() != ETH_P_IP || arp.hlen != 6 || arp.plen != 4 {
         return Err(DropReason::Malformed);
@@ -34,7 +39,7 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
     }
 
     let sender = NetworkAddr::v4(port.network, arp.spa);
-    // SAFETY: copied out at once; the agent may replace the entry.
+    // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&sender) } {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
@@ -48,11 +53,11 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
         if op == ARP_REPLY || arp.spa == arp.tpa {
             owner::learn(&sender, vip, from, arp.sha);
         }
-        return Ok(());
+        return Ok(arp);
     }
 
     if port.security() && arp.spa != [0; 4] && !owns_address(port, &sender) {
         return Err(DropReason::ArpSpoof);
     }
-    Ok(())
+    Ok(arp)
 }

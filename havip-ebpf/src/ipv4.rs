@@ -10,12 +10,18 @@ use crate::{
     policy::owns_address,
 };
 
-/// Judges an IPv4 packet from `port`:
+/// Judges an IPv4 packet from `port`; returns its destination when it may
+/// pass:
 /// - sourced from a VIP: only a bound port may send it;
 /// - otherwise, with port security, the source must be a fixed address of
 ///   the port or 0.0.0.0 (DHCP).
 #[inline(always)]
-pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<(), DropReason> {
+pub fn judge(
+    pkt: &Packet,
+    link: &Link,
+    port: &Port,
+    from: &Claimant,
+) -> Result<NetworkAddr, DropReason> {
     let ip: Ipv4Hdr = pkt.read(link.l3)?;
     let header_len = ip.ihl() as usize;
     if ip.version() != 4 || header_len < Ipv4Hdr::LEN {
@@ -26,7 +32,7 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
     pkt.at::<[u8; 4]>(link.l3 + header_len - 4)?;
 
     let source = NetworkAddr::v4(port.network, ip.src_addr);
-    // SAFETY: copied out at once.
+    // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&source) } {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
@@ -37,10 +43,8 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
                 DropReason::VipSourceNotBound,
             ));
         }
-        return Ok(());
-    }
-    if port.security() && ip.src_addr != [0; 4] && !owns_address(port, &source) {
+    } else if port.security() && ip.src_addr != [0; 4] && !owns_address(port, &source) {
         return Err(DropReason::IpSpoof);
     }
-    Ok(())
+    Ok(NetworkAddr::v4(port.network, ip.dst_addr))
 }

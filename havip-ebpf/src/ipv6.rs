@@ -2,10 +2,9 @@
 //! claims (NA target, NS source).
 
 use havip_common::{DropReason, NetworkAddr, Port};
-use network_types::ip::Ipv6Hdr;
 
 use crate::{
-    maps::VIPS,
+    maps::{SCRATCH, VIPS},
     owner::{self, Claimant},
     packet::{Link, Packet},
     policy::owns_address,
@@ -16,7 +15,6 @@ const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_NONE: u8 = 59;
 const IPPROTO_DSTOPTS: u8 = 60;
 
 /// At most this many extension headers are walked to find ICMPv6.
@@ -32,31 +30,74 @@ const ND_OPT_TARGET_LINKADDR: u8 = 2;
 const NA_FLAG_SOLICITED: u8 = 0x40;
 /// ICMPv6 header (4) + NS/NA body (4 flags/reserved + 16 target).
 const ND_LEN: usize = 24;
+/// Offset of the target address in an NS or NA.
+pub const ND_TARGET_OFFSET: usize = 8;
+/// More than the furthest an extension header walk can reach (two VLAN
+/// tags, the fixed header and [`MAX_EXT_HEADERS`] headers of at most 2048
+/// bytes each).
+const MAX_L4_OFFSET: usize = 0x3fff;
 
 const UNSPECIFIED: [u8; 16] = [0; 16];
 
+/// A Neighbor Solicitation, as the responder needs it: where its fields
+/// are, not copies of them.
+#[derive(Clone, Copy)]
+pub struct Solicit {
+    /// Offset of the ICMPv6 header (after any extension headers).
+    pub l4: usize,
+    /// The IPv6 payload length: extension headers, ICMPv6 and options.
+    pub payload_len: u16,
+}
+
+/// What an IPv6 packet that may pass is, for the decision that follows.
+#[derive(Clone, Copy)]
+pub enum Ipv6 {
+    /// A Neighbor Solicitation.
+    Solicit(Solicit),
+    /// Any other Neighbor Discovery message.
+    Discovery,
+    /// Anything else (its destination is at [`DST_OFFSET`]).
+    Data,
+}
+
+/// Offsets in the fixed IPv6 header.
+const PAYLOAD_LEN_OFFSET: usize = 4;
+pub const SRC_OFFSET: usize = 8;
+pub const DST_OFFSET: usize = 24;
+/// Length of the fixed IPv6 header.
+pub const HEADER_LEN: usize = 40;
+
 /// Judges an IPv6 packet from `port`.
 #[inline(always)]
-pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<(), DropReason> {
-    let ip: Ipv6Hdr = pkt.read(link.l3)?;
-    if ip.version() != 6 {
+pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<Ipv6, DropReason> {
+    // Version and traffic class, flow label, payload length, next header,
+    // hop limit: the whole fixed header is in the frame, but only the
+    // fields the policy needs are read.
+    pkt.at::<[u8; HEADER_LEN]>(link.l3)?;
+    let first: [u8; 8] = pkt.read(link.l3)?;
+    if first[0] >> 4 != 6 {
         return Err(DropReason::Malformed);
     }
-    let payload_end = link.l3 + Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize;
-    let (proto, l4) = upper_layer(pkt, ip.next_hdr, link.l3 + Ipv6Hdr::LEN)?;
-    let nd_type = if proto == IPPROTO_ICMPV6 {
-        // Type, code, checksum.
-        let icmp: [u8; 4] = pkt.read(l4)?;
-        icmp[0]
-    } else {
-        0
+    let payload_len = u16::from_be_bytes([first[PAYLOAD_LEN_OFFSET], first[PAYLOAD_LEN_OFFSET + 1]]);
+    let payload_end = link.l3 + HEADER_LEN + payload_len as usize;
+    let (nd_type, l4) = match icmpv6_offset(pkt, first[6], link.l3 + HEADER_LEN)? {
+        Some(l4) => {
+            // Type, code, checksum.
+            let icmp: [u8; 4] = pkt.read(l4)?;
+            (icmp[0], l4)
+        }
+        None => (0, 0),
     };
     let is_nd = nd_type == ND_NEIGHBOR_SOLICIT || nd_type == ND_NEIGHBOR_ADVERT;
 
     // The source: a VIP only from a bound port (an NS from a VIP is a
     // claim); otherwise, with port security, one of the port's addresses.
-    let source = NetworkAddr::v6(port.network, ip.src_addr);
-    // SAFETY: copied out at once.
+    // Read straight into the key (a byte array in registers would be
+    // spilled byte by byte).
+    let mut source = NetworkAddr::v6(port.network, UNSPECIFIED);
+    source.addr = pkt.read(link.l3 + SRC_OFFSET)?;
+    let src = &source.addr;
+    // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&source) } {
         if !vip.is_bound(port.port_id) {
             let reason = if is_nd {
@@ -67,17 +108,23 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
             return Err(owner::reject(&source, vip, from, link.src_mac, reason));
         }
     } else if port.security()
-        && ip.src_addr != UNSPECIFIED
-        && ip.src_addr != port.link_local
+        && *src != UNSPECIFIED
+        && *src != port.link_local
         && !owns_address(port, &source)
     {
         return Err(DropReason::IpSpoof);
     }
 
     match nd_type {
-        ND_NEIGHBOR_ADVERT => judge_advert(pkt, link, l4, payload_end, port, from),
-        ND_NEIGHBOR_SOLICIT => judge_solicit(pkt, l4, payload_end, port),
-        _ => Ok(()),
+        ND_NEIGHBOR_ADVERT => {
+            judge_advert(pkt, link, l4, payload_end, port, from)?;
+            Ok(Ipv6::Discovery)
+        }
+        ND_NEIGHBOR_SOLICIT => {
+            judge_solicit(pkt, l4, payload_end, port)?;
+            Ok(Ipv6::Solicit(Solicit { l4, payload_len }))
+        }
+        _ => Ok(Ipv6::Data),
     }
 }
 
@@ -91,9 +138,9 @@ fn judge_advert(
     port: &Port,
     from: &Claimant,
 ) -> Result<(), DropReason> {
-    let na: [u8; ND_LEN] = pkt.read(l4)?;
-    let mut target = [0u8; 16];
-    target.copy_from_slice(&na[8..24]);
+    // Flags and reserved, then the target.
+    let flags: [u8; 4] = pkt.read(l4 + 4)?;
+    let target: [u8; 16] = pkt.read(l4 + ND_TARGET_OFFSET)?;
     let link_addr = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_TARGET_LINKADDR)?;
     if port.security() {
         if let Some(mac) = link_addr {
@@ -105,7 +152,7 @@ fn judge_advert(
     let mac = link_addr.unwrap_or(link.src_mac);
 
     let target = NetworkAddr::v6(port.network, target);
-    // SAFETY: copied out at once.
+    // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&target) } {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
@@ -116,7 +163,7 @@ fn judge_advert(
                 DropReason::ClaimNotBound,
             ));
         }
-        if na[4] & NA_FLAG_SOLICITED == 0 {
+        if flags[0] & NA_FLAG_SOLICITED == 0 {
             owner::learn(&target, vip, from, mac);
         }
         return Ok(());
@@ -131,21 +178,28 @@ fn judge_advert(
 /// address must be the port's.
 #[inline(always)]
 fn judge_solicit(pkt: &Packet, l4: usize, end: usize, port: &Port) -> Result<(), DropReason> {
-    pkt.at::<[u8; ND_LEN]>(l4)?;
-    if !port.security() {
-        return Ok(());
+    // The target, which the responder reads.
+    pkt.at::<[u8; 16]>(l4 + ND_TARGET_OFFSET)?;
+    if port.security() {
+        if let Some(mac) = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR)? {
+            if mac != port.mac {
+                return Err(DropReason::NdSpoof);
+            }
+        }
     }
-    match nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR)? {
-        Some(mac) if mac != port.mac => Err(DropReason::NdSpoof),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
-/// Walks the extension headers after the fixed IPv6 header. Returns the
-/// upper-layer protocol and its offset; a non-first fragment has no upper
-/// layer header and yields `IPPROTO_NONE`.
+/// Walks the extension headers after the fixed IPv6 header to the upper
+/// layer. Returns the offset of the ICMPv6 header, or `None` when the upper
+/// layer is anything else (a non-first fragment has no upper-layer header).
+///
+/// It answers only "where is ICMPv6?", not "which protocol?": every protocol
+/// number the walk stops at would otherwise be a range of its own to the
+/// verifier, and everything after the walk would be verified once per range.
 #[inline(always)]
-fn upper_layer(pkt: &Packet, first: u8, start: usize) -> Result<(u8, usize), DropReason> {
+fn icmpv6_offset(pkt: &Packet, first: u8, start: usize) -> Result<Option<usize>, DropReason> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(DropReason::Truncated)?;
     let mut next = first;
     let mut off = start;
     for _ in 0..MAX_EXT_HEADERS {
@@ -165,17 +219,33 @@ fn upper_layer(pkt: &Packet, first: u8, start: usize) -> Result<(u8, usize), Dro
                 next = h[0];
                 off += 8;
                 if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-                    return Ok((IPPROTO_NONE, off));
+                    return Ok(None);
                 }
             }
-            _ => return Ok((next, off)),
+            IPPROTO_ICMPV6 => return Ok(Some(off)),
+            _ => return Ok(None),
+        }
+        // The offset goes through memory the verifier does not look into,
+        // and comes back as any value up to the bound (which it never
+        // exceeds): the walk then reaches the next header, and its end, in
+        // one state whatever headers led there, instead of one state per
+        // combination of header lengths (3^6 of them), each verified to the
+        // end of the program.
+        // SAFETY: this CPU's scratch word.
+        off = unsafe {
+            core::ptr::write_volatile(scratch, off as u64);
+            core::ptr::read_volatile(scratch) as usize
+        };
+        if off > MAX_L4_OFFSET {
+            return Err(DropReason::HeaderChainTooLong);
         }
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             Err(DropReason::HeaderChainTooLong)
         }
-        _ => Ok((next, off)),
+        IPPROTO_ICMPV6 => Ok(Some(off)),
+        _ => Ok(None),
     }
 }
 

@@ -1,11 +1,10 @@
-//! The havip datapath: an XDP program on the hypervisor side of each VM
-//! port, judging every frame the VM sends.
+//! The havip datapath, on the hypervisor side of each VM port.
 //!
-//! The policy, top to bottom:
+//! `havip_port_ingress` (XDP) judges every frame a VM sends:
 //! 1. Which port? A frame on an interface havip does not manage passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
 //! 3. Port security: the source MAC must be the port's.
-//! 4. Classify by protocol and decide:
+//! 4. Classify by protocol and judge (claims and port security):
 //!    - ARP (`arp.rs`): a sender IP that is a VIP is a claim, accepted only
 //!      from a bound port; an accepted gratuitous request or reply makes the
 //!      sender the VIP's owner. Otherwise the sender must be the port's own.
@@ -14,74 +13,131 @@
 //!    - IPv6 (`ipv6.rs`): the same for sources; a Neighbor Advertisement
 //!      whose target is a VIP is a claim, and an unsolicited one from a
 //!      bound port makes it the owner.
+//! 5. Decide where what passed goes (the VIP fast path):
+//!    - an ARP request or Neighbor Solicitation for a VIP with an owner is
+//!      answered here with the owner's MAC (`responder.rs`, `XDP_TX`);
+//!    - a frame for a VIP goes to its owner (`deliver.rs`): the owner's MAC
+//!      as destination, redirected straight to the owner's port when it is
+//!      on this host;
+//!    - everything else passes to the bridge.
+//!
+//! `havip_port_egress` (TC, `egress.rs`) catches frames for a VIP on their
+//! way to a port that is not its owner and sends them to the owner.
 //!
 //! Every drop names a `DropReason` and is counted per CPU (and per VIP when
-//! it concerns one). No input makes the program return `XDP_ABORTED`.
+//! it concerns one). No input makes a program abort.
 #![no_std]
 #![no_main]
 
 mod arp;
 mod counters;
+mod deliver;
+mod egress;
 mod ipv4;
 mod ipv6;
 mod maps;
 mod owner;
 mod packet;
 mod policy;
+mod responder;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use havip_common::{DropReason, Stat};
+use havip_common::{DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, count_drop},
+    ipv6::Ipv6,
     maps::PORTS,
     owner::Claimant,
-    packet::{parse_link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+    packet::{parse_link, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
 };
 
 #[xdp]
 pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
-    match port_ingress(&ctx) {
-        Ok(()) => xdp_action::XDP_PASS,
-        Err(reason) => {
-            count_drop(reason);
-            xdp_action::XDP_DROP
-        }
-    }
-}
-
-fn port_ingress(ctx: &XdpContext) -> Result<(), DropReason> {
     // 1. Which port?
     let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: copied out at once; the agent may replace the entry.
+    // SAFETY: a map value, read in place (the agent replaces a port with
+    // `insert`, never field by field).
     let Some(port) = (unsafe { PORTS.get(&ifindex) }) else {
         count(Stat::UnknownPort);
-        return Ok(());
+        return xdp_action::XDP_PASS;
     };
-    let port = *port;
     let from = Claimant {
         port_id: port.port_id,
         ifindex,
     };
 
     // 2. Parse.
-    let pkt = Packet::new(ctx);
-    let link = parse_link(&pkt)?;
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let link = match parse_link(&pkt) {
+        Ok(link) => link,
+        Err(reason) => return verdict(Err(reason)),
+    };
 
     // 3. Port security on the link layer.
     if port.security() && link.src_mac != port.mac {
-        return Err(DropReason::MacSpoof);
+        return verdict(Err(DropReason::MacSpoof));
     }
 
-    // 4. Classify and decide.
+    // 4. Judge, then 5. decide, by protocol.
     match link.ethertype {
-        ETH_P_ARP => arp::judge(&pkt, &link, &port, &from)?,
-        ETH_P_IP => ipv4::judge(&pkt, &link, &port, &from)?,
-        ETH_P_IPV6 => ipv6::judge(&pkt, &link, &port, &from)?,
-        _ => {}
+        ETH_P_ARP => on_arp(&pkt, &link, port, &from),
+        ETH_P_IP => on_ipv4(&pkt, &link, port, &from),
+        ETH_P_IPV6 => on_ipv6(&ctx, &pkt, &link, port, &from),
+        _ => verdict(Ok(None)),
     }
-    count(Stat::Passed);
-    Ok(())
+}
+
+/// ARP. This and the other protocol paths are BPF functions of their own:
+/// each is verified with the entry's state, and only one of their stacks is
+/// in use at a time.
+#[inline(never)]
+fn on_arp(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
+    verdict((|| {
+        let request = arp::judge(pkt, link, port, from)?;
+        Ok(responder::arp(pkt, link, &request, port)?.then_some(xdp_action::XDP_TX))
+    })())
+}
+
+/// IPv4.
+#[inline(never)]
+fn on_ipv4(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
+    verdict((|| {
+        let dst = ipv4::judge(pkt, link, port, from)?;
+        deliver::to_owner(pkt, port, &dst)
+    })())
+}
+
+/// IPv6, Neighbor Discovery included.
+#[inline(never)]
+fn on_ipv6(ctx: &XdpContext, pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
+    verdict((|| match ipv6::judge(pkt, link, port, from)? {
+        Ipv6::Solicit(solicit) => Ok(responder::neighbor(ctx, pkt, link, &solicit, port)?
+            .then_some(xdp_action::XDP_TX)),
+        Ipv6::Discovery => Ok(None),
+        Ipv6::Data => {
+            let dst = pkt.read(link.l3 + ipv6::DST_OFFSET)?;
+            deliver::to_owner(pkt, port, &NetworkAddr::v6(port.network, dst))
+        }
+    })())
+}
+
+/// The XDP action for a judged frame: `None` passes it on to the bridge
+/// unchanged, `Some` is the fast path's own action, and every drop is
+/// counted by its reason.
+#[inline(always)]
+fn verdict(judged: Result<Option<u32>, DropReason>) -> u32 {
+    match judged {
+        Ok(Some(action)) => action,
+        Ok(None) => {
+            count(Stat::Passed);
+            xdp_action::XDP_PASS
+        }
+        Err(reason) => {
+            count_drop(reason);
+            xdp_action::XDP_DROP
+        }
+    }
 }
 
 #[cfg(not(test))]

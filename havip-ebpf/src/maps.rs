@@ -5,7 +5,7 @@
 //! names in `havip_common::maps`, which these must match.
 
 use aya_ebpf::{
-    btf_maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{DevMapHash, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use havip_common::{
@@ -45,3 +45,14 @@ pub static STATS_MAP: PerCpuArray<u64, STATS> = PerCpuArray::new();
 /// vip id -> that VIP's counters.
 #[btf_map(name = "havip_vipstats")]
 pub static VIP_STATS: PerCpuHashMap<u32, VipCounters, { MAX_VIPS as usize }> = PerCpuHashMap::new();
+
+/// ifindex -> ifindex of the local ports frames for a VIP can be redirected
+/// to (the owner's port).
+#[btf_map(name = "havip_redirect")]
+pub static REDIRECT: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
+
+/// One word of scratch per CPU, to keep a value the verifier would
+/// otherwise track too closely (see `ipv6::icmpv6_offset`). Not pinned: it
+/// holds nothing between runs.
+#[btf_map(name = "havip_scratch")]
+pub static SCRATCH: PerCpuArray<u64, 1> = PerCpuArray::new();

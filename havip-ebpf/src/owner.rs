@@ -15,9 +15,19 @@ pub struct Claimant {
     pub ifindex: u32,
 }
 
-/// Refuses a claim on `vip` (or a packet sourced from it) by a port that is
-/// not bound to it: counts it for the VIP and reports it.
+/// The VIP's current owner, if it has one: the map value itself, not a
+/// copy (the datapath replaces an owner with `insert`, never field by field).
 #[inline(always)]
+pub fn current(vip_id: u32) -> Option<&'static Owner> {
+    // SAFETY: a map value, valid for the rest of this program run.
+    let owner = unsafe { OWNERS.get(&vip_id) }?;
+    (!owner.is_vacant()).then_some(owner)
+}
+
+/// Refuses a claim on `vip` (or a packet sourced from it) by a port that is
+/// not bound to it: counts it for the VIP and reports it. A BPF function of
+/// its own, like [`learn`], to keep its stack out of the callers'.
+#[inline(never)]
 pub fn reject(
     addr: &NetworkAddr,
     vip: &Vip,
@@ -43,7 +53,7 @@ pub fn reject(
 /// An accepted claim by a bound port: `from` announcing `mac` becomes the
 /// VIP's owner. A repeated claim by the current owner only refreshes
 /// `last_claim_ns`; a change bumps the generation and is reported.
-#[inline(always)]
+#[inline(never)]
 pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let now = unsafe { bpf_ktime_get_ns() };
     count(Stat::ClaimsAccepted);

@@ -4,7 +4,6 @@
 //! reads packet memory; every variable offset (VLAN tags, IHL, IPv6
 //! extension headers, ND options) goes through it again.
 
-use aya_ebpf::programs::XdpContext;
 use havip_common::DropReason;
 use network_types::{eth::EthHdr, vlan::VlanHdr};
 
@@ -17,15 +16,18 @@ const ETH_P_8021AD: u16 = 0x88a8;
 /// At most this many 802.1Q/802.1ad tags are walked.
 const MAX_VLAN_TAGS: usize = 2;
 
-/// The frame being judged.
-pub struct Packet<'a> {
-    ctx: &'a XdpContext,
+/// The frame being judged: its bounds, as the XDP or TC context gave them.
+/// Rebuild it after anything that moves packet data (`bpf_xdp_adjust_tail`).
+#[derive(Clone, Copy)]
+pub struct Packet {
+    start: usize,
+    end: usize,
 }
 
-impl<'a> Packet<'a> {
+impl Packet {
     #[inline(always)]
-    pub fn new(ctx: &'a XdpContext) -> Self {
-        Self { ctx }
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
     }
 
     /// A pointer to a `T` at `offset`, or `Truncated` if the frame ends
@@ -37,12 +39,19 @@ impl<'a> Packet<'a> {
     #[inline(always)]
     pub fn at<T>(&self, offset: usize) -> Result<*const T, DropReason> {
         const { assert!(core::mem::size_of::<T>() >= 2) };
-        let start = self.ctx.data();
-        let end = self.ctx.data_end();
-        if start + offset + core::mem::size_of::<T>() > end {
+        if self.start + offset + core::mem::size_of::<T>() > self.end {
             return Err(DropReason::Truncated);
         }
-        Ok((start + offset) as *const T)
+        Ok((self.start + offset) as *const T)
+    }
+
+    /// Writes `value` at `offset` (bounds-checked like [`Packet::at`]).
+    #[inline(always)]
+    pub fn write<T: Copy>(&self, offset: usize, value: T) -> Result<(), DropReason> {
+        let p = self.at::<T>(offset)? as *mut T;
+        // SAFETY: `at` checked the bounds; unaligned write to packet memory.
+        unsafe { core::ptr::write_unaligned(p, value) };
+        Ok(())
     }
 
     /// Reads a `T` (a byte array or `#[repr(C, packed)]`-safe header) at
@@ -54,8 +63,9 @@ impl<'a> Packet<'a> {
     }
 }
 
-/// The link layer of a frame: its source MAC and where its payload starts.
+/// The link layer of a frame: its MACs and where its payload starts.
 pub struct Link {
+    pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     /// Ethertype after any VLAN tags.
     pub ethertype: u16,
@@ -66,6 +76,7 @@ pub struct Link {
 /// Parses the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags.
 #[inline(always)]
 pub fn parse_link(pkt: &Packet) -> Result<Link, DropReason> {
+    // Ethernet: destination (6), source (6), ethertype (2).
     let eth: EthHdr = pkt.read(0)?;
     let mut ethertype = u16::from_be(eth.ether_type);
     let mut l3 = EthHdr::LEN;
@@ -81,8 +92,28 @@ pub fn parse_link(pkt: &Packet) -> Result<Link, DropReason> {
         return Err(DropReason::HeaderChainTooLong);
     }
     Ok(Link {
+        dst_mac: eth.dst_addr,
         src_mac: eth.src_addr,
         ethertype,
         l3,
     })
+}
+
+/// Sets the Ethernet destination and source.
+#[inline(always)]
+pub fn set_macs(pkt: &Packet, dst: [u8; 6], src: [u8; 6]) -> Result<(), DropReason> {
+    pkt.write(0, dst)?;
+    pkt.write(6, src)
+}
+
+/// Sets the Ethernet destination.
+#[inline(always)]
+pub fn set_dst_mac(pkt: &Packet, dst: [u8; 6]) -> Result<(), DropReason> {
+    pkt.write(0, dst)
+}
+
+/// Whether a MAC is a group (broadcast or multicast) address.
+#[inline(always)]
+pub fn is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
 }

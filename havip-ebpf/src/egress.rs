@@ -1,0 +1,105 @@
+//! `havip_port_egress`: frames on their way to a VM (TC egress on the
+//! hypervisor side of its port), from the bridge, the uplink or the host.
+//!
+//! A frame for a VIP that reaches a port other than the VIP's owner is sent
+//! to the owner instead (a client with a stale ARP entry), or dropped when
+//! the owner gets its own copy (a flooded frame) or the port may not
+//! receive the VIP's traffic at all (not bound). On the owner's port the
+//! destination MAC is made the owner's. Everything else, and anything this
+//! program cannot parse, passes: egress never drops what it does not judge.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect,
+    macros::classifier,
+    programs::TcContext,
+};
+use havip_common::{DropReason, NetworkAddr, Port, Stat};
+
+use crate::{
+    counters::{count, count_drop, count_vip_drop, vip_counters},
+    maps::{PORTS, VIPS},
+    owner,
+    packet::{is_group, parse_link, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
+};
+
+/// Enough of a frame to reach an IPv6 destination behind two VLAN tags.
+const HEADERS: u32 = 14 + 8 + 40;
+
+#[classifier]
+pub fn havip_port_egress(ctx: TcContext) -> i32 {
+    match port_egress(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            count_drop(reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
+    // SAFETY: the skb of this program's context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: a map value, read in place.
+    let Some(port) = (unsafe { PORTS.get(&ifindex) }) else {
+        return Ok(TC_ACT_OK);
+    };
+    let _ = ctx.pull_data(HEADERS.min(ctx.len()));
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let Ok(dst) = destination(&pkt, port) else {
+        return Ok(TC_ACT_OK);
+    };
+    let Some((link_dst, dst)) = dst else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: a map value, read in place.
+    let Some(vip) = (unsafe { VIPS.get(&dst) }) else {
+        return Ok(TC_ACT_OK);
+    };
+    let vip_id = vip.vip_id;
+    let bound = vip.is_bound(port.port_id);
+
+    match owner::current(vip_id) {
+        // The owner's own port: make sure the VM accepts the frame.
+        Some(o) if o.port_id == port.port_id => {
+            if link_dst != o.mac {
+                set_dst_mac(&pkt, o.mac)?;
+            }
+            Ok(TC_ACT_OK)
+        }
+        // Sent here by this port's MAC (a stale ARP entry): to the owner.
+        Some(o) if link_dst == port.mac && o.ifindex != 0 => {
+            set_dst_mac(&pkt, o.mac)?;
+            count(Stat::EgressRedirected);
+            if let Some(c) = vip_counters(vip_id) {
+                // SAFETY: per-CPU value.
+                unsafe { (*c).delivered += 1 };
+            }
+            // SAFETY: plain helper call; the result is a TC action.
+            Ok(unsafe { bpf_redirect(o.ifindex, 0) } as i32)
+        }
+        // No owner yet: the bound ports may receive it.
+        None if bound => Ok(TC_ACT_OK),
+        // A flooded copy (the owner gets its own), or a port that is not
+        // bound to the VIP: it must not see the VIP's traffic.
+        _ => {
+            count_vip_drop(vip_id, DropReason::NotOwner);
+            Err(DropReason::NotOwner)
+        }
+    }
+}
+
+/// The unicast destination MAC and IP of a frame, if it is IP.
+#[inline(always)]
+fn destination(pkt: &Packet, port: &Port) -> Result<Option<([u8; 6], NetworkAddr)>, DropReason> {
+    let link = parse_link(pkt)?;
+    if is_group(&link.dst_mac) {
+        return Ok(None);
+    }
+    let dst = match link.ethertype {
+        ETH_P_IP => NetworkAddr::v4(port.network, pkt.read(link.l3 + 16)?),
+        ETH_P_IPV6 => NetworkAddr::v6(port.network, pkt.read(link.l3 + 24)?),
+        _ => return Ok(None),
+    };
+    Ok(Some((link.dst_mac, dst)))
+}
