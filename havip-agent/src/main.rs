@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
         /// How XDP is attached to the ports' interfaces.
-        #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Generic)]
         xdp_mode: XdpModeArg,
         /// Load the datapath object from this file instead of the one built in
         /// (needed when this binary was built without one).
@@ -79,10 +79,15 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum XdpModeArg {
-    /// In the driver (XDP_FLAGS_DRV_MODE); veth and most NICs support it.
-    Native,
-    /// In the kernel's generic path (XDP_FLAGS_SKB_MODE); works everywhere, slower.
+    /// In the kernel's generic path (XDP_FLAGS_SKB_MODE), the default: a
+    /// frame redirected to a VIP's owner keeps its socket-buffer metadata,
+    /// so the VMs' checksum and segmentation offloads stay valid.
     Generic,
+    /// In the driver (XDP_FLAGS_DRV_MODE): faster, but a redirected frame
+    /// loses the offload metadata, so the VMs must fill in their own
+    /// checksums and send no segments larger than a page (in a veth VM:
+    /// `ethtool -K eth0 tx off tso off gso off`).
+    Native,
 }
 
 impl From<XdpModeArg> for AttachMode {

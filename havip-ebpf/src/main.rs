@@ -15,7 +15,8 @@
 //!      bound port makes it the owner.
 //! 5. Decide where what passed goes (the VIP fast path):
 //!    - an ARP request or Neighbor Solicitation for a VIP with an owner is
-//!      answered here with the owner's MAC (`responder.rs`, `XDP_TX`);
+//!      answered here with the owner's MAC (`responder.rs`), the answer
+//!      sent back out of the port it came in on (`back_to_sender`);
 //!    - a frame for a VIP goes to its owner (`deliver.rs`): the owner's MAC
 //!      as destination, redirected straight to the owner's port when it is
 //!      on this host;
@@ -47,7 +48,7 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 use crate::{
     counters::{count, count_drop},
     ipv6::Ipv6,
-    maps::PORTS,
+    maps::{PORTS, REDIRECT},
     owner::Claimant,
     packet::{parse_link, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
 };
@@ -95,7 +96,7 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
 fn on_arp(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
     verdict((|| {
         let request = arp::judge(pkt, link, port, from)?;
-        Ok(responder::arp(pkt, link, &request, port)?.then_some(xdp_action::XDP_TX))
+        Ok(responder::arp(pkt, link, &request, port)?.then(|| back_to_sender(from)))
     })())
 }
 
@@ -113,13 +114,26 @@ fn on_ipv4(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
 fn on_ipv6(ctx: &XdpContext, pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> u32 {
     verdict((|| match ipv6::judge(pkt, link, port, from)? {
         Ipv6::Solicit(solicit) => Ok(responder::neighbor(ctx, pkt, link, &solicit, port)?
-            .then_some(xdp_action::XDP_TX)),
+            .then(|| back_to_sender(from))),
         Ipv6::Discovery => Ok(None),
         Ipv6::Data => {
             let dst = pkt.read(link.l3 + ipv6::DST_OFFSET)?;
             deliver::to_owner(pkt, port, &NetworkAddr::v6(port.network, dst))
         }
     })())
+}
+
+/// Sends an answer back to the VM it came from: a redirect to the port
+/// itself through the devmap, or `XDP_TX` when the port is not in it.
+/// The redirect is not a detour: on a veth port, `XDP_TX` queues the frame
+/// for the VM's side but only wakes that side when it runs an XDP program
+/// of its own (`veth_xdp_flush`), so the answer would wait for unrelated
+/// traffic; a devmap transmit flushes. On a tap both reach the VM at once.
+#[inline(always)]
+fn back_to_sender(from: &Claimant) -> u32 {
+    REDIRECT
+        .redirect(from.ifindex, xdp_action::XDP_TX as u64)
+        .unwrap_or_else(|fallback| fallback)
 }
 
 /// The XDP action for a judged frame: `None` passes it on to the bridge

@@ -54,7 +54,7 @@ fn answered(vip_id: u32, stat: Stat) {
 }
 
 /// Turns an ARP request for a VIP into the reply, in place. Returns whether
-/// it did (the caller then sends the frame back with `XDP_TX`).
+/// it did (the caller then sends the frame back to the requester).
 #[inline(always)]
 pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<bool, DropReason> {
     if request.oper() != ARP_REQUEST || request.spa == request.tpa || request.spa == [0; 4] {

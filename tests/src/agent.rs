@@ -146,7 +146,7 @@ impl Agent {
             .arg(&pin_dir)
             .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
             .arg("--xdp-mode")
-            .arg(std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "native".into()));
+            .arg(crate::lab::xdp_mode());
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
         if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {

@@ -151,12 +151,36 @@ pub fn agent_config(comment: &str) -> String {
     c
 }
 
-/// Turns GRO on or off for `dev` in `ns` (ETHTOOL_SGRO; no ethtool binary
-/// needed), and checks it took.
-pub fn set_gro(ns: &Netns, dev: &str, on: bool) -> Result<()> {
+/// A NIC offload the lab switches (ethtool's get/set command pairs).
+#[derive(Debug, Clone, Copy)]
+pub enum Offload {
+    /// Generic receive offload: on a veth, also turns on the NAPI path that
+    /// XDP_REDIRECT into it needs.
+    Gro,
+    /// Transmit checksum offload.
+    TxChecksum,
+    /// TCP segmentation offload.
+    Tso,
+    /// Generic segmentation offload.
+    Gso,
+}
+
+impl Offload {
+    /// (ETHTOOL_G*, ETHTOOL_S*) from linux/ethtool.h.
+    fn commands(self) -> (u32, u32) {
+        match self {
+            Offload::TxChecksum => (0x16, 0x17),
+            Offload::Tso => (0x1e, 0x1f),
+            Offload::Gso => (0x23, 0x24),
+            Offload::Gro => (0x2b, 0x2c),
+        }
+    }
+}
+
+/// Turns `offload` on or off for `dev` in `ns` (SIOCETHTOOL; no ethtool
+/// binary needed), and checks it took.
+pub fn set_offload(ns: &Netns, dev: &str, offload: Offload, on: bool) -> Result<()> {
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    const ETHTOOL_GGRO: u32 = 0x2b;
-    const ETHTOOL_SGRO: u32 = 0x2c;
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
@@ -175,9 +199,10 @@ pub fn set_gro(ns: &Netns, dev: &str, on: bool) -> Result<()> {
         }
         Ok(())
     }
+    let (get_cmd, set_cmd) = offload.commands();
     let dev = dev.to_owned();
     let what = format!(
-        "GRO {} on {dev} in {}",
+        "{offload:?} {} on {dev} in {}",
         if on { "on" } else { "off" },
         ns.name()
     );
@@ -189,12 +214,12 @@ pub fn set_gro(ns: &Netns, dev: &str, on: bool) -> Result<()> {
             fd,
             &dev,
             &mut EthtoolValue {
-                cmd: ETHTOOL_SGRO,
+                cmd: set_cmd,
                 data: on as u32,
             },
         )?;
         let mut get = EthtoolValue {
-            cmd: ETHTOOL_GGRO,
+            cmd: get_cmd,
             data: 0,
         };
         ethtool(fd, &dev, &mut get)?;
@@ -206,6 +231,12 @@ pub fn set_gro(ns: &Netns, dev: &str, on: bool) -> Result<()> {
         .with_context(|| what.clone())?;
     anyhow::ensure!(took, "{what}: the setting did not take");
     Ok(())
+}
+
+/// The XDP mode the tests run the agent in: `HAVIP_XDP_MODE`, or the
+/// agent's default (`generic`).
+pub fn xdp_mode() -> String {
+    std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "generic".into())
 }
 
 /// A VM: its namespace and its spec. Its NIC is `eth0`.
@@ -319,10 +350,18 @@ impl Lab {
                 "nodad",
             ])?;
             ns.ip(&["link", "set", "eth0", "up"])?;
-            // A VM's NIC accepts frames the datapath redirects or bounces
-            // to it (XDP_REDIRECT / XDP_TX into a veth need NAPI on the
-            // receiving end: an XDP program or GRO). A tap would not need it.
-            set_gro(&ns, "eth0", true)?;
+            // A VM's NIC accepts frames the datapath redirects to it
+            // (XDP_REDIRECT into a veth needs NAPI on the receiving end: an
+            // XDP program or GRO). A tap would not need it.
+            set_offload(&ns, "eth0", Offload::Gro, true)?;
+            // Native XDP drops the offload metadata of redirected frames:
+            // the VM fills in its own checksums and sends no large segments
+            // (see the agent's --xdp-mode).
+            if xdp_mode() == "native" {
+                for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
+                    set_offload(&ns, "eth0", offload, false)?;
+                }
+            }
             hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
             hv.ip(&["link", "set", spec.tap, "up"])?;
             Ok(Vm { spec, ns })
