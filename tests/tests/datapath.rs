@@ -1234,7 +1234,7 @@ struct FastCase {
     /// The VIP's owner before the frame, if any.
     owner: Option<Vm>,
     /// Whether the owner's port is a redirect target on this host.
-    owner_local: bool,
+    in_devmap: bool,
     from: Vm,
     frame: Vec<u8>,
     action: u32,
@@ -1247,7 +1247,7 @@ fn fast(name: &'static str, owner: Option<Vm>, from: Vm, frame: Vec<u8>) -> Fast
     FastCase {
         name,
         owner,
-        owner_local: true,
+        in_devmap: true,
         from,
         frame,
         action: XDP_PASS,
@@ -1263,8 +1263,8 @@ impl FastCase {
         self.stat = Some(stat);
         self
     }
-    fn remote_owner(mut self) -> Self {
-        self.owner_local = false;
+    fn port_not_in_devmap(mut self) -> Self {
+        self.in_devmap = false;
         self
     }
 }
@@ -1280,6 +1280,18 @@ fn fast_cases() -> Vec<FastCase> {
             arp_request(CLIENT, VIP4),
         )
         .answers(
+            XDP_REDIRECT,
+            expected_arp_reply(CLIENT, VM1, VIP4),
+            Stat::ArpAnswered,
+        ),
+        fast(
+            "an answer goes back with XDP_TX when the port is not in the devmap",
+            Some(VM1),
+            CLIENT,
+            arp_request(CLIENT, VIP4),
+        )
+        .port_not_in_devmap()
+        .answers(
             XDP_TX,
             expected_arp_reply(CLIENT, VM1, VIP4),
             Stat::ArpAnswered,
@@ -1291,7 +1303,7 @@ fn fast_cases() -> Vec<FastCase> {
             tagged(arp_request(CLIENT, VIP4), 1),
         )
         .answers(
-            XDP_TX,
+            XDP_REDIRECT,
             tagged(expected_arp_reply(CLIENT, VM2, VIP4), 1),
             Stat::ArpAnswered,
         ),
@@ -1314,7 +1326,7 @@ fn fast_cases() -> Vec<FastCase> {
             arp_request(VM2, VIP4),
         )
         .answers(
-            XDP_TX,
+            XDP_REDIRECT,
             expected_arp_reply(VM2, VM1, VIP4),
             Stat::ArpAnswered,
         ),
@@ -1349,7 +1361,7 @@ fn fast_cases() -> Vec<FastCase> {
             ns_for_vip.clone(),
         )
         .answers(
-            XDP_TX,
+            XDP_REDIRECT,
             expected_na(CLIENT, CLIENT.v6, VM1, VIP6),
             Stat::NdAnswered,
         ),
@@ -1360,7 +1372,7 @@ fn fast_cases() -> Vec<FastCase> {
             ns(CLIENT.mac, CLIENT.link_local, VIP6, None),
         )
         .answers(
-            XDP_TX,
+            XDP_REDIRECT,
             expected_na(CLIENT, CLIENT.link_local, VM2, VIP6),
             Stat::NdAnswered,
         ),
@@ -1371,7 +1383,7 @@ fn fast_cases() -> Vec<FastCase> {
             with_ext_headers(ns_for_vip.clone(), &[hop_by_hop()]),
         )
         .answers(
-            XDP_TX,
+            XDP_REDIRECT,
             expected_na(CLIENT, CLIENT.v6, VM1, VIP6),
             Stat::NdAnswered,
         ),
@@ -1432,7 +1444,7 @@ fn fast_cases() -> Vec<FastCase> {
             CLIENT,
             udp4(CLIENT.mac, CLIENT.v4, VIP4),
         )
-        .remote_owner()
+        .port_not_in_devmap()
         .answers(
             XDP_PASS,
             with_dst_mac(udp4(CLIENT.mac, CLIENT.v4, VIP4), VM1.mac),
@@ -1468,7 +1480,7 @@ fn fast_path_table() {
         if let Some(owner) = case.owner {
             dp.set_owner(VIP4_ID, owner);
             dp.set_owner(VIP6_ID, owner);
-            if case.owner_local {
+            if case.in_devmap {
                 dp.redirect().insert(LO, LO, None, 0).unwrap();
             }
         }
@@ -1534,7 +1546,7 @@ fn the_next_frame_after_a_claim_goes_to_the_new_owner() {
     ));
     assert_eq!(
         (action, reply),
-        (XDP_TX, expected_arp_reply(CLIENT, VM2, VIP4))
+        (XDP_REDIRECT, expected_arp_reply(CLIENT, VM2, VIP4))
     );
 
     // The agent unbinds the owner and vacates it: no owner until the next
