@@ -1,6 +1,6 @@
 //! `havip-agent run`: load the datapath, apply the configuration, then keep
-//! it applied as the file changes (SIGHUP or a write) and as interfaces come
-//! and go, until SIGINT/SIGTERM.
+//! it applied as its source changes (the file: SIGHUP or a write; etcd: its
+//! watch) and as interfaces come and go, until SIGINT/SIGTERM.
 
 use std::{
     os::fd::AsRawFd,
@@ -21,6 +21,7 @@ use tokio::{
 use crate::{
     config::{Config, ConfigError},
     datapath::{self, AttachMode, Datapath, DatapathError, ObjectSource},
+    etcd::{EtcdOptions, EtcdSource},
     events, links,
 };
 
@@ -36,10 +37,19 @@ pub const EMBEDDED_OBJECT: Option<&[u8]> = None;
 /// chmod...).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Where the desired state comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A config file (one host, the default).
+    File(PathBuf),
+    /// The controller's etcd: this host's ports and VIPs; owners reported.
+    Etcd(EtcdOptions),
+}
+
 /// What `run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub config: PathBuf,
+    pub source: Source,
     pub pin_dir: PathBuf,
     pub mode: AttachMode,
     /// `None`: the embedded object.
@@ -80,8 +90,14 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         (None, None) => return Err(DatapathError::NoObject.into()),
     };
     // A file that does not validate never reaches the datapath.
-    let config = Config::load(&opts.config)?;
-    info!("{}: {}", opts.config.display(), config.summary());
+    let config = match &opts.source {
+        Source::File(path) => {
+            let config = Config::load(path)?;
+            info!("{}: {}", path.display(), config.summary());
+            Some(config)
+        }
+        Source::Etcd(_) => None,
+    };
 
     // Subscribe before resolving interfaces, so no change falls in between.
     let links = links::watch().map_err(io("subscribe to netlink link events"))?;
@@ -99,12 +115,20 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             return Err(e.into());
         }
     };
-    tokio::spawn(events::run(pollables.events));
+    let (owner_tx, owner_rx) = mpsc::unbounded_channel();
+    let owner_tx = matches!(opts.source, Source::Etcd(_)).then_some(owner_tx);
+    tokio::spawn(events::run(pollables.events, owner_tx));
     if let Some(logger) = pollables.logger {
         tokio::spawn(poll_logger(logger));
     }
 
-    let result = serve(&mut dp, config, &opts, links, signals).await;
+    let result = match (&opts.source, config) {
+        (Source::File(path), Some(config)) => {
+            serve_file(&mut dp, config, path, links, signals).await
+        }
+        (Source::Etcd(etcd), _) => serve_etcd(&mut dp, etcd, links, owner_rx, signals).await,
+        (Source::File(_), None) => unreachable!("a file source is loaded above"),
+    };
     dp.detach_all();
     drop(dp);
     if opts.unpin_on_exit {
@@ -132,10 +156,10 @@ impl Signals {
     }
 }
 
-async fn serve(
+async fn serve_file(
     dp: &mut Datapath,
     config: Config,
-    opts: &RunOptions,
+    path: &Path,
     mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
     signals: Signals,
 ) -> Result<(), DaemonError> {
@@ -145,33 +169,71 @@ async fn serve(
         mut int,
     } = signals;
     let (file_tx, mut file_rx) = mpsc::unbounded_channel();
-    let _watcher = watch_file(&opts.config, file_tx)?;
+    let _watcher = watch_file(path, file_tx)?;
 
-    apply(dp, &config, &opts.config);
+    apply(dp, &config, path);
     info!(
         "running; reload with SIGHUP or by editing {}",
-        opts.config.display()
+        path.display()
     );
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(dp, &opts.config, "SIGHUP"),
-            Some(()) = file_rx.recv() => reload(dp, &opts.config, "file changed"),
-            Some(ev) = links.recv() => {
-                if dp.interested_in(ev.ifindex(), ev.name()) {
-                    debug!("link event {ev:?}");
-                    match dp.reconcile() {
-                        Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
-                        Ok(_) => {}
-                        Err(e) => error!("cannot follow interface change {ev:?}: {e}"),
-                    }
-                }
-            }
+            _ = hup.recv() => reload(dp, path, "SIGHUP"),
+            Some(()) = file_rx.recv() => reload(dp, path, "file changed"),
+            Some(ev) = links.recv() => follow_link(dp, &ev),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
     }
     Ok(())
+}
+
+/// The etcd source: apply what etcd says as it changes, report owners, and
+/// keep the last state through an outage. SIGHUP reads everything again.
+async fn serve_etcd(
+    dp: &mut Datapath,
+    opts: &EtcdOptions,
+    mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
+    mut owner_changes: mpsc::UnboundedReceiver<havip_common::Event>,
+    signals: Signals,
+) -> Result<(), DaemonError> {
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
+    let mut source = EtcdSource::new(opts.clone());
+    source.resync(dp).await;
+    info!(
+        "running; host {} from etcd {}",
+        opts.host,
+        opts.endpoints.join(",")
+    );
+    loop {
+        let reconnect = tokio::time::sleep_until(source.next_attempt().into());
+        tokio::select! {
+            _ = reconnect, if !source.connected() => source.resync(dp).await,
+            change = source.next_change() => source.on_change(dp, change).await,
+            Some(event) = owner_changes.recv() => source.owner_changed(dp, event).await,
+            Some(ev) = links.recv() => follow_link(dp, &ev),
+            _ = hup.recv() => { info!("SIGHUP: reading etcd again"); source.resync(dp).await }
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+        }
+    }
+    Ok(())
+}
+
+fn follow_link(dp: &mut Datapath, ev: &links::LinkEvent) {
+    if dp.interested_in(ev.ifindex(), ev.name()) {
+        debug!("link event {ev:?}");
+        match dp.reconcile() {
+            Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
+            Ok(_) => {}
+            Err(e) => error!("cannot follow interface change {ev:?}: {e}"),
+        }
+    }
 }
 
 fn apply(dp: &mut Datapath, config: &Config, path: &Path) {

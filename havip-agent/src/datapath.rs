@@ -496,6 +496,37 @@ impl Datapath {
         &self.config
     }
 
+    /// The owner record of vip `vip_id` (vacant or not), if it has one.
+    pub fn owner(&self, vip_id: u32) -> Option<Owner> {
+        self.owners.get(&vip_id, 0).ok()
+    }
+
+    /// Records that port `port_id` with `mac` on another host owns vip
+    /// `vip_id` (ifindex 0: frames for it get its MAC and go on to the
+    /// bridge and the uplink). Bumps the generation; returns the record.
+    pub fn set_remote_owner(
+        &mut self,
+        vip_id: u32,
+        port_id: u32,
+        mac: [u8; 6],
+    ) -> Result<Owner, DatapathError> {
+        let now = crate::util::BpfClock::now().mono_now_ns();
+        let generation = self.owner(vip_id).map_or(0, |o| o.generation) + 1;
+        let owner = Owner {
+            port_id,
+            ifindex: 0,
+            mac,
+            _pad: [0; 2],
+            generation,
+            since_ns: now,
+            last_claim_ns: now,
+        };
+        self.owners
+            .insert(vip_id, owner, 0)
+            .map_err(map_err(maps::OWNERS, "cannot insert"))?;
+        Ok(owner)
+    }
+
     /// Whether `ifindex`/`name` is one the datapath cares about: an
     /// interface of a configured port, or one it is attached to.
     pub fn interested_in(&self, ifindex: u32, name: Option<&str>) -> bool {

@@ -88,7 +88,7 @@ impl Desired {
     ///
     /// An owner stays only while the VIP keeps its address, the owner's port
     /// stays bound to it, and that port is still on the interface the owner
-    /// was learned on.
+    /// was learned on (an owner on another host stays while bound).
     pub fn owner_action(
         &self,
         vip_id: u32,
@@ -107,7 +107,10 @@ impl Desired {
             .vips
             .get(addr)
             .is_some_and(|v| v.is_bound(owner.port_id));
-        let same_link = port_ifindex(owner.port_id) == Some(owner.ifindex);
+        // An owner on another host (ifindex 0, set from the controller)
+        // has no local link to lose.
+        let remote = owner.ifindex == 0 && !self.port_interfaces.contains_key(&owner.port_id);
+        let same_link = remote || port_ifindex(owner.port_id) == Some(owner.ifindex);
         if !moved && bound && same_link {
             OwnerAction::Keep
         } else {
@@ -370,6 +373,38 @@ ports = [12]
         for (name, vip, o, cur, ifx, want) in cases {
             assert_eq!(d.owner_action(*vip, o, *cur, ifx), *want, "case {name:?}");
         }
+    }
+
+    #[test]
+    fn remote_owners_stay_while_bound() {
+        // vip 1 also bound to port 40, which lives on another host.
+        let mut d = desired();
+        let web = v4([10, 0, 6, 19]);
+        let vip = d.vips.get_mut(&web).unwrap();
+        vip.ports[vip.port_count as usize] = 40;
+        vip.port_count += 1;
+        let remote = |port_id| Owner {
+            port_id,
+            ifindex: 0,
+            mac: [2, 0, 0, 0, 0, 0x40],
+            generation: 2,
+            ..Owner::default()
+        };
+        let no_links = |_: u32| None;
+        assert_eq!(
+            d.owner_action(1, &remote(40), Some(&web), no_links),
+            OwnerAction::Keep
+        );
+        assert_eq!(
+            d.owner_action(1, &remote(41), Some(&web), no_links),
+            OwnerAction::Vacate,
+            "a remote port that is not bound"
+        );
+        assert_eq!(
+            d.owner_action(1, &remote(11), Some(&web), no_links),
+            OwnerAction::Vacate,
+            "a local port is never remote: its interface is gone"
+        );
     }
 
     #[test]

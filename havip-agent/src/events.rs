@@ -1,6 +1,7 @@
 //! Reads the datapath's `havip_events` ring buffer and logs what it reports:
 //! owner changes at info, rejected claims at warn (rate-limited per VIP and
-//! port).
+//! port). Owner changes also go to whoever reports them on (the etcd
+//! source writes them back to the controller).
 
 use std::{
     collections::HashMap,
@@ -10,7 +11,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use havip_common::{DropReason, Event, EventKind};
 use log::{debug, error, info, warn};
-use tokio::io::unix::AsyncFd;
+use tokio::{io::unix::AsyncFd, sync::mpsc::UnboundedSender};
 
 use crate::util::{format_mac, ifname_of, ip_of};
 
@@ -94,8 +95,9 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     }
 }
 
-/// Logs every event the datapath reports until the ring buffer fails.
-pub async fn run(ring: RingBuf<MapData>) {
+/// Logs every event the datapath reports until the ring buffer fails, and
+/// sends each owner change to `owner_changes` when given.
+pub async fn run(ring: RingBuf<MapData>, owner_changes: Option<UnboundedSender<Event>>) {
     // SAFETY: the ring buffer owns its map fd, open and unchanged until it is
     // dropped, which only happens with the AsyncFd.
     let registered =
@@ -125,6 +127,9 @@ pub async fn run(ring: RingBuf<MapData>) {
             match EventKind::from_u32(e.kind) {
                 Some(EventKind::OwnerChanged) => {
                     info!("{}", owner_line(&e, ifname_of(e.ifindex).as_deref()));
+                    if let Some(tx) = &owner_changes {
+                        let _ = tx.send(e);
+                    }
                 }
                 Some(EventKind::ClaimRejected) => {
                     if let Some(suppressed) = limiter.check((e.vip_id, e.port_id), Instant::now()) {

@@ -1,7 +1,8 @@
 //! The havip hypervisor agent.
 //!
-//! The agent reads the operator's desired state (a TOML file, see [`config`]),
-//! turns it into the exact contents of the datapath's maps ([`desired`]),
+//! The agent reads the desired state (a TOML file, see [`config`], or this
+//! host's share of the controller's etcd, see [`etcd`], which also gets the
+//! owners the datapath learns), turns it into the exact contents of the datapath's maps ([`desired`]),
 //! loads and pins the XDP datapath and keeps its maps in line with that state
 //! ([`datapath`]), follows interfaces as they come and go ([`links`]), logs
 //! what the datapath reports ([`events`]) and prints the pinned state for an
@@ -11,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod desired;
+pub mod etcd;
 pub mod events;
 pub mod links;
 pub mod status;

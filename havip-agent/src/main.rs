@@ -5,8 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use havip_agent::{
     config::Config,
-    daemon::{self, RunOptions},
+    daemon::{self, RunOptions, Source},
     datapath::AttachMode,
+    etcd::EtcdOptions,
     status,
 };
 use havip_common::maps::PIN_DIR;
@@ -26,19 +27,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the datapath, apply the config file and keep it applied.
+    /// Load the datapath, apply the config file (or etcd) and keep it applied.
     ///
     /// Pins the maps under --pin-dir (reusing maps already pinned there, so
-    /// learned owners survive a restart), attaches XDP to each port's
-    /// interface as it appears, and logs owner changes and rejected claims.
-    /// Reloads the file on SIGHUP and when it changes; a file that does not
-    /// validate is reported and the state in force is kept. On SIGINT or
-    /// SIGTERM, detaches XDP and exits 0, leaving the maps pinned (see
-    /// --unpin-on-exit). Exits 1 at once if the file is invalid at start.
+    /// learned owners survive a restart), attaches XDP and TC egress to each
+    /// port's interface as it appears, and logs owner changes and rejected
+    /// claims. With --config: reloads the file on SIGHUP and when it changes;
+    /// a file that does not validate is reported and the state in force is
+    /// kept; exits 1 at once if the file is invalid at start. With --etcd and
+    /// --host: applies this host's ports and the VIPs of their subnets as
+    /// they change, acknowledges each VIP, reports the owners the datapath
+    /// learns and programs the owners other hosts report; while etcd is
+    /// unreachable the last state stays in force, and it reads everything
+    /// again when etcd is back (or on SIGHUP). On SIGINT or SIGTERM, detaches
+    /// and exits 0, leaving the maps pinned (see --unpin-on-exit).
     Run {
-        /// The config file (TOML: networks, ports, vips).
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The config file (TOML: networks, ports, vips): one host on its own.
+        #[arg(long, short, required_unless_present = "etcd", conflicts_with = "etcd")]
+        config: Option<PathBuf>,
+        /// Take this host's ports and VIPs from the controller's etcd instead
+        /// (comma-separated endpoints), and report the owners learned there.
+        #[arg(long, value_name = "URL", value_delimiter = ',', requires = "host")]
+        etcd: Vec<String>,
+        /// This hypervisor's name in the controller (with --etcd).
+        #[arg(long, value_name = "NAME", requires = "etcd")]
+        host: Option<String>,
         /// Where the maps are pinned (on bpffs; mounted at /sys/fs/bpf if needed).
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
@@ -119,13 +132,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             config,
+            etcd,
+            host,
             pin_dir,
             xdp_mode,
             bpf_object,
             unpin_on_exit,
         } => {
+            let source = match (config, host) {
+                (Some(path), _) => Source::File(path),
+                (None, Some(host)) => Source::Etcd(EtcdOptions {
+                    endpoints: etcd,
+                    host,
+                }),
+                (None, None) => unreachable!("clap requires --config or --etcd/--host"),
+            };
             let opts = RunOptions {
-                config,
+                source,
                 pin_dir,
                 mode: xdp_mode.into(),
                 bpf_object,

@@ -94,6 +94,11 @@ impl BpfClock {
         }
     }
 
+    /// The monotonic clock (the datapath's `bpf_ktime_get_ns`) at sampling.
+    pub fn mono_now_ns(&self) -> u64 {
+        self.mono_now_ns
+    }
+
     /// How long ago `ktime_ns` was (zero if it is in the future).
     pub fn age(&self, ktime_ns: u64) -> Duration {
         Duration::from_nanos(self.mono_now_ns.saturating_sub(ktime_ns))
