@@ -94,7 +94,8 @@ impl Drop for Pins {
 /// A running `havip-agent run`; stopped (SIGTERM) on drop.
 pub struct Agent {
     pub bin: PathBuf,
-    pub config: PathBuf,
+    /// The config file (`None`: the agent reads etcd).
+    pub config: Option<PathBuf>,
     pub pin_dir: PathBuf,
     pub log: PathBuf,
     hv: String,
@@ -119,7 +120,6 @@ impl Agent {
         opts: AgentOptions,
     ) -> Result<Self> {
         let bin = agent_bin()?;
-        ensure_bpffs()?;
         let out = cmd::output(
             netns::command_in(hv.name(), &bin)?
                 .args(["check", "--config"])
@@ -128,6 +128,37 @@ impl Agent {
         if let Err(e) = out {
             bail!("the lab's agent config is rejected by `havip-agent check`: {e:#}");
         }
+        let source = vec!["--config".into(), config.as_os_str().to_owned()];
+        Self::launch(hv, source, Some(config), dir, taps, opts)
+    }
+
+    /// Starts the agent of hypervisor `host` on the controller's etcd at
+    /// `etcd_url` (`run --etcd URL --host NAME`); returns once XDP is
+    /// attached to every interface in `taps`.
+    pub fn start_etcd(
+        hv: &Netns,
+        etcd_url: &str,
+        host: &str,
+        dir: &Path,
+        taps: &[&str],
+    ) -> Result<Self> {
+        let source = ["--etcd", etcd_url, "--host", host]
+            .iter()
+            .map(Into::into)
+            .collect();
+        Self::launch(hv, source, None, dir, taps, AgentOptions::default())
+    }
+
+    fn launch(
+        hv: &Netns,
+        source: Vec<std::ffi::OsString>,
+        config: Option<&Path>,
+        dir: &Path,
+        taps: &[&str],
+        opts: AgentOptions,
+    ) -> Result<Self> {
+        let bin = agent_bin()?;
+        ensure_bpffs()?;
         let pin_dir = opts.pin_dir.clone().unwrap_or_else(|| {
             PathBuf::from(format!(
                 "{PIN_PREFIX}{}-{}",
@@ -140,8 +171,7 @@ impl Agent {
         let log_file = File::create(&log)?;
         let mut c = netns::command_in(hv.name(), &bin)?;
         c.arg("run")
-            .arg("--config")
-            .arg(config)
+            .args(&source)
             .arg("--pin-dir")
             .arg(&pin_dir)
             .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
@@ -171,7 +201,7 @@ impl Agent {
         }));
         let agent = Self {
             bin,
-            config: config.to_owned(),
+            config: config.map(Path::to_owned),
             pin_dir,
             log,
             hv: hv.name().to_owned(),
@@ -264,11 +294,10 @@ impl Agent {
 
     fn status_cmd(&self, json: bool) -> Result<String> {
         let mut c = netns::command_in(&self.hv, &self.bin)?;
-        c.arg("status")
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .arg("--config")
-            .arg(&self.config);
+        c.arg("status").arg("--pin-dir").arg(&self.pin_dir);
+        if let Some(config) = &self.config {
+            c.arg("--config").arg(config);
+        }
         if json {
             c.arg("--json");
         }
@@ -398,6 +427,25 @@ pub struct Status {
     pub drops: BTreeMap<String, u64>,
     /// Global non-drop counters by name.
     pub stats: BTreeMap<String, u64>,
+}
+
+impl Status {
+    /// The VIP at `address` (as the agent prints it).
+    pub fn vip_at(&self, address: &str) -> Result<&VipStatus> {
+        self.vips
+            .iter()
+            .find(|v| v.address == address)
+            .with_context(|| format!("no vip at {address} in the datapath"))
+    }
+
+    /// The port id of the port on `interface`.
+    pub fn port_on(&self, interface: &str) -> Result<u32> {
+        self.ports
+            .iter()
+            .find(|p| p.interface.as_deref() == Some(interface))
+            .map(|p| p.port_id)
+            .with_context(|| format!("no port on {interface} in the datapath"))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -102,12 +102,17 @@ pub struct Keepalived {
 impl Keepalived {
     /// Starts keepalived in `vm` with `peer` as unicast peer.
     pub fn start(lab: &Lab, vm: &Vm, peer: &Vm, role: Role) -> Result<Self> {
+        Self::start_in(lab.dir(), vm, peer, role)
+    }
+
+    /// [`Keepalived::start`] with its files in `dir`.
+    pub fn start_in(dir: &Path, vm: &Vm, peer: &Vm, role: Role) -> Result<Self> {
         let name = vm.role();
-        let conf = lab.path(&format!("keepalived-{name}.conf"));
+        let conf = dir.join(format!("keepalived-{name}.conf"));
         std::fs::write(&conf, config(vm, peer, role))?;
-        let log = lab.path(&format!("keepalived-{name}.log"));
+        let log = dir.join(format!("keepalived-{name}.log"));
         let log_file = File::create(&log)?;
-        let pid_file = |what: &str| lab.path(&format!("keepalived-{name}{what}.pid"));
+        let pid_file = |what: &str| dir.join(format!("keepalived-{name}{what}.pid"));
         let mut c = vm.ns.cmd("keepalived");
         c.args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
             .arg("--use-file")

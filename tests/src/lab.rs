@@ -239,6 +239,56 @@ pub fn xdp_mode() -> String {
     std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "generic".into())
 }
 
+/// Creates the VM `spec` (its namespace, and a veth pair: `spec.tap` on the
+/// hypervisor `hv`, in its bridge `br0`, and `eth0` in the VM with the
+/// spec's MAC and addresses).
+pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec) -> Result<Vm> {
+    let ns = Netns::new(&format!("{stem}-{}", spec.role))?;
+    // Addresses usable at once; EUI-64 link-local from the fixed MAC.
+    for scope in ["default", "all"] {
+        ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+        ns.sysctl(&format!("net.ipv6.conf.{scope}.addr_gen_mode"), "0")?;
+    }
+    hv.ip(&[
+        "link",
+        "add",
+        spec.tap,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns.name(),
+    ])?;
+    ns.ip(&["link", "set", "eth0", "address", &spec.mac_str()])?;
+    ns.ip(&["addr", "add", &format!("{}/24", spec.ipv4), "dev", "eth0"])?;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", spec.ipv6),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    ns.ip(&["link", "set", "eth0", "up"])?;
+    // A VM's NIC accepts frames the datapath redirects to it
+    // (XDP_REDIRECT into a veth needs NAPI on the receiving end: an
+    // XDP program or GRO). A tap would not need it.
+    set_offload(&ns, "eth0", Offload::Gro, true)?;
+    // Native XDP drops the offload metadata of redirected frames:
+    // the VM fills in its own checksums and sends no large segments
+    // (see the agent's --xdp-mode).
+    if xdp_mode() == "native" {
+        for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
+            set_offload(&ns, "eth0", offload, false)?;
+        }
+    }
+    hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
+    hv.ip(&["link", "set", spec.tap, "up"])?;
+    Ok(Vm { spec, ns })
+}
+
 /// A VM: its namespace and its spec. Its NIC is `eth0`.
 pub struct Vm {
     pub spec: VmSpec,
@@ -284,7 +334,14 @@ pub struct Lab {
 }
 
 /// Removes the lab's temp dir on drop.
-struct DirGuard(Option<Token>);
+/// Removes a temp dir (registered for cleanup) when dropped.
+pub struct DirGuard(Option<Token>);
+
+impl DirGuard {
+    pub fn new(dir: &Path) -> Self {
+        Self(Some(cleanup::register(Resource::Dir(dir.to_owned()))))
+    }
+}
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
@@ -301,7 +358,7 @@ impl Lab {
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let dir_guard = DirGuard(Some(cleanup::register(Resource::Dir(dir.clone()))));
+        let dir_guard = DirGuard::new(&dir);
 
         let hv = Netns::new(&format!("{stem}-hv"))?;
         // The hypervisor stays quiet on the VM network: no IPv6 on its side.
@@ -320,52 +377,7 @@ impl Lab {
         ])?;
         hv.ip(&["link", "set", "br0", "up"])?;
 
-        let vm = |spec: VmSpec| -> Result<Vm> {
-            let ns = Netns::new(&format!("{stem}-{}", spec.role))?;
-            // Addresses usable at once; EUI-64 link-local from the fixed MAC.
-            for scope in ["default", "all"] {
-                ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
-                ns.sysctl(&format!("net.ipv6.conf.{scope}.addr_gen_mode"), "0")?;
-            }
-            hv.ip(&[
-                "link",
-                "add",
-                spec.tap,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns.name(),
-            ])?;
-            ns.ip(&["link", "set", "eth0", "address", &spec.mac_str()])?;
-            ns.ip(&["addr", "add", &format!("{}/24", spec.ipv4), "dev", "eth0"])?;
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{}/64", spec.ipv6),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            ns.ip(&["link", "set", "eth0", "up"])?;
-            // A VM's NIC accepts frames the datapath redirects to it
-            // (XDP_REDIRECT into a veth needs NAPI on the receiving end: an
-            // XDP program or GRO). A tap would not need it.
-            set_offload(&ns, "eth0", Offload::Gro, true)?;
-            // Native XDP drops the offload metadata of redirected frames:
-            // the VM fills in its own checksums and sends no large segments
-            // (see the agent's --xdp-mode).
-            if xdp_mode() == "native" {
-                for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
-                    set_offload(&ns, "eth0", offload, false)?;
-                }
-            }
-            hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
-            hv.ip(&["link", "set", spec.tap, "up"])?;
-            Ok(Vm { spec, ns })
-        };
+        let vm = |spec: VmSpec| add_vm(&hv, &stem, spec);
         let vm1 = vm(VM1)?;
         let vm2 = vm(VM2)?;
         let client = vm(CLIENT)?;

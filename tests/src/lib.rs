@@ -8,6 +8,8 @@
 //! - [`cmd`]: running commands; root and tool checks (missing → error).
 //! - [`netns`]: namespaces, commands and threads inside them.
 //! - [`lab`]: the topology and the agent config for it.
+//! - [`fabric`]: several hypervisors on one L2 fabric, with etcd and the
+//!   controller, their agents reading etcd.
 //! - [`agent`]: `havip-agent run` / `status --json`.
 //! - [`keepalived`]: keepalived configured as in the HA guide.
 //! - [`probe`]: UDP echo servers and the client's prober.
@@ -33,6 +35,7 @@ pub mod agent;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;
+pub mod fabric;
 pub mod failover;
 pub mod ha;
 pub mod keepalived;

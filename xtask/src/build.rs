@@ -1,5 +1,6 @@
-//! `cargo xtask build`: the datapath, then the agent that embeds it, then the
-//! lab binaries of the tests crate; all in release, into `target/`.
+//! `cargo xtask build`: the datapath, then the agent that embeds it and the
+//! controller, then the lab binaries of the tests crate; all in release,
+//! into `target/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,6 +17,8 @@ pub const TESTS_PACKAGE: &str = "havip-tests";
 pub struct Artifacts {
     pub ebpf_object: PathBuf,
     pub agent: PathBuf,
+    /// Where `havip-controller` and `havipctl` are.
+    pub controller_bin_dir: PathBuf,
     /// `target/release/havip-lab`, once the tests crate has that binary.
     pub lab: Option<PathBuf>,
 }
@@ -23,7 +26,14 @@ pub struct Artifacts {
 pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
     let ebpf_object = build_ebpf::run(toolchain)?;
 
-    util::run(host_cargo(&ebpf_object).args(["build", "--release", "-p", "havip-agent"]))?;
+    util::run(host_cargo(&ebpf_object).args([
+        "build",
+        "--release",
+        "-p",
+        "havip-agent",
+        "-p",
+        "havip-controller",
+    ]))?;
 
     let bins = tests_bins()?;
     if bins.is_empty() {
@@ -41,6 +51,7 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
     let release = util::target_dir().join("release");
     let artifacts = Artifacts {
         agent: release.join("havip-agent"),
+        controller_bin_dir: release.clone(),
         lab: bins
             .iter()
             .any(|b| b == "havip-lab")
@@ -48,6 +59,13 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
         ebpf_object,
     };
     say!("agent: {}", artifacts.agent.display());
+    say!(
+        "controller: {} (and havipctl)",
+        artifacts
+            .controller_bin_dir
+            .join("havip-controller")
+            .display()
+    );
     if let Some(lab) = &artifacts.lab {
         say!("lab: {}", lab.display());
     }

@@ -58,7 +58,8 @@ pub fn run(args: &Args) -> Result<()> {
         cmd.args(["test", "--release", "-p", TESTS_PACKAGE, "--"])
             .arg("--test-threads=1")
             .args(&args.filters)
-            .env("HAVIP_AGENT_BIN", &artifacts.agent);
+            .env("HAVIP_AGENT_BIN", &artifacts.agent)
+            .env("HAVIP_CONTROLLER_BIN_DIR", &artifacts.controller_bin_dir);
         if let Some(lab) = &artifacts.lab {
             cmd.env("HAVIP_LAB_BIN", lab);
         }

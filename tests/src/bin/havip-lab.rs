@@ -160,7 +160,9 @@ fn step_build() -> Result<Lab> {
 fn step_agent(lab: &mut Lab) -> Result<()> {
     section(2, "Starting havip-agent on the hypervisor");
     let agent = lab.start_agent()?;
-    println!("   config  {}", agent.config.display());
+    if let Some(config) = &agent.config {
+        println!("   config  {}", config.display());
+    }
     println!("   pins    {}", agent.pin_dir.display());
     println!("   log     {}", agent.log.display());
     println!("   XDP attached on every VM port");

@@ -1,0 +1,221 @@
+//! Across hypervisors, through the controller: VIPs created and bound with
+//! the API, agents reading etcd, keepalived failing over between VMs on
+//! different hosts, owners reported back and programmed remotely; and an
+//! etcd outage under traffic.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use havip_tests::fabric::{port_id, Fabric};
+use havip_tests::keepalived::{self, Keepalived, Role};
+use havip_tests::lab::{Vm, CLIENT, ECHO_PORT, ROGUE, VIP4, VIP6, VM1, VM2};
+use havip_tests::probe::{EchoServer, Prober};
+use havip_tests::wait::{self, now_us};
+
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// The echo services and the keepalived pair (vm1 master) on both VIPs.
+struct Pair {
+    master: Keepalived,
+    _backup: Keepalived,
+    _echo: [EchoServer; 2],
+}
+
+fn start_pair(f: &Fabric) -> Result<Pair> {
+    let (vm1, vm2) = (f.vm("vm1"), f.vm("vm2"));
+    let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
+    let echo = [
+        EchoServer::start(vm1, &vips, ECHO_PORT)?,
+        EchoServer::start(vm2, &vips, ECHO_PORT)?,
+    ];
+    let master = Keepalived::start_in(&f.dir, vm1, vm2, Role::Master)?;
+    let backup = Keepalived::start_in(&f.dir, vm2, vm1, Role::Backup)?;
+    if let Err(e) = keepalived::wait_master(vm1, Duration::from_secs(15)) {
+        anyhow::bail!("{e:#}\n--- keepalived vm1 ---\n{}", master.log_text());
+    }
+    Ok(Pair {
+        master,
+        _backup: backup,
+        _echo: echo,
+    })
+}
+
+/// Waits until the API names `vm`'s port as the master of `vip`; returns
+/// the wall-clock time (µs) it first did, polling every 2 ms.
+fn wait_api_master(f: &Fabric, vip: &str, vm: &Vm, timeout: Duration) -> Result<i64> {
+    let want = port_id(&vm.spec);
+    let deadline = Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        last = f.get_vip(vip)?;
+        if last["master"]["port"] == want.as_str() {
+            return Ok(now_us());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    anyhow::bail!("the API did not report {want} as master of {vip} in {timeout:?}; last: {last}")
+}
+
+/// Creates the two VIPs bound to vm1 and vm2 and waits until every bound
+/// host programmed them (available).
+fn create_vips(f: &Fabric) -> Result<[String; 2]> {
+    let v4 = f.create_vip("web-v4", IpAddr::V4(VIP4), &[&VM1, &VM2])?;
+    let v6 = f.create_vip("web-v6", IpAddr::V6(VIP6), &[&VM1, &VM2])?;
+    for id in [&v4, &v6] {
+        let vip = f.wait_status(id, "available", Duration::from_secs(20))?;
+        ensure!(
+            vip["pending_hosts"].as_array().is_some_and(Vec::is_empty),
+            "{id} available with pending hosts: {vip}"
+        );
+    }
+    Ok([v4, v6])
+}
+
+#[test]
+fn failover_across_hypervisors_through_the_controller() -> Result<()> {
+    let mut f = Fabric::build(&[("hv-a", &[VM1]), ("hv-b", &[VM2]), ("hv-c", &[CLIENT])])?;
+    for h in ["hv-a", "hv-b", "hv-c"] {
+        f.host_mut(h).start_agent()?;
+    }
+    let [v4, v6] = create_vips(&f)?;
+    let mut pair = start_pair(&f)?;
+    for id in [&v4, &v6] {
+        wait_api_master(&f, id, f.vm("vm1"), Duration::from_secs(10))
+            .context("after keepalived started")?;
+    }
+
+    // The client's host answers and delivers for the VIP with vm1's MAC,
+    // which it learned from the controller (vm1 lives on hv-a).
+    let vm1_port = f.host("hv-a").agent()?.status()?.port_on(VM1.tap)?;
+    let vm2_port = f.host("hv-b").agent()?.status()?.port_on(VM2.tap)?;
+    wait::until(
+        Duration::from_secs(5),
+        "hv-c to program vm1 as remote owner",
+        || {
+            let s = f.host("hv-c").agent()?.status()?;
+            Ok(s.vip_at(&VIP4.to_string())?
+                .owner
+                .as_ref()
+                .is_some_and(|o| o.port_id == vm1_port && o.ifindex == 0))
+        },
+    )?;
+
+    let client = f.vm("client");
+    let probers = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
+        .map(|vip| Prober::start(client, SocketAddr::new(vip, ECHO_PORT), PROBE_EVERY));
+    let probers = probers.into_iter().collect::<Result<Vec<_>>>()?;
+    for p in &probers {
+        p.wait_reply_from("vm1", now_us(), Duration::from_secs(5))
+            .context("before the crash, vm1 does not answer")?;
+    }
+
+    let kill_us = now_us();
+    pair.master.crash(f.vm("vm1"))?;
+    let api_us = wait_api_master(&f, &v4, f.vm("vm2"), Duration::from_secs(15))?;
+    for p in &probers {
+        p.wait_reply_from("vm2", kill_us, Duration::from_secs(15))
+            .context("after the crash, vm2 does not answer through the other hosts")?;
+    }
+
+    // The API followed the datapath within 100 ms of the owner change.
+    let owner = f.host("hv-b").agent()?.wait_owner(
+        f.host("hv-b")
+            .agent()?
+            .status()?
+            .vip_at(&VIP4.to_string())?
+            .vip_id,
+        vm2_port,
+        Duration::from_secs(5),
+    )?;
+    let lag_ms = (api_us / 1000 - owner.since_unix_ms) as f64;
+    println!(
+        "owner change on hv-b at +{} ms after the kill; the API reported it {lag_ms} ms later",
+        owner.since_unix_ms - kill_us / 1000
+    );
+    ensure!(
+        lag_ms < 100.0,
+        "the API reported the new master {lag_ms} ms after the owner change in the datapath"
+    );
+    wait_api_master(&f, &v6, f.vm("vm2"), Duration::from_secs(5))?;
+
+    // Every other host follows: vm2 is the remote owner on hv-a and hv-c.
+    for h in ["hv-a", "hv-c"] {
+        wait::until(
+            Duration::from_secs(5),
+            &format!("{h} to follow vm2"),
+            || {
+                let s = f.host(h).agent()?.status()?;
+                Ok(s.vip_at(&VIP4.to_string())?
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.port_id == vm2_port && o.ifindex == 0))
+            },
+        )?;
+    }
+    for p in probers {
+        let log = p.stop();
+        ensure!(
+            log.answered_by("vm2") > 0,
+            "no replies from vm2: {:?}",
+            log.responders()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn an_etcd_outage_keeps_forwarding_and_failover_and_the_agents_catch_up() -> Result<()> {
+    // The HA pair and the client on one host; a bystander host (the rogue
+    // VM: a port in the subnet, not bound).
+    let mut f = Fabric::build(&[("hv-a", &[VM1, VM2, CLIENT]), ("hv-b", &[ROGUE])])?;
+    for h in ["hv-a", "hv-b"] {
+        f.host_mut(h).start_agent()?;
+    }
+    let [v4, _v6] = create_vips(&f)?;
+    let mut pair = start_pair(&f)?;
+    wait_api_master(&f, &v4, f.vm("vm1"), Duration::from_secs(10))?;
+    let client = f.vm("client");
+    let prober = Prober::start(
+        client,
+        SocketAddr::new(IpAddr::V4(VIP4), ECHO_PORT),
+        PROBE_EVERY,
+    )?;
+    prober.wait_reply_from("vm1", now_us(), Duration::from_secs(5))?;
+
+    f.stop_etcd();
+    let outage_us = now_us();
+    prober
+        .wait_reply_from("vm1", outage_us + 500_000, Duration::from_secs(5))
+        .context("forwarding stopped with etcd")?;
+    pair.master.crash(f.vm("vm1"))?;
+    prober
+        .wait_reply_from("vm2", outage_us, Duration::from_secs(15))
+        .context("failover on the host stopped working with etcd down")?;
+    let vm2_port = f.host("hv-a").agent()?.status()?.port_on(VM2.tap)?;
+    let vip_id = f
+        .host("hv-a")
+        .agent()?
+        .status()?
+        .vip_at(&VIP4.to_string())?
+        .vip_id;
+    f.host("hv-a")
+        .agent()?
+        .wait_owner(vip_id, vm2_port, Duration::from_secs(5))?;
+
+    // etcd back: the owner learned during the outage reaches the API and
+    // the bystander host.
+    f.start_etcd()?;
+    wait_api_master(&f, &v4, f.vm("vm2"), Duration::from_secs(20))
+        .context("the agents did not catch up after etcd came back")?;
+    wait::until(Duration::from_secs(10), "hv-b to follow vm2", || {
+        let s = f.host("hv-b").agent()?.status()?;
+        Ok(s.vip_at(&VIP4.to_string())?
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.port_id == vm2_port && o.ifindex == 0))
+    })?;
+    let log = prober.stop();
+    ensure!(log.answered_by("vm2") > 0, "no replies from vm2");
+    Ok(())
+}
