@@ -65,8 +65,14 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let mut privileged = Tally::default();
         let status = util::test_status(&mut cmd, &mut privileged)?;
-        if status.success() && privileged.passed == 0 && args.filters.is_empty() {
-            bail!("the privileged tests ran no test: that is a failure, not a pass");
+        if status.success() && privileged.passed == 0 {
+            if args.filters.is_empty() {
+                bail!("the privileged tests ran no test: that is a failure, not a pass");
+            }
+            bail!(
+                "no privileged test matches {:?} (filters match test names, not file names)",
+                args.filters
+            );
         }
         total.passed += privileged.passed;
         total.failed += privileged.failed;
