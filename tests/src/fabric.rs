@@ -387,52 +387,21 @@ impl Fabric {
     }
 
     /// One HTTP/1.0 request from inside the control namespace.
-    fn http(
+    pub fn http(
         &self,
         method: &str,
         url: &str,
         token: Option<&str>,
         body: Option<&str>,
     ) -> Result<(u16, String)> {
-        let rest = url.strip_prefix("http://").context("http URLs only")?;
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut request = format!("{method} /{path} HTTP/1.0\r\nHost: {host}\r\n");
-        if let Some(t) = token {
-            request.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if let Some(b) = body {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            ));
-        } else {
-            request.push_str("\r\n");
-        }
-        let host = host.to_owned();
-        let handle = self
-            .ctl
-            .spawn_thread("http", move || -> std::io::Result<String> {
-                let addr = host
-                    .parse()
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.write_all(request.as_bytes())?;
-                let mut out = String::new();
-                s.read_to_string(&mut out)?;
-                Ok(out)
-            })?;
-        let response = handle
+        let (method, url) = (method.to_owned(), url.to_owned());
+        let (token, body) = (token.map(str::to_owned), body.map(str::to_owned));
+        let handle = self.ctl.spawn_thread("http", move || {
+            http(&method, &url, token.as_deref(), body.as_deref())
+        })?;
+        handle
             .join()
             .map_err(|_| anyhow::anyhow!("http thread panicked"))??
-            .with_context(|| format!("{method} {url}"))?;
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("no HTTP status in {head:?}"))?;
-        Ok((status, body.to_owned()))
     }
 
     fn log_tail(&self, name: &str) -> String {
@@ -477,6 +446,46 @@ fn bridge(ns: &Netns, name: &str) -> Result<()> {
     ])?;
     ns.ip(&["link", "set", name, "up"])?;
     Ok(())
+}
+
+/// One HTTP/1.0 request (in the calling thread's network namespace):
+/// the status and the body.
+pub fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").context("http URLs only")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut request = format!("{method} /{path} HTTP/1.0\r\nHost: {host}\r\n");
+    if let Some(t) = token {
+        request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    match body {
+        Some(b) => request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => request.push_str("\r\n"),
+    }
+    let addr = host.parse().with_context(|| format!("{host} is not ip:port"))?;
+    let response = (|| -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })()
+    .with_context(|| format!("{method} {url}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no HTTP status in {head:?}"))?;
+    Ok((status, body.to_owned()))
 }
 
 /// `havip-controller` or `havipctl`: `HAVIP_CONTROLLER_BIN_DIR`, or the
