@@ -287,6 +287,15 @@ impl Agent {
         }
     }
 
+    /// Replaces the agent's config file the way editors do (a new file
+    /// renamed over the old); the agent reloads it on its own.
+    pub fn edit_config(&self, text: &str) -> Result<()> {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.config)
+            .with_context(|| format!("replace {}", self.config.display()))
+    }
+
     /// `havip-agent status` in its human form.
     pub fn status_text(&self) -> Result<String> {
         self.status_cmd(false)
@@ -463,6 +472,8 @@ pub struct VipStatus {
     pub network: u32,
     pub address: String,
     pub ports: Vec<u32>,
+    /// The owner generation, kept when the owner is vacated (0: never owned).
+    pub generation: u64,
     pub owner: Option<OwnerStatus>,
     pub counters: VipCounters,
 }
@@ -483,6 +494,10 @@ pub struct OwnerStatus {
 pub struct VipCounters {
     pub claims_accepted: u64,
     pub owner_changes: u64,
+    /// ARP requests and Neighbor Solicitations the datapath answered.
+    pub answered: u64,
+    /// Frames delivered to the owner (redirected or MAC rewritten).
+    pub delivered: u64,
     pub drops: BTreeMap<String, u64>,
 }
 

@@ -37,6 +37,20 @@ impl Frame {
         self.line.contains("neighbor advertisement") && self.line.contains(&format!("tgt is {ip},"))
     }
 
+    /// A question for `ip`'s link-layer address: an ARP request for it
+    /// (not a gratuitous one) or a Neighbor Solicitation for it.
+    pub fn is_resolution_for(&self, ip: &str) -> bool {
+        (self.line.contains(&format!("who-has {ip} ")) && !self.is_garp_for(ip))
+            || self
+                .line
+                .contains(&format!("neighbor solicitation, who has {ip},"))
+    }
+
+    /// The Ethernet source (`-e`: the word after the timestamp).
+    pub fn src_mac(&self) -> Option<&str> {
+        self.line.split_whitespace().nth(1)
+    }
+
     /// Any claim of `ip` (GARP, ARP reply, NA).
     pub fn is_claim_for(&self, ip: &str) -> bool {
         self.is_garp_for(ip) || self.is_arp_reply_for(ip) || self.is_na_for(ip)

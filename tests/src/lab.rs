@@ -115,6 +115,16 @@ pub fn eui64_link_local(mac: &[u8; 6]) -> Ipv6Addr {
 /// The agent config for the lab topology (ports 11-14, VIPs bound to 11
 /// and 12), with `comment` in its header line.
 pub fn agent_config(comment: &str) -> String {
+    agent_config_binding(comment, &[VM1.port_id, VM2.port_id])
+}
+
+/// [`agent_config`] with both VIPs bound to `vip_ports`.
+pub fn agent_config_binding(comment: &str, vip_ports: &[u32]) -> String {
+    let bound = vip_ports
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut c = String::new();
     let _ = writeln!(c, "# Written by havip-tests for {comment}\n");
     let _ = writeln!(
@@ -144,8 +154,7 @@ pub fn agent_config(comment: &str) -> String {
     ] {
         let _ = writeln!(
             c,
-            "[[vips]]\nid = {id}\nname = \"{name}\"\nnetwork = {NETWORK_ID}\naddress = \"{addr}\"\nports = [{}, {}]\n",
-            VM1.port_id, VM2.port_id
+            "[[vips]]\nid = {id}\nname = \"{name}\"\nnetwork = {NETWORK_ID}\naddress = \"{addr}\"\nports = [{bound}]\n"
         );
     }
     c
@@ -418,6 +427,16 @@ impl Lab {
     /// The agent config for this topology.
     pub fn agent_config(&self) -> String {
         agent_config(&format!("lab {}", self.stem))
+    }
+
+    /// Edits the running agent's config so that both VIPs are bound to
+    /// `vip_ports` only (an operator binding or unbinding ports); the agent
+    /// reloads it on its own.
+    pub fn bind_vips(&self, vip_ports: &[u32]) -> Result<()> {
+        self.agent()?.edit_config(&agent_config_binding(
+            &format!("lab {}, VIPs bound to {vip_ports:?}", self.stem),
+            vip_ports,
+        ))
     }
 
     /// Writes the config and starts the agent in the hypervisor namespace;

@@ -14,6 +14,7 @@
 //! - [`keepalived`]: keepalived configured as in the HA guide.
 //! - [`probe`]: UDP echo servers and the client's prober.
 //! - [`capture`]: tcpdump with wall-clock timestamps.
+//! - [`neighbour`]: a VM's neighbour table; arping / ndisc6 resolution.
 //! - [`rogue`]: claims from a VM that is not bound to the VIP.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
@@ -40,6 +41,7 @@ pub mod failover;
 pub mod ha;
 pub mod keepalived;
 pub mod lab;
+pub mod neighbour;
 pub mod netns;
 pub mod probe;
 pub mod rogue;
