@@ -290,10 +290,13 @@ impl Agent {
     /// Replaces the agent's config file the way editors do (a new file
     /// renamed over the old); the agent reloads it on its own.
     pub fn edit_config(&self, text: &str) -> Result<()> {
-        let tmp = self.config.with_extension("tmp");
+        let config = self
+            .config
+            .as_ref()
+            .context("this agent reads etcd, not a config file")?;
+        let tmp = config.with_extension("tmp");
         std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.config)
-            .with_context(|| format!("replace {}", self.config.display()))
+        std::fs::rename(&tmp, config).with_context(|| format!("replace {}", config.display()))
     }
 
     /// `havip-agent status` in its human form.

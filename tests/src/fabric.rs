@@ -469,7 +469,9 @@ pub fn http(
         )),
         None => request.push_str("\r\n"),
     }
-    let addr = host.parse().with_context(|| format!("{host} is not ip:port"))?;
+    let addr = host
+        .parse()
+        .with_context(|| format!("{host} is not ip:port"))?;
     let response = (|| -> std::io::Result<String> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;

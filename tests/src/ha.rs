@@ -2,11 +2,10 @@
 //! UDP echo service on both VIPs in each, so the client can tell who answers.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::keepalived::{self, Keepalived, Role};
+use crate::keepalived::{self, Keepalived};
 use crate::lab::{Lab, ECHO_PORT, VIP4, VIP6};
 use crate::probe::EchoServer;
 
@@ -26,11 +25,7 @@ impl HaPair {
             EchoServer::start(&lab.vm1, &vips, ECHO_PORT)?,
             EchoServer::start(&lab.vm2, &vips, ECHO_PORT)?,
         ];
-        let master = Keepalived::start(lab, &lab.vm1, &lab.vm2, Role::Master)?;
-        let backup = Keepalived::start(lab, &lab.vm2, &lab.vm1, Role::Backup)?;
-        if let Err(e) = keepalived::wait_master(&lab.vm1, Duration::from_secs(15)) {
-            anyhow::bail!("{e:#}\n--- keepalived vm1 ---\n{}", master.log_text());
-        }
+        let (master, backup) = keepalived::start_pair(lab.dir(), &lab.vm1, &lab.vm2)?;
         Ok(Self {
             master,
             backup,

@@ -8,6 +8,7 @@
 //! (GARP for the IPv4 VIP, unsolicited NA for the IPv6 one).
 
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -184,4 +185,37 @@ pub fn wait_master(vm: &Vm, timeout: Duration) -> Result<()> {
         &format!("{} to hold the VIPs (keepalived MASTER)", vm.role()),
         || Ok(vm.has_address(VIP4.into())? && vm.has_address(VIP6.into())?),
     )
+}
+
+/// Starts keepalived in `vm1` (MASTER) and, once it holds the VIPs, in `vm2`
+/// (BACKUP), and returns once that is settled: vm1 holds both VIPs and vm2
+/// none, twice half a second apart. (Started together, both may be master
+/// for a moment, and the backup's announcements can come last.)
+pub fn start_pair(dir: &Path, vm1: &Vm, vm2: &Vm) -> Result<(Keepalived, Keepalived)> {
+    let master = Keepalived::start_in(dir, vm1, vm2, Role::Master)?;
+    if let Err(e) = wait_master(vm1, Duration::from_secs(15)) {
+        anyhow::bail!(
+            "{e:#}\n--- keepalived {} ---\n{}",
+            vm1.role(),
+            master.log_text()
+        );
+    }
+    let backup = Keepalived::start_in(dir, vm2, vm1, Role::Backup)?;
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(500));
+        let vm2_holds = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
+            .iter()
+            .map(|vip| vm2.has_address(*vip))
+            .collect::<Result<Vec<_>>>()?;
+        if vm2_holds.contains(&true) {
+            anyhow::bail!(
+                "{} took a VIP as BACKUP\n--- keepalived {} ---\n{}",
+                vm2.role(),
+                vm2.role(),
+                backup.log_text()
+            );
+        }
+        wait_master(vm1, Duration::from_secs(5))?;
+    }
+    Ok((master, backup))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use havip_tests::fabric::{port_id, Fabric};
-use havip_tests::keepalived::{self, Keepalived, Role};
+use havip_tests::keepalived::{self, Keepalived};
 use havip_tests::lab::{Vm, CLIENT, ECHO_PORT, ROGUE, VIP4, VIP6, VM1, VM2};
 use havip_tests::probe::{EchoServer, Prober};
 use havip_tests::wait::{self, now_us};
@@ -29,11 +29,7 @@ fn start_pair(f: &Fabric) -> Result<Pair> {
         EchoServer::start(vm1, &vips, ECHO_PORT)?,
         EchoServer::start(vm2, &vips, ECHO_PORT)?,
     ];
-    let master = Keepalived::start_in(&f.dir, vm1, vm2, Role::Master)?;
-    let backup = Keepalived::start_in(&f.dir, vm2, vm1, Role::Backup)?;
-    if let Err(e) = keepalived::wait_master(vm1, Duration::from_secs(15)) {
-        anyhow::bail!("{e:#}\n--- keepalived vm1 ---\n{}", master.log_text());
-    }
+    let (master, backup) = keepalived::start_pair(&f.dir, vm1, vm2)?;
     Ok(Pair {
         master,
         _backup: backup,
