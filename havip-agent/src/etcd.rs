@@ -318,6 +318,28 @@ pub fn to_config(s: &Snapshot) -> Programmed {
     p
 }
 
+/// Keeps in force what `in_force` programs for each VIP that `p` cannot
+/// program now (a bad change must not undo what worked), unless that would
+/// clash with the new state (its id or address taken).
+pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
+    for vid in p.problems.keys() {
+        let id = numeric_id(vid);
+        let Some(old) = in_force.vips.get(&id) else {
+            continue;
+        };
+        let clash = p.config.vips.contains_key(&id)
+            || p.config
+                .vips
+                .values()
+                .any(|v| v.network == old.network && v.address == old.address)
+            || !p.config.networks.contains_key(&old.network);
+        if !clash {
+            p.config.vips.insert(id, old.clone());
+            p.vip_ids.insert(id, vid.clone());
+        }
+    }
+}
+
 /// How long to wait before reconnecting after etcd failed `failures` times
 /// in a row.
 fn retry_delay(failures: u32) -> Duration {
@@ -435,7 +457,8 @@ impl EtcdSource {
         dp: &mut Datapath,
         snapshot: Snapshot,
     ) -> Result<(), SourceError> {
-        let programmed = to_config(&snapshot);
+        let mut programmed = to_config(&snapshot);
+        keep_in_force(&mut programmed, dp.config());
         let applied = if &programmed.config == dp.config() {
             Ok(())
         } else {
@@ -900,6 +923,33 @@ mod tests {
             p.problems
         );
         assert!(p.config.vips.contains_key(&numeric_id("havip-web")));
+    }
+
+    #[test]
+    fn a_vip_that_cannot_be_programmed_keeps_what_was_in_force() {
+        let mut s = snapshot();
+        s.vips.remove("havip-dup");
+        let before = to_config(&s).config;
+        let web = numeric_id("havip-web");
+        // Now bound to more ports than the datapath holds.
+        s.vips.get_mut("havip-web").unwrap().ports = (0..=MAX_BINDINGS)
+            .map(|i| Binding {
+                port: format!("port-x{i}"),
+                vm: "vm".into(),
+                host: "hv-a".into(),
+            })
+            .collect();
+        let mut p = to_config(&s);
+        assert!(!p.config.vips.contains_key(&web));
+        keep_in_force(&mut p, &before);
+        assert_eq!(p.config.vips[&web], before.vips[&web]);
+        assert_eq!(p.vip_ids[&web], "havip-web");
+        assert!(p.problems.contains_key("havip-web"), "still reported");
+
+        // Not when its address went to another VIP meanwhile.
+        let mut p = to_config(&snapshot());
+        keep_in_force(&mut p, &before);
+        assert!(!p.config.vips.contains_key(&web));
     }
 
     #[test]

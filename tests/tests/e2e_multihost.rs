@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use havip_tests::fabric::{port_id, Fabric};
+use havip_tests::fabric::{port_id, Fabric, OPERATOR_TOKEN, PROJECT_TOKEN, SUBNET};
 use havip_tests::keepalived::{self, Keepalived};
 use havip_tests::lab::{Vm, CLIENT, ECHO_PORT, ROGUE, VIP4, VIP6, VM1, VM2};
 use havip_tests::probe::{EchoServer, Prober};
@@ -213,5 +213,76 @@ fn an_etcd_outage_keeps_forwarding_and_failover_and_the_agents_catch_up() -> Res
     })?;
     let log = prober.stop();
     ensure!(log.answered_by("vm2") > 0, "no replies from vm2");
+    Ok(())
+}
+
+#[test]
+fn a_vip_the_datapath_cannot_hold_becomes_failed_with_the_reason() -> Result<()> {
+    let mut f = Fabric::build(&[("hv-a", &[VM1])])?;
+    f.host_mut("hv-a").start_agent()?;
+    // 17 more ports on hv-a (their VMs need not run: the maps hold the
+    // binding either way), and an operator limit above what the datapath
+    // holds (16 ports per VIP).
+    let extra: Vec<String> = (1..=17).map(|i| format!("port-x{i}")).collect();
+    for (i, port) in extra.iter().enumerate() {
+        f.havipctl(
+            OPERATOR_TOKEN,
+            &[
+                "register",
+                "port",
+                port,
+                "--vm",
+                &format!("vm-x{i}"),
+                "--subnet",
+                SUBNET,
+                "--mac",
+                &format!("02:00:00:00:01:{:02x}", i + 1),
+                "--ip",
+                &format!("10.0.6.{}", 100 + i),
+                "--host",
+                "hv-a",
+                "--interface",
+                &format!("tap-x{i}"),
+            ],
+        )?;
+    }
+    let vip = f.create_vip("wide", IpAddr::V4(VIP4), &[&VM1])?;
+    f.wait_status(&vip, "available", Duration::from_secs(20))?;
+    f.havipctl(
+        OPERATOR_TOKEN,
+        &["limits", "set-vip", &vip, "--ports-per-vip", "20"],
+    )?;
+
+    let mut bind: Vec<&str> = vec!["bind", &vip];
+    bind.extend(extra[..16].iter().map(String::as_str));
+    f.havipctl(PROJECT_TOKEN, &bind)?;
+    let failed = f.wait_status(&vip, "failed", Duration::from_secs(20))?;
+    let reason = failed["status_reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("hv-a")
+            && reason.contains("17 bound ports")
+            && reason.contains("at most 16"),
+        "the reason does not say which host and why: {failed}"
+    );
+    // The datapath keeps what it had: vm1 still bound there.
+    let status = f.host("hv-a").agent()?.status()?;
+    let vm1_port = status.port_on(VM1.tap)?;
+    ensure!(
+        status.vip_at(&VIP4.to_string())?.ports == vec![vm1_port],
+        "the datapath changed the VIP it could not program: {:?}",
+        status.vip_at(&VIP4.to_string())?
+    );
+
+    // Back within what the datapath holds: available again.
+    f.havipctl(PROJECT_TOKEN, &["unbind", &vip, &extra[0]])?;
+    f.wait_status(&vip, "available", Duration::from_secs(20))?;
+    wait::until(
+        Duration::from_secs(5),
+        "hv-a to hold 16 ports for the VIP",
+        || {
+            let s = f.host("hv-a").agent()?.status()?;
+            Ok(s.vip_at(&VIP4.to_string())?.ports.len() == 16)
+        },
+    )?;
     Ok(())
 }
