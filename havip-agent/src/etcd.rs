@@ -597,8 +597,9 @@ impl EtcdSource {
     }
 
     /// Brings the datapath's owner of `vip` and etcd's record (at
-    /// `revision`) to agree: a record of another host newer than our own
-    /// report becomes the remote owner; our own newer claim is reported.
+    /// `revision`) to agree: a record of another host for a newer claim
+    /// than the local owner's becomes the remote owner; a newer local claim
+    /// is reported (again) instead.
     async fn settle_owner(
         &mut self,
         dp: &mut Datapath,
@@ -627,11 +628,17 @@ impl EtcdSource {
             return Ok(());
         }
         if let Some(o) = local {
+            // The newer claim wins: ours if etcd had it after this record,
+            // or if it was made after the record's (two hosts racing
+            // converge on the later claim).
             let ours = self.reported.get(vip).copied().unwrap_or(0);
-            let record_is_older = revision <= ours
-                || (ours == 0 && BpfClock::now().wall(o.since_ns) > record.since.into());
+            let record_is_older =
+                revision <= ours || BpfClock::now().wall(o.since_ns) > record.since.into();
             if record_is_older {
-                return self.report_current(dp, vip, vip_id, o).await;
+                if revision > ours {
+                    return self.report_current(dp, vip, vip_id, o).await;
+                }
+                return Ok(());
             }
         }
         let port_id = numeric_id(&record.port);

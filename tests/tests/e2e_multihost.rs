@@ -286,3 +286,90 @@ fn a_vip_the_datapath_cannot_hold_becomes_failed_with_the_reason() -> Result<()>
     )?;
     Ok(())
 }
+
+/// Who each host's datapath and the API say owns VIP4: (port, remote?)
+/// per host, and the API's master port.
+fn owners_everywhere(f: &Fabric, hosts: &[&str], vip: &str) -> Result<(Vec<(u32, bool)>, String)> {
+    let mut seen = Vec::new();
+    for h in hosts {
+        let s = f.host(h).agent()?.status()?;
+        let o = s.vip_at(&VIP4.to_string())?.owner.clone();
+        let o = o.with_context(|| format!("{h} has no owner"))?;
+        seen.push((o.port_id, o.ifindex == 0));
+    }
+    let api = f.get_vip(vip)?["master"]["port"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((seen, api))
+}
+
+#[test]
+fn two_hosts_racing_for_a_vip_converge_on_one_owner() -> Result<()> {
+    let hosts = ["hv-a", "hv-b", "hv-c"];
+    let mut f = Fabric::build(&[("hv-a", &[VM1]), ("hv-b", &[VM2]), ("hv-c", &[CLIENT])])?;
+    for h in hosts {
+        f.host_mut(h).start_agent()?;
+    }
+    let vip = f.create_vip("contested", IpAddr::V4(VIP4), &[&VM1, &VM2])?;
+    f.wait_status(&vip, "available", Duration::from_secs(20))?;
+    let vm1_port = f.host("hv-a").agent()?.status()?.port_on(VM1.tap)?;
+    let vm2_port = f.host("hv-b").agent()?.status()?.port_on(VM2.tap)?;
+    let port_of = |port: u32| {
+        if port == vm1_port {
+            port_id(&VM1)
+        } else {
+            port_id(&VM2)
+        }
+    };
+
+    let mut winners = Vec::new();
+    for round in 0..10 {
+        // Both VMs announce the VIP at the same moment, three times each
+        // (GARP requests, or unsolicited replies on odd rounds).
+        let vip_s = VIP4.to_string();
+        let announcers: Vec<_> = ["vm1", "vm2"]
+            .into_iter()
+            .map(|role| {
+                let mut c = f.vm(role).ns.cmd("arping");
+                c.args([
+                    "-q", "-U", "-i", "eth0", "-S", &vip_s, "-c", "3", "-W", "0.02",
+                ]);
+                if round % 2 == 1 {
+                    c.arg("-P");
+                }
+                c.arg(&vip_s);
+                std::thread::spawn(move || c.output())
+            })
+            .collect();
+        for a in announcers {
+            a.join()
+                .map_err(|_| anyhow::anyhow!("announcer panicked"))??;
+        }
+        // Every host and the API agree on one owner: local on its host,
+        // remote on the others.
+        let mut last = None;
+        let agreed = wait::until(
+            Duration::from_secs(5),
+            "the hosts and the API to agree",
+            || {
+                let (seen, api) = owners_everywhere(&f, &hosts, &vip)?;
+                let port = seen[0].0;
+                let owner_host = if port == vm1_port { 0 } else { 1 };
+                let ok = (port == vm1_port || port == vm2_port)
+                    && seen.iter().all(|(p, _)| *p == port)
+                    && seen
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (_, remote))| *remote == (i != owner_host))
+                    && api == port_of(port);
+                last = Some((seen, api));
+                Ok(ok)
+            },
+        );
+        agreed.with_context(|| format!("round {round}: last seen {last:?}"))?;
+        winners.push(last.expect("set by the wait").1);
+    }
+    println!("winners: {winners:?}");
+    Ok(())
+}
