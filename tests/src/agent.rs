@@ -118,6 +118,19 @@ impl Agent {
         taps: &[&str],
         opts: AgentOptions,
     ) -> Result<Self> {
+        Self::start_in_mode(hv, config, dir, taps, opts, &crate::lab::xdp_mode())
+    }
+
+    /// [`Agent::start_with`] in the given XDP mode (`generic` or `native`),
+    /// whatever `HAVIP_XDP_MODE` says.
+    pub fn start_in_mode(
+        hv: &Netns,
+        config: &Path,
+        dir: &Path,
+        taps: &[&str],
+        opts: AgentOptions,
+        xdp_mode: &str,
+    ) -> Result<Self> {
         let bin = agent_bin()?;
         ensure_bpffs()?;
         let out = cmd::output(
@@ -146,7 +159,7 @@ impl Agent {
             .arg(&pin_dir)
             .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
             .arg("--xdp-mode")
-            .arg(crate::lab::xdp_mode());
+            .arg(xdp_mode);
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
         if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {
