@@ -202,8 +202,13 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
         );
     }
     let softirqs = softirq_share(&softirqs_before, &net_rx_softirqs(), cpus.hypervisor);
-    // Detaches the sinks: the labs go on without them.
+    // The labs go on as they were built: no sinks, no steering.
     drop(sites);
+    for &mode in &opts.xdp_modes {
+        for forwarding in forwardings {
+            unsteer(ctx.labs.built(mode, forwarding)?)?;
+        }
+    }
 
     let mut notes = vec![format!(
         "CPUs: the client's sender thread runs on CPU {}, the hypervisor's work on CPU {}. \
@@ -489,6 +494,17 @@ fn steer(bench_lab: &BenchLab, cpu: usize) -> Result<String> {
         ));
     }
     Ok(did)
+}
+
+/// Undoes [`steer`].
+fn unsteer(bench_lab: &BenchLab) -> Result<()> {
+    let lab = &bench_lab.lab;
+    let tap = lab.client.spec.tap;
+    let mut undo = format!("echo 0 > /sys/class/net/{tap}/queues/rx-0/rps_cpus");
+    if bench_lab.mode == XdpMode::Native && bench_lab.forwarding == Forwarding::Havip {
+        undo.push_str(&format!(" && echo 0 > /sys/class/net/{tap}/threaded"));
+    }
+    lab.hv.exec("sh", &["-c", &undo]).map(drop)
 }
 
 /// The kernel threads of threaded NAPI on interfaces named `dev`
