@@ -119,6 +119,19 @@ impl Agent {
         taps: &[&str],
         opts: AgentOptions,
     ) -> Result<Self> {
+        Self::start_in_mode(hv, config, dir, taps, opts, &crate::lab::xdp_mode())
+    }
+
+    /// [`Agent::start_with`] in the given XDP mode (`generic` or `native`),
+    /// whatever `HAVIP_XDP_MODE` says.
+    pub fn start_in_mode(
+        hv: &Netns,
+        config: &Path,
+        dir: &Path,
+        taps: &[&str],
+        opts: AgentOptions,
+        xdp_mode: &str,
+    ) -> Result<Self> {
         let bin = agent_bin()?;
         let out = cmd::output(
             netns::command_in(hv.name(), &bin)?
@@ -129,7 +142,7 @@ impl Agent {
             bail!("the lab's agent config is rejected by `havip-agent check`: {e:#}");
         }
         let source = vec!["--config".into(), config.as_os_str().to_owned()];
-        Self::launch(hv, source, Some(config), dir, taps, opts)
+        Self::launch(hv, source, Some(config), dir, taps, opts, xdp_mode)
     }
 
     /// Starts the agent of hypervisor `host` on the controller's etcd at
@@ -146,7 +159,8 @@ impl Agent {
             .iter()
             .map(Into::into)
             .collect();
-        Self::launch(hv, source, None, dir, taps, AgentOptions::default())
+        let mode = crate::lab::xdp_mode();
+        Self::launch(hv, source, None, dir, taps, AgentOptions::default(), &mode)
     }
 
     fn launch(
@@ -156,6 +170,7 @@ impl Agent {
         dir: &Path,
         taps: &[&str],
         opts: AgentOptions,
+        xdp_mode: &str,
     ) -> Result<Self> {
         let bin = agent_bin()?;
         ensure_bpffs()?;
@@ -176,7 +191,7 @@ impl Agent {
             .arg(&pin_dir)
             .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
             .arg("--xdp-mode")
-            .arg(crate::lab::xdp_mode());
+            .arg(xdp_mode);
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
         if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {

@@ -139,7 +139,7 @@ impl Fabric {
             ])?;
             let vms = vms
                 .iter()
-                .map(|spec| lab::add_vm(&ns, &stem, *spec))
+                .map(|spec| lab::add_vm(&ns, &stem, *spec, &lab::xdp_mode()))
                 .collect::<Result<Vec<_>>>()?;
             let host_dir = dir.join(name);
             std::fs::create_dir_all(&host_dir)?;

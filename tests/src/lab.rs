@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentOptions};
 use crate::cleanup::{self, Resource, Token};
 use crate::netns::{self, Netns};
 
@@ -250,8 +250,8 @@ pub fn xdp_mode() -> String {
 
 /// Creates the VM `spec` (its namespace, and a veth pair: `spec.tap` on the
 /// hypervisor `hv`, in its bridge `br0`, and `eth0` in the VM with the
-/// spec's MAC and addresses).
-pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec) -> Result<Vm> {
+/// spec's MAC and addresses), for an agent in XDP mode `mode`.
+pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec, mode: &str) -> Result<Vm> {
     let ns = Netns::new(&format!("{stem}-{}", spec.role))?;
     // Addresses usable at once; EUI-64 link-local from the fixed MAC.
     for scope in ["default", "all"] {
@@ -288,7 +288,7 @@ pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec) -> Result<Vm> {
     // Native XDP drops the offload metadata of redirected frames:
     // the VM fills in its own checksums and sends no large segments
     // (see the agent's --xdp-mode).
-    if xdp_mode() == "native" {
+    if mode == "native" {
         for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
             set_offload(&ns, "eth0", offload, false)?;
         }
@@ -328,6 +328,8 @@ impl Vm {
 pub struct Lab {
     /// Name stem, `havip-{pid}-{n}`.
     pub stem: String,
+    /// The XDP mode the agent runs in here (`generic` or `native`).
+    pub xdp_mode: String,
     agent: Option<Agent>,
     // Fields drop in this order after `Drop::drop`: the VMs, then the
     // hypervisor (its namespace takes the bridge and the veths with it),
@@ -361,8 +363,15 @@ impl Drop for DirGuard {
 }
 
 impl Lab {
-    /// Builds the topology (no agent yet: a plain bridge).
+    /// Builds the topology (no agent yet: a plain bridge), for the XDP mode
+    /// of [`xdp_mode`].
     pub fn build() -> Result<Self> {
+        Self::build_in_mode(&xdp_mode())
+    }
+
+    /// [`Lab::build`] for the agent in the given XDP mode (`generic` or
+    /// `native`), whatever `HAVIP_XDP_MODE` says.
+    pub fn build_in_mode(mode: &str) -> Result<Self> {
         crate::cmd::require_lab_prerequisites()?;
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
@@ -386,13 +395,14 @@ impl Lab {
         ])?;
         hv.ip(&["link", "set", "br0", "up"])?;
 
-        let vm = |spec: VmSpec| add_vm(&hv, &stem, spec);
+        let vm = |spec: VmSpec| add_vm(&hv, &stem, spec, mode);
         let vm1 = vm(VM1)?;
         let vm2 = vm(VM2)?;
         let client = vm(CLIENT)?;
         let rogue = vm(ROGUE)?;
         let lab = Self {
             stem,
+            xdp_mode: mode.to_owned(),
             agent: None,
             vm1,
             vm2,
@@ -445,7 +455,14 @@ impl Lab {
         let config = self.dir.join("havip-agent.toml");
         std::fs::write(&config, self.agent_config())?;
         let taps: Vec<&str> = self.vms().iter().map(|v| v.spec.tap).collect();
-        let agent = Agent::start(&self.hv, &config, &self.dir, &taps)?;
+        let agent = Agent::start_in_mode(
+            &self.hv,
+            &config,
+            &self.dir,
+            &taps,
+            AgentOptions::default(),
+            &self.xdp_mode,
+        )?;
         Ok(self.agent.insert(agent))
     }
 

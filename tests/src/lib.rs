@@ -18,6 +18,7 @@
 //! - [`rogue`]: claims from a VM that is not bound to the VIP.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
+//! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
 //! - `HAVIP_AGENT_BIN`: the agent (default `target/release/havip-agent`);
@@ -33,6 +34,7 @@
 //! `status` and the cleanup cannot see.
 
 pub mod agent;
+pub mod bench;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;

@@ -1,6 +1,6 @@
 //! `cargo xtask build`: the datapath, then the agent that embeds it and the
-//! controller, then the lab binaries of the tests crate; all in release,
-//! into `target/`.
+//! controller, then the binaries of the tests crate (the lab, the
+//! benchmarks); all in release, into `target/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,6 +21,8 @@ pub struct Artifacts {
     pub controller_bin_dir: PathBuf,
     /// `target/release/havip-lab`, once the tests crate has that binary.
     pub lab: Option<PathBuf>,
+    /// `target/release/havip-bench`, once the tests crate has that binary.
+    pub bench: Option<PathBuf>,
 }
 
 pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
@@ -56,6 +58,10 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
             .iter()
             .any(|b| b == "havip-lab")
             .then(|| release.join("havip-lab")),
+        bench: bins
+            .iter()
+            .any(|b| b == "havip-bench")
+            .then(|| release.join("havip-bench")),
         ebpf_object,
     };
     say!("agent: {}", artifacts.agent.display());
@@ -68,6 +74,9 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
     );
     if let Some(lab) = &artifacts.lab {
         say!("lab: {}", lab.display());
+    }
+    if let Some(bench) = &artifacts.bench {
+        say!("bench: {}", bench.display());
     }
     Ok(artifacts)
 }

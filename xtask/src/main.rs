@@ -1,8 +1,10 @@
-//! `cargo xtask <command>`: sets up the toolchain for, builds, runs and tests havip.
+//! `cargo xtask <command>`: sets up the toolchain for, builds, runs, tests and
+//! benchmarks havip.
 //!
 //! One module per command. Every command except `setup` itself runs `setup`
 //! first, which is fast when everything is installed already.
 
+mod bench;
 mod build;
 mod build_ebpf;
 mod lab;
@@ -13,7 +15,7 @@ mod util;
 
 use clap::{Parser, Subcommand};
 
-/// Set up the toolchain for, build, run and test havip.
+/// Set up the toolchain for, build, run, test and benchmark havip.
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about, long_about = None)]
 struct Cli {
@@ -30,7 +32,7 @@ enum Command {
     /// target/bpfel-unknown-none/release/havip-ebpf.
     BuildEbpf,
     /// Build the datapath, then the agent with the datapath embedded, and the
-    /// lab binaries of the tests crate; all in release.
+    /// binaries of the tests crate (the lab, the benchmarks); all in release.
     Build,
     /// Build, then run target/release/havip-agent with the given arguments.
     Run(run::Args),
@@ -39,6 +41,12 @@ enum Command {
     Lab(lab::Args),
     /// Run every test: the host tests, then the privileged tests (as root).
     Test(test::Args),
+    /// Build, then run the benchmarks as root (target/release/havip-bench):
+    /// the datapath's cost per packet through BPF_PROG_TEST_RUN against an
+    /// empty XDP program, 64-byte UDP packets per second through the fast
+    /// path against the Linux bridge alone, and the owner switch latency.
+    /// Writes target/bench/report.md and target/bench/report.png.
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -53,6 +61,7 @@ fn main() {
         Command::Run(args) => run::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");
@@ -94,6 +103,19 @@ mod tests {
         };
         assert!(!test.host_only);
         assert_eq!(test.filters, ["--exact", "failover"]);
+    }
+
+    #[test]
+    fn bench_passes_its_arguments_on() {
+        let Command::Bench(bench) = parse(&["bench", "--", "--rounds", "21", "--only", "cost"])
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(bench.args, ["--rounds", "21", "--only", "cost"]);
+        let Command::Bench(bench) = parse(&["bench"]) else {
+            panic!("not bench");
+        };
+        assert!(bench.args.is_empty());
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 ];
 
 /// Debian packages the lab and the tests use, whichever toolchain builds,
-/// and what the controller needs: `protoc` to build its etcd client, and
-/// the real etcd its tests start.
+/// what the controller needs (`protoc` to build its etcd client, and the
+/// real etcd its tests start), and the font the benchmark chart's text is
+/// drawn with.
 pub const TOOL_PACKAGES: &[&str] = &[
     "bpftool",
     "protobuf-compiler",
@@ -48,6 +49,7 @@ pub const TOOL_PACKAGES: &[&str] = &[
     "iputils-ping",
     "procps",
     "psmisc",
+    "fonts-dejavu-core",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,120 @@
+//! The frames the benchmarks send, between the lab's VMs (their MACs and
+//! addresses as in [`crate::lab`]). Frames are padded to the Ethernet
+//! minimum of 60 bytes (64 on the wire with the FCS), as a NIC would.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
+
+use crate::lab::VmSpec;
+
+/// The shortest Ethernet frame without its FCS.
+pub const MIN_FRAME: usize = 60;
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+/// UDP port the benchmark traffic goes to (discard).
+pub const UDP_PORT: u16 = 9;
+
+/// UDP over IPv4 from `from` to `ip` at `mac`, carrying `payload`, padded to
+/// 60 bytes: 64-byte frames for payloads of up to 18 bytes.
+pub fn udp4(from: &VmSpec, mac: [u8; 6], ip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(from.mac, mac)
+        .ipv4(from.ipv4.octets(), ip.octets(), 64)
+        .udp(UDP_PORT, UDP_PORT)
+        .write(&mut frame, payload)
+        .expect("a UDP frame builds");
+    pad(frame)
+}
+
+/// The UDP payload of a frame [`udp4`] built (its padding included), if it
+/// is UDP over IPv4 without options to [`UDP_PORT`].
+pub fn udp4_payload(frame: &[u8]) -> Option<&[u8]> {
+    const L3: usize = 14;
+    const L4: usize = L3 + 20;
+    let ipv4 = frame.get(12..14)? == [0x08, 0x00] && frame.get(L3)? == &0x45;
+    let udp = frame.get(L3 + 9)? == &17;
+    let port = frame.get(L4 + 2..L4 + 4)? == UDP_PORT.to_be_bytes();
+    (ipv4 && udp && port).then(|| &frame[L4 + 8..])
+}
+
+/// A gratuitous ARP request for `vip` from `vm` (sender IP = target IP =
+/// the VIP): keepalived's claim.
+pub fn garp(vm: &VmSpec, vip: Ipv4Addr) -> Vec<u8> {
+    arp_request(vm, vip, vip)
+}
+
+/// An ARP request from `from` (sender IP `sender`) for `target`.
+pub fn arp_request(from: &VmSpec, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let packet = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &from.mac,
+        &sender.octets(),
+        &[0; 6],
+        &target.octets(),
+    )
+    .expect("an ARP packet for IPv4 over Ethernet");
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(from.mac, BROADCAST)
+        .arp(packet)
+        .write(&mut frame)
+        .expect("an ARP frame builds");
+    pad(frame)
+}
+
+/// A Neighbor Solicitation from `from`'s global address for `target`, to
+/// its solicited-node group, with `from`'s MAC as source link-layer option.
+pub fn neighbor_solicitation(from: &VmSpec, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut body = t.to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&from.mac);
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(from.mac, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+        .ipv6(from.ipv6.octets(), group.octets(), 255)
+        .icmpv6(Icmpv6Type::NeighborSolicitation)
+        .write(&mut frame, &body)
+        .expect("an NS frame builds");
+    pad(frame)
+}
+
+fn pad(mut frame: Vec<u8>) -> Vec<u8> {
+    if frame.len() < MIN_FRAME {
+        frame.resize(MIN_FRAME, 0);
+    }
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{CLIENT, VIP4, VM1, VM2};
+
+    #[test]
+    fn udp_frames_are_64_bytes_on_the_wire_and_parse_back() {
+        let frame = udp4(&CLIENT, VM2.mac, VM2.ipv4, b"havip");
+        assert_eq!(frame.len(), MIN_FRAME);
+        assert_eq!(&frame[..6], &VM2.mac);
+        assert_eq!(&udp4_payload(&frame).unwrap()[..5], b"havip");
+        assert!(udp4_payload(&garp(&VM1, VIP4)).is_none());
+    }
+
+    #[test]
+    fn a_garp_names_the_vip_as_sender_and_target() {
+        let frame = garp(&VM1, VIP4);
+        assert_eq!(&frame[12..14], &[0x08, 0x06]);
+        assert_eq!(&frame[14 + 14..14 + 18], &VIP4.octets());
+        assert_eq!(&frame[14 + 24..14 + 28], &VIP4.octets());
+    }
+}
