@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     hash::Hash,
+    net::IpAddr,
 };
 
 use havip_common::{port::PORT_SECURITY, vip::MAX_BINDINGS, NetworkAddr, Owner, Port, Vip};
@@ -33,17 +34,21 @@ impl Desired {
     pub fn from_config(config: &Config) -> Self {
         let mut d = Desired::default();
         for p in config.ports.values() {
-            d.ports.insert(
-                p.interface.clone(),
-                Port {
-                    port_id: p.id,
-                    network: p.network,
-                    mac: p.mac,
-                    _pad: [0; 2],
-                    flags: if p.port_security { PORT_SECURITY } else { 0 },
-                    link_local: p.link_local.octets(),
-                },
-            );
+            let mut port = Port {
+                port_id: p.id,
+                network: p.network,
+                mac: p.mac,
+                flags: if p.port_security { PORT_SECURITY } else { 0 },
+                link_local: p.link_local.octets(),
+                ..Port::default()
+            };
+            for ip in &p.ips {
+                match ip {
+                    IpAddr::V4(a) => port.add_ipv4(a.octets()),
+                    IpAddr::V6(a) => port.add_ipv6(a.octets()),
+                }
+            }
+            d.ports.insert(p.interface.clone(), port);
             d.port_interfaces.insert(p.id, p.interface.clone());
             for ip in &p.ips {
                 d.addrs.insert(network_addr(p.network, *ip), p.id);
@@ -235,6 +240,10 @@ ports = [12]
                 .octets()
         );
         assert_eq!(d.ports["tap-vm2"].flags, 0);
+        // The port's own addresses, inline for the datapath.
+        assert_eq!((vm1.ipv4_count, vm1.ipv4[0]), (1, [10, 0, 6, 9]));
+        assert_eq!(vm1.ipv6_count, 1);
+        assert_eq!(&vm1.ipv6[0][..2], &[0xfd, 0x00]);
 
         let mut v6 = [0u8; 16];
         v6[..2].copy_from_slice(&[0xfd, 0x00]);

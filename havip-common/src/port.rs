@@ -3,6 +3,11 @@
 /// Port security is enforced on this port (the default).
 pub const PORT_SECURITY: u32 = 1;
 
+/// Fixed addresses of each family a port entry holds itself, so the
+/// datapath checks a source without a map lookup. A port with more has all
+/// of them in `havip_addrs` as well, and the datapath looks there.
+pub const INLINE_ADDRS: usize = 2;
+
 /// A VM port, keyed by the ifindex of its hypervisor-side interface.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -18,11 +23,51 @@ pub struct Port {
     pub flags: u32,
     /// The port's IPv6 link-local address, allowed as a source.
     pub link_local: [u8; 16],
+    /// How many fixed IPv4 / IPv6 addresses the port has (the first
+    /// [`INLINE_ADDRS`] of each are in `ipv4` / `ipv6`).
+    pub ipv4_count: u8,
+    pub ipv6_count: u8,
+    pub _pad2: [u8; 2],
+    pub ipv4: [[u8; 4]; INLINE_ADDRS],
+    pub ipv6: [[u8; 16]; INLINE_ADDRS],
 }
 
 impl Port {
     #[inline(always)]
     pub fn security(&self) -> bool {
         self.flags & PORT_SECURITY != 0
+    }
+
+    /// Adds a fixed IPv4 address (kept inline while there is room).
+    pub fn add_ipv4(&mut self, addr: [u8; 4]) {
+        if let Some(slot) = self.ipv4.get_mut(self.ipv4_count as usize) {
+            *slot = addr;
+        }
+        self.ipv4_count = self.ipv4_count.saturating_add(1);
+    }
+
+    /// Adds a fixed IPv6 address (kept inline while there is room).
+    pub fn add_ipv6(&mut self, addr: [u8; 16]) {
+        if let Some(slot) = self.ipv6.get_mut(self.ipv6_count as usize) {
+            *slot = addr;
+        }
+        self.ipv6_count = self.ipv6_count.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_beyond_the_inline_slots_are_counted_not_kept() {
+        let mut p = Port::default();
+        for last in 1..=3 {
+            p.add_ipv4([10, 0, 6, last]);
+        }
+        assert_eq!(p.ipv4_count, 3);
+        assert_eq!(p.ipv4, [[10, 0, 6, 1], [10, 0, 6, 2]]);
+        p.add_ipv6([0xfd; 16]);
+        assert_eq!((p.ipv6_count, p.ipv6[0]), (1, [0xfd; 16]));
     }
 }

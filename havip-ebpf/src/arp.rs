@@ -7,7 +7,7 @@ use crate::{
     maps::VIPS,
     owner::{self, Claimant},
     packet::{Link, Packet, ETH_P_IP},
-    policy::owns_address,
+    policy::own_source,
 };
 
 const ARP_REQUEST: u16 = 1;
@@ -39,6 +39,9 @@ pub fn judge(
     }
 
     let sender = NetworkAddr::v4(port.network, arp.spa);
+    if own_source(port, &sender) {
+        return Ok(arp);
+    }
     // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&sender) } {
         if !vip.is_bound(port.port_id) {
@@ -56,7 +59,7 @@ pub fn judge(
         return Ok(arp);
     }
 
-    if port.security() && arp.spa != [0; 4] && !owns_address(port, &sender) {
+    if port.security() && arp.spa != [0; 4] {
         return Err(DropReason::ArpSpoof);
     }
     Ok(arp)

@@ -7,7 +7,7 @@ use crate::{
     maps::VIPS,
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::owns_address,
+    policy::own_source,
 };
 
 /// Judges an IPv4 packet from `port`; returns its destination when it may
@@ -32,6 +32,9 @@ pub fn judge(
     pkt.at::<[u8; 4]>(link.l3 + header_len - 4)?;
 
     let source = NetworkAddr::v4(port.network, ip.src_addr);
+    if own_source(port, &source) {
+        return Ok(NetworkAddr::v4(port.network, ip.dst_addr));
+    }
     // SAFETY: a map value, read in place.
     if let Some(vip) = unsafe { VIPS.get(&source) } {
         if !vip.is_bound(port.port_id) {
@@ -43,7 +46,7 @@ pub fn judge(
                 DropReason::VipSourceNotBound,
             ));
         }
-    } else if port.security() && ip.src_addr != [0; 4] && !owns_address(port, &source) {
+    } else if port.security() && ip.src_addr != [0; 4] {
         return Err(DropReason::IpSpoof);
     }
     Ok(NetworkAddr::v4(port.network, ip.dst_addr))

@@ -7,7 +7,7 @@ use crate::{
     maps::{SCRATCH, VIPS},
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::owns_address,
+    policy::{own_source, owns_address},
 };
 
 const IPPROTO_HOPOPTS: u8 = 0;
@@ -97,22 +97,21 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
     let mut source = NetworkAddr::v6(port.network, UNSPECIFIED);
     source.addr = pkt.read(link.l3 + SRC_OFFSET)?;
     let src = &source.addr;
-    // SAFETY: a map value, read in place.
-    if let Some(vip) = unsafe { VIPS.get(&source) } {
-        if !vip.is_bound(port.port_id) {
-            let reason = if is_nd {
-                DropReason::ClaimNotBound
-            } else {
-                DropReason::VipSourceNotBound
-            };
-            return Err(owner::reject(&source, vip, from, link.src_mac, reason));
+    // A port's own address is not a VIP: nothing more to check then.
+    if !own_source(port, &source) {
+        // SAFETY: a map value, read in place.
+        if let Some(vip) = unsafe { VIPS.get(&source) } {
+            if !vip.is_bound(port.port_id) {
+                let reason = if is_nd {
+                    DropReason::ClaimNotBound
+                } else {
+                    DropReason::VipSourceNotBound
+                };
+                return Err(owner::reject(&source, vip, from, link.src_mac, reason));
+            }
+        } else if port.security() && *src != UNSPECIFIED && *src != port.link_local {
+            return Err(DropReason::IpSpoof);
         }
-    } else if port.security()
-        && *src != UNSPECIFIED
-        && *src != port.link_local
-        && !owns_address(port, &source)
-    {
-        return Err(DropReason::IpSpoof);
     }
 
     match nd_type {

@@ -176,14 +176,16 @@ impl Datapath {
 
     /// Puts `vm`'s port on `lo`, so the next frame comes from it.
     fn from(&mut self, vm: Vm, security: bool) {
-        let port = Port {
+        let mut port = Port {
             port_id: vm.port_id,
             network: NET,
             mac: vm.mac,
-            _pad: [0; 2],
             flags: if security { PORT_SECURITY } else { 0 },
             link_local: vm.link_local.octets(),
+            ..Port::default()
         };
+        port.add_ipv4(vm.v4.octets());
+        port.add_ipv6(vm.v6.octets());
         self.ports().insert(LO, port, 0).unwrap();
     }
 
@@ -1718,4 +1720,38 @@ fn egress_table() {
         "failing cases:\n  {}",
         failures.join("\n  ")
     );
+}
+
+/// A port entry holds its first two addresses of each family; a port with
+/// more is checked against `havip_addrs` for the rest, and only then.
+#[test]
+fn a_port_with_more_addresses_than_it_holds_finds_the_rest_in_the_address_map() {
+    let mut dp = Datapath::load();
+    let (second, third, foreign) = (
+        Ipv4Addr::new(10, 0, 6, 98),
+        Ipv4Addr::new(10, 0, 6, 99),
+        Ipv4Addr::new(10, 0, 6, 97),
+    );
+    dp.from(VM1, true);
+    let mut port = dp.ports().get(&LO, 0).unwrap();
+    port.add_ipv4(second.octets());
+    port.add_ipv4(third.octets());
+    assert_eq!(port.ipv4_count, 3);
+    dp.ports().insert(LO, port, 0).unwrap();
+    dp.addrs().insert(v4(third), VM1.port_id, 0).unwrap();
+
+    for src in [VM1.v4, second, third] {
+        assert_eq!(
+            dp.run(&udp4(VM1.mac, src, VM2.v4)).0,
+            XDP_PASS,
+            "from {src}, one of the port's addresses"
+        );
+    }
+    assert_eq!(dp.run(&udp4(VM1.mac, foreign, VM2.v4)).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::IpSpoof), 1);
+
+    // Another port's address in the map is not this port's.
+    dp.addrs().insert(v4(foreign), VM2.port_id, 0).unwrap();
+    assert_eq!(dp.run(&udp4(VM1.mac, foreign, VM2.v4)).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::IpSpoof), 2);
 }

@@ -76,6 +76,9 @@ impl Runs {
     }
 }
 
+/// `lo` of the namespace the ports are in: always 1, never a port.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// One path through the datapath: who sends what, what the datapath must
 /// do with it, and how it is run.
 struct Path {
@@ -86,6 +89,9 @@ struct Path {
     runs: Runs,
     reader: Reader,
     target: Option<Target>,
+    /// Sent on the namespace's `lo`, which is no port: the port lookup
+    /// misses and the frame passes (the floor of any path).
+    unmanaged: bool,
 }
 
 /// The reader of the event ring (the agent), for paths that report events.
@@ -109,6 +115,7 @@ fn paths() -> Vec<Path> {
         runs,
         reader: Reader::KeepsUp,
         target: None,
+        unmanaged: false,
     };
     let owner_moves = || {
         vec![
@@ -134,6 +141,16 @@ fn paths() -> Vec<Path> {
                 CLIENT,
                 frames::udp4(&CLIENT, VM1.mac, VIP4, &[0; 18]),
                 XDP_REDIRECT,
+                Runs::Repeated,
+            )
+        },
+        Path {
+            unmanaged: true,
+            ..path(
+                "frame on an interface havip does not manage (the port lookup alone)",
+                CLIENT,
+                frames::udp4(&CLIENT, VM2.mac, VM2.ipv4, &[0; 18]),
+                XDP_PASS,
                 Runs::Repeated,
             )
         },
@@ -410,7 +427,11 @@ impl Bench {
         let mut per_call = Vec::with_capacity(calls);
         for call in 0..calls {
             let (from, frame) = &path.sends[call % path.sends.len()];
-            let port = self.datapath.ifindex(from);
+            let port = if path.unmanaged {
+                LOOPBACK_IFINDEX
+            } else {
+                self.datapath.ifindex(from)
+            };
             let (action, ns) = test_run(self.datapath.program()?, frame, port, repeat)?;
             if action != path.action {
                 bail!(
@@ -520,14 +541,16 @@ impl Datapath {
         let on: Vec<u32> = VMS.iter().map(|vm| self.ifindex(vm)).collect();
         let mut ports: HashMap<_, u32, Port> = HashMap::try_from(self.map(maps::PORTS)?)?;
         for (vm, ifindex) in VMS.iter().zip(on) {
-            let port = Port {
+            let mut port = Port {
                 port_id: vm.port_id,
                 network: NETWORK_ID,
                 mac: vm.mac,
-                _pad: [0; 2],
                 flags: PORT_SECURITY,
                 link_local: vm.link_local().octets(),
+                ..Port::default()
             };
+            port.add_ipv4(vm.ipv4.octets());
+            port.add_ipv6(vm.ipv6.octets());
             ports.insert(ifindex, port, 0)?;
         }
         let mut addrs: HashMap<_, NetworkAddr, u32> = HashMap::try_from(self.map(maps::ADDRS)?)?;
