@@ -147,7 +147,7 @@ fn paths() -> Vec<Path> {
         Path {
             unmanaged: true,
             ..path(
-                "frame on an interface havip does not manage (the port lookup alone)",
+                "unmanaged interface (the port lookup alone)",
                 CLIENT,
                 frames::udp4(&CLIENT, VM2.mac, VM2.ipv4, &[0; 18]),
                 XDP_PASS,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::bench::frames;
+use crate::bench::raw_xdp::{ConstantXdp, XDP_PASS};
 use crate::bench::wire::{PacketSocket, SocketOptions};
 use crate::lab::{Lab, Vm, VIP4, VIP4_ID};
 use crate::netns::Netns;
@@ -61,6 +62,9 @@ pub enum Forwarding {
     Havip,
     /// No agent: the Linux bridge alone.
     BridgeAlone,
+    /// No agent, but an XDP program that passes every frame on every VM
+    /// port: what attaching XDP costs by itself.
+    EmptyXdp,
 }
 
 impl Forwarding {
@@ -68,6 +72,7 @@ impl Forwarding {
         match self {
             Forwarding::Havip => "havip",
             Forwarding::BridgeAlone => "bridge alone",
+            Forwarding::EmptyXdp => "empty XDP program",
         }
     }
 }
@@ -76,6 +81,8 @@ impl Forwarding {
 pub struct BenchLab {
     pub mode: XdpMode,
     pub forwarding: Forwarding,
+    // The empty program's attachments go before the lab's interfaces.
+    _empty: Option<(Vec<aya::programs::Xdp>, ConstantXdp)>,
     pub lab: Lab,
 }
 
@@ -95,11 +102,33 @@ impl BenchLab {
             lab.agent()?
                 .wait_owner(VIP4_ID, lab.vm1.spec.port_id, OWNER_WAIT)?;
         }
+        let empty = match forwarding {
+            Forwarding::EmptyXdp => {
+                let (name, aya_mode) = match mode {
+                    XdpMode::Generic => ("havip_empty_gen", aya::programs::XdpMode::Skb),
+                    XdpMode::Native => ("havip_empty_drv", aya::programs::XdpMode::Driver),
+                };
+                let program = ConstantXdp::load(name, XDP_PASS)?;
+                let attached = lab
+                    .vms()
+                    .iter()
+                    .map(|vm| program.attach_in_mode(&lab.hv, vm.spec.tap, aya_mode))
+                    .collect::<Result<Vec<_>>>()?;
+                Some((attached, program))
+            }
+            _ => None,
+        };
         Ok(Self {
             mode,
             forwarding,
+            _empty: empty,
             lab,
         })
+    }
+
+    /// Whether XDP runs on the VM ports (the agent's, or the empty one).
+    pub fn runs_xdp(&self) -> bool {
+        self.forwarding != Forwarding::BridgeAlone
     }
 
     /// See [`lab_name`].
@@ -115,6 +144,7 @@ pub fn lab_name(mode: XdpMode, forwarding: Forwarding) -> String {
     match forwarding {
         Forwarding::Havip => format!("havip, {} XDP", mode.as_str()),
         Forwarding::BridgeAlone => format!("bridge alone, {} lab", mode.as_str()),
+        Forwarding::EmptyXdp => format!("empty program, {} XDP", mode.as_str()),
     }
 }
 

@@ -118,6 +118,11 @@ impl ConstantXdp {
     /// Attaches the program, in the driver (native XDP), to `dev` inside
     /// `ns`. It stays attached while the returned handle lives.
     pub fn attach_in(&self, ns: &Netns, dev: &str) -> Result<Xdp> {
+        self.attach_in_mode(ns, dev, XdpMode::Driver)
+    }
+
+    /// [`ConstantXdp::attach_in`] in `mode` (driver or generic).
+    pub fn attach_in_mode(&self, ns: &Netns, dev: &str, mode: XdpMode) -> Result<Xdp> {
         let pin = self.pin.clone();
         let dev = dev.to_owned();
         let what = format!("attach {} to {dev} in {}", self.pin.display(), ns.name());
@@ -125,7 +130,7 @@ impl ConstantXdp {
             let mut prog = open_pinned(&pin)?;
             // The interface index is looked up in this thread's namespace,
             // and the link is created there.
-            prog.attach(&dev, XdpMode::Driver)?;
+            prog.attach(&dev, mode)?;
             Ok(prog)
         })?
         .join()

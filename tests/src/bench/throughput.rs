@@ -161,7 +161,11 @@ impl Windows {
 
 pub fn run(ctx: &mut Context) -> Result<Section> {
     let opts = ctx.options.clone();
-    let forwardings = [Forwarding::Havip, Forwarding::BridgeAlone];
+    let forwardings = [
+        Forwarding::Havip,
+        Forwarding::BridgeAlone,
+        Forwarding::EmptyXdp,
+    ];
     ctx.labs.build_all(&opts.xdp_modes, &forwardings)?;
     let cpus = Cpus::of_this_machine();
     let sink = ConstantXdp::load("havip_sink", XDP_DROP)?;
@@ -243,7 +247,11 @@ fn delivery_note(opts: &Options, windows: &Windows, cpus: Cpus) -> Vec<String> {
     let elsewhere: u64 = all.iter().map(|w| w.elsewhere).sum();
     let mut busy = Vec::new();
     for &mode in &opts.xdp_modes {
-        for forwarding in [Forwarding::Havip, Forwarding::BridgeAlone] {
+        for forwarding in [
+            Forwarding::Havip,
+            Forwarding::BridgeAlone,
+            Forwarding::EmptyXdp,
+        ] {
             for traffic in Traffic::ALL {
                 let ws = windows.of(mode, forwarding, traffic);
                 let hv: Vec<f64> = ws.iter().map(|w| w.hypervisor_busy * 100.0).collect();
@@ -312,11 +320,29 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
                         )
                         .with_target(Target::AtMost(SLOWDOWN_TARGET)),
                     );
+                    // How much of that attaching any XDP program costs.
+                    let empty = windows.of(mode, Forwarding::EmptyXdp, traffic);
+                    let slower: Vec<f64> = empty
+                        .iter()
+                        .zip(&bridge)
+                        .map(|(e, b)| 1.0 - e.received_pps / b.received_pps)
+                        .collect();
+                    if !slower.is_empty() {
+                        slowdown.push(Figure::median(
+                            format!(
+                                "non-VIP traffic, slowdown with an empty XDP program ({m} XDP)"
+                            ),
+                            Unit::Percent,
+                            &slower,
+                        ));
+                    }
                 }
             }
+            let empty = windows.of(mode, Forwarding::EmptyXdp, traffic);
             for (forwarding, list) in [
                 (Forwarding::Havip, &havip),
                 (Forwarding::BridgeAlone, &bridge),
+                (Forwarding::EmptyXdp, &empty),
             ] {
                 let pps: Vec<f64> = list.iter().map(|w| w.received_pps).collect();
                 rates.push(Figure::median(
@@ -476,7 +502,7 @@ fn steer(bench_lab: &BenchLab, cpu: usize) -> Result<String> {
     lab.hv
         .exec("sh", &["-c", &format!("echo {:x} > {rps}", 1u64 << cpu)])?;
     let mut did = format!("RPS on {tap} to CPU {cpu}");
-    if bench_lab.mode == XdpMode::Native && bench_lab.forwarding == Forwarding::Havip {
+    if bench_lab.mode == XdpMode::Native && bench_lab.runs_xdp() {
         let before = napi_threads(tap);
         lab.hv.exec(
             "sh",
@@ -501,7 +527,7 @@ fn unsteer(bench_lab: &BenchLab) -> Result<()> {
     let lab = &bench_lab.lab;
     let tap = lab.client.spec.tap;
     let mut undo = format!("echo 0 > /sys/class/net/{tap}/queues/rx-0/rps_cpus");
-    if bench_lab.mode == XdpMode::Native && bench_lab.forwarding == Forwarding::Havip {
+    if bench_lab.mode == XdpMode::Native && bench_lab.runs_xdp() {
         undo.push_str(&format!(" && echo 0 > /sys/class/net/{tap}/threaded"));
     }
     lab.hv.exec("sh", &["-c", &undo]).map(drop)
