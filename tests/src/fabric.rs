@@ -103,7 +103,7 @@ impl Fabric {
         ctl.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
         ctl.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         ctl.ip(&["link", "set", "lo", "up"])?;
-        bridge(&ctl, "fabric")?;
+        lab::add_bridge(&ctl, "fabric")?;
         ctl.ip(&["addr", "add", &format!("{CONTROL_IP}/24"), "dev", "fabric"])?;
 
         let mut hosts = Vec::new();
@@ -112,7 +112,7 @@ impl Fabric {
             ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
             ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
             ns.ip(&["link", "set", "lo", "up"])?;
-            bridge(&ns, "br0")?;
+            lab::add_bridge(&ns, "br0")?;
             let up = format!("up-{name}");
             ctl.ip(&[
                 "link",
@@ -430,22 +430,6 @@ impl Drop for Fabric {
         }
         self.stop_etcd();
     }
-}
-
-fn bridge(ns: &Netns, name: &str) -> Result<()> {
-    ns.ip(&[
-        "link",
-        "add",
-        name,
-        "type",
-        "bridge",
-        "stp_state",
-        "0",
-        "mcast_snooping",
-        "0",
-    ])?;
-    ns.ip(&["link", "set", name, "up"])?;
-    Ok(())
 }
 
 /// One HTTP/1.0 request (in the calling thread's network namespace):

@@ -248,6 +248,24 @@ pub fn xdp_mode() -> String {
     std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "generic".into())
 }
 
+/// Creates bridge `name` in `ns` (no STP, no multicast snooping: frames
+/// are forwarded at once) and sets it up.
+pub fn add_bridge(ns: &Netns, name: &str) -> Result<()> {
+    ns.ip(&[
+        "link",
+        "add",
+        name,
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+        "mcast_snooping",
+        "0",
+    ])?;
+    ns.ip(&["link", "set", name, "up"])?;
+    Ok(())
+}
+
 /// Creates the VM `spec` (its namespace, and a veth pair: `spec.tap` on the
 /// hypervisor `hv`, in its bridge `br0`, and `eth0` in the VM with the
 /// spec's MAC and addresses), for an agent in XDP mode `mode`.
@@ -382,18 +400,7 @@ impl Lab {
         // The hypervisor stays quiet on the VM network: no IPv6 on its side.
         hv.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
         hv.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        hv.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ])?;
-        hv.ip(&["link", "set", "br0", "up"])?;
+        add_bridge(&hv, "br0")?;
 
         let vm = |spec: VmSpec| add_vm(&hv, &stem, spec, mode);
         let vm1 = vm(VM1)?;
