@@ -142,14 +142,19 @@ enum LimitsCmd {
 
 #[derive(Subcommand)]
 enum RegisterCmd {
+    /// Register (or update) a VPC of a project.
     Vpc {
+        /// The VPC's id.
         id: String,
+        /// The project that owns it.
         #[arg(long)]
         project: String,
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Register (or update) a subnet of a VPC, with an IPv4 and/or IPv6 CIDR.
     Subnet {
+        /// The subnet's id.
         id: String,
         #[arg(long)]
         vpc: String,
@@ -160,18 +165,25 @@ enum RegisterCmd {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Register (or update) a VM's port, with the hypervisor and interface
+    /// it is on.
     Port {
+        /// The port's id.
         id: String,
+        /// The VM the port belongs to.
         #[arg(long)]
         vm: String,
         #[arg(long)]
         subnet: String,
         #[arg(long)]
         mac: String,
+        /// A fixed address of the port (repeatable), inside the subnet.
         #[arg(long = "ip")]
         fixed_ips: Vec<IpAddr>,
+        /// The hypervisor the port is on (its agent's --host).
         #[arg(long)]
         host: String,
+        /// The port's interface on that hypervisor (its tap or veth).
         #[arg(long)]
         interface: String,
     },
