@@ -24,6 +24,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -52,6 +53,9 @@ use crate::{
 pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     pub host: String,
+    /// Where the last snapshot read is kept, to start from it when etcd is
+    /// unreachable at start (`None`: not kept).
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ pub fn numeric_id(id: &str) -> u32 {
 }
 
 /// This host's share of the controller's state, read at one revision.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub revision: i64,
     pub host_ports: Vec<HostPort>,
@@ -168,6 +172,26 @@ impl Snapshot {
                     .is_ok_and(|v| self.subnets.contains_key(&v.subnet));
         }
         false
+    }
+}
+
+impl Snapshot {
+    /// Keeps this snapshot in `path` (written aside, then renamed over).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The snapshot kept in `path`.
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)
     }
 }
 
@@ -361,6 +385,8 @@ pub struct EtcdSource {
     acked: HashMap<String, (u64, AckResult, Option<String>)>,
     failures: u32,
     next_attempt: Instant,
+    /// Whether a snapshot (from etcd or the cache) was applied.
+    applied_once: bool,
 }
 
 impl EtcdSource {
@@ -376,6 +402,7 @@ impl EtcdSource {
             acked: HashMap::new(),
             failures: 0,
             next_attempt: Instant::now(),
+            applied_once: false,
         }
     }
 
@@ -393,6 +420,9 @@ impl EtcdSource {
     /// schedules the next attempt; the datapath keeps its state.
     pub async fn resync(&mut self, dp: &mut Datapath) {
         if let Err(e) = self.try_resync(dp).await {
+            if !self.applied_once {
+                self.apply_cache(dp);
+            }
             self.failures += 1;
             let delay = retry_delay(self.failures);
             if self.failures == 1 || self.failures.is_multiple_of(20) {
@@ -450,13 +480,31 @@ impl EtcdSource {
         self.apply_snapshot(dp, snapshot).await
     }
 
-    /// Applies `snapshot`, acknowledges, reports waiting owner changes, and
-    /// settles each VIP's owner between the datapath and etcd.
-    async fn apply_snapshot(
-        &mut self,
-        dp: &mut Datapath,
-        snapshot: Snapshot,
-    ) -> Result<(), SourceError> {
+    /// Applies the snapshot kept from the last run, when etcd cannot be
+    /// reached at start: the host serves its last known state meanwhile.
+    fn apply_cache(&mut self, dp: &mut Datapath) {
+        let Some(path) = self.opts.cache.clone() else {
+            return;
+        };
+        match Snapshot::load(&path) {
+            Ok(snapshot) => {
+                info!(
+                    "etcd: unreachable; serving the state kept in {} (revision {}) until it is back",
+                    path.display(),
+                    snapshot.revision
+                );
+                let _ = self.apply_config(dp, snapshot);
+                // The next resync reads everything; skip no watch event.
+                self.snapshot.revision = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!("etcd: cannot read the kept state {}: {e}", path.display()),
+        }
+    }
+
+    /// Brings the datapath to `snapshot` (by diff) and makes it the one in
+    /// force; the error of a failed apply, for the acks.
+    fn apply_config(&mut self, dp: &mut Datapath, snapshot: Snapshot) -> Result<(), String> {
         let mut programmed = to_config(&snapshot);
         keep_in_force(&mut programmed, dp.config());
         let applied = if &programmed.config == dp.config() {
@@ -478,6 +526,23 @@ impl EtcdSource {
         };
         self.snapshot = snapshot;
         self.programmed = programmed;
+        self.applied_once = true;
+        applied
+    }
+
+    /// Applies `snapshot`, keeps it, acknowledges, reports waiting owner
+    /// changes, and settles each VIP's owner between the datapath and etcd.
+    async fn apply_snapshot(
+        &mut self,
+        dp: &mut Datapath,
+        snapshot: Snapshot,
+    ) -> Result<(), SourceError> {
+        let applied = self.apply_config(dp, snapshot);
+        if let Some(path) = &self.opts.cache {
+            if let Err(e) = self.snapshot.save(path) {
+                warn!("etcd: cannot keep the state in {}: {e}", path.display());
+            }
+        }
         self.acknowledge(applied.err()).await?;
 
         for (vip, event) in std::mem::take(&mut self.unreported) {
@@ -957,6 +1022,18 @@ mod tests {
         let mut p = to_config(&snapshot());
         keep_in_force(&mut p, &before);
         assert!(!p.config.vips.contains_key(&web));
+    }
+
+    #[test]
+    fn a_kept_snapshot_reads_back_the_same_config() {
+        let dir = std::env::temp_dir().join(format!("havip-etcd-cache-{}", std::process::id()));
+        let path = dir.join("hv-a.json");
+        let s = snapshot();
+        s.save(&path).unwrap();
+        let back = Snapshot::load(&path).unwrap();
+        assert_eq!(back.revision, 7);
+        assert_eq!(to_config(&back), to_config(&s));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

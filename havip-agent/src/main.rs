@@ -52,6 +52,10 @@ enum Command {
         /// This hypervisor's name in the controller (with --etcd).
         #[arg(long, value_name = "NAME", requires = "etcd")]
         host: Option<String>,
+        /// Where the agent keeps the last state it read from etcd (with
+        /// --etcd), to serve it when etcd is unreachable at start.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/havip")]
+        state_dir: PathBuf,
         /// Where the maps are pinned (on bpffs; mounted at /sys/fs/bpf if needed).
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
@@ -134,6 +138,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             config,
             etcd,
             host,
+            state_dir,
             pin_dir,
             xdp_mode,
             bpf_object,
@@ -143,6 +148,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 (Some(path), _) => Source::File(path),
                 (None, Some(host)) => Source::Etcd(EtcdOptions {
                     endpoints: etcd,
+                    cache: Some(state_dir.join(format!("etcd-snapshot-{host}.json"))),
                     host,
                 }),
                 (None, None) => unreachable!("clap requires --config or --etcd/--host"),

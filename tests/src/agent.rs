@@ -155,12 +155,26 @@ impl Agent {
         dir: &Path,
         taps: &[&str],
     ) -> Result<Self> {
-        let source = ["--etcd", etcd_url, "--host", host]
+        Self::start_etcd_with(hv, etcd_url, host, dir, taps, AgentOptions::default())
+    }
+
+    /// [`Agent::start_etcd`] with options. The agent keeps the last state
+    /// it read from etcd in `dir`.
+    pub fn start_etcd_with(
+        hv: &Netns,
+        etcd_url: &str,
+        host: &str,
+        dir: &Path,
+        taps: &[&str],
+        opts: AgentOptions,
+    ) -> Result<Self> {
+        let mut source: Vec<std::ffi::OsString> = ["--etcd", etcd_url, "--host", host]
             .iter()
             .map(Into::into)
             .collect();
+        source.extend(["--state-dir".into(), dir.as_os_str().to_owned()]);
         let mode = crate::lab::xdp_mode();
-        Self::launch(hv, source, None, dir, taps, AgentOptions::default(), &mode)
+        Self::launch(hv, source, None, dir, taps, opts, &mode)
     }
 
     fn launch(

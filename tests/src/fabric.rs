@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentOptions, Pins};
 use crate::cleanup::{self, Resource, Token};
 use crate::lab::{self, Vm, VmSpec, CIDR4, CIDR6};
 use crate::netns::{self, Netns};
@@ -51,6 +51,7 @@ pub struct Host {
     pub ns: Netns,
     pub vms: Vec<Vm>,
     pub agent: Option<Agent>,
+    kept_pins: Vec<Pins>,
     dir: PathBuf,
 }
 
@@ -68,9 +69,27 @@ impl Host {
     /// Starts this host's agent on the fabric's etcd; returns once XDP is
     /// attached to every VM port of the host.
     pub fn start_agent(&mut self) -> Result<&Agent> {
+        self.start_agent_with(AgentOptions::default())
+    }
+
+    /// [`Host::start_agent`] with options (e.g. the pins of a previous one).
+    pub fn start_agent_with(&mut self, opts: AgentOptions) -> Result<&Agent> {
         let taps: Vec<&str> = self.vms.iter().map(|v| v.spec.tap).collect();
-        let agent = Agent::start_etcd(&self.ns, ETCD_URL, &self.name, &self.dir, &taps)?;
+        let agent = Agent::start_etcd_with(&self.ns, ETCD_URL, &self.name, &self.dir, &taps, opts)?;
         Ok(self.agent.insert(agent))
+    }
+
+    /// Restarts the agent on the same pinned maps (learned owners stay).
+    pub fn restart_agent(&mut self) -> Result<&Agent> {
+        let old = self.agent.take().context("no agent to restart")?;
+        let pins = old.stop_keeping_pins()?;
+        let opts = AgentOptions {
+            pin_dir: Some(pins.dir.clone()),
+            unpin_on_exit: false,
+        };
+        // Kept until the host goes: releasing them removes the pin dir.
+        self.kept_pins.push(pins);
+        self.start_agent_with(opts)
     }
 }
 
@@ -148,6 +167,7 @@ impl Fabric {
                 ns,
                 vms,
                 agent: None,
+                kept_pins: Vec::new(),
                 dir: host_dir,
             });
         }

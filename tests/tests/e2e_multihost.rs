@@ -199,6 +199,18 @@ fn an_etcd_outage_keeps_forwarding_and_failover_and_the_agents_catch_up() -> Res
         .agent()?
         .wait_owner(vip_id, vm2_port, Duration::from_secs(5))?;
 
+    // The agent restarts while etcd is still down: it serves the state it
+    // kept from etcd (and the owners pinned in the maps).
+    f.host_mut("hv-a").restart_agent()?;
+    let log = f.host("hv-a").agent()?.log_text();
+    ensure!(
+        log.contains("serving the state kept in"),
+        "the restarted agent did not start from its kept state:\n{log}"
+    );
+    prober
+        .wait_reply_from("vm2", now_us(), Duration::from_secs(5))
+        .context("forwarding stopped after the agent restarted with etcd down")?;
+
     // etcd back: the owner learned during the outage reaches the API and
     // the bystander host.
     f.start_etcd()?;
