@@ -672,9 +672,10 @@ impl EtcdSource {
         record: &OwnerRecord,
         revision: i64,
     ) -> Result<(), SourceError> {
-        let Some((&vip_id, _)) = self.programmed.vip_ids.iter().find(|(_, v)| *v == vip) else {
+        let vip_id = numeric_id(vip);
+        if self.programmed.vip_ids.get(&vip_id).map(String::as_str) != Some(vip) {
             return Ok(());
-        };
+        }
         if self.unreported.contains_key(vip) {
             return Ok(()); // our newer claim goes first
         }

@@ -11,16 +11,12 @@ use crate::maps::ADDRS;
 pub fn owns_address(port: &Port, addr: &NetworkAddr) -> bool {
     let count = if addr.family == AF_INET {
         let a: [u8; 4] = [addr.addr[0], addr.addr[1], addr.addr[2], addr.addr[3]];
-        if port.ipv4_count > 0 && port.ipv4[0] == a
-            || port.ipv4_count > 1 && port.ipv4[1] == a
-        {
+        if port.ipv4.iter().take(port.ipv4_count as usize).any(|p| *p == a) {
             return true;
         }
         port.ipv4_count
     } else {
-        if port.ipv6_count > 0 && port.ipv6[0] == addr.addr
-            || port.ipv6_count > 1 && port.ipv6[1] == addr.addr
-        {
+        if port.ipv6.iter().take(port.ipv6_count as usize).any(|p| *p == addr.addr) {
             return true;
         }
         port.ipv6_count
