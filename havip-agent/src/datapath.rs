@@ -12,8 +12,8 @@ use std::{
 use aya::{
     maps::{
         xdp::{DevMapHash, XdpMapError},
-        HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuHashMap, PerCpuValues,
-        RingBuf,
+        Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray,
+        PerCpuValues, RingBuf,
     },
     programs::{
         tc::{SchedClassifierLinkId, TcAttachType},
@@ -25,7 +25,8 @@ use aya_log::EbpfLogger;
 use havip_common::{
     counters::{DROP_REASONS, STATS},
     maps::{self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
-    NetworkAddr, Owner, Port, Vip, VipCounters,
+    vip::HINT_BUCKETS,
+    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
 use log::{debug, info, warn};
 use nix::{
@@ -36,6 +37,7 @@ use nix::{
 use crate::{
     config::Config,
     desired::{diff, vacated, Desired, OwnerAction},
+    slots::{vip_filter, Slots},
     util::{format_mac, ifindex_of},
 };
 
@@ -95,6 +97,8 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
+    #[error("vip {0} is not programmed on this host")]
+    UnknownVip(u32),
     #[error("map {}: cannot insert ifindex {ifindex}: {source}", maps::REDIRECT)]
     Redirect {
         ifindex: u32,
@@ -124,7 +128,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 9] {
+pub fn map_specs() -> [MapSpec; 10] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -135,14 +139,15 @@ pub fn map_specs() -> [MapSpec; 9] {
         }
     }
     [
-        spec::<u32, Port>(maps::PORTS, MapType::Hash, MAX_PORTS),
+        spec::<u32, Port>(maps::PORTS, MapType::Array, MAX_PORTS),
         spec::<NetworkAddr, u32>(maps::ADDRS, MapType::Hash, MAX_ADDRS),
         spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, MAX_VIPS),
-        spec::<u32, Owner>(maps::OWNERS, MapType::Hash, MAX_VIPS),
+        spec::<u32, Owner>(maps::OWNERS, MapType::Array, MAX_VIPS),
+        spec::<u32, VipHint>(maps::VIP_FILTER, MapType::Array, HINT_BUCKETS),
         spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
         spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_REASONS as u32),
         spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STATS as u32),
-        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuHash, MAX_VIPS),
+        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
         // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
         spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
     ]
@@ -268,10 +273,14 @@ impl fmt::Display for AttachMode {
     }
 }
 
-/// A port's programs: XDP on frames from the VM, TC egress on frames to it.
+/// A port's programs: XDP on frames from the VM, TC egress on frames to
+/// it, loaded for this port alone (its slot is a constant in them).
 struct Attachment {
     interface: String,
     port_id: u32,
+    slot: u32,
+    /// The port's own instance of the object (its maps are the pinned ones).
+    ebpf: Ebpf,
     link: aya::programs::xdp::XdpLinkId,
     egress: SchedClassifierLinkId,
 }
@@ -329,18 +338,26 @@ pub struct Pollables {
 
 /// The loaded datapath.
 pub struct Datapath {
-    ebpf: Ebpf,
+    /// The object, loaded once more for each port.
+    object: ObjectSource,
+    pin_dir: PathBuf,
     mode: AttachMode,
-    ports: BpfHashMap<MapData, u32, Port>,
+    ports: Array<MapData, Port>,
     addrs: BpfHashMap<MapData, NetworkAddr, u32>,
     vips: BpfHashMap<MapData, NetworkAddr, Vip>,
-    owners: BpfHashMap<MapData, u32, Owner>,
-    vipstats: PerCpuHashMap<MapData, u32, VipCounters>,
+    owners: Array<MapData, Owner>,
+    filter: Array<MapData, VipHint>,
+    /// What `filter` holds now, bucket by bucket (read once at load).
+    filter_now: Vec<VipHint>,
+    vipstats: PerCpuArray<MapData, VipCounters>,
     /// ifindex -> the same ifindex, for each port the programs are attached
     /// to: where the datapath may redirect frames for a VIP's owner.
     redirect: DevMapHash<MapData>,
-    /// ifindex -> our XDP attachment there.
+    /// ifindex -> our programs there.
     attached: BTreeMap<u32, Attachment>,
+    /// vip id -> its slot in `havip_owners` and `havip_vipstats`.
+    vip_slots: Slots,
+    nr_cpus: usize,
     config: Config,
     desired: Desired,
 }
@@ -401,7 +418,9 @@ where
 
 impl Datapath {
     /// Loads the object with every map pinned under `pin_dir` (reusing maps
-    /// already pinned there) and loads the XDP program. Attaches nothing.
+    /// already pinned there, with the VIPs' slots and owners in them) and
+    /// checks that the verifier accepts both programs. Attaches nothing:
+    /// each port gets its own instance of the programs when it is attached.
     pub fn load(
         object: &ObjectSource,
         pin_dir: &Path,
@@ -409,16 +428,7 @@ impl Datapath {
     ) -> Result<(Self, Pollables), DatapathError> {
         ensure_pin_dir(pin_dir)?;
         check_pins(pin_dir)?;
-        let paths: Vec<(&'static str, PathBuf)> =
-            maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
-        let mut loader = EbpfLoader::new();
-        for (name, path) in &paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let mut ebpf = match object {
-            ObjectSource::Embedded(bytes) => loader.load(bytes)?,
-            ObjectSource::File(path) => loader.load_file(path)?,
-        };
+        let mut ebpf = load_object(object, pin_dir, None)?;
         // The logger owns the log map; it must outlive the program load.
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -431,34 +441,46 @@ impl Datapath {
                 None
             }
         };
-        egress_program(&mut ebpf)?
-            .load()
-            .map_err(|source| DatapathError::Program {
-                name: TC_EGRESS_PROGRAM,
-                what: "load".into(),
-                source,
-            })?;
-        xdp_program(&mut ebpf)?
-            .load()
-            .map_err(|source| DatapathError::Program {
-                name: XDP_PROGRAM,
-                what: "load".into(),
-                source,
-            })?;
+        load_programs(&mut ebpf)?;
         let events = take(&mut ebpf, maps::EVENTS)?;
-        let dp = Datapath {
+        let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
+        let vip_slots = Slots::recovered(
+            MAX_VIPS,
+            read_all(&vips, maps::VIPS)?
+                .values()
+                .map(|v| (v.vip_id, v.slot)),
+        );
+        let filter: Array<MapData, VipHint> = take(&mut ebpf, maps::VIP_FILTER)?;
+        let filter_now = (0..HINT_BUCKETS)
+            .map(|b| filter.get(&b, 0))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::VIP_FILTER, "cannot read"))?;
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Io {
+            path: "/sys/devices/system/cpu/possible".into(),
+            source: e,
+        })?;
+        let mut dp = Datapath {
+            object: object.clone(),
+            pin_dir: pin_dir.to_owned(),
             ports: take(&mut ebpf, maps::PORTS)?,
             addrs: take(&mut ebpf, maps::ADDRS)?,
-            vips: take(&mut ebpf, maps::VIPS)?,
+            vips,
             owners: take(&mut ebpf, maps::OWNERS)?,
+            filter,
+            filter_now,
             vipstats: take(&mut ebpf, maps::VIP_STATS)?,
             redirect: take(&mut ebpf, maps::REDIRECT)?,
-            ebpf,
             mode,
             attached: BTreeMap::new(),
+            vip_slots,
+            nr_cpus,
             config: Config::default(),
             desired: Desired::default(),
         };
+        // No port is attached yet: no slot of `havip_ports` is in use.
+        for slot in 0..MAX_PORTS {
+            dp.set_port(slot, &Port::default())?;
+        }
         info!(
             "datapath loaded, maps pinned under {} ({} mode)",
             pin_dir.display(),
@@ -467,28 +489,54 @@ impl Datapath {
         Ok((dp, Pollables { events, logger }))
     }
 
-    fn program(&mut self) -> Result<&mut Xdp, DatapathError> {
-        xdp_program(&mut self.ebpf)
+    fn set_port(&mut self, slot: u32, port: &Port) -> Result<(), DatapathError> {
+        if self.ports.get(&slot, 0).ok().as_ref() == Some(port) {
+            return Ok(());
+        }
+        self.ports
+            .set(slot, port, 0)
+            .map_err(map_err(maps::PORTS, "cannot write"))
     }
 
-    fn egress(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
-        egress_program(&mut self.ebpf)
+    /// Loads the programs for the port at `slot` and attaches them to its
+    /// interface.
+    fn attach(
+        &mut self,
+        ifindex: u32,
+        interface: &str,
+        slot: u32,
+    ) -> Result<(Ebpf, aya::programs::xdp::XdpLinkId, SchedClassifierLinkId), String> {
+        let mut ebpf = load_object(&self.object, &self.pin_dir, Some(slot))
+            .and_then(|mut e| load_programs(&mut e).map(|()| e))
+            .map_err(|e| format!("cannot load its programs: {e}"))?;
+        let mode = self.mode;
+        let link = xdp_program(&mut ebpf)
+            .map_err(|e| e.to_string())?
+            .attach_to_if_index(ifindex, mode.xdp())
+            .map_err(|e| format!("cannot attach XDP ({mode} mode): {e}"))?;
+        let egress = egress_program(&mut ebpf)
+            .map_err(|e| e.to_string())?
+            .attach(interface, TcAttachType::Egress)
+            .map_err(|e| format!("cannot attach TC egress: {e}"))?;
+        Ok((ebpf, link, egress))
     }
 
-    /// Detaches both programs of a port.
-    fn detach(&mut self, ifx: u32, a: Attachment) {
+    /// Detaches both programs of a port and frees its slot.
+    fn detach(&mut self, ifx: u32, mut a: Attachment) -> Result<(), DatapathError> {
         let label = self.config.port_label(a.port_id);
-        match self.program().map(|p| p.detach(a.link)) {
+        match xdp_program(&mut a.ebpf).map(|p| p.detach(a.link)) {
             Ok(Ok(())) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
             // The interface went away, and the attachment with it.
             Ok(Err(e)) => debug!("{label}: detach XDP from ifindex {ifx}: {e}"),
             Err(e) => warn!("{label}: detach XDP from ifindex {ifx}: {e}"),
         }
-        match self.egress().map(|p| p.detach(a.egress)) {
+        match egress_program(&mut a.ebpf).map(|p| p.detach(a.egress)) {
             Ok(Ok(())) => debug!("{label}: detached TC egress from {}", a.interface),
             Ok(Err(e)) => debug!("{label}: detach TC egress from ifindex {ifx}: {e}"),
             Err(e) => warn!("{label}: detach TC egress from ifindex {ifx}: {e}"),
         }
+        drop(a.ebpf);
+        self.set_port(a.slot, &Port::default())
     }
 
     /// The configuration in force.
@@ -498,7 +546,11 @@ impl Datapath {
 
     /// The owner record of vip `vip_id` (vacant or not), if it has one.
     pub fn owner(&self, vip_id: u32) -> Option<Owner> {
-        self.owners.get(&vip_id, 0).ok()
+        let slot = self.vip_slots.get(vip_id)?;
+        self.owners
+            .get(&slot, 0)
+            .ok()
+            .filter(|o| o.vip_id == vip_id)
     }
 
     /// Records that port `port_id` with `mac` on another host owns vip
@@ -510,20 +562,25 @@ impl Datapath {
         port_id: u32,
         mac: [u8; 6],
     ) -> Result<Owner, DatapathError> {
+        let slot = self
+            .vip_slots
+            .get(vip_id)
+            .ok_or(DatapathError::UnknownVip(vip_id))?;
         let now = crate::util::BpfClock::now().mono_now_ns();
         let generation = self.owner(vip_id).map_or(0, |o| o.generation) + 1;
         let owner = Owner {
+            vip_id,
             port_id,
             ifindex: 0,
             mac,
-            _pad: [0; 2],
+            _pad: [0; 6],
             generation,
             since_ns: now,
             last_claim_ns: now,
         };
         self.owners
-            .insert(vip_id, owner, 0)
-            .map_err(map_err(maps::OWNERS, "cannot insert"))?;
+            .set(slot, owner, 0)
+            .map_err(map_err(maps::OWNERS, "cannot write"))?;
         Ok(owner)
     }
 
@@ -535,9 +592,9 @@ impl Datapath {
     }
 
     /// Makes `config` the state in force: brings every map to its desired
-    /// contents by diff and attaches/detaches XDP where ports' interfaces
-    /// are. Inserts come before the deletes, so nothing that stays is ever
-    /// missing.
+    /// contents by diff and attaches/detaches the programs where ports'
+    /// interfaces are. Inserts come before the deletes, so nothing that
+    /// stays is ever missing.
     pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, DatapathError> {
         let desired = Desired::from_config(config);
         self.config = config.clone();
@@ -571,22 +628,47 @@ impl Datapath {
             .collect();
         for ifx in stale {
             let a = self.attached.remove(&ifx).expect("listed above");
-            self.detach(ifx, a);
+            self.detach(ifx, a)?;
             s.detached += 1;
         }
 
-        // 2. Inserts and updates, ports first so XDP never runs on a port
-        //    without its entry.
-        let cur_ports = read_all(&self.ports, maps::PORTS)?;
-        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
+        // 2. Slots for new VIPs, reset before anything points at them.
         let cur_vips = read_all(&self.vips, maps::VIPS)?;
-        s.ports.0 = write_diff(
-            &mut self.ports,
-            maps::PORTS,
-            &cur_ports,
-            &desired_ports,
-            true,
-        )?;
+        let vip_ids = self.desired.vip_addrs.keys().copied().collect();
+        let assignment = self.vip_slots.assign(&vip_ids);
+        for (vip_id, slot) in &assignment.fresh {
+            self.reset_vip_slot(*vip_id, *slot)?;
+        }
+        for vip_id in &assignment.full {
+            warn!(
+                "{}: no free VIP slot (this host holds at most {MAX_VIPS}); not programmed",
+                self.config.vip_label(*vip_id)
+            );
+        }
+        let desired_vips: HashMap<NetworkAddr, Vip> = self
+            .desired
+            .vips
+            .iter()
+            .filter_map(|(addr, vip)| {
+                let slot = self.vip_slots.get(vip.vip_id)?;
+                Some((*addr, Vip { slot, ..*vip }))
+            })
+            .collect();
+
+        // 3. Inserts and updates: ports that stay attached, addresses, VIPs,
+        //    then the filter that points at them.
+        for (ifx, a) in &self.attached {
+            let slot = a.slot;
+            if let Some(port) = desired_ports.get(ifx).copied() {
+                if self.ports.get(&slot, 0).ok() != Some(port) {
+                    self.ports
+                        .set(slot, port, 0)
+                        .map_err(map_err(maps::PORTS, "cannot write"))?;
+                    s.ports.0 += 1;
+                }
+            }
+        }
+        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
         s.addrs.0 = write_diff(
             &mut self.addrs,
             maps::ADDRS,
@@ -594,55 +676,57 @@ impl Datapath {
             &self.desired.addrs,
             true,
         )?;
-        s.vips.0 = write_diff(
-            &mut self.vips,
-            maps::VIPS,
-            &cur_vips,
-            &self.desired.vips,
-            true,
-        )?;
+        s.vips.0 = write_diff(&mut self.vips, maps::VIPS, &cur_vips, &desired_vips, true)?;
+        self.write_filter(&vip_filter(&desired_vips))?;
 
-        // 3. Attach XDP where a port's interface exists.
-        let mode = self.mode;
-        for (ifx, port) in &desired_ports {
-            if self.attached.contains_key(ifx) {
-                continue;
-            }
+        // 4. Attach the programs where a port's interface exists, its entry
+        //    written first so they never run without it.
+        let mut new_ports: Vec<(u32, Port)> = desired_ports
+            .iter()
+            .filter(|(ifx, _)| !self.attached.contains_key(ifx))
+            .map(|(ifx, port)| (*ifx, *port))
+            .collect();
+        new_ports.sort_by_key(|(ifx, _)| *ifx);
+        for (ifx, port) in new_ports {
             let interface = self.desired.port_interfaces[&port.port_id].clone();
             let label = self.config.port_label(port.port_id);
-            let link = match self.program()?.attach_to_if_index(*ifx, mode.xdp()) {
-                Ok(link) => link,
-                Err(e) => {
-                    warn!("{label}: cannot attach XDP to {interface} (ifindex {ifx}, {mode} mode): {e}");
-                    s.attach_failures += 1;
-                    continue;
-                }
+            let used: Vec<u32> = self.attached.values().map(|a| a.slot).collect();
+            let Some(slot) = (0..MAX_PORTS).find(|s| !used.contains(s)) else {
+                warn!("{label}: no free port slot (this host holds at most {MAX_PORTS})");
+                s.attach_failures += 1;
+                continue;
             };
-            let egress = match self.egress()?.attach(&interface, TcAttachType::Egress) {
-                Ok(egress) => egress,
-                Err(e) => {
-                    warn!("{label}: cannot attach TC egress to {interface} (ifindex {ifx}): {e}");
-                    let _ = self.program()?.detach(link);
-                    s.attach_failures += 1;
-                    continue;
+            self.set_port(slot, &port)?;
+            s.ports.0 += 1;
+            match self.attach(ifx, &interface, slot) {
+                Ok((ebpf, link, egress)) => {
+                    info!(
+                        "{label}: attached XDP ({} mode) and TC egress to {interface} \
+                         (ifindex {ifx}, slot {slot})",
+                        self.mode
+                    );
+                    self.attached.insert(
+                        ifx,
+                        Attachment {
+                            interface,
+                            port_id: port.port_id,
+                            slot,
+                            ebpf,
+                            link,
+                            egress,
+                        },
+                    );
+                    s.attached += 1;
                 }
-            };
-            info!(
-                "{label}: attached XDP ({mode} mode) and TC egress to {interface} (ifindex {ifx})"
-            );
-            self.attached.insert(
-                *ifx,
-                Attachment {
-                    interface,
-                    port_id: port.port_id,
-                    link,
-                    egress,
-                },
-            );
-            s.attached += 1;
+                Err(e) => {
+                    warn!("{label}: {interface} (ifindex {ifx}): {e}");
+                    self.set_port(slot, &Port::default())?;
+                    s.attach_failures += 1;
+                }
+            }
         }
 
-        // 3b. Redirect targets: the ports the programs are attached to.
+        // 4b. Redirect targets: the ports the programs are attached to.
         let cur_redirect: Vec<u32> = self
             .redirect
             .keys()
@@ -659,31 +743,7 @@ impl Datapath {
             }
         }
 
-        // 4. Per-VIP counters for new VIPs (existing ones keep counting).
-        let cur_stats: Vec<u32> = self
-            .vipstats
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::VIP_STATS, "cannot read"))?;
-        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Io {
-            path: "/sys/devices/system/cpu/possible".into(),
-            source: e,
-        })?;
-        for vip_id in self.desired.vip_addrs.keys() {
-            if !cur_stats.contains(vip_id) {
-                let zero = PerCpuValues::try_from(vec![VipCounters::default(); nr_cpus]).map_err(
-                    |source| DatapathError::Io {
-                        path: "/sys/devices/system/cpu/possible".into(),
-                        source,
-                    },
-                )?;
-                self.vipstats
-                    .insert(vip_id, zero, 0)
-                    .map_err(map_err(maps::VIP_STATS, "cannot insert"))?;
-            }
-        }
-
-        // 5. Owners: vacate the ones no longer entitled, drop removed VIPs'.
+        // 5. Owners: vacate the ones no longer entitled.
         let cur_vip_addr: HashMap<u32, NetworkAddr> =
             cur_vips.iter().map(|(a, v)| (v.vip_id, *a)).collect();
         let port_ifindex = |port_id: u32| {
@@ -692,27 +752,25 @@ impl Datapath {
                 .get(&port_id)
                 .and_then(|n| resolved.get(n).copied())
         };
-        let owners = read_all(&self.owners, maps::OWNERS)?;
         let mut vacate = Vec::new();
-        let mut delete = Vec::new();
-        for (vip_id, owner) in &owners {
-            match self
-                .desired
-                .owner_action(*vip_id, owner, cur_vip_addr.get(vip_id), port_ifindex)
-            {
-                OwnerAction::Keep => {}
-                OwnerAction::Vacate => vacate.push((*vip_id, *owner)),
-                OwnerAction::Delete => delete.push(*vip_id),
+        for (vip_id, slot) in self.vip_slots.iter() {
+            let Some(owner) = self.owner(vip_id) else {
+                continue;
+            };
+            let action =
+                self.desired
+                    .owner_action(vip_id, &owner, cur_vip_addr.get(&vip_id), port_ifindex);
+            if action == OwnerAction::Vacate {
+                vacate.push((vip_id, slot, owner));
             }
         }
-        for (vip_id, owner) in vacate {
+        for (vip_id, slot, owner) in vacate {
             // The datapath may have learned a new owner since we read it.
-            match self.owners.get(&vip_id, 0) {
-                Ok(now) if now == owner => {}
-                _ => continue,
+            if self.owner(vip_id) != Some(owner) {
+                continue;
             }
             self.owners
-                .insert(vip_id, vacated(&owner), 0)
+                .set(slot, vacated(&owner), 0)
                 .map_err(map_err(maps::OWNERS, "cannot vacate"))?;
             info!(
                 "{}: owner port {} ({}) vacated, generation {}",
@@ -725,27 +783,14 @@ impl Datapath {
         }
 
         // 6. Deletes: stale VIPs first (so no claim is judged on stale
-        //    bindings), then the owners, counters, addresses and ports.
-        s.vips.1 = write_diff(
-            &mut self.vips,
-            maps::VIPS,
-            &cur_vips,
-            &self.desired.vips,
-            false,
-        )?;
-        for vip_id in delete {
-            match self.owners.remove(&vip_id) {
-                Ok(()) | Err(MapError::KeyNotFound) => s.owners_deleted += 1,
-                Err(e) => return Err(map_err(maps::OWNERS, "cannot remove")(e)),
+        //    bindings), then the freed VIP slots, addresses and redirect
+        //    targets.
+        s.vips.1 = write_diff(&mut self.vips, maps::VIPS, &cur_vips, &desired_vips, false)?;
+        for (vip_id, slot) in &assignment.freed {
+            if self.owner_at(*slot, *vip_id).is_some() {
+                s.owners_deleted += 1;
             }
-        }
-        for vip_id in cur_stats {
-            if !self.desired.vip_addrs.contains_key(&vip_id) {
-                match self.vipstats.remove(&vip_id) {
-                    Ok(()) | Err(MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err(maps::VIP_STATS, "cannot remove")(e)),
-                }
-            }
+            self.reset_vip_slot(0, *slot)?;
         }
         for ifx in cur_redirect {
             if !self.attached.contains_key(&ifx) {
@@ -762,23 +807,102 @@ impl Datapath {
             &self.desired.addrs,
             false,
         )?;
-        s.ports.1 = write_diff(
-            &mut self.ports,
-            maps::PORTS,
-            &cur_ports,
-            &desired_ports,
-            false,
-        )?;
         Ok(s)
     }
 
-    /// Detaches XDP from every interface (the maps stay pinned).
+    /// The record at `slot`, if it is vip `vip_id`'s.
+    fn owner_at(&self, slot: u32, vip_id: u32) -> Option<Owner> {
+        self.owners
+            .get(&slot, 0)
+            .ok()
+            .filter(|o| o.vip_id == vip_id && *o != Owner::default())
+    }
+
+    /// Gives `slot` to vip `vip_id` (0: to nobody): no owner, counters zero.
+    fn reset_vip_slot(&mut self, vip_id: u32, slot: u32) -> Result<(), DatapathError> {
+        let empty = Owner {
+            vip_id,
+            ..Owner::default()
+        };
+        self.owners
+            .set(slot, empty, 0)
+            .map_err(map_err(maps::OWNERS, "cannot reset"))?;
+        let zero = PerCpuValues::try_from(vec![VipCounters::default(); self.nr_cpus]).map_err(
+            |source| DatapathError::Io {
+                path: "/sys/devices/system/cpu/possible".into(),
+                source,
+            },
+        )?;
+        self.vipstats
+            .set(slot, zero, 0)
+            .map_err(map_err(maps::VIP_STATS, "cannot reset"))
+    }
+
+    /// Brings the VIP filter to `desired` (the buckets that hold something;
+    /// every other bucket is emptied).
+    fn write_filter(&mut self, desired: &BTreeMap<u32, VipHint>) -> Result<(), DatapathError> {
+        for bucket in 0..HINT_BUCKETS {
+            let want = desired.get(&bucket).copied().unwrap_or_default();
+            let now = &mut self.filter_now[bucket as usize];
+            if *now != want {
+                self.filter
+                    .set(bucket, want, 0)
+                    .map_err(map_err(maps::VIP_FILTER, "cannot write"))?;
+                *now = want;
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches the programs from every interface (the maps stay pinned).
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         for (ifx, a) in attached {
-            self.detach(ifx, a);
+            if let Err(e) = self.detach(ifx, a) {
+                warn!("ifindex {ifx}: {e}");
+            }
         }
     }
+}
+
+/// Loads (but does not verify) the object, with every map pinned under
+/// `pin_dir` and `PORT_SLOT` set to `slot` (0 for an instance that is
+/// never attached).
+fn load_object(
+    object: &ObjectSource,
+    pin_dir: &Path,
+    slot: Option<u32>,
+) -> Result<Ebpf, DatapathError> {
+    let paths: Vec<(&'static str, PathBuf)> =
+        maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
+    let slot = slot.unwrap_or(0);
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.override_global(maps::PORT_SLOT, &slot, true);
+    Ok(match object {
+        ObjectSource::Embedded(bytes) => loader.load(bytes)?,
+        ObjectSource::File(path) => loader.load_file(path)?,
+    })
+}
+
+/// Loads both programs of an instance into the kernel (the verifier runs).
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    egress_program(ebpf)?
+        .load()
+        .map_err(|source| DatapathError::Program {
+            name: TC_EGRESS_PROGRAM,
+            what: "load".into(),
+            source,
+        })?;
+    xdp_program(ebpf)?
+        .load()
+        .map_err(|source| DatapathError::Program {
+            name: XDP_PROGRAM,
+            what: "load".into(),
+            source,
+        })
 }
 
 /// The datapath's TC egress program in a loaded object.

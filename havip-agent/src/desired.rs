@@ -16,14 +16,16 @@ use crate::{config::Config, util::network_addr};
 /// The desired contents of the maps, before interfaces are resolved.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
-    /// Port entry of each port, by interface name. The `havip_ports` key is
-    /// the interface's ifindex, known only once the interface exists.
+    /// Port entry of each port, by interface name. Its `ifindex` is known
+    /// only once the interface exists, and its slot in `havip_ports` once
+    /// its programs are attached there.
     pub ports: BTreeMap<String, Port>,
     /// `havip_addrs`: each fixed address -> its port id.
     pub addrs: HashMap<NetworkAddr, u32>,
-    /// `havip_vips`: each VIP address -> the VIP and its bound ports.
+    /// `havip_vips`: each VIP address -> the VIP and its bound ports (slot
+    /// 0 here: the datapath gives each VIP its slot).
     pub vips: HashMap<NetworkAddr, Vip>,
-    /// vip id -> its address (keys of `havip_owners` and `havip_vipstats`).
+    /// vip id -> its address.
     pub vip_addrs: BTreeMap<u32, NetworkAddr>,
     /// port id -> its interface name.
     pub port_interfaces: HashMap<u32, String>,
@@ -58,6 +60,7 @@ impl Desired {
             let key = network_addr(v.network, v.address);
             let mut vip = Vip {
                 vip_id: v.id,
+                slot: 0,
                 port_count: v.ports.len() as u32,
                 ports: [0; MAX_BINDINGS],
             };
@@ -71,11 +74,13 @@ impl Desired {
         d
     }
 
-    /// The `havip_ports` contents, given which interfaces exist now.
+    /// The port entries by ifindex, given which interfaces exist now.
     pub fn ports_by_ifindex(&self, ifindex_of: impl Fn(&str) -> Option<u32>) -> HashMap<u32, Port> {
         self.ports
             .iter()
-            .filter_map(|(name, port)| ifindex_of(name).map(|i| (i, *port)))
+            .filter_map(|(name, port)| {
+                ifindex_of(name).map(|ifindex| (ifindex, Port { ifindex, ..*port }))
+            })
             .collect()
     }
 
@@ -419,17 +424,21 @@ ports = [12]
     #[test]
     fn vacate_keeps_generation() {
         let o = Owner {
+            vip_id: 3,
             port_id: 12,
             ifindex: 6,
             mac: [2; 6],
-            _pad: [0; 2],
+            _pad: [0; 6],
             generation: 9,
             since_ns: 100,
             last_claim_ns: 200,
         };
         let v = vacated(&o);
         assert!(v.is_vacant());
-        assert_eq!((v.ifindex, v.mac, v.generation), (0, [0; 6], 9));
+        assert_eq!(
+            (v.vip_id, v.ifindex, v.mac, v.generation),
+            (3, 0, [0; 6], 9)
+        );
     }
 
     #[test]

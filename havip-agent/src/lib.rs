@@ -15,5 +15,6 @@ pub mod desired;
 pub mod etcd;
 pub mod events;
 pub mod links;
+pub mod slots;
 pub mod status;
 pub mod util;

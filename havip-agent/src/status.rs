@@ -43,8 +43,11 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
-use havip_common::{maps, DropReason, NetworkAddr, Owner, Port, Stat, Vip, VipCounters};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
+use havip_common::{
+    maps::{self, MAX_PORTS},
+    DropReason, NetworkAddr, Owner, Port, Stat, Vip, VipCounters,
+};
 use serde::Serialize;
 
 use crate::{
@@ -188,13 +191,12 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     let clock = BpfClock::now();
     let vips: BpfHashMap<MapData, NetworkAddr, Vip> =
         BpfHashMap::try_from(open(pin_dir, maps::VIPS)?).map_err(map_err(pin_dir, maps::VIPS))?;
-    let owners: BpfHashMap<MapData, u32, Owner> =
-        BpfHashMap::try_from(open(pin_dir, maps::OWNERS)?)
-            .map_err(map_err(pin_dir, maps::OWNERS))?;
-    let ports: BpfHashMap<MapData, u32, Port> =
-        BpfHashMap::try_from(open(pin_dir, maps::PORTS)?).map_err(map_err(pin_dir, maps::PORTS))?;
-    let vipstats: PerCpuHashMap<MapData, u32, VipCounters> =
-        PerCpuHashMap::try_from(open(pin_dir, maps::VIP_STATS)?)
+    let owners: Array<MapData, Owner> =
+        Array::try_from(open(pin_dir, maps::OWNERS)?).map_err(map_err(pin_dir, maps::OWNERS))?;
+    let ports: Array<MapData, Port> =
+        Array::try_from(open(pin_dir, maps::PORTS)?).map_err(map_err(pin_dir, maps::PORTS))?;
+    let vipstats: PerCpuArray<MapData, VipCounters> =
+        PerCpuArray::try_from(open(pin_dir, maps::VIP_STATS)?)
             .map_err(map_err(pin_dir, maps::VIP_STATS))?;
 
     let port_name = |id: u32| {
@@ -206,20 +208,18 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     let mut out_vips = Vec::new();
     for entry in vips.iter() {
         let (addr, vip) = entry.map_err(map_err(pin_dir, maps::VIPS))?;
-        let owner = match owners.get(&vip.vip_id, 0) {
-            Ok(o) => Some(o),
-            Err(MapError::KeyNotFound) => None,
-            Err(e) => return Err(map_err(pin_dir, maps::OWNERS)(e)),
-        };
+        // The slot's record, if it is this VIP's.
+        let owner = owners
+            .get(&vip.slot, 0)
+            .map_err(map_err(pin_dir, maps::OWNERS))?;
+        let owner = (owner.vip_id == vip.vip_id).then_some(owner);
         let mut counters = VipCounters::default();
-        match vipstats.get(&vip.vip_id, 0) {
-            Ok(per_cpu) => {
-                for c in per_cpu.iter() {
-                    counters += *c;
-                }
-            }
-            Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(pin_dir, maps::VIP_STATS)(e)),
+        for c in vipstats
+            .get(&vip.slot, 0)
+            .map_err(map_err(pin_dir, maps::VIP_STATS))?
+            .iter()
+        {
+            counters += *c;
         }
         let n = (vip.port_count as usize).min(vip.ports.len());
         out_vips.push(VipStatus {
@@ -260,8 +260,12 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     out_vips.sort_by_key(|v| v.vip_id);
 
     let mut out_ports = Vec::new();
-    for entry in ports.iter() {
-        let (ifindex, p) = entry.map_err(map_err(pin_dir, maps::PORTS))?;
+    for slot in 0..MAX_PORTS {
+        let p = ports.get(&slot, 0).map_err(map_err(pin_dir, maps::PORTS))?;
+        if p.port_id == 0 {
+            continue;
+        }
+        let ifindex = p.ifindex;
         out_ports.push(PortStatus {
             ifindex,
             interface: ifname_of(ifindex),

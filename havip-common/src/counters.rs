@@ -75,7 +75,8 @@ impl DropReason {
 pub enum Stat {
     /// Frames the policy let through.
     Passed = 0,
-    /// Frames on an interface with no port entry (passed untouched).
+    /// Frames whose programs found no port in their slot (passed
+    /// untouched): only while the agent attaches or detaches a port.
     UnknownPort = 1,
     /// Claims accepted from a bound port.
     ClaimsAccepted = 2,

@@ -19,7 +19,7 @@ pub use counters::{DropReason, Stat, VipCounters};
 pub use event::{Event, EventKind};
 pub use owner::Owner;
 pub use port::Port;
-pub use vip::Vip;
+pub use vip::{Vip, VipHint};
 
 /// Implements `aya::Pod` for the userspace side of a shared type.
 #[cfg(feature = "user")]
@@ -34,4 +34,4 @@ macro_rules! impl_pod {
 }
 
 #[cfg(feature = "user")]
-impl_pod!(NetworkAddr, Port, Vip, Owner, Event, VipCounters);
+impl_pod!(NetworkAddr, Port, Vip, VipHint, Owner, Event, VipCounters);

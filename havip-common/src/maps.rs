@@ -5,21 +5,25 @@
 /// Where the agent pins the maps by default.
 pub const PIN_DIR: &str = "/sys/fs/bpf/havip";
 
-/// ifindex (u32) -> [`crate::Port`].
+/// Port slot (u32, an array index) -> [`crate::Port`]. Each port's
+/// programs are loaded with its slot as the constant `PORT_SLOT`.
 pub const PORTS: &str = "havip_ports";
 /// [`crate::NetworkAddr`] -> port id (u32): the ports' fixed addresses.
 pub const ADDRS: &str = "havip_addrs";
 /// [`crate::NetworkAddr`] -> [`crate::Vip`].
 pub const VIPS: &str = "havip_vips";
-/// vip id (u32) -> [`crate::Owner`]; written by the datapath.
+/// VIP slot (u32, an array index; [`crate::Vip::slot`]) ->
+/// [`crate::Owner`]; written by the datapath.
 pub const OWNERS: &str = "havip_owners";
+/// [`crate::vip::hint_bucket`] (an array index) -> [`crate::VipHint`].
+pub const VIP_FILTER: &str = "havip_vip_filter";
 /// Ring buffer of [`crate::Event`].
 pub const EVENTS: &str = "havip_events";
 /// Per-CPU array of u64 indexed by [`crate::DropReason`].
 pub const DROPS: &str = "havip_drops";
 /// Per-CPU array of u64 indexed by [`crate::Stat`].
 pub const STATS: &str = "havip_stats";
-/// Per-CPU hash vip id (u32) -> [`crate::VipCounters`].
+/// Per-CPU array, VIP slot -> [`crate::VipCounters`].
 pub const VIP_STATS: &str = "havip_vipstats";
 
 /// ifindex (u32) -> ifindex: the local ports frames for a VIP can be
@@ -27,12 +31,18 @@ pub const VIP_STATS: &str = "havip_vipstats";
 pub const REDIRECT: &str = "havip_redirect";
 
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 9] = [
-    PORTS, ADDRS, VIPS, OWNERS, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT,
+pub const ALL: [&str; 10] = [
+    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT,
 ];
 
+/// The constant in the programs' read-only data that names their port's
+/// slot in [`PORTS`]; the agent sets it for each port it loads them for.
+pub const PORT_SLOT: &str = "PORT_SLOT";
+
+/// Port slots (and redirect targets) on one host.
 pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
+/// VIPs (and VIP slots) on one host.
 pub const MAX_VIPS: u32 = 4096;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 

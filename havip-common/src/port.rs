@@ -8,12 +8,16 @@ pub const PORT_SECURITY: u32 = 1;
 /// of them in `havip_addrs` as well, and the datapath looks there.
 pub const INLINE_ADDRS: usize = 2;
 
-/// A VM port, keyed by the ifindex of its hypervisor-side interface.
+/// A VM port, at its slot in `havip_ports`: the slot its programs were
+/// loaded with (`PORT_SLOT`), so they find it without a hash lookup.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Port {
-    /// Stable port id (the controller's, or the config file's).
+    /// Stable port id (the controller's, or the config file's); 0 marks a
+    /// free slot.
     pub port_id: u32,
+    /// Ifindex of the port's hypervisor-side interface.
+    pub ifindex: u32,
     /// Network id the port lives in.
     pub network: u32,
     /// The only source MAC the VM may use when port security is on.

@@ -13,8 +13,11 @@ pub const DEFAULT_MAX_VIPS_PER_PORT: usize = 5;
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Vip {
-    /// Stable VIP id; keys the owner table and the per-VIP counters.
+    /// Stable VIP id (the controller's or the config file's), never 0.
     pub vip_id: u32,
+    /// Where this host keeps the VIP's owner and counters: its index in
+    /// `havip_owners` and `havip_vipstats`, chosen by the agent.
+    pub slot: u32,
     /// How many entries of `ports` are valid.
     pub port_count: u32,
     /// Port ids bound to this VIP (the ports allowed to claim it).
@@ -36,5 +39,108 @@ impl Vip {
             i += 1;
         }
         false
+    }
+}
+
+/// `VipHint::state`: no VIP address falls in this bucket.
+pub const HINT_EMPTY: u32 = 0;
+/// `VipHint::state`: exactly one VIP falls here, and the hint holds it.
+pub const HINT_ONE: u32 = 1;
+/// `VipHint::state`: several VIPs fall here; ask `havip_vips`.
+pub const HINT_SHARED: u32 = 2;
+
+/// One bucket of the VIP filter (`havip_vip_filter`, an array indexed by
+/// [`hint_bucket`]). It lets the datapath tell most addresses apart without
+/// a hash lookup: an empty bucket means "not a VIP", and a bucket with one
+/// VIP holds its address and slot, so only shared buckets cost a lookup in
+/// `havip_vips`. The agent fills it from the same VIPs as `havip_vips`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct VipHint {
+    /// [`HINT_EMPTY`], [`HINT_ONE`] or [`HINT_SHARED`].
+    pub state: u32,
+    /// With [`HINT_ONE`]: the VIP's id and slot (as in its [`Vip`]).
+    pub vip_id: u32,
+    pub slot: u32,
+    pub _pad: u32,
+    /// With [`HINT_ONE`]: the VIP's address.
+    pub addr: crate::NetworkAddr,
+}
+
+impl VipHint {
+    /// A bucket holding `vip`, at `addr`, alone.
+    pub fn one(addr: &crate::NetworkAddr, vip: &Vip) -> Self {
+        Self {
+            state: HINT_ONE,
+            vip_id: vip.vip_id,
+            slot: vip.slot,
+            _pad: 0,
+            addr: *addr,
+        }
+    }
+
+    /// A bucket several VIPs share.
+    pub fn shared() -> Self {
+        Self {
+            state: HINT_SHARED,
+            ..Self::default()
+        }
+    }
+
+    /// This bucket once `vip` at `addr` is in it too.
+    pub fn with(self, addr: &crate::NetworkAddr, vip: &Vip) -> Self {
+        if self.state == HINT_EMPTY {
+            Self::one(addr, vip)
+        } else {
+            Self::shared()
+        }
+    }
+}
+
+/// Buckets in the VIP filter: a power of two, four times `MAX_VIPS`.
+pub const HINT_BUCKETS: u32 = 16384;
+
+/// The filter bucket of `addr`: a multiplicative (Fibonacci) hash of its
+/// words. The datapath and the agent call this same function.
+#[inline(always)]
+pub fn hint_bucket(addr: &crate::NetworkAddr) -> u32 {
+    let a = &addr.addr;
+    let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    let mut h = addr.network ^ ((addr.family as u32) << 24);
+    h = (h ^ word(0)).wrapping_mul(0x9E37_79B1);
+    if addr.family != crate::addr::AF_INET {
+        h = (h ^ word(4)).wrapping_mul(0x9E37_79B1);
+        h = (h ^ word(8)).wrapping_mul(0x9E37_79B1);
+        h = (h ^ word(12)).wrapping_mul(0x9E37_79B1);
+    }
+    // The top bits: a product's low bits see only the inputs' low bits.
+    h >> (HINT_BUCKETS.leading_zeros() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NetworkAddr;
+
+    #[test]
+    fn a_subnet_of_vips_spreads_over_the_buckets() {
+        let mut used = [false; HINT_BUCKETS as usize];
+        for i in 0..4096u32 {
+            let [_, _, c, d] = i.to_be_bytes();
+            let v4 = NetworkAddr::v4(7, [10, 1, c, d]);
+            let v6 = [0xfd, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, c, d];
+            used[hint_bucket(&v4) as usize] = true;
+            used[hint_bucket(&NetworkAddr::v6(7, v6)) as usize] = true;
+        }
+        // 8192 addresses in 16384 buckets: a uniform hash fills about 6450.
+        let filled = used.iter().filter(|u| **u).count();
+        assert!(filled > 6000, "only {filled} buckets used");
+    }
+
+    #[test]
+    fn the_network_is_part_of_the_bucket() {
+        let a = NetworkAddr::v4(1, [10, 0, 6, 19]);
+        let b = NetworkAddr::v4(2, [10, 0, 6, 19]);
+        assert_ne!(hint_bucket(&a), hint_bucket(&b));
     }
 }

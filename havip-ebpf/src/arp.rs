@@ -4,10 +4,10 @@ use havip_common::{DropReason, NetworkAddr, Port};
 use network_types::arp::ArpHdr;
 
 use crate::{
-    maps::VIPS,
     owner::{self, Claimant},
     packet::{Link, Packet, ETH_P_IP},
     policy::own_source,
+    vips,
 };
 
 const ARP_REQUEST: u16 = 1;
@@ -42,8 +42,7 @@ pub fn judge(
     if own_source(port, &sender) {
         return Ok(arp);
     }
-    // SAFETY: a map value, read in place.
-    if let Some(vip) = unsafe { VIPS.get(&sender) } {
+    if let Some(vip) = vips::get(&sender) {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
                 &sender,

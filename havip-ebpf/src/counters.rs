@@ -1,8 +1,7 @@
 //! Counting: every drop has a reason and a per-CPU counter; drops and claims
 //! that concern a VIP are counted per VIP too.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
-use havip_common::{counters::DROP_REASONS, DropReason, Stat, VipCounters};
+use havip_common::{DropReason, Stat, VipCounters};
 
 use crate::maps::{DROPS, STATS_MAP, VIP_STATS};
 
@@ -22,29 +21,16 @@ pub fn count(stat: Stat) {
     }
 }
 
-/// A VIP's counters before anything happened: the value a new entry starts
-/// from, kept out of the stack (it is 112 bytes).
-static NO_VIP_COUNTERS: VipCounters = VipCounters {
-    claims_accepted: 0,
-    owner_changes: 0,
-    answered: 0,
-    delivered: 0,
-    drops: [0; DROP_REASONS],
-};
-
-/// The calling CPU's counters of `vip_id`, created on first use.
+/// The calling CPU's counters of the VIP at `slot` (the agent zeroes a
+/// slot before it gives it to a VIP).
 #[inline(always)]
-pub fn vip_counters(vip_id: u32) -> Option<*mut VipCounters> {
-    if let Some(c) = VIP_STATS.get_ptr_mut(vip_id) {
-        return Some(c);
-    }
-    let _ = VIP_STATS.insert(vip_id, &NO_VIP_COUNTERS, BPF_NOEXIST as u64);
-    VIP_STATS.get_ptr_mut(vip_id)
+pub fn vip_counters(slot: u32) -> Option<*mut VipCounters> {
+    VIP_STATS.get_ptr_mut(slot)
 }
 
 #[inline(always)]
-pub fn count_vip_drop(vip_id: u32, reason: DropReason) {
-    if let Some(c) = vip_counters(vip_id) {
+pub fn count_vip_drop(slot: u32, reason: DropReason) {
+    if let Some(c) = vip_counters(slot) {
         let i = reason as usize;
         // SAFETY: per-CPU value; `i` < DROP_REASONS by construction.
         unsafe {

@@ -6,9 +6,10 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, vip_counters},
-    maps::{REDIRECT, VIPS},
+    maps::REDIRECT,
     owner,
     packet::{set_dst_mac, Packet},
+    vips,
 };
 
 /// For a frame from `port` to `dst`: when `dst` is a VIP with an owner on
@@ -17,19 +18,17 @@ use crate::{
 /// action, or `None` when the frame is not for a VIP with an owner.
 #[inline(always)]
 pub fn to_owner(pkt: &Packet, port: &Port, dst: &NetworkAddr) -> Result<Option<u32>, DropReason> {
-    // SAFETY: a map value, read in place.
-    let Some(vip) = (unsafe { VIPS.get(dst) }) else {
+    let Some(vip) = vips::find(dst) else {
         return Ok(None);
     };
-    let vip_id = vip.vip_id;
-    let Some(owner) = owner::current(vip_id) else {
+    let Some(owner) = owner::current(vip) else {
         return Ok(None);
     };
     if owner.port_id == port.port_id {
         return Ok(None);
     }
     set_dst_mac(pkt, owner.mac)?;
-    if let Some(c) = vip_counters(vip_id) {
+    if let Some(c) = vip_counters(vip.slot) {
         // SAFETY: per-CPU value.
         unsafe { (*c).delivered += 1 };
     }

@@ -18,9 +18,10 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, count_drop, count_vip_drop, vip_counters},
-    maps::{PORTS, VIPS},
+    maps::this_port,
     owner,
     packet::{is_group, parse_link, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
+    vips,
 };
 
 /// Enough of a frame to reach an IPv6 destination behind two VLAN tags.
@@ -38,10 +39,7 @@ pub fn havip_port_egress(ctx: TcContext) -> i32 {
 }
 
 fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
-    // SAFETY: the skb of this program's context.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: a map value, read in place.
-    let Some(port) = (unsafe { PORTS.get(&ifindex) }) else {
+    let Some(port) = this_port() else {
         return Ok(TC_ACT_OK);
     };
     let _ = ctx.pull_data(HEADERS.min(ctx.len()));
@@ -52,14 +50,11 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some((link_dst, dst)) = dst else {
         return Ok(TC_ACT_OK);
     };
-    // SAFETY: a map value, read in place.
-    let Some(vip) = (unsafe { VIPS.get(&dst) }) else {
+    let Some(found) = vips::find(&dst) else {
         return Ok(TC_ACT_OK);
     };
-    let vip_id = vip.vip_id;
-    let bound = vip.is_bound(port.port_id);
 
-    match owner::current(vip_id) {
+    match owner::current(found) {
         // The owner's own port: make sure the VM accepts the frame.
         Some(o) if o.port_id == port.port_id => {
             if link_dst != o.mac {
@@ -71,7 +66,7 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(o) if link_dst == port.mac && o.ifindex != 0 => {
             set_dst_mac(&pkt, o.mac)?;
             count(Stat::EgressRedirected);
-            if let Some(c) = vip_counters(vip_id) {
+            if let Some(c) = vip_counters(found.slot) {
                 // SAFETY: per-CPU value.
                 unsafe { (*c).delivered += 1 };
             }
@@ -79,11 +74,11 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             Ok(unsafe { bpf_redirect(o.ifindex, 0) } as i32)
         }
         // No owner yet: the bound ports may receive it.
-        None if bound => Ok(TC_ACT_OK),
+        None if vips::get(&dst).is_some_and(|vip| vip.is_bound(port.port_id)) => Ok(TC_ACT_OK),
         // A flooded copy (the owner gets its own), or a port that is not
         // bound to the VIP: it must not see the VIP's traffic.
         _ => {
-            count_vip_drop(vip_id, DropReason::NotOwner);
+            count_vip_drop(found.slot, DropReason::NotOwner);
             Err(DropReason::NotOwner)
         }
     }

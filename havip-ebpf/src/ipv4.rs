@@ -4,10 +4,10 @@ use havip_common::{DropReason, NetworkAddr, Port};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
-    maps::VIPS,
     owner::{self, Claimant},
     packet::{Link, Packet},
     policy::own_source,
+    vips,
 };
 
 /// Judges an IPv4 packet from `port`; returns its destination when it may
@@ -35,8 +35,7 @@ pub fn judge(
     if own_source(port, &source) {
         return Ok(NetworkAddr::v4(port.network, ip.dst_addr));
     }
-    // SAFETY: a map value, read in place.
-    if let Some(vip) = unsafe { VIPS.get(&source) } {
+    if let Some(vip) = vips::get(&source) {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
                 &source,

@@ -4,10 +4,11 @@
 use havip_common::{DropReason, NetworkAddr, Port};
 
 use crate::{
-    maps::{SCRATCH, VIPS},
+    maps::SCRATCH,
     owner::{self, Claimant},
     packet::{Link, Packet},
     policy::{own_source, owns_address},
+    vips,
 };
 
 const IPPROTO_HOPOPTS: u8 = 0;
@@ -99,8 +100,7 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
     let src = &source.addr;
     // A port's own address is not a VIP: nothing more to check then.
     if !own_source(port, &source) {
-        // SAFETY: a map value, read in place.
-        if let Some(vip) = unsafe { VIPS.get(&source) } {
+        if let Some(vip) = vips::get(&source) {
             if !vip.is_bound(port.port_id) {
                 let reason = if is_nd {
                     DropReason::ClaimNotBound
@@ -151,8 +151,7 @@ fn judge_advert(
     let mac = link_addr.unwrap_or(link.src_mac);
 
     let target = NetworkAddr::v6(port.network, target);
-    // SAFETY: a map value, read in place.
-    if let Some(vip) = unsafe { VIPS.get(&target) } {
+    if let Some(vip) = vips::get(&target) {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
                 &target,

@@ -1,7 +1,9 @@
 //! The havip datapath, on the hypervisor side of each VM port.
 //!
 //! `havip_port_ingress` (XDP) judges every frame a VM sends:
-//! 1. Which port? A frame on an interface havip does not manage passes.
+//! 1. Which port? The agent loads these programs once per port, with the
+//!    port's slot in `havip_ports` as a constant (`maps::this_port`); a
+//!    slot with no port (a port being set up or torn down) passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
 //! 3. Port security: the source MAC must be the port's.
 //! 4. Classify by protocol and judge (claims and port security):
@@ -41,6 +43,7 @@ mod owner;
 mod packet;
 mod policy;
 mod responder;
+mod vips;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use havip_common::{DropReason, NetworkAddr, Port, Stat};
@@ -48,7 +51,7 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 use crate::{
     counters::{count, count_drop},
     ipv6::Ipv6,
-    maps::{PORTS, REDIRECT},
+    maps::{this_port, REDIRECT},
     owner::Claimant,
     packet::{parse_link, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
 };
@@ -56,16 +59,13 @@ use crate::{
 #[xdp]
 pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
     // 1. Which port?
-    let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: a map value, read in place (the agent replaces a port with
-    // `insert`, never field by field).
-    let Some(port) = (unsafe { PORTS.get(&ifindex) }) else {
+    let Some(port) = this_port() else {
         count(Stat::UnknownPort);
         return xdp_action::XDP_PASS;
     };
     let from = Claimant {
         port_id: port.port_id,
-        ifindex,
+        ifindex: ctx.ingress_ifindex() as u32,
     };
 
     // 2. Parse.

@@ -5,18 +5,33 @@
 //! names in `havip_common::maps`, which these must match.
 
 use aya_ebpf::{
-    btf_maps::{DevMapHash, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use havip_common::{
     counters::{DROP_REASONS, STATS},
     maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS},
-    Event, NetworkAddr, Owner, Port, Vip, VipCounters,
+    vip::HINT_BUCKETS,
+    Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
 
-/// ifindex -> the VM port behind that interface.
+/// The slot of the port these programs were loaded for, in `PORTS`. Set by
+/// the agent at load time (read-only data: the verifier treats it as a
+/// constant, so the port's lookup is an inlined array access).
+#[unsafe(no_mangle)]
+static PORT_SLOT: u32 = 0;
+
+/// The port these programs serve, if its slot holds one.
+#[inline(always)]
+pub fn this_port() -> Option<&'static Port> {
+    // SAFETY: a plain read of a constant the loader wrote.
+    let slot = unsafe { core::ptr::read_volatile(&PORT_SLOT) };
+    PORTS.get(slot).filter(|p| p.port_id != 0)
+}
+
+/// Port slot -> the VM port the programs loaded with that slot serve.
 #[btf_map(name = "havip_ports")]
-pub static PORTS: HashMap<u32, Port, { MAX_PORTS as usize }> = HashMap::new();
+pub static PORTS: Array<Port, { MAX_PORTS as usize }> = Array::new();
 
 /// A port's fixed address -> its port id.
 #[btf_map(name = "havip_addrs")]
@@ -26,9 +41,14 @@ pub static ADDRS: HashMap<NetworkAddr, u32, { MAX_ADDRS as usize }> = HashMap::n
 #[btf_map(name = "havip_vips")]
 pub static VIPS: HashMap<NetworkAddr, Vip, { MAX_VIPS as usize }> = HashMap::new();
 
-/// vip id -> current owner, learned here from the claims.
+/// VIP slot -> current owner, learned here from the claims.
 #[btf_map(name = "havip_owners")]
-pub static OWNERS: HashMap<u32, Owner, { MAX_VIPS as usize }> = HashMap::new();
+pub static OWNERS: Array<Owner, { MAX_VIPS as usize }> = Array::new();
+
+/// Bucket of a VIP address -> what is there: nothing, one VIP (its address
+/// and slot), or several (see `havip_common::VipHint`).
+#[btf_map(name = "havip_vip_filter")]
+pub static VIP_FILTER: Array<VipHint, { HINT_BUCKETS as usize }> = Array::new();
 
 /// Owner changes and rejected claims, for the agent's log.
 #[btf_map(name = "havip_events")]
@@ -42,9 +62,9 @@ pub static DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
 #[btf_map(name = "havip_stats")]
 pub static STATS_MAP: PerCpuArray<u64, STATS> = PerCpuArray::new();
 
-/// vip id -> that VIP's counters.
+/// VIP slot -> that VIP's counters.
 #[btf_map(name = "havip_vipstats")]
-pub static VIP_STATS: PerCpuHashMap<u32, VipCounters, { MAX_VIPS as usize }> = PerCpuHashMap::new();
+pub static VIP_STATS: PerCpuArray<VipCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
 
 /// ifindex -> ifindex of the local ports frames for a VIP can be redirected
 /// to (the owner's port).

@@ -7,6 +7,7 @@ use havip_common::{DropReason, EventKind, NetworkAddr, Owner, Stat, Vip};
 use crate::{
     counters::{count, count_vip_drop, vip_counters},
     maps::{EVENTS, OWNERS},
+    vips::VipRef,
 };
 
 /// The port a frame came from, as the claim rules need it.
@@ -16,12 +17,10 @@ pub struct Claimant {
 }
 
 /// The VIP's current owner, if it has one: the map value itself, not a
-/// copy (the datapath replaces an owner with `insert`, never field by field).
+/// copy (the datapath replaces an owner with `set`, never field by field).
 #[inline(always)]
-pub fn current(vip_id: u32) -> Option<&'static Owner> {
-    // SAFETY: a map value, valid for the rest of this program run.
-    let owner = unsafe { OWNERS.get(&vip_id) }?;
-    (!owner.is_vacant()).then_some(owner)
+pub fn current(vip: VipRef) -> Option<&'static Owner> {
+    OWNERS.get(vip.slot).filter(|o| o.owns(vip.vip_id))
 }
 
 /// Refuses a claim on `vip` (or a packet sourced from it) by a port that is
@@ -35,7 +34,7 @@ pub fn reject(
     mac: [u8; 6],
     reason: DropReason,
 ) -> DropReason {
-    count_vip_drop(vip.vip_id, reason);
+    count_vip_drop(vip.slot, reason);
     let now = unsafe { bpf_ktime_get_ns() };
     report(
         EventKind::ClaimRejected,
@@ -57,35 +56,40 @@ pub fn reject(
 pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let now = unsafe { bpf_ktime_get_ns() };
     count(Stat::ClaimsAccepted);
-    let counters = vip_counters(vip.vip_id);
+    let counters = vip_counters(vip.slot);
     if let Some(c) = counters {
         // SAFETY: per-CPU value.
         unsafe { (*c).claims_accepted += 1 };
     }
 
     let mut generation = 1;
-    if let Some(current) = OWNERS.get_ptr_mut(vip.vip_id) {
+    if let Some(current) = OWNERS.get_ptr_mut(vip.slot) {
         // SAFETY: a map value pointer; racing writers only race on
-        // timestamps, the owner itself is replaced by `insert` below.
+        // timestamps, the owner itself is replaced by `set` below.
         let current = unsafe { &mut *current };
-        if current.port_id == from.port_id && current.ifindex == from.ifindex && current.mac == mac
-        {
-            current.last_claim_ns = now;
-            return;
+        if current.vip_id == vip.vip_id {
+            if current.port_id == from.port_id
+                && current.ifindex == from.ifindex
+                && current.mac == mac
+            {
+                current.last_claim_ns = now;
+                return;
+            }
+            generation = current.generation + 1;
         }
-        generation = current.generation + 1;
     }
 
     let owner = Owner {
+        vip_id: vip.vip_id,
         port_id: from.port_id,
         ifindex: from.ifindex,
         mac,
-        _pad: [0; 2],
+        _pad: [0; 6],
         generation,
         since_ns: now,
         last_claim_ns: now,
     };
-    if OWNERS.insert(vip.vip_id, owner, 0).is_err() {
+    if OWNERS.set(vip.slot, owner, 0).is_err() {
         return;
     }
     count(Stat::OwnerChanges);

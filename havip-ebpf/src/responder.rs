@@ -10,9 +10,9 @@ use network_types::arp::ArpHdr;
 use crate::{
     counters::{count, vip_counters},
     ipv6::{self, Solicit},
-    maps::VIPS,
     owner,
     packet::{set_macs, Link, Packet},
+    vips::{self, VipRef},
 };
 
 const ARP_REQUEST: u16 = 1;
@@ -34,20 +34,19 @@ const ARP_TPA: usize = 24;
 
 /// The owner of the VIP at `addr`, unless `port` is the owner itself.
 #[inline(always)]
-fn owner_for_others(addr: &NetworkAddr, port: &Port) -> Option<(u32, &'static Owner)> {
-    // SAFETY: a map value, read in place.
-    let vip_id = unsafe { VIPS.get(addr) }?.vip_id;
-    let owner = owner::current(vip_id)?;
+fn owner_for_others(addr: &NetworkAddr, port: &Port) -> Option<(VipRef, &'static Owner)> {
+    let vip = vips::find(addr)?;
+    let owner = owner::current(vip)?;
     if owner.port_id == port.port_id {
         return None;
     }
-    Some((vip_id, owner))
+    Some((vip, owner))
 }
 
 #[inline(always)]
-fn answered(vip_id: u32, stat: Stat) {
+fn answered(vip: VipRef, stat: Stat) {
     count(stat);
-    if let Some(c) = vip_counters(vip_id) {
+    if let Some(c) = vip_counters(vip.slot) {
         // SAFETY: per-CPU value.
         unsafe { (*c).answered += 1 };
     }
@@ -60,7 +59,7 @@ pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<b
     if request.oper() != ARP_REQUEST || request.spa == request.tpa || request.spa == [0; 4] {
         return Ok(false);
     }
-    let Some((vip_id, owner)) = owner_for_others(&NetworkAddr::v4(port.network, request.tpa), port)
+    let Some((vip, owner)) = owner_for_others(&NetworkAddr::v4(port.network, request.tpa), port)
     else {
         return Ok(false);
     };
@@ -72,7 +71,7 @@ pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<b
     pkt.write(link.l3 + ARP_THA, sha)?;
     pkt.write(link.l3 + ARP_TPA, spa)?;
     set_macs(pkt, link.src_mac, owner.mac)?;
-    answered(vip_id, Stat::ArpAnswered);
+    answered(vip, Stat::ArpAnswered);
     Ok(true)
 }
 
@@ -98,7 +97,7 @@ pub fn neighbor(
     let target: [u64; 2] = pkt.read(solicit.l4 + ipv6::ND_TARGET_OFFSET)?;
     // SAFETY: `[u64; 2]` and `[u8; 16]` have the same size, any bits valid.
     let target_addr: [u8; 16] = unsafe { core::mem::transmute(target) };
-    let Some((vip_id, owner)) = owner_for_others(&NetworkAddr::v6(port.network, target_addr), port)
+    let Some((vip, owner)) = owner_for_others(&NetworkAddr::v6(port.network, target_addr), port)
     else {
         return Ok(false);
     };
@@ -129,7 +128,7 @@ pub fn neighbor(
     pkt.write(na + 26, mac)?;
 
     set_macs(&pkt, link.src_mac, mac)?;
-    answered(vip_id, Stat::NdAnswered);
+    answered(vip, Stat::NdAnswered);
     Ok(true)
 }
 

@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
-    maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     util::nr_cpus,
     Ebpf, EbpfLoader,
@@ -20,8 +20,10 @@ use etherparse::{
     Icmpv6Type, PacketBuilder,
 };
 use havip_common::{
-    maps, port::PORT_SECURITY, vip::MAX_BINDINGS, DropReason, Event, EventKind, NetworkAddr, Owner,
-    Port, Stat, Vip, VipCounters,
+    maps,
+    port::PORT_SECURITY,
+    vip::{hint_bucket, MAX_BINDINGS},
+    DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
 };
 use rand::{Rng, SeedableRng};
 
@@ -84,9 +86,19 @@ fn v6(a: Ipv6Addr) -> NetworkAddr {
     NetworkAddr::v6(NET, a.octets())
 }
 
+/// Where the fixture keeps each VIP's owner and counters.
+fn slot(vip_id: u32) -> u32 {
+    match vip_id {
+        VIP4_ID => 0,
+        VIP6_ID => 1,
+        _ => panic!("the fixture has no vip {vip_id}"),
+    }
+}
+
 fn bound(vip_id: u32, ports: &[u32]) -> Vip {
     let mut vip = Vip {
         vip_id,
+        slot: slot(vip_id),
         port_count: ports.len() as u32,
         ports: [0; MAX_BINDINGS],
     };
@@ -132,9 +144,8 @@ impl Datapath {
     /// Back to the fixture: its addresses and VIPs, no owners, no events.
     fn reset(&mut self) {
         let dp = self;
-        let learned: Vec<u32> = dp.owners().keys().map(Result::unwrap).collect();
-        for vip_id in learned {
-            dp.owners().remove(&vip_id).unwrap();
+        for vip_id in [VIP4_ID, VIP6_ID] {
+            dp.owners().set(slot(vip_id), Owner::default(), 0).unwrap();
         }
         dp.events();
         let mut redirect = dp.redirect();
@@ -146,16 +157,14 @@ impl Datapath {
             dp.addrs().insert(v4(vm.v4), vm.port_id, 0).unwrap();
             dp.addrs().insert(v6(vm.v6), vm.port_id, 0).unwrap();
         }
-        dp.vips()
-            .insert(v4(VIP4), bound(VIP4_ID, &[VM1.port_id, VM2.port_id]), 0)
-            .unwrap();
-        dp.vips()
-            .insert(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]), 0)
-            .unwrap();
+        dp.put_vip(v4(VIP4), bound(VIP4_ID, &[VM1.port_id, VM2.port_id]));
+        dp.put_vip(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]));
     }
 
-    fn ports(&mut self) -> HashMap<&mut MapData, u32, Port> {
-        HashMap::try_from(self.ebpf.map_mut(maps::PORTS).unwrap()).unwrap()
+    /// The port table: the program is loaded with slot 0 (`PORT_SLOT`'s
+    /// default), so the port at slot 0 is the one frames come from.
+    fn ports(&mut self) -> Array<&mut MapData, Port> {
+        Array::try_from(self.ebpf.map_mut(maps::PORTS).unwrap()).unwrap()
     }
 
     fn addrs(&mut self) -> HashMap<&mut MapData, NetworkAddr, u32> {
@@ -166,18 +175,35 @@ impl Datapath {
         HashMap::try_from(self.ebpf.map_mut(maps::VIPS).unwrap()).unwrap()
     }
 
+    /// Puts `vip` at `addr` as the agent does: in the VIP table and in the
+    /// filter (the fixture's VIPs each have a bucket of their own).
+    fn put_vip(&mut self, addr: NetworkAddr, vip: Vip) {
+        self.vips().insert(addr, vip, 0).unwrap();
+        let mut filter: Array<_, VipHint> =
+            Array::try_from(self.ebpf.map_mut(maps::VIP_FILTER).unwrap()).unwrap();
+        filter
+            .set(hint_bucket(&addr), VipHint::one(&addr, &vip), 0)
+            .unwrap();
+    }
+
     fn redirect(&mut self) -> DevMapHash<&mut MapData> {
         DevMapHash::try_from(self.ebpf.map_mut(maps::REDIRECT).unwrap()).unwrap()
     }
 
-    fn owners(&mut self) -> HashMap<&mut MapData, u32, Owner> {
-        HashMap::try_from(self.ebpf.map_mut(maps::OWNERS).unwrap()).unwrap()
+    fn owners(&mut self) -> Array<&mut MapData, Owner> {
+        Array::try_from(self.ebpf.map_mut(maps::OWNERS).unwrap()).unwrap()
+    }
+
+    /// Writes `owner` as vip `vip_id`'s record (the agent vacating it).
+    fn put_owner(&mut self, vip_id: u32, owner: Owner) {
+        self.owners().set(slot(vip_id), owner, 0).unwrap();
     }
 
     /// Puts `vm`'s port on `lo`, so the next frame comes from it.
     fn from(&mut self, vm: Vm, security: bool) {
         let mut port = Port {
             port_id: vm.port_id,
+            ifindex: LO,
             network: NET,
             mac: vm.mac,
             flags: if security { PORT_SECURITY } else { 0 },
@@ -186,7 +212,7 @@ impl Datapath {
         };
         port.add_ipv4(vm.v4.octets());
         port.add_ipv6(vm.v6.octets());
-        self.ports().insert(LO, port, 0).unwrap();
+        self.ports().set(0, port, 0).unwrap();
     }
 
     /// Runs `frame` through the program; returns the action and output.
@@ -239,19 +265,22 @@ impl Datapath {
     /// (its port on `lo`).
     fn set_owner(&mut self, vip_id: u32, vm: Vm) {
         let owner = Owner {
+            vip_id,
             port_id: vm.port_id,
             ifindex: LO,
             mac: vm.mac,
-            _pad: [0; 2],
+            _pad: [0; 6],
             generation: 1,
             since_ns: 1,
             last_claim_ns: 1,
         };
-        self.owners().insert(vip_id, owner, 0).unwrap();
+        self.put_owner(vip_id, owner);
     }
 
+    /// Vip `vip_id`'s record, if its slot holds one for it.
     fn owner(&mut self, vip_id: u32) -> Option<Owner> {
-        self.owners().get(&vip_id, 0).ok()
+        let owner = self.owners().get(&slot(vip_id), 0).unwrap();
+        (owner.vip_id == vip_id).then_some(owner)
     }
 
     fn drops(&mut self, reason: DropReason) -> u64 {
@@ -267,13 +296,11 @@ impl Datapath {
     }
 
     fn vip_counters(&mut self, vip_id: u32) -> VipCounters {
-        let m: PerCpuHashMap<_, u32, VipCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map(maps::VIP_STATS).unwrap()).unwrap();
+        let m: PerCpuArray<_, VipCounters> =
+            PerCpuArray::try_from(self.ebpf.map(maps::VIP_STATS).unwrap()).unwrap();
         let mut sum = VipCounters::default();
-        if let Ok(values) = m.get(&vip_id, 0) {
-            for v in values.iter() {
-                sum += *v;
-            }
+        for v in m.get(&slot(vip_id), 0).unwrap().iter() {
+            sum += *v;
         }
         sum
     }
@@ -1025,7 +1052,7 @@ fn owner_record_holds_mac_time_and_generation() {
     vacant.port_id = 0;
     vacant.ifindex = 0;
     vacant.mac = [0; 6];
-    dp.owners().insert(VIP4_ID, vacant, 0).unwrap();
+    dp.put_owner(VIP4_ID, vacant);
     dp.from(VM2, true);
     assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
     assert_eq!(dp.owner(VIP4_ID).unwrap().generation, 4);
@@ -1091,8 +1118,10 @@ fn owner_changes_and_rejections_are_reported_and_counted() {
     assert_eq!(dp.drops(DropReason::VipSourceNotBound), 1);
 }
 
+/// The agent writes a port's entry before it attaches its programs, and
+/// empties it after it detaches them: a slot with no port passes all.
 #[test]
-fn unknown_interface_passes_untouched() {
+fn a_slot_with_no_port_passes_untouched() {
     let mut dp = Datapath::load();
     let frame = garp(ROGUE, VIP4);
     let (action, out) = dp.run(&frame);
@@ -1107,21 +1136,20 @@ fn unbinding_takes_effect_at_the_next_claim() {
     dp.from(VM2, true);
     assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
     // The agent unbinds vm2.
-    dp.vips()
-        .insert(v4(VIP4), bound(VIP4_ID, &[VM1.port_id]), 0)
-        .unwrap();
+    dp.put_vip(v4(VIP4), bound(VIP4_ID, &[VM1.port_id]));
     assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_DROP);
     assert_eq!(dp.drops(DropReason::ClaimNotBound), 1);
 }
 
 #[test]
-fn per_vip_counters_start_from_a_zeroed_entry() {
+fn per_vip_counters_add_up_at_the_vips_slot() {
     let mut dp = Datapath::load();
-    // The agent pre-creates per-VIP entries; the datapath must add to them.
+    // The agent zeroes a slot before it gives it to a VIP; the datapath
+    // adds to what is there.
     let zero = PerCpuValues::try_from(vec![VipCounters::default(); nr_cpus().unwrap()]).unwrap();
-    let mut m: PerCpuHashMap<_, u32, VipCounters> =
-        PerCpuHashMap::try_from(dp.ebpf.map_mut(maps::VIP_STATS).unwrap()).unwrap();
-    m.insert(VIP4_ID, zero, 0).unwrap();
+    let mut m: PerCpuArray<_, VipCounters> =
+        PerCpuArray::try_from(dp.ebpf.map_mut(maps::VIP_STATS).unwrap()).unwrap();
+    m.set(slot(VIP4_ID), zero, 0).unwrap();
     dp.from(ROGUE, true);
     dp.run(&garp(ROGUE, VIP4));
     dp.run(&garp(ROGUE, VIP4));
@@ -1556,7 +1584,7 @@ fn the_next_frame_after_a_claim_goes_to_the_new_owner() {
     let mut vacant = dp.owner(VIP4_ID).unwrap();
     vacant.port_id = 0;
     vacant.ifindex = 0;
-    dp.owners().insert(VIP4_ID, vacant, 0).unwrap();
+    dp.put_owner(VIP4_ID, vacant);
     assert_eq!(dp.run(&to_vip), (XDP_PASS, to_vip.clone()));
 }
 
@@ -1733,11 +1761,11 @@ fn a_port_with_more_addresses_than_it_holds_finds_the_rest_in_the_address_map() 
         Ipv4Addr::new(10, 0, 6, 97),
     );
     dp.from(VM1, true);
-    let mut port = dp.ports().get(&LO, 0).unwrap();
+    let mut port = dp.ports().get(&0, 0).unwrap();
     port.add_ipv4(second.octets());
     port.add_ipv4(third.octets());
     assert_eq!(port.ipv4_count, 3);
-    dp.ports().insert(LO, port, 0).unwrap();
+    dp.ports().set(0, port, 0).unwrap();
     dp.addrs().insert(v4(third), VM1.port_id, 0).unwrap();
 
     for src in [VM1.v4, second, third] {

@@ -29,13 +29,15 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, ensure, Context, Result};
-use aya::maps::{DevMapHash, HashMap, MapData, RingBuf};
+use std::path::PathBuf;
+
+use aya::maps::{Array, DevMapHash, HashMap, MapData, RingBuf};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use havip_common::maps::{self, EVENTS_BYTES};
 use havip_common::port::PORT_SECURITY;
-use havip_common::vip::MAX_BINDINGS;
-use havip_common::{Event, NetworkAddr, Owner, Port, Vip};
+use havip_common::vip::{hint_bucket, MAX_BINDINGS};
+use havip_common::{Event, NetworkAddr, Owner, Port, Vip, VipHint};
 
 use crate::bench::chart::Chart;
 use crate::bench::raw_xdp::{ConstantXdp, XDP_DROP, XDP_PASS};
@@ -48,8 +50,12 @@ const XDP_REDIRECT: u32 = 4;
 /// with repeats costs milliseconds outside the timing (the kernel puts the
 /// program into its XDP dispatcher and takes it out again).
 const RING_CALLS: usize = 25;
-/// The VM ports of the fixture, each a veth interface of that name.
+/// The VM ports of the fixture, each a veth interface of that name; a
+/// port's slot is its place here.
 const VMS: [VmSpec; 4] = [VM1, VM2, CLIENT, ROGUE];
+/// The VIPs' slots in the owner and counter arrays.
+const VIP4_SLOT: u32 = 0;
+const VIP6_SLOT: u32 = 1;
 
 /// Non-VIP pass: at most this many ns above the empty program.
 const PASS_TARGET_NS: f64 = 15.0;
@@ -76,9 +82,6 @@ impl Runs {
     }
 }
 
-/// `lo` of the namespace the ports are in: always 1, never a port.
-const LOOPBACK_IFINDEX: u32 = 1;
-
 /// One path through the datapath: who sends what, what the datapath must
 /// do with it, and how it is run.
 struct Path {
@@ -89,9 +92,6 @@ struct Path {
     runs: Runs,
     reader: Reader,
     target: Option<Target>,
-    /// Sent on the namespace's `lo`, which is no port: the port lookup
-    /// misses and the frame passes (the floor of any path).
-    unmanaged: bool,
 }
 
 /// The reader of the event ring (the agent), for paths that report events.
@@ -115,7 +115,6 @@ fn paths() -> Vec<Path> {
         runs,
         reader: Reader::KeepsUp,
         target: None,
-        unmanaged: false,
     };
     let owner_moves = || {
         vec![
@@ -141,16 +140,6 @@ fn paths() -> Vec<Path> {
                 CLIENT,
                 frames::udp4(&CLIENT, VM1.mac, VIP4, &[0; 18]),
                 XDP_REDIRECT,
-                Runs::Repeated,
-            )
-        },
-        Path {
-            unmanaged: true,
-            ..path(
-                "unmanaged interface (the port lookup alone)",
-                CLIENT,
-                frames::udp4(&CLIENT, VM2.mac, VM2.ipv4, &[0; 18]),
-                XDP_PASS,
                 Runs::Repeated,
             )
         },
@@ -270,8 +259,9 @@ pub fn run(ctx: &mut BenchContext) -> Result<Section> {
         title: "Cost per packet through BPF_PROG_TEST_RUN".into(),
         method: vec![
             format!(
-                "The datapath object ({}) is loaded with aya and its maps hold the lab's \
-                 fixture: ports 11 (vm1), 12 (vm2), 13 (client) and 14 (rogue), each on a \
+                "The datapath object ({}) is loaded with aya as the agent loads it: maps \
+                 pinned, and the programs loaded once per port with the port's slot as \
+                 their constant. Its maps hold the lab's fixture: ports 11 (vm1), 12 (vm2), 13 (client) and 14 (rogue), each on a \
                  veth interface of its own in a namespace of the benchmark's, VIPs {VIP4} \
                  and {VIP6} bound to ports 11 and 12, vm1 their owner, every port a redirect \
                  target, port security on. A frame enters on its sender's port. The empty \
@@ -427,12 +417,8 @@ impl Bench {
         let mut per_call = Vec::with_capacity(calls);
         for call in 0..calls {
             let (from, frame) = &path.sends[call % path.sends.len()];
-            let port = if path.unmanaged {
-                LOOPBACK_IFINDEX
-            } else {
-                self.datapath.ifindex(from)
-            };
-            let (action, ns) = test_run(self.datapath.program()?, frame, port, repeat)?;
+            let port = self.datapath.ifindex(from);
+            let (action, ns) = test_run(self.datapath.program(from)?, frame, port, repeat)?;
             if action != path.action {
                 bail!(
                     "{}: the datapath returned action {action}, not {} (call {call}, {repeat} runs)",
@@ -490,29 +476,58 @@ fn datapath_object() -> String {
     })
 }
 
-/// The datapath object loaded with the lab's ports, addresses and VIPs;
-/// each port on the interface named after its VM, in the calling thread's
-/// namespace.
+/// The datapath object loaded with the lab's ports, addresses and VIPs, as
+/// the agent loads it: the maps pinned (under a directory of the
+/// benchmark's own) and the programs loaded once per port, with the port's
+/// slot as their constant; each port on the interface named after its VM,
+/// in the calling thread's namespace.
 struct Datapath {
-    ebpf: Ebpf,
+    /// One instance per VM, in the order of `VMS` (its slot).
+    instances: Vec<Ebpf>,
     events: RingBuf<MapData>,
     /// (port id, ifindex) of every VM.
     ports: Vec<(u32, u32)>,
+    /// Removed after the instances (fields drop in order).
+    _pins: PinDir,
+}
+
+/// A pin directory removed when the benchmark is done.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Datapath {
     fn load() -> Result<Self> {
         let object = datapath_object();
-        let mut ebpf = EbpfLoader::new().load_file(&object).with_context(|| {
-            format!("load the datapath {object} (`cargo xtask build-ebpf` builds it)")
-        })?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(maps::XDP_PROGRAM)
-            .context("no XDP program in the datapath object")?
-            .try_into()?;
-        prog.load()
-            .context("the verifier rejects the XDP program")?;
-        let events = ebpf
+        let pins = PinDir(PathBuf::from(format!(
+            "/sys/fs/bpf/havip-bench-cost-{}",
+            std::process::id()
+        )));
+        std::fs::create_dir_all(&pins.0)
+            .with_context(|| format!("create {} (is bpffs mounted?)", pins.0.display()))?;
+        let mut instances = Vec::new();
+        for slot in 0..VMS.len() as u32 {
+            let mut loader = EbpfLoader::new();
+            for name in maps::ALL {
+                loader.map_pin_path(name, pins.0.join(name));
+            }
+            loader.override_global(maps::PORT_SLOT, &slot, true);
+            let mut ebpf = loader.load_file(&object).with_context(|| {
+                format!("load the datapath {object} (`cargo xtask build-ebpf` builds it)")
+            })?;
+            let prog: &mut Xdp = ebpf
+                .program_mut(maps::XDP_PROGRAM)
+                .context("no XDP program in the datapath object")?
+                .try_into()?;
+            prog.load()
+                .context("the verifier rejects the XDP program")?;
+            instances.push(ebpf);
+        }
+        let events = instances[0]
             .take_map(maps::EVENTS)
             .context("no event ring in the datapath object")?;
         let mut ports = Vec::new();
@@ -530,8 +545,9 @@ impl Datapath {
         }
         let mut dp = Self {
             events: RingBuf::try_from(events)?,
-            ebpf,
+            instances,
             ports,
+            _pins: pins,
         };
         dp.fixture()?;
         Ok(dp)
@@ -539,10 +555,11 @@ impl Datapath {
 
     fn fixture(&mut self) -> Result<()> {
         let on: Vec<u32> = VMS.iter().map(|vm| self.ifindex(vm)).collect();
-        let mut ports: HashMap<_, u32, Port> = HashMap::try_from(self.map(maps::PORTS)?)?;
-        for (vm, ifindex) in VMS.iter().zip(on) {
+        let mut ports: Array<_, Port> = Array::try_from(self.map(maps::PORTS)?)?;
+        for (slot, (vm, ifindex)) in VMS.iter().zip(on).enumerate() {
             let mut port = Port {
                 port_id: vm.port_id,
+                ifindex,
                 network: NETWORK_ID,
                 mac: vm.mac,
                 flags: PORT_SECURITY,
@@ -551,20 +568,30 @@ impl Datapath {
             };
             port.add_ipv4(vm.ipv4.octets());
             port.add_ipv6(vm.ipv6.octets());
-            ports.insert(ifindex, port, 0)?;
+            ports.set(slot as u32, port, 0)?;
         }
         let mut addrs: HashMap<_, NetworkAddr, u32> = HashMap::try_from(self.map(maps::ADDRS)?)?;
         for vm in &VMS {
             addrs.insert(v4(vm.ipv4), vm.port_id, 0)?;
             addrs.insert(NetworkAddr::v6(NETWORK_ID, vm.ipv6.octets()), vm.port_id, 0)?;
         }
-        let mut vips: HashMap<_, NetworkAddr, Vip> = HashMap::try_from(self.map(maps::VIPS)?)?;
-        vips.insert(v4(VIP4), bound(VIP4_ID, &[VM1, VM2]), 0)?;
-        vips.insert(
-            NetworkAddr::v6(NETWORK_ID, VIP6.octets()),
-            bound(VIP6_ID, &[VM1, VM2]),
-            0,
-        )?;
+        let vips = [
+            (v4(VIP4), bound(VIP4_ID, VIP4_SLOT, &[VM1, VM2])),
+            (
+                NetworkAddr::v6(NETWORK_ID, VIP6.octets()),
+                bound(VIP6_ID, VIP6_SLOT, &[VM1, VM2]),
+            ),
+        ];
+        let mut table: HashMap<_, NetworkAddr, Vip> = HashMap::try_from(self.map(maps::VIPS)?)?;
+        for (addr, vip) in &vips {
+            table.insert(addr, vip, 0)?;
+        }
+        let mut filter: Array<_, VipHint> = Array::try_from(self.map(maps::VIP_FILTER)?)?;
+        for (addr, vip) in &vips {
+            let bucket = hint_bucket(addr);
+            let hint = filter.get(&bucket, 0)?.with(addr, vip);
+            filter.set(bucket, hint, 0)?;
+        }
         let targets: Vec<u32> = self.ports.iter().map(|(_, ifindex)| *ifindex).collect();
         let mut redirect = DevMapHash::try_from(self.map(maps::REDIRECT)?)?;
         for ifindex in targets {
@@ -574,14 +601,18 @@ impl Datapath {
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.ebpf
+        self.instances[0]
             .map_mut(name)
             .with_context(|| format!("no map {name} in the datapath object"))
     }
 
-    fn program(&self) -> Result<&Xdp> {
-        Ok(self
-            .ebpf
+    /// The XDP program loaded for `vm`'s port.
+    fn program(&self, vm: &VmSpec) -> Result<&Xdp> {
+        let slot = VMS
+            .iter()
+            .position(|v| v.port_id == vm.port_id)
+            .expect("every VM of the fixture has a port");
+        Ok(self.instances[slot]
             .program(maps::XDP_PROGRAM)
             .context("no XDP program in the datapath object")?
             .try_into()?)
@@ -599,17 +630,19 @@ impl Datapath {
     /// `vm` owns both VIPs, as the datapath records a claim from its port.
     fn own(&mut self, vm: &VmSpec) -> Result<()> {
         let owner = Owner {
+            vip_id: 0,
             port_id: vm.port_id,
             ifindex: self.ifindex(vm),
             mac: vm.mac,
-            _pad: [0; 2],
+            _pad: [0; 6],
             generation: 1,
             since_ns: 1,
             last_claim_ns: 1,
         };
-        let mut owners: HashMap<_, u32, Owner> = HashMap::try_from(self.map(maps::OWNERS)?)?;
-        owners.insert(VIP4_ID, owner, 0)?;
-        owners.insert(VIP6_ID, owner, 0)?;
+        let mut owners: Array<_, Owner> = Array::try_from(self.map(maps::OWNERS)?)?;
+        for (vip_id, slot) in [(VIP4_ID, VIP4_SLOT), (VIP6_ID, VIP6_SLOT)] {
+            owners.set(slot, Owner { vip_id, ..owner }, 0)?;
+        }
         Ok(())
     }
 
@@ -623,9 +656,10 @@ fn v4(a: Ipv4Addr) -> NetworkAddr {
     NetworkAddr::v4(NETWORK_ID, a.octets())
 }
 
-fn bound(vip_id: u32, vms: &[VmSpec]) -> Vip {
+fn bound(vip_id: u32, slot: u32, vms: &[VmSpec]) -> Vip {
     let mut vip = Vip {
         vip_id,
+        slot,
         port_count: vms.len() as u32,
         ports: [0; MAX_BINDINGS],
     };

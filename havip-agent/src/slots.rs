@@ -1,0 +1,177 @@
+//! Slots: where the datapath keeps a port or a VIP in its arrays. The
+//! programs of a port are loaded with the port's slot in `havip_ports`; a
+//! VIP's owner and counters sit at its slot in `havip_owners` and
+//! `havip_vipstats`; the VIP filter points at VIPs by address bucket. The
+//! agent hands slots out and takes them back here. Everything here is
+//! pure, so it is unit-tested on any host.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use havip_common::{vip::hint_bucket, NetworkAddr, Vip, VipHint};
+
+/// Which key holds which slot, out of `capacity`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slots {
+    held: BTreeMap<u32, u32>,
+    capacity: u32,
+}
+
+/// What [`Slots::assign`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// Keys that got a slot now: (key, slot). Their slot must be reset
+    /// before anything points at it.
+    pub fresh: Vec<(u32, u32)>,
+    /// Keys that gave their slot back: (key, slot).
+    pub freed: Vec<(u32, u32)>,
+    /// Keys that wanted a slot and found none free.
+    pub full: Vec<u32>,
+}
+
+impl Slots {
+    pub fn new(capacity: u32) -> Self {
+        Self {
+            held: BTreeMap::new(),
+            capacity,
+        }
+    }
+
+    /// Slots as found in the maps (say, after a restart): `(key, slot)`.
+    /// A slot out of range, or one a key before it took, is not kept.
+    pub fn recovered(capacity: u32, pairs: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        let mut slots = Self::new(capacity);
+        let mut taken = BTreeSet::new();
+        for (key, slot) in pairs {
+            if slot < capacity && taken.insert(slot) {
+                slots.held.insert(key, slot);
+            }
+        }
+        slots
+    }
+
+    pub fn get(&self, key: u32) -> Option<u32> {
+        self.held.get(&key).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.held.iter().map(|(k, s)| (*k, *s))
+    }
+
+    /// Gives `key` a slot: the one it holds, or the lowest free one.
+    pub fn take(&mut self, key: u32) -> Option<u32> {
+        if let Some(slot) = self.get(key) {
+            return Some(slot);
+        }
+        let used: BTreeSet<u32> = self.held.values().copied().collect();
+        let slot = (0..self.capacity).find(|s| !used.contains(s))?;
+        self.held.insert(key, slot);
+        Some(slot)
+    }
+
+    /// Takes `key`'s slot back.
+    pub fn give_back(&mut self, key: u32) -> Option<u32> {
+        self.held.remove(&key)
+    }
+
+    /// Exactly `keys` hold slots afterwards (as far as there are slots):
+    /// keys that stay keep theirs, the others give theirs back first, then
+    /// new keys take the lowest free ones.
+    pub fn assign(&mut self, keys: &BTreeSet<u32>) -> Assignment {
+        let mut a = Assignment::default();
+        let gone: Vec<u32> = self
+            .held
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let slot = self.held.remove(&key).expect("listed above");
+            a.freed.push((key, slot));
+        }
+        for &key in keys {
+            if self.held.contains_key(&key) {
+                continue;
+            }
+            match self.take(key) {
+                Some(slot) => a.fresh.push((key, slot)),
+                None => a.full.push(key),
+            }
+        }
+        a
+    }
+}
+
+/// The VIP filter's buckets that hold something, for `vips` (whose `slot`
+/// fields are set): one VIP in a bucket is held there, more make it shared.
+pub fn vip_filter(vips: &HashMap<NetworkAddr, Vip>) -> BTreeMap<u32, VipHint> {
+    let mut filter: BTreeMap<u32, VipHint> = BTreeMap::new();
+    for (addr, vip) in vips {
+        let hint = filter.entry(hint_bucket(addr)).or_default();
+        *hint = hint.with(addr, vip);
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use havip_common::vip::{HINT_BUCKETS, HINT_ONE, HINT_SHARED};
+
+    fn keys(k: &[u32]) -> BTreeSet<u32> {
+        k.iter().copied().collect()
+    }
+
+    #[test]
+    fn keys_keep_their_slots_and_new_ones_take_the_lowest_free() {
+        let mut s = Slots::new(4);
+        let a = s.assign(&keys(&[10, 20, 30]));
+        assert_eq!(a.fresh, vec![(10, 0), (20, 1), (30, 2)]);
+        let a = s.assign(&keys(&[10, 30, 40]));
+        assert_eq!(a.freed, vec![(20, 1)]);
+        assert_eq!(a.fresh, vec![(40, 1)]);
+        assert_eq!(
+            (s.get(10), s.get(30), s.get(40)),
+            (Some(0), Some(2), Some(1))
+        );
+    }
+
+    #[test]
+    fn a_full_table_says_which_keys_got_none() {
+        let mut s = Slots::new(2);
+        let a = s.assign(&keys(&[1, 2, 3]));
+        assert_eq!(a.fresh.len(), 2);
+        assert_eq!(a.full, vec![3]);
+    }
+
+    #[test]
+    fn recovered_slots_drop_duplicates_and_out_of_range() {
+        let s = Slots::recovered(4, [(1, 0), (2, 0), (3, 9), (4, 3)]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![(1, 0), (4, 3)]);
+    }
+
+    #[test]
+    fn the_filter_holds_a_lone_vip_and_marks_shared_buckets() {
+        let vip = |id, slot| Vip {
+            vip_id: id,
+            slot,
+            ..Vip::default()
+        };
+        // Find two addresses in one bucket, and one alone.
+        let base = NetworkAddr::v4(1, [10, 0, 6, 1]);
+        let twin = (2..=255u8)
+            .flat_map(|c| (0..=255u8).map(move |d| NetworkAddr::v4(1, [10, 0, c, d])))
+            .find(|a| *a != base && hint_bucket(a) == hint_bucket(&base))
+            .expect("some address shares a bucket");
+        let alone = NetworkAddr::v6(1, [0xfd; 16]);
+        let vips = HashMap::from([(base, vip(1, 0)), (twin, vip(2, 1)), (alone, vip(3, 2))]);
+        let f = vip_filter(&vips);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[&hint_bucket(&base)].state, HINT_SHARED);
+        let lone = f[&hint_bucket(&alone)];
+        assert_eq!(
+            (lone.state, lone.vip_id, lone.slot, lone.addr),
+            (HINT_ONE, 3, 2, alone)
+        );
+        assert!(f.keys().all(|b| *b < HINT_BUCKETS));
+    }
+}
