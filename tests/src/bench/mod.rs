@@ -31,6 +31,8 @@ pub mod raw_xdp;
 pub mod report;
 pub mod stats;
 pub mod switch;
+pub mod tap;
+pub mod tap_lab;
 pub mod throughput;
 pub mod wire;
 
