@@ -7,7 +7,10 @@
 //!
 //! As in the veth labs ([`crate::bench::labs`]), the bridge knows each
 //! VM's MAC from a static FDB entry, and with the agent vm1 has claimed the
-//! IPv4 VIP (a GARP written into its tap) and owns it.
+//! IPv4 VIP (a GARP written into its tap) and owns it. Unlike them, the
+//! bridge does not call iptables (br_netfilter's bridge-nf-call-* off in
+//! the hypervisor namespace, where the kernel has br_netfilter at all): a
+//! plain Linux bridge, as a hypervisor without a bridge firewall has it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +70,7 @@ impl TapLab {
         hv.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
         hv.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         lab::add_bridge(&hv, "br0")?;
+        set_bridge_netfilter(&hv, false)?;
         let vm = |spec: VmSpec| -> Result<TapVm> {
             let tap = Tap::create(&hv, spec.tap)?;
             hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
@@ -105,6 +109,11 @@ impl TapLab {
             Forwarding::BridgeAlone => {}
         }
         Ok(lab)
+    }
+
+    /// The running agent, in a havip lab.
+    pub fn agent(&self) -> Option<&Agent> {
+        self.agent.as_ref()
     }
 
     pub fn vms(&self) -> [&TapVm; 4] {
@@ -158,6 +167,25 @@ pub fn tap_lab_name(mode: XdpMode, forwarding: Forwarding) -> String {
         Forwarding::BridgeAlone => "bridge alone (tap)".into(),
         Forwarding::EmptyXdp => format!("empty program (tap, {} XDP)", mode.as_str()),
     }
+}
+
+/// Whether the bridges of `hv` pass frames through iptables, arptables
+/// and ip6tables (br_netfilter's per-namespace bridge-nf-call-*); returns
+/// false, doing nothing, where the kernel has no br_netfilter.
+pub fn set_bridge_netfilter(hv: &Netns, on: bool) -> Result<bool> {
+    if hv
+        .exec("sysctl", &["-n", "net.bridge.bridge-nf-call-iptables"])
+        .is_err()
+    {
+        return Ok(false);
+    }
+    for table in ["iptables", "ip6tables", "arptables"] {
+        hv.sysctl(
+            &format!("net.bridge.bridge-nf-call-{table}"),
+            if on { "1" } else { "0" },
+        )?;
+    }
+    Ok(true)
 }
 
 impl Drop for TapLab {
