@@ -466,8 +466,9 @@ fn summarize(opts: &Options, windows: &Windows, sender_cpu: usize) -> Section {
          in the tap's tx_dropped, whether it came as a socket buffer (tun_net_xmit: the bridge) \
          or as an XDP frame (tun_xdp_xmit: the fast path). The figure is the receiving tap's \
          tx_dropped over the window: the frames the hypervisor brought to the VM's queue, \
-         without a reader's cost or its pace in the figure. Dropping a socket buffer or an XDP \
-         frame there costs about what handing it to a reader would."
+         without a reader's cost or its pace in the figure. Freeing the frame at the full queue \
+         (a socket buffer, or an XDP frame's page fragment) stands in for the VM's read; both \
+         paths pay it."
                 .to_string(),
         ];
     method.extend(delivery_note(windows, sender_cpu, &floor, &rates));
