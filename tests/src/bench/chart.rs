@@ -19,6 +19,11 @@ pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 const WIDTH: u32 = 1400;
 const BAR_ROW: u32 = 34;
+/// Width of a bar chart's label column: at least this, wider for longer
+/// labels, at most half the picture.
+const LABEL_AREA: u32 = 430;
+/// About the width of a label character at 15 px (DejaVu Sans).
+const LABEL_CHAR: u32 = 7;
 const DISTRIBUTION_HEIGHT: u32 = 460;
 const TARGET_COLOR: RGBColor = RGBColor(200, 30, 30);
 const PASS_COLOR: RGBColor = RGBColor(70, 130, 180);
@@ -164,7 +169,7 @@ where
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(46)
-        .y_label_area_size(430)
+        .y_label_area_size(label_area(&labels))
         .build_cartesian_2d(x_range, (0..n - 1).into_segmented())
         .map_err(draw_error)?;
     // Category i is drawn at row n-1-i, so the first bar is on top.
@@ -324,8 +329,28 @@ where
     Ok(())
 }
 
+/// The label column of a bar chart: wide enough for the longest label
+/// (within bounds).
+fn label_area(labels: &[String]) -> u32 {
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u32;
+    (longest * LABEL_CHAR + 16).clamp(LABEL_AREA, WIDTH / 2)
+}
+
 fn draw_error<E: std::error::Error + Send + Sync + 'static>(
     e: DrawingAreaErrorKind<E>,
 ) -> anyhow::Error {
     anyhow!("drawing the chart: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_label_column_grows_with_the_longest_label_within_bounds() {
+        let labels = |n: usize| vec!["short".to_string(), "x".repeat(n)];
+        assert_eq!(label_area(&labels(10)), LABEL_AREA);
+        assert_eq!(label_area(&labels(80)), 80 * LABEL_CHAR + 16);
+        assert_eq!(label_area(&labels(500)), WIDTH / 2);
+    }
 }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use crate::bench::frames;
 use crate::bench::raw_xdp::{ConstantXdp, XDP_PASS};
 use crate::bench::wire::{PacketSocket, SocketOptions};
-use crate::lab::{Lab, Vm, VIP4, VIP4_ID};
+use crate::lab::{Lab, VmSpec, VIP4, VIP4_ID};
 use crate::netns::Netns;
 
 /// How long the agent may take to learn a claim.
@@ -92,7 +92,7 @@ impl BenchLab {
     fn build(mode: XdpMode, forwarding: Forwarding) -> Result<Self> {
         let mut lab = Lab::build_in_mode(mode.as_str())?;
         for vm in lab.vms() {
-            bridge_knows(&lab.hv, vm)?;
+            bridge_knows(&lab.hv, &vm.spec)?;
         }
         if forwarding == Forwarding::Havip {
             lab.start_agent()?;
@@ -150,7 +150,7 @@ pub fn lab_name(mode: XdpMode, forwarding: Forwarding) -> String {
 
 /// A static FDB entry for `vm`'s MAC on its port: the bridge forwards
 /// frames for it without flooding, however long ago the VM last sent.
-fn bridge_knows(hv: &Netns, vm: &Vm) -> Result<()> {
+pub fn bridge_knows(hv: &Netns, vm: &VmSpec) -> Result<()> {
     crate::cmd::run(
         "bridge",
         &[
@@ -158,9 +158,9 @@ fn bridge_knows(hv: &Netns, vm: &Vm) -> Result<()> {
             hv.name(),
             "fdb",
             "replace",
-            &vm.spec.mac_str(),
+            &vm.mac_str(),
             "dev",
-            vm.spec.tap,
+            vm.tap,
             "master",
             "static",
         ],
@@ -242,23 +242,49 @@ impl NicCounters {
 
     /// Frames the interface received so far (rx_packets).
     pub fn rx_packets(&mut self) -> Result<u64> {
+        self.read(Counter::RxPackets)
+    }
+
+    /// Frames the interface dropped on transmit so far (tx_dropped): on a
+    /// tap, those that found the VM's queue full.
+    pub fn tx_dropped(&mut self) -> Result<u64> {
+        self.read(Counter::TxDropped)
+    }
+
+    fn read(&mut self, counter: Counter) -> Result<u64> {
         self.file.rewind()?;
         let mut text = String::new();
         self.file.read_to_string(&mut text)?;
-        rx_packets(&text, &self.dev).with_context(|| format!("rx_packets of {}", self.what))
+        counter
+            .of(&text, &self.dev)
+            .with_context(|| format!("{counter:?} of {}", self.what))
     }
 }
 
-/// rx_packets of `dev` in a /proc/net/dev table.
-fn rx_packets(table: &str, dev: &str) -> Option<u64> {
-    table.lines().find_map(|line| {
-        let (name, counters) = line.split_once(':')?;
-        if name.trim() != dev {
-            return None;
-        }
-        // Receive: bytes packets errs drop ...
-        counters.split_whitespace().nth(1)?.parse().ok()
-    })
+/// A column of /proc/net/dev.
+#[derive(Clone, Copy, Debug)]
+enum Counter {
+    RxPackets,
+    TxDropped,
+}
+
+impl Counter {
+    /// The counter of `dev` in a /proc/net/dev table.
+    fn of(self, table: &str, dev: &str) -> Option<u64> {
+        // Receive: bytes packets errs drop fifo frame compressed multicast,
+        // then Transmit: bytes packets errs drop ...
+        let column = match self {
+            Counter::RxPackets => 1,
+            Counter::TxDropped => 11,
+        };
+        table.lines().find_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            if name.trim() != dev {
+                return None;
+            }
+            counters.split_whitespace().nth(column)?.parse().ok()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -266,14 +292,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rx_packets_come_from_the_named_device() {
+    fn counters_come_from_the_named_device() {
         let table = "Inter-|   Receive                            |  Transmit\n \
-            face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets\n    \
-            lo:       0       0    0    0    0     0          0         0        0       0\n  \
-            eth0: 6400000  100000    0    0    0     0          0         0      512       4\n";
-        assert_eq!(rx_packets(table, "eth0"), Some(100_000));
-        assert_eq!(rx_packets(table, "lo"), Some(0));
-        assert_eq!(rx_packets(table, "eth1"), None);
+            face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+            lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  \
+            eth0: 6400000  100000    0    0    0     0          0         0      512       4    0 7777    0     0       0          0\n";
+        assert_eq!(Counter::RxPackets.of(table, "eth0"), Some(100_000));
+        assert_eq!(Counter::RxPackets.of(table, "lo"), Some(0));
+        assert_eq!(Counter::RxPackets.of(table, "eth1"), None);
+        assert_eq!(Counter::TxDropped.of(table, "eth0"), Some(7777));
+        assert_eq!(Counter::TxDropped.of(table, "lo"), Some(0));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   BPF_PROG_TEST_RUN, above an empty XDP program run the same way;
 //! - [`throughput`]: packets per second of 64-byte UDP through the fast
 //!   path against the Linux bridge alone, and what the programs cost
-//!   traffic that is not for a VIP, in both XDP modes;
+//!   traffic that is not for a VIP, in both XDP modes, on veth ports;
+//! - [`throughput_tap`]: the same on tap ports (as QEMU/KVM has them),
+//!   where native XDP runs before the kernel builds a socket buffer;
 //! - [`switch`]: from a claim on the backup's port to the first frame for
 //!   the VIP on the new owner's port;
 //! - [`controller`]: the controller and the agents on etcd: API create+bind
@@ -31,7 +33,10 @@ pub mod raw_xdp;
 pub mod report;
 pub mod stats;
 pub mod switch;
+pub mod tap;
+pub mod tap_lab;
 pub mod throughput;
+pub mod throughput_tap;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -212,8 +217,13 @@ pub const SECTIONS: &[Benchmark] = &[
     },
     Benchmark {
         name: "throughput",
-        about: "64-byte UDP packets per second: fast path against the bridge alone, non-VIP traffic with and without the programs",
+        about: "64-byte UDP packets per second on veth ports: fast path against the bridge alone, non-VIP traffic with and without the programs",
         run: throughput::run,
+    },
+    Benchmark {
+        name: "throughput-tap",
+        about: "the throughput comparison on tap ports: 64-byte UDP written into the client's tap, counted at the receiving VM's tap",
+        run: throughput_tap::run,
     },
     Benchmark {
         name: "switch",

@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 use aya::programs::{Xdp, XdpMode};
@@ -18,6 +19,9 @@ use aya_obj::programs::XdpAttachType;
 
 use crate::cleanup::{self, Resource, Token};
 use crate::netns::Netns;
+
+/// Numbers the pin directories of this process.
+static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -89,9 +93,12 @@ impl ConstantXdp {
         // SAFETY: BPF_PROG_LOAD returned a new fd, which we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
 
+        // A directory of this load's own: programs of the same name may be
+        // loaded more than once (in labs of different sections).
         let dir = PathBuf::from(format!(
-            "/sys/fs/bpf/havip-bench-{}-{name}",
-            std::process::id()
+            "/sys/fs/bpf/havip-bench-{}-{}-{name}",
+            std::process::id(),
+            NEXT_PIN.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let token = cleanup::register(Resource::Dir(dir.clone()));

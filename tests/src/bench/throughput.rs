@@ -41,13 +41,13 @@ use crate::lab::{CLIENT, VIP4, VM1, VM2};
 /// Frames per sendmmsg.
 const BURST: usize = 64;
 /// VIP traffic: at least this many times the bridge's packets per second.
-const FAST_PATH_TARGET: f64 = 2.0;
+pub(super) const FAST_PATH_TARGET: f64 = 2.0;
 /// Non-VIP traffic: at most this much slower with the programs.
-const SLOWDOWN_TARGET: f64 = 0.10;
+pub(super) const SLOWDOWN_TARGET: f64 = 0.10;
 
 /// Which traffic a window sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Traffic {
+pub(super) enum Traffic {
     /// Client -> the VIP, to the owner's (vm1's) MAC.
     Vip,
     /// Client -> vm2's own address.
@@ -55,9 +55,9 @@ enum Traffic {
 }
 
 impl Traffic {
-    const ALL: [Traffic; 2] = [Traffic::Vip, Traffic::NonVip];
+    pub(super) const ALL: [Traffic; 2] = [Traffic::Vip, Traffic::NonVip];
 
-    fn frame(self) -> Vec<u8> {
+    pub(super) fn frame(self) -> Vec<u8> {
         // 42 bytes of headers + 18 of payload: 60, 64 on the wire.
         match self {
             Traffic::Vip => frames::udp4(&CLIENT, VM1.mac, VIP4, &[0; 18]),
@@ -65,7 +65,7 @@ impl Traffic {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             Traffic::Vip => "VIP traffic",
             Traffic::NonVip => "non-VIP traffic",
@@ -304,7 +304,7 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
             match traffic {
                 Traffic::Vip => fast_path.push(
                     Figure::median(
-                        format!("VIP traffic, havip fast path ÷ bridge alone ({m} XDP)"),
+                        format!("VIP traffic, havip fast path ÷ bridge alone (veth, {m} XDP)"),
                         Unit::Ratio,
                         &ratios,
                     )
@@ -314,7 +314,7 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
                     let slower: Vec<f64> = ratios.iter().map(|r| 1.0 - r).collect();
                     slowdown.push(
                         Figure::median(
-                            format!("non-VIP traffic, slowdown with the programs ({m} XDP)"),
+                            format!("non-VIP traffic, slowdown with the programs (veth, {m} XDP)"),
                             Unit::Percent,
                             &slower,
                         )
@@ -330,7 +330,7 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
                     if !slower.is_empty() {
                         slowdown.push(Figure::median(
                             format!(
-                                "non-VIP traffic, slowdown with an empty XDP program ({m} XDP)"
+                                "non-VIP traffic, slowdown with an empty XDP program (veth, {m} XDP)"
                             ),
                             Unit::Percent,
                             &slower,
@@ -346,7 +346,11 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
             ] {
                 let pps: Vec<f64> = list.iter().map(|w| w.received_pps).collect();
                 rates.push(Figure::median(
-                    format!("{}, {}", traffic.describe(), lab_name(mode, forwarding)),
+                    format!(
+                        "{}, {} (veth)",
+                        traffic.describe(),
+                        lab_name(mode, forwarding)
+                    ),
                     Unit::PacketsPerSecond,
                     &pps,
                 ));
@@ -356,19 +360,19 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
 
     let charts = vec![
         Chart::bars(
-            "Throughput: havip fast path ÷ the bridge alone, VIP traffic (64-byte UDP)",
+            "Throughput on veth ports: havip fast path ÷ the bridge alone, VIP traffic (64-byte UDP)",
             "ratio of packets per second at the receiving VM",
             Unit::Ratio,
             &fast_path,
         ),
         Chart::bars(
-            "Throughput: non-VIP traffic, slowdown with the havip programs",
+            "Throughput on veth ports: non-VIP traffic, slowdown with the havip programs",
             "slowdown against the bridge alone",
             Unit::Percent,
             &slowdown,
         ),
         Chart::bars(
-            "Throughput: packets per second at the receiving VM",
+            "Throughput on veth ports: packets per second at the receiving VM",
             "packets per second",
             Unit::PacketsPerSecond,
             &rates,
@@ -410,7 +414,7 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
         opts.warmup.as_millis(),
     ));
     Section {
-        title: "Packets per second: fast path against the bridge alone".into(),
+        title: "Packets per second on veth ports: fast path against the bridge alone".into(),
         method,
         figures,
         charts,
@@ -551,7 +555,7 @@ fn napi_threads(dev: &str) -> BTreeSet<i32> {
 
 /// (busy, total) clock ticks so far per CPU, from /proc/stat; busy is all
 /// but idle and iowait.
-fn cpu_times() -> Vec<(u64, u64)> {
+pub(super) fn cpu_times() -> Vec<(u64, u64)> {
     std::fs::read_to_string("/proc/stat")
         .unwrap_or_default()
         .lines()
@@ -570,7 +574,7 @@ fn cpu_times() -> Vec<(u64, u64)> {
 }
 
 /// How busy `cpu` was between two [`cpu_times`] readings (0 to 1).
-fn busy(before: &[(u64, u64)], after: &[(u64, u64)], cpu: usize) -> f64 {
+pub(super) fn busy(before: &[(u64, u64)], after: &[(u64, u64)], cpu: usize) -> f64 {
     match (before.get(cpu), after.get(cpu)) {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
         _ => f64::NAN,
