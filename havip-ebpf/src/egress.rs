@@ -42,7 +42,12 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(port) = this_port() else {
         return Ok(TC_ACT_OK);
     };
-    let _ = ctx.pull_data(HEADERS.min(ctx.len()));
+    // The headers are usually in the linear part already; pulling costs a
+    // helper call per frame, so only when they are not.
+    let wanted = HEADERS.min(ctx.len());
+    if ctx.data() + wanted as usize > ctx.data_end() {
+        let _ = ctx.pull_data(wanted);
+    }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     let Ok(dst) = destination(&pkt, port) else {
         return Ok(TC_ACT_OK);
