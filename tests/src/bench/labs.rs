@@ -77,6 +77,26 @@ impl Forwarding {
     }
 }
 
+/// An XDP program that passes every frame, attached in `mode` to each of
+/// `interfaces` in `hv`: what attaching XDP costs by itself. The
+/// attachments go before the program.
+pub fn empty_xdp_on(
+    hv: &Netns,
+    interfaces: &[&str],
+    mode: XdpMode,
+) -> Result<(Vec<aya::programs::Xdp>, ConstantXdp)> {
+    let (name, aya_mode) = match mode {
+        XdpMode::Generic => ("havip_empty_gen", aya::programs::XdpMode::Skb),
+        XdpMode::Native => ("havip_empty_drv", aya::programs::XdpMode::Driver),
+    };
+    let program = ConstantXdp::load(name, XDP_PASS)?;
+    let attached = interfaces
+        .iter()
+        .map(|dev| program.attach_in_mode(hv, dev, aya_mode))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((attached, program))
+}
+
 /// One lab, as the benchmarks use it.
 pub struct BenchLab {
     pub mode: XdpMode,
@@ -104,17 +124,8 @@ impl BenchLab {
         }
         let empty = match forwarding {
             Forwarding::EmptyXdp => {
-                let (name, aya_mode) = match mode {
-                    XdpMode::Generic => ("havip_empty_gen", aya::programs::XdpMode::Skb),
-                    XdpMode::Native => ("havip_empty_drv", aya::programs::XdpMode::Driver),
-                };
-                let program = ConstantXdp::load(name, XDP_PASS)?;
-                let attached = lab
-                    .vms()
-                    .iter()
-                    .map(|vm| program.attach_in_mode(&lab.hv, vm.spec.tap, aya_mode))
-                    .collect::<Result<Vec<_>>>()?;
-                Some((attached, program))
+                let taps: Vec<&str> = lab.vms().iter().map(|vm| vm.spec.tap).collect();
+                Some(empty_xdp_on(&lab.hv, &taps, mode)?)
             }
             _ => None,
         };

@@ -19,8 +19,8 @@ use anyhow::{Context, Result};
 
 use crate::agent::{Agent, AgentOptions};
 use crate::bench::frames;
-use crate::bench::labs::{bridge_knows, Forwarding, XdpMode};
-use crate::bench::raw_xdp::{ConstantXdp, XDP_PASS};
+use crate::bench::labs::{bridge_knows, empty_xdp_on, Forwarding, XdpMode};
+use crate::bench::raw_xdp::ConstantXdp;
 use crate::bench::tap::Tap;
 use crate::lab::{self, DirGuard, VmSpec, CLIENT, ROGUE, VIP4, VIP4_ID, VM1, VM2};
 use crate::netns::{self, Netns};
@@ -94,17 +94,8 @@ impl TapLab {
         match forwarding {
             Forwarding::Havip => lab.start_agent(&dir, &stem)?,
             Forwarding::EmptyXdp => {
-                let (name, aya_mode) = match mode {
-                    XdpMode::Generic => ("havip_empty_gen", aya::programs::XdpMode::Skb),
-                    XdpMode::Native => ("havip_empty_drv", aya::programs::XdpMode::Driver),
-                };
-                let program = ConstantXdp::load(name, XDP_PASS)?;
-                let attached = lab
-                    .vms()
-                    .iter()
-                    .map(|vm| program.attach_in_mode(&lab.hv, vm.spec.tap, aya_mode))
-                    .collect::<Result<Vec<_>>>()?;
-                lab._empty = Some((attached, program));
+                let taps: Vec<&str> = lab.vms().iter().map(|vm| vm.spec.tap).collect();
+                lab._empty = Some(empty_xdp_on(&lab.hv, &taps, mode)?);
             }
             Forwarding::BridgeAlone => {}
         }
