@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
 use havip_common::{maps, NetworkAddr, Owner, Vip};
 use serde_json::{json, Value};
 
@@ -268,14 +268,49 @@ fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// A VIP's record in one host's `havip_owners`: at the slot that host's
+/// `havip_vips` entry for the VIP names (each host picks its own slots).
+struct OwnerRecord {
+    owners: Array<MapData, Owner>,
+    slot: u32,
+    vip_id: u32,
+}
+
+impl OwnerRecord {
+    fn open(pin_dir: &Path, vip_id: u32) -> Result<Self> {
+        let vips: BpfHashMap<MapData, NetworkAddr, Vip> = pinned(pin_dir, maps::VIPS)?;
+        let slot = vips
+            .iter()
+            .filter_map(Result::ok)
+            .find(|(_, vip)| vip.vip_id == vip_id)
+            .map(|(_, vip)| vip.slot)
+            .with_context(|| format!("vip {vip_id} is not in {}", pin_dir.display()))?;
+        let data = MapData::from_pin(pin_dir.join(maps::OWNERS))
+            .with_context(|| format!("open pinned {}", maps::OWNERS))?;
+        Ok(Self {
+            owners: Array::try_from(Map::Array(data))?,
+            slot,
+            vip_id,
+        })
+    }
+
+    /// The record, if the slot holds one for the VIP.
+    fn get(&self) -> Option<Owner> {
+        self.owners
+            .get(&self.slot, 0)
+            .ok()
+            .filter(|o| o.vip_id == self.vip_id)
+    }
+}
+
 /// Claim -> remote owner latencies (µs), alternating vm2 and vm1.
 fn claim_to_remote_owner(f: &Fabric) -> Result<Vec<f64>> {
     let vip = f.create_vip("bench-switch", IpAddr::V4(VIP4), &[&VM1, &VM2])?;
     f.wait_status(&vip, "available", Duration::from_secs(20))?;
     let (a, b) = (f.host("hv-a").agent()?, f.host("hv-b").agent()?);
     let vip_id = vip_id_at(f, "hv-a", IpAddr::V4(VIP4))?;
-    let owners_a: BpfHashMap<MapData, u32, Owner> = pinned(&a.pin_dir, maps::OWNERS)?;
-    let owners_b: BpfHashMap<MapData, u32, Owner> = pinned(&b.pin_dir, maps::OWNERS)?;
+    let owners_a = OwnerRecord::open(&a.pin_dir, vip_id)?;
+    let owners_b = OwnerRecord::open(&b.pin_dir, vip_id)?;
     let port1 = a.status()?.port_on(VM1.tap)?;
     let port2 = b.status()?.port_on(VM2.tap)?;
     let socket = |ns: &Netns| PacketSocket::open(ns, "eth0", SocketOptions::default());
@@ -295,12 +330,14 @@ fn claim_to_remote_owner(f: &Fabric) -> Result<Vec<f64>> {
         let seen_ns = {
             poll_until("the remote owner", || {
                 Ok(other
-                    .get(&vip_id, 0)
-                    .is_ok_and(|o| o.port_id == port && o.ifindex == 0))
+                    .get()
+                    .is_some_and(|o| o.port_id == port && o.ifindex == 0))
             })?;
             mono_ns()
         };
-        let claim = claimer.get(&vip_id, 0)?;
+        let claim = claimer
+            .get()
+            .context("the claiming host has no record of the VIP")?;
         ensure!(
             claim.port_id == port && claim.ifindex != 0,
             "the claiming host does not hold the claim: {claim:?}"
