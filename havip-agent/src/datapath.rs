@@ -489,13 +489,16 @@ impl Datapath {
         Ok((dp, Pollables { events, logger }))
     }
 
-    fn set_port(&mut self, slot: u32, port: &Port) -> Result<(), DatapathError> {
+    /// Writes `port` at `slot` unless it is there already; whether it
+    /// wrote.
+    fn set_port(&mut self, slot: u32, port: &Port) -> Result<bool, DatapathError> {
         if self.ports.get(&slot, 0).ok().as_ref() == Some(port) {
-            return Ok(());
+            return Ok(false);
         }
         self.ports
             .set(slot, port, 0)
-            .map_err(map_err(maps::PORTS, "cannot write"))
+            .map_err(map_err(maps::PORTS, "cannot write"))?;
+        Ok(true)
     }
 
     /// Loads the programs for the port at `slot` and attaches them to its
@@ -536,7 +539,7 @@ impl Datapath {
             Err(e) => warn!("{label}: detach TC egress from ifindex {ifx}: {e}"),
         }
         drop(a.ebpf);
-        self.set_port(a.slot, &Port::default())
+        self.set_port(a.slot, &Port::default()).map(drop)
     }
 
     /// The configuration in force.
@@ -657,15 +660,14 @@ impl Datapath {
 
         // 3. Inserts and updates: ports that stay attached, addresses, VIPs,
         //    then the filter that points at them.
-        for (ifx, a) in &self.attached {
-            let slot = a.slot;
-            if let Some(port) = desired_ports.get(ifx).copied() {
-                if self.ports.get(&slot, 0).ok() != Some(port) {
-                    self.ports
-                        .set(slot, port, 0)
-                        .map_err(map_err(maps::PORTS, "cannot write"))?;
-                    s.ports.0 += 1;
-                }
+        let staying: Vec<(u32, Port)> = self
+            .attached
+            .iter()
+            .filter_map(|(ifx, a)| desired_ports.get(ifx).map(|port| (a.slot, *port)))
+            .collect();
+        for (slot, port) in staying {
+            if self.set_port(slot, &port)? {
+                s.ports.0 += 1;
             }
         }
         let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
@@ -696,8 +698,9 @@ impl Datapath {
                 s.attach_failures += 1;
                 continue;
             };
-            self.set_port(slot, &port)?;
-            s.ports.0 += 1;
+            if self.set_port(slot, &port)? {
+                s.ports.0 += 1;
+            }
             match self.attach(ifx, &interface, slot) {
                 Ok((ebpf, link, egress)) => {
                     info!(
