@@ -36,10 +36,40 @@ pub struct Port {
     pub ipv6: [[u8; 16]; INLINE_ADDRS],
 }
 
+// `mac` and `ipv4` are 4-aligned: see `Port::mac_words`.
+const _: () = assert!(
+    core::mem::align_of::<Port>() == 4
+        && core::mem::offset_of!(Port, mac) % 4 == 0
+        && core::mem::offset_of!(Port, ipv4) % 4 == 0
+);
+
 impl Port {
     #[inline(always)]
     pub fn security(&self) -> bool {
         self.flags & PORT_SECURITY != 0
+    }
+
+    /// The MAC as a 4-byte and a 2-byte native-order word: how the
+    /// datapath compares it (the BPF backend would compare the byte array
+    /// byte by byte).
+    #[inline(always)]
+    pub fn mac_words(&self) -> (u32, u16) {
+        let p = self.mac.as_ptr();
+        // SAFETY: `mac` is 4-aligned (asserted above): aligned reads.
+        unsafe {
+            (
+                core::ptr::read(p as *const u32),
+                core::ptr::read(p.add(4) as *const u16),
+            )
+        }
+    }
+
+    /// The inline IPv4 addresses as native-order words (see
+    /// [`Port::mac_words`]).
+    #[inline(always)]
+    pub fn ipv4_words(&self) -> [u32; INLINE_ADDRS] {
+        // SAFETY: `ipv4` is 4-aligned (asserted above): aligned reads.
+        unsafe { core::ptr::read(self.ipv4.as_ptr() as *const [u32; INLINE_ADDRS]) }
     }
 
     /// Adds a fixed IPv4 address (kept inline while there is room).

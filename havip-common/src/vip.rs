@@ -104,14 +104,13 @@ pub const HINT_BUCKETS: u32 = 16384;
 /// words. The datapath and the agent call this same function.
 #[inline(always)]
 pub fn hint_bucket(addr: &crate::NetworkAddr) -> u32 {
-    let a = &addr.addr;
-    let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-    let mut h = addr.network ^ ((addr.family as u32) << 24);
-    h = (h ^ word(0)).wrapping_mul(0x9E37_79B1);
+    let [network, _, a0, a1, a2, a3] = addr.words();
+    let mut h = network ^ ((addr.family as u32) << 24);
+    h = (h ^ a0).wrapping_mul(0x9E37_79B1);
     if addr.family != crate::addr::AF_INET {
-        h = (h ^ word(4)).wrapping_mul(0x9E37_79B1);
-        h = (h ^ word(8)).wrapping_mul(0x9E37_79B1);
-        h = (h ^ word(12)).wrapping_mul(0x9E37_79B1);
+        h = (h ^ a1).wrapping_mul(0x9E37_79B1);
+        h = (h ^ a2).wrapping_mul(0x9E37_79B1);
+        h = (h ^ a3).wrapping_mul(0x9E37_79B1);
     }
     // The top bits: a product's low bits see only the inputs' low bits.
     h >> (HINT_BUCKETS.leading_zeros() + 1)

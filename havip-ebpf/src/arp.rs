@@ -1,17 +1,57 @@
 //! ARP: claims of IPv4 VIPs and ARP port security.
 
 use havip_common::{DropReason, NetworkAddr, Port};
-use network_types::arp::ArpHdr;
 
 use crate::{
     owner::{self, Claimant},
-    packet::{Link, Packet, ETH_P_IP},
-    policy::own_source,
+    packet::{Link, Packet},
+    policy::{is_port_mac, own_ipv4_source},
     vips,
 };
 
-const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
+pub const ARP_REQUEST: u16 = 1;
+pub const ARP_REPLY: u16 = 2;
+
+/// Offsets in an ARP packet (Ethernet/IPv4).
+pub const ARP_OPER: usize = 6;
+pub const ARP_SHA: usize = 8;
+pub const ARP_SPA: usize = 14;
+pub const ARP_THA: usize = 18;
+pub const ARP_TPA: usize = 24;
+const ARP_LEN: usize = 28;
+
+/// Hardware type Ethernet, protocol type IPv4, their address lengths: the
+/// first six bytes of every ARP packet havip judges.
+const ETHERNET_IPV4: [u8; 6] = [0, 1, 0x08, 0x00, 6, 4];
+
+/// An ARP packet, as the policy and the responder need it.
+#[derive(Clone, Copy)]
+pub struct Arp {
+    pub op: u16,
+    /// Sender hardware and protocol address.
+    pub sha: [u8; 6],
+    pub spa: [u8; 4],
+    /// Target protocol address.
+    pub tpa: [u8; 4],
+}
+
+/// Parses an Ethernet/IPv4 ARP request or reply.
+#[inline(always)]
+fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
+    pkt.at::<[u8; ARP_LEN]>(l3)?;
+    let [a, b, c, d] = pkt.load::<u32>(l3)?.to_ne_bytes();
+    let [e, f] = pkt.load::<u16>(l3 + 4)?.to_ne_bytes();
+    let op = u16::from_be(pkt.load(l3 + ARP_OPER)?);
+    if [a, b, c, d, e, f] != ETHERNET_IPV4 || (op != ARP_REQUEST && op != ARP_REPLY) {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Arp {
+        op,
+        sha: pkt.mac(l3 + ARP_SHA)?,
+        spa: pkt.ipv4(l3 + ARP_SPA)?,
+        tpa: pkt.ipv4(l3 + ARP_TPA)?,
+    })
+}
 
 /// Judges an ARP packet from `port`; returns it when it may pass.
 ///
@@ -22,26 +62,19 @@ const ARP_REPLY: u16 = 2;
 #[inline(always)]
 pub fn judge(
     pkt: &Packet,
-    link: &Link,
+    link: Link,
     port: &Port,
     from: &Claimant,
-) -> Result<ArpHdr, DropReason> {
-    let arp: ArpHdr = pkt.read(link.l3)?;
-    if arp.htype() != 1 || arp.ptype() != ETH_P_IP || arp.hlen != 6 || arp.plen != 4 {
-        return Err(DropReason::Malformed);
-    }
-    let op = arp.oper();
-    if op != ARP_REQUEST && op != ARP_REPLY {
-        return Err(DropReason::Malformed);
-    }
-    if port.security() && arp.sha != port.mac {
+) -> Result<Arp, DropReason> {
+    let arp = parse(pkt, link.l3())?;
+    if port.security() && !is_port_mac(port, &arp.sha) {
         return Err(DropReason::ArpSpoof);
     }
 
-    let sender = NetworkAddr::v4(port.network, arp.spa);
-    if own_source(port, &sender) {
+    if own_ipv4_source(port, arp.spa) {
         return Ok(arp);
     }
+    let sender = NetworkAddr::v4(port.network, arp.spa);
     if let Some(vip) = vips::get(&sender) {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
@@ -52,7 +85,7 @@ pub fn judge(
                 DropReason::ClaimNotBound,
             ));
         }
-        if op == ARP_REPLY || arp.spa == arp.tpa {
+        if arp.op == ARP_REPLY || arp.spa == arp.tpa {
             owner::learn(&sender, vip, from, arp.sha);
         }
         return Ok(arp);

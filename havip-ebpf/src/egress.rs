@@ -18,9 +18,10 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, count_drop, count_vip_drop, vip_counters},
+    ipv4, ipv6,
     maps::this_port,
     owner,
-    packet::{is_group, parse_link, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
+    packet::{is_group, parse_ethernet, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
     vips,
 };
 
@@ -92,14 +93,15 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
 /// The unicast destination MAC and IP of a frame, if it is IP.
 #[inline(always)]
 fn destination(pkt: &Packet, port: &Port) -> Result<Option<([u8; 6], NetworkAddr)>, DropReason> {
-    let link = parse_link(pkt)?;
-    if is_group(&link.dst_mac) {
+    let eth = parse_ethernet(pkt)?;
+    if is_group(&eth.dst_mac) {
         return Ok(None);
     }
-    let dst = match link.ethertype {
-        ETH_P_IP => NetworkAddr::v4(port.network, pkt.read(link.l3 + 16)?),
-        ETH_P_IPV6 => NetworkAddr::v6(port.network, pkt.read(link.l3 + 24)?),
+    let l3 = eth.link.l3();
+    let dst = match eth.ethertype {
+        ETH_P_IP => NetworkAddr::v4(port.network, pkt.ipv4(l3 + ipv4::DST_OFFSET)?),
+        ETH_P_IPV6 => NetworkAddr::v6(port.network, pkt.ipv6(l3 + ipv6::DST_OFFSET)?),
         _ => return Ok(None),
     };
-    Ok(Some((link.dst_mac, dst)))
+    Ok(Some((eth.dst_mac, dst)))
 }

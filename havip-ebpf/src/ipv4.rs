@@ -6,9 +6,13 @@ use network_types::ip::Ipv4Hdr;
 use crate::{
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::own_source,
+    policy::own_ipv4_source,
     vips,
 };
+
+/// Offsets of the source and destination in the IPv4 header.
+const SRC_OFFSET: usize = 12;
+pub const DST_OFFSET: usize = 16;
 
 /// Judges an IPv4 packet from `port`; returns its destination when it may
 /// pass:
@@ -18,23 +22,29 @@ use crate::{
 #[inline(always)]
 pub fn judge(
     pkt: &Packet,
-    link: &Link,
+    link: Link,
     port: &Port,
     from: &Claimant,
 ) -> Result<NetworkAddr, DropReason> {
-    let ip: Ipv4Hdr = pkt.read(link.l3)?;
-    let header_len = ip.ihl() as usize;
-    if ip.version() != 4 || header_len < Ipv4Hdr::LEN {
+    // The fixed header first: the verifier needs its bounds checked on
+    // their own, before the options' variable ones.
+    pkt.at::<[u8; Ipv4Hdr::LEN]>(link.l3())?;
+    let [version_ihl, _]: [u8; 2] = pkt.read(link.l3())?;
+    let src = pkt.ipv4(link.l3() + SRC_OFFSET)?;
+    let dst = pkt.ipv4(link.l3() + DST_OFFSET)?;
+    let header_len = (version_ihl & 0x0f) as usize * 4;
+    if version_ihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
         return Err(DropReason::Malformed);
     }
     // The options, if any, must be in the frame too (the header length is a
     // multiple of four).
-    pkt.at::<[u8; 4]>(link.l3 + header_len - 4)?;
+    pkt.at::<[u8; 4]>(link.l3() + header_len - 4)?;
 
-    let source = NetworkAddr::v4(port.network, ip.src_addr);
-    if own_source(port, &source) {
-        return Ok(NetworkAddr::v4(port.network, ip.dst_addr));
+    let destination = NetworkAddr::v4(port.network, dst);
+    if own_ipv4_source(port, src) {
+        return Ok(destination);
     }
+    let source = NetworkAddr::v4(port.network, src);
     if let Some(vip) = vips::get(&source) {
         if !vip.is_bound(port.port_id) {
             return Err(owner::reject(
@@ -45,8 +55,8 @@ pub fn judge(
                 DropReason::VipSourceNotBound,
             ));
         }
-    } else if port.security() && ip.src_addr != [0; 4] {
+    } else if port.security() && src != [0; 4] {
         return Err(DropReason::IpSpoof);
     }
-    Ok(NetworkAddr::v4(port.network, ip.dst_addr))
+    Ok(destination)
 }

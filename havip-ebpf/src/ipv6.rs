@@ -7,7 +7,7 @@ use crate::{
     maps::SCRATCH,
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::{own_source, owns_address},
+    policy::{is_port_mac, own_ipv6_source, owns_ipv6},
     vips,
 };
 
@@ -70,18 +70,18 @@ pub const HEADER_LEN: usize = 40;
 
 /// Judges an IPv6 packet from `port`.
 #[inline(always)]
-pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<Ipv6, DropReason> {
+pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<Ipv6, DropReason> {
     // Version and traffic class, flow label, payload length, next header,
     // hop limit: the whole fixed header is in the frame, but only the
     // fields the policy needs are read.
-    pkt.at::<[u8; HEADER_LEN]>(link.l3)?;
-    let first: [u8; 8] = pkt.read(link.l3)?;
+    pkt.at::<[u8; HEADER_LEN]>(link.l3())?;
+    let first: [u8; 8] = pkt.read(link.l3())?;
     if first[0] >> 4 != 6 {
         return Err(DropReason::Malformed);
     }
     let payload_len = u16::from_be_bytes([first[PAYLOAD_LEN_OFFSET], first[PAYLOAD_LEN_OFFSET + 1]]);
-    let payload_end = link.l3 + HEADER_LEN + payload_len as usize;
-    let (nd_type, l4) = match icmpv6_offset(pkt, first[6], link.l3 + HEADER_LEN)? {
+    let payload_end = link.l3() + HEADER_LEN + payload_len as usize;
+    let (nd_type, l4) = match icmpv6_offset(pkt, first[6], link.l3() + HEADER_LEN)? {
         Some(l4) => {
             // Type, code, checksum.
             let icmp: [u8; 4] = pkt.read(l4)?;
@@ -95,11 +95,10 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
     // claim); otherwise, with port security, one of the port's addresses.
     // Read straight into the key (a byte array in registers would be
     // spilled byte by byte).
-    let mut source = NetworkAddr::v6(port.network, UNSPECIFIED);
-    source.addr = pkt.read(link.l3 + SRC_OFFSET)?;
+    let source = NetworkAddr::v6(port.network, pkt.ipv6(link.l3() + SRC_OFFSET)?);
     let src = &source.addr;
     // A port's own address is not a VIP: nothing more to check then.
-    if !own_source(port, &source) {
+    if !own_ipv6_source(port, src) {
         if let Some(vip) = vips::get(&source) {
             if !vip.is_bound(port.port_id) {
                 let reason = if is_nd {
@@ -131,7 +130,7 @@ pub fn judge(pkt: &Packet, link: &Link, port: &Port, from: &Claimant) -> Result<
 #[inline(always)]
 fn judge_advert(
     pkt: &Packet,
-    link: &Link,
+    link: Link,
     l4: usize,
     end: usize,
     port: &Port,
@@ -139,11 +138,11 @@ fn judge_advert(
 ) -> Result<(), DropReason> {
     // Flags and reserved, then the target.
     let flags: [u8; 4] = pkt.read(l4 + 4)?;
-    let target: [u8; 16] = pkt.read(l4 + ND_TARGET_OFFSET)?;
+    let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;
     let link_addr = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_TARGET_LINKADDR)?;
     if port.security() {
         if let Some(mac) = link_addr {
-            if mac != port.mac {
+            if !is_port_mac(port, &mac) {
                 return Err(DropReason::NdSpoof);
             }
         }
@@ -166,7 +165,7 @@ fn judge_advert(
         }
         return Ok(());
     }
-    if port.security() && target.addr != port.link_local && !owns_address(port, &target) {
+    if port.security() && target.addr != port.link_local && !owns_ipv6(port, &target.addr) {
         return Err(DropReason::NdSpoof);
     }
     Ok(())
@@ -180,7 +179,7 @@ fn judge_solicit(pkt: &Packet, l4: usize, end: usize, port: &Port) -> Result<(),
     pkt.at::<[u8; 16]>(l4 + ND_TARGET_OFFSET)?;
     if port.security() {
         if let Some(mac) = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR)? {
-            if mac != port.mac {
+            if !is_port_mac(port, &mac) {
                 return Err(DropReason::NdSpoof);
             }
         }
@@ -268,7 +267,7 @@ fn nd_link_addr(
             if h[1] != 1 {
                 return Err(DropReason::Malformed);
             }
-            return Ok(Some(pkt.read(off + 2)?));
+            return Ok(Some(pkt.mac(off + 2)?));
         }
         off += h[1] as usize * 8;
     }

@@ -11,6 +11,7 @@ use crate::{
 };
 
 /// The port a frame came from, as the claim rules need it.
+#[derive(Clone, Copy)]
 pub struct Claimant {
     pub port_id: u32,
     pub ifindex: u32,

@@ -1,37 +1,56 @@
 //! Address rules shared by ARP, IPv4 and IPv6.
+//!
+//! They take the bare address: the map key (`NetworkAddr`) is built only
+//! for a port with more addresses than its entry holds, so the common case
+//! keeps the address in a register.
 
-use havip_common::{addr::AF_INET, port::INLINE_ADDRS, NetworkAddr, Port};
+use havip_common::{port::INLINE_ADDRS, NetworkAddr, Port};
 
 use crate::maps::ADDRS;
 
-/// Whether `addr` is one of `port`'s fixed addresses: from the port entry
-/// itself, or, for a port with more addresses than it holds, from the
+/// Whether `addr` is one of `port`'s fixed IPv4 addresses: from the port
+/// entry itself, or, for a port with more addresses than it holds, from the
 /// address map.
 #[inline(always)]
-pub fn owns_address(port: &Port, addr: &NetworkAddr) -> bool {
-    let count = if addr.family == AF_INET {
-        let a: [u8; 4] = [addr.addr[0], addr.addr[1], addr.addr[2], addr.addr[3]];
-        if port.ipv4.iter().take(port.ipv4_count as usize).any(|p| *p == a) {
-            return true;
-        }
-        port.ipv4_count
-    } else {
-        if port.ipv6.iter().take(port.ipv6_count as usize).any(|p| *p == addr.addr) {
-            return true;
-        }
-        port.ipv6_count
-    };
-    if (count as usize) <= INLINE_ADDRS {
-        return false;
-    }
-    // SAFETY: read at once.
-    matches!(unsafe { ADDRS.get(addr) }, Some(id) if *id == port.port_id)
+pub fn owns_ipv4(port: &Port, addr: [u8; 4]) -> bool {
+    let count = port.ipv4_count as usize;
+    let word = u32::from_ne_bytes(addr);
+    port.ipv4_words().iter().take(count).any(|a| *a == word)
+        || (count > INLINE_ADDRS && in_address_map(port, &NetworkAddr::v4(port.network, addr)))
+}
+
+/// Whether `addr` is one of `port`'s fixed IPv6 addresses (see
+/// [`owns_ipv4`]).
+#[inline(always)]
+pub fn owns_ipv6(port: &Port, addr: &[u8; 16]) -> bool {
+    let count = port.ipv6_count as usize;
+    port.ipv6.iter().take(count).any(|a| a == addr)
+        || (count > INLINE_ADDRS && in_address_map(port, &NetworkAddr::v6(port.network, *addr)))
 }
 
 /// Whether `port` enforces port security and `addr` is its own: then the
 /// source needs no other check (a port's own address is never a VIP: the
 /// agent and the controller keep them apart), the common case.
 #[inline(always)]
-pub fn own_source(port: &Port, addr: &NetworkAddr) -> bool {
-    port.security() && owns_address(port, addr)
+pub fn own_ipv4_source(port: &Port, addr: [u8; 4]) -> bool {
+    port.security() && owns_ipv4(port, addr)
+}
+
+/// [`own_ipv4_source`] for IPv6.
+#[inline(always)]
+pub fn own_ipv6_source(port: &Port, addr: &[u8; 16]) -> bool {
+    port.security() && owns_ipv6(port, addr)
+}
+
+/// Whether `mac` is `port`'s MAC.
+#[inline(always)]
+pub fn is_port_mac(port: &Port, mac: &[u8; 6]) -> bool {
+    let [a, b, c, d, e, f] = *mac;
+    (u32::from_ne_bytes([a, b, c, d]), u16::from_ne_bytes([e, f])) == port.mac_words()
+}
+
+#[inline(always)]
+fn in_address_map(port: &Port, addr: &NetworkAddr) -> bool {
+    // SAFETY: read at once.
+    matches!(unsafe { ADDRS.get(addr) }, Some(id) if *id == port.port_id)
 }

@@ -5,9 +5,9 @@
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use havip_common::{DropReason, NetworkAddr, Owner, Port, Stat};
-use network_types::arp::ArpHdr;
 
 use crate::{
+    arp::{Arp, ARP_OPER, ARP_REPLY, ARP_REQUEST, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA},
     counters::{count, vip_counters},
     ipv6::{self, Solicit},
     owner,
@@ -15,8 +15,6 @@ use crate::{
     vips::{self, VipRef},
 };
 
-const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
 const IPPROTO_ICMPV6: u8 = 58;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 /// Solicited | Override.
@@ -25,12 +23,6 @@ const ND_OPT_TARGET_LINKADDR: u8 = 2;
 /// ICMPv6 header, NA body and one target link-layer address option.
 const NA_LEN: usize = 32;
 
-/// Offsets in an ARP packet (Ethernet/IPv4).
-const ARP_OPER: usize = 6;
-const ARP_SHA: usize = 8;
-const ARP_SPA: usize = 14;
-const ARP_THA: usize = 18;
-const ARP_TPA: usize = 24;
 
 /// The owner of the VIP at `addr`, unless `port` is the owner itself.
 #[inline(always)]
@@ -55,8 +47,8 @@ fn answered(vip: VipRef, stat: Stat) {
 /// Turns an ARP request for a VIP into the reply, in place. Returns whether
 /// it did (the caller then sends the frame back to the requester).
 #[inline(always)]
-pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<bool, DropReason> {
-    if request.oper() != ARP_REQUEST || request.spa == request.tpa || request.spa == [0; 4] {
+pub fn arp(pkt: &Packet, link: Link, request: &Arp, port: &Port) -> Result<bool, DropReason> {
+    if request.op != ARP_REQUEST || request.spa == request.tpa || request.spa == [0; 4] {
         return Ok(false);
     }
     let Some((vip, owner)) = owner_for_others(&NetworkAddr::v4(port.network, request.tpa), port)
@@ -65,11 +57,12 @@ pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<b
     };
     // The header's fixed part (hardware/protocol types and lengths) stays.
     let (sha, spa, tpa) = (request.sha, request.spa, request.tpa);
-    pkt.write(link.l3 + ARP_OPER, ARP_REPLY.to_be_bytes())?;
-    pkt.write(link.l3 + ARP_SHA, owner.mac)?;
-    pkt.write(link.l3 + ARP_SPA, tpa)?;
-    pkt.write(link.l3 + ARP_THA, sha)?;
-    pkt.write(link.l3 + ARP_TPA, spa)?;
+    let l3 = link.l3();
+    pkt.store(l3 + ARP_OPER, ARP_REPLY.to_be())?;
+    pkt.set_mac(l3 + ARP_SHA, owner.mac)?;
+    pkt.store(l3 + ARP_SPA, u32::from_ne_bytes(tpa))?;
+    pkt.set_mac(l3 + ARP_THA, sha)?;
+    pkt.store(l3 + ARP_TPA, u32::from_ne_bytes(spa))?;
     set_macs(pkt, link.src_mac, owner.mac)?;
     answered(vip, Stat::ArpAnswered);
     Ok(true)
@@ -84,17 +77,23 @@ pub fn arp(pkt: &Packet, link: &Link, request: &ArpHdr, port: &Port) -> Result<b
 pub fn neighbor(
     ctx: &XdpContext,
     pkt: &Packet,
-    link: &Link,
+    link: Link,
     solicit: &Solicit,
     port: &Port,
 ) -> Result<bool, DropReason> {
     // The addresses as two words each, held in registers (as byte arrays
     // they would take 32 stack slots).
-    let source: [u64; 2] = pkt.read(link.l3 + ipv6::SRC_OFFSET)?;
+    let source: [u64; 2] = [
+        pkt.load(link.l3() + ipv6::SRC_OFFSET)?,
+        pkt.load(link.l3() + ipv6::SRC_OFFSET + 8)?,
+    ];
     if source == [0; 2] {
         return Ok(false);
     }
-    let target: [u64; 2] = pkt.read(solicit.l4 + ipv6::ND_TARGET_OFFSET)?;
+    let target: [u64; 2] = [
+        pkt.load(solicit.l4 + ipv6::ND_TARGET_OFFSET)?,
+        pkt.load(solicit.l4 + ipv6::ND_TARGET_OFFSET + 8)?,
+    ];
     // SAFETY: `[u64; 2]` and `[u8; 16]` have the same size, any bits valid.
     let target_addr: [u8; 16] = unsafe { core::mem::transmute(target) };
     let Some((vip, owner)) = owner_for_others(&NetworkAddr::v6(port.network, target_addr), port)
@@ -114,18 +113,23 @@ pub fn neighbor(
 
     // IPv6 header: version 6, payload length, ICMPv6, hop limit 255, from
     // the target to the soliciting node.
-    let ip = link.l3;
-    pkt.write(ip, [0x60u8, 0, 0, 0, 0, NA_LEN as u8, IPPROTO_ICMPV6, 255])?;
-    pkt.write(ip + ipv6::SRC_OFFSET, target)?;
-    pkt.write(ip + ipv6::DST_OFFSET, source)?;
+    let ip = link.l3();
+    let header = [0x60u8, 0, 0, 0, 0, NA_LEN as u8, IPPROTO_ICMPV6, 255];
+    pkt.store(ip, u64::from_ne_bytes(header))?;
+    pkt.store(ip + ipv6::SRC_OFFSET, target[0])?;
+    pkt.store(ip + ipv6::SRC_OFFSET + 8, target[1])?;
+    pkt.store(ip + ipv6::DST_OFFSET, source[0])?;
+    pkt.store(ip + ipv6::DST_OFFSET + 8, source[1])?;
     // ICMPv6: the NA, then the target link-layer address option.
     let na = ip + ipv6::HEADER_LEN;
     let sum = na_checksum(&target, &source, &mac);
     let [sum_hi, sum_lo] = sum.to_be_bytes();
-    pkt.write(na, [ND_NEIGHBOR_ADVERT, 0, sum_hi, sum_lo, NA_FLAGS, 0, 0, 0])?;
-    pkt.write(na + ipv6::ND_TARGET_OFFSET, target)?;
-    pkt.write(na + 24, [ND_OPT_TARGET_LINKADDR, 1])?;
-    pkt.write(na + 26, mac)?;
+    let icmp = [ND_NEIGHBOR_ADVERT, 0, sum_hi, sum_lo, NA_FLAGS, 0, 0, 0];
+    pkt.store(na, u64::from_ne_bytes(icmp))?;
+    pkt.store(na + ipv6::ND_TARGET_OFFSET, target[0])?;
+    pkt.store(na + ipv6::ND_TARGET_OFFSET + 8, target[1])?;
+    pkt.store(na + 24, u16::from_ne_bytes([ND_OPT_TARGET_LINKADDR, 1]))?;
+    pkt.set_mac(na + 26, mac)?;
 
     set_macs(&pkt, link.src_mac, mac)?;
     answered(vip, Stat::NdAnswered);

@@ -39,8 +39,13 @@ pub fn find(addr: &NetworkAddr) -> Option<VipRef> {
             vip_id: hint.vip_id,
             slot: hint.slot,
         }),
-        // SAFETY: a map value, read at once.
-        _ => unsafe { VIPS.get(addr) }.map(VipRef::of),
+        _ => {
+            // The key is copied here, in the rare case, so that the common
+            // ones keep the address in registers.
+            let key = *addr;
+            // SAFETY: a map value, read at once.
+            unsafe { VIPS.get(&key) }.map(VipRef::of)
+        }
     }
 }
 
