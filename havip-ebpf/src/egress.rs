@@ -22,6 +22,7 @@ use crate::{
     maps::this_port,
     owner,
     packet::{is_group, parse_ethernet, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
+    policy::is_port_mac,
     vips,
 };
 
@@ -69,7 +70,7 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             Ok(TC_ACT_OK)
         }
         // Sent here by this port's MAC (a stale ARP entry): to the owner.
-        Some(o) if link_dst == port.mac && o.ifindex != 0 => {
+        Some(o) if is_port_mac(port, &link_dst) && o.ifindex != 0 => {
             set_dst_mac(&pkt, o.mac)?;
             count(Stat::EgressRedirected);
             if let Some(c) = vip_counters(found.slot) {

@@ -115,12 +115,10 @@ impl Fabric {
         cmd::require_tools(&["etcd"])?;
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let dir_guard = lab::DirGuard::new(&dir);
+        let dir_guard = lab::DirGuard::create(&dir)?;
 
         let ctl = Netns::new(&format!("{stem}-ctl"))?;
-        ctl.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        ctl.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        ctl.disable_ipv6()?;
         ctl.ip(&["link", "set", "lo", "up"])?;
         lab::add_bridge(&ctl, "fabric")?;
         ctl.ip(&["addr", "add", &format!("{CONTROL_IP}/24"), "dev", "fabric"])?;
@@ -128,8 +126,7 @@ impl Fabric {
         let mut hosts = Vec::new();
         for (i, (name, vms)) in placement.iter().enumerate() {
             let ns = Netns::new(&format!("{stem}-{name}"))?;
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+            ns.disable_ipv6()?;
             ns.ip(&["link", "set", "lo", "up"])?;
             lab::add_bridge(&ns, "br0")?;
             let up = format!("up-{name}");

@@ -362,13 +362,14 @@ pub struct Lab {
     _dir_guard: DirGuard,
 }
 
-/// Removes the lab's temp dir on drop.
 /// Removes a temp dir (registered for cleanup) when dropped.
 pub struct DirGuard(Option<Token>);
 
 impl DirGuard {
-    pub fn new(dir: &Path) -> Self {
-        Self(Some(cleanup::register(Resource::Dir(dir.to_owned()))))
+    /// Creates `dir` and registers it for cleanup.
+    pub fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        Ok(Self(Some(cleanup::register(Resource::Dir(dir.to_owned())))))
     }
 }
 
@@ -393,13 +394,11 @@ impl Lab {
         crate::cmd::require_lab_prerequisites()?;
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let dir_guard = DirGuard::new(&dir);
+        let dir_guard = DirGuard::create(&dir)?;
 
         let hv = Netns::new(&format!("{stem}-hv"))?;
         // The hypervisor stays quiet on the VM network: no IPv6 on its side.
-        hv.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        hv.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        hv.disable_ipv6()?;
         add_bridge(&hv, "br0")?;
 
         let vm = |spec: VmSpec| add_vm(&hv, &stem, spec, mode);

@@ -84,6 +84,13 @@ impl Netns {
             .map(drop)
     }
 
+    /// Turns IPv6 off on every interface of the namespace, present and to
+    /// come: a namespace that only switches stays quiet on the VM network.
+    pub fn disable_ipv6(&self) -> Result<()> {
+        self.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+        self.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+    }
+
     /// The namespace file, for setns(2).
     pub fn open(&self) -> Result<File> {
         let path = format!("/run/netns/{}", self.name);

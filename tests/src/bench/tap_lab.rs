@@ -62,13 +62,11 @@ impl TapLab {
         crate::cmd::require_lab_prerequisites()?;
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let dir_guard = DirGuard::new(&dir);
+        let dir_guard = DirGuard::create(&dir)?;
 
         let hv = Netns::new(&format!("{stem}-hv"))?;
         // The hypervisor stays quiet on the VM network: no IPv6 on its side.
-        hv.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        hv.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        hv.disable_ipv6()?;
         lab::add_bridge(&hv, "br0")?;
         set_bridge_netfilter(&hv, false)?;
         let vm = |spec: VmSpec| -> Result<TapVm> {

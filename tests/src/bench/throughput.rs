@@ -405,20 +405,25 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
         ),
     ];
     method.extend(notes);
-    method.push(format!(
-        "{} rounds; each round has one window of {} ms (after {} ms of traffic) for every lab \
-         and traffic, the order rotated by one each round. Ratios are taken within a round, \
-         then the median over rounds; spread: smallest and largest round.",
-        opts.rounds,
-        opts.window.as_millis(),
-        opts.warmup.as_millis(),
-    ));
+    method.push(rounds_note(opts));
     Section {
         title: "Packets per second on veth ports: fast path against the bridge alone".into(),
         method,
         figures,
         charts,
     }
+}
+
+/// How the throughput sections' windows and rounds go, for their method.
+pub(super) fn rounds_note(opts: &Options) -> String {
+    format!(
+        "{} rounds; each round has one window of {} ms (after {} ms of traffic) for every lab \
+         and traffic, the order rotated by one each round. Ratios are taken within a round, \
+         then the median over rounds; spread: smallest and largest round.",
+        opts.rounds,
+        opts.window.as_millis(),
+        opts.warmup.as_millis(),
+    )
 }
 
 /// One window of `traffic` through `site`.

@@ -38,7 +38,9 @@ use crate::bench::chart::Chart;
 use crate::bench::labs::{Forwarding, NicCounters, XdpMode};
 use crate::bench::raw_xdp::{ConstantXdp, XDP_DROP};
 use crate::bench::tap_lab::{set_bridge_netfilter, tap_lab_name, TapLab};
-use crate::bench::throughput::{busy, cpu_times, Traffic, FAST_PATH_TARGET, SLOWDOWN_TARGET};
+use crate::bench::throughput::{
+    busy, cpu_times, rounds_note, Traffic, FAST_PATH_TARGET, SLOWDOWN_TARGET,
+};
 use crate::bench::{stats, wire, Context, Figure, Options, Section, Target, Unit};
 use crate::lab::{VIP4, VIP4_ID};
 
@@ -472,14 +474,7 @@ fn summarize(opts: &Options, windows: &Windows, sender_cpu: usize) -> Section {
                 .to_string(),
         ];
     method.extend(delivery_note(windows, sender_cpu, &floor, &rates));
-    method.push(format!(
-        "{} rounds; each round has one window of {} ms (after {} ms of traffic) for every lab \
-         and traffic, the order rotated by one each round. Ratios are taken within a round, \
-         then the median over rounds; spread: smallest and largest round.",
-        opts.rounds,
-        opts.window.as_millis(),
-        opts.warmup.as_millis(),
-    ));
+    method.push(rounds_note(opts));
     let mut figures = fast_path;
     figures.extend(slowdown);
     figures.extend(rates);
