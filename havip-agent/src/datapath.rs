@@ -38,7 +38,7 @@ use crate::{
     config::Config,
     desired::{diff, vacated, Desired, OwnerAction},
     slots::{vip_filter, Slots},
-    util::{format_mac, ifindex_of},
+    util::{self, format_mac, ifindex_of},
 };
 
 /// Where bpffs is mounted.
@@ -128,7 +128,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 10] {
+pub fn map_specs() -> [MapSpec; 11] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -150,6 +150,7 @@ pub fn map_specs() -> [MapSpec; 10] {
         spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
         // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
         spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
+        spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
     ]
 }
 
@@ -248,18 +249,41 @@ pub enum ObjectSource {
 /// XDP attach mode, as the operator names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttachMode {
-    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    /// Native on taps, generic on every other kind of port (veth).
     #[default]
+    Auto,
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
     Native,
     /// In the kernel's generic path (`XDP_FLAGS_SKB_MODE`).
     Generic,
 }
 
 impl AttachMode {
+    /// The mode for the port on `interface`: `Auto` is native on a tap
+    /// (driver `tun`) and generic elsewhere. On a tap, native XDP forwards
+    /// without a socket buffer, and the datapath completes the checksums
+    /// the VM left to the offload. A frame redirected natively into a veth
+    /// is lost unless the VM's side has GRO or XDP on (`veth_xdp_xmit`),
+    /// which the hypervisor cannot see from its side; generic keeps every
+    /// veth working.
+    fn for_interface(self, interface: &str) -> AttachMode {
+        match self {
+            Self::Auto => match util::driver_of(interface) {
+                Ok(driver) if driver == "tun" => Self::Native,
+                Ok(_) => Self::Generic,
+                Err(e) => {
+                    warn!("{interface}: cannot tell its driver ({e}): attaching in generic mode");
+                    Self::Generic
+                }
+            },
+            mode => mode,
+        }
+    }
+
     fn xdp(self) -> XdpMode {
         match self {
             Self::Native => XdpMode::Driver,
-            Self::Generic => XdpMode::Skb,
+            Self::Auto | Self::Generic => XdpMode::Skb,
         }
     }
 }
@@ -267,6 +291,7 @@ impl AttachMode {
 impl fmt::Display for AttachMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Auto => "auto",
             Self::Native => "native",
             Self::Generic => "generic",
         })
@@ -428,7 +453,7 @@ impl Datapath {
     ) -> Result<(Self, Pollables), DatapathError> {
         ensure_pin_dir(pin_dir)?;
         check_pins(pin_dir)?;
-        let mut ebpf = load_object(object, pin_dir, None)?;
+        let mut ebpf = load_object(object, pin_dir, None, false)?;
         // The logger owns the log map; it must outlive the program load.
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -442,6 +467,9 @@ impl Datapath {
             }
         };
         load_programs(&mut ebpf)?;
+        // The native variant (checksum completion) too, so that a port's
+        // attach cannot be the first to find it rejected.
+        load_object(object, pin_dir, None, true).and_then(|mut e| load_programs(&mut e))?;
         let events = take(&mut ebpf, maps::EVENTS)?;
         let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
         let vip_slots = Slots::recovered(
@@ -508,11 +536,24 @@ impl Datapath {
         ifindex: u32,
         interface: &str,
         slot: u32,
-    ) -> Result<(Ebpf, aya::programs::xdp::XdpLinkId, SchedClassifierLinkId), String> {
-        let mut ebpf = load_object(&self.object, &self.pin_dir, Some(slot))
-            .and_then(|mut e| load_programs(&mut e).map(|()| e))
-            .map_err(|e| format!("cannot load its programs: {e}"))?;
-        let mode = self.mode;
+    ) -> Result<
+        (
+            Ebpf,
+            aya::programs::xdp::XdpLinkId,
+            SchedClassifierLinkId,
+            AttachMode,
+        ),
+        String,
+    > {
+        let mode = self.mode.for_interface(interface);
+        let mut ebpf = load_object(
+            &self.object,
+            &self.pin_dir,
+            Some(slot),
+            mode == AttachMode::Native,
+        )
+        .and_then(|mut e| load_programs(&mut e).map(|()| e))
+        .map_err(|e| format!("cannot load its programs: {e}"))?;
         let link = xdp_program(&mut ebpf)
             .map_err(|e| e.to_string())?
             .attach_to_if_index(ifindex, mode.xdp())
@@ -521,7 +562,7 @@ impl Datapath {
             .map_err(|e| e.to_string())?
             .attach(interface, TcAttachType::Egress)
             .map_err(|e| format!("cannot attach TC egress: {e}"))?;
-        Ok((ebpf, link, egress))
+        Ok((ebpf, link, egress, mode))
     }
 
     /// Detaches both programs of a port and frees its slot.
@@ -702,11 +743,10 @@ impl Datapath {
                 s.ports.0 += 1;
             }
             match self.attach(ifx, &interface, slot) {
-                Ok((ebpf, link, egress)) => {
+                Ok((ebpf, link, egress, mode)) => {
                     info!(
-                        "{label}: attached XDP ({} mode) and TC egress to {interface} \
-                         (ifindex {ifx}, slot {slot})",
-                        self.mode
+                        "{label}: attached XDP ({mode} mode) and TC egress to {interface} \
+                         (ifindex {ifx}, slot {slot})"
                     );
                     self.attached.insert(
                         ifx,
@@ -869,21 +909,25 @@ impl Datapath {
 }
 
 /// Loads (but does not verify) the object, with every map pinned under
-/// `pin_dir` and `PORT_SLOT` set to `slot` (0 for an instance that is
-/// never attached).
+/// `pin_dir`, `PORT_SLOT` set to `slot` (0 for an instance that is never
+/// attached) and `COMPLETE_CHECKSUMS` to whether its XDP program runs in
+/// native mode.
 fn load_object(
     object: &ObjectSource,
     pin_dir: &Path,
     slot: Option<u32>,
+    native: bool,
 ) -> Result<Ebpf, DatapathError> {
     let paths: Vec<(&'static str, PathBuf)> =
         maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
     let slot = slot.unwrap_or(0);
+    let complete_checksums = u32::from(native);
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
     loader.override_global(maps::PORT_SLOT, &slot, true);
+    loader.override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true);
     Ok(match object {
         ObjectSource::Embedded(bytes) => loader.load(bytes)?,
         ObjectSource::File(path) => loader.load_file(path)?,

@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
         /// How XDP is attached to the ports' interfaces.
-        #[arg(long, value_enum, default_value_t = XdpModeArg::Generic)]
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
         xdp_mode: XdpModeArg,
         /// Load the datapath object from this file instead of the one built in
         /// (needed when this binary was built without one).
@@ -96,20 +96,25 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum XdpModeArg {
-    /// In the kernel's generic path (XDP_FLAGS_SKB_MODE), the default: a
-    /// frame redirected to a VIP's owner keeps its socket-buffer metadata,
-    /// so the VMs' checksum and segmentation offloads stay valid.
-    Generic,
-    /// In the driver (XDP_FLAGS_DRV_MODE): faster, but a redirected frame
-    /// loses the offload metadata, so the VMs must fill in their own
-    /// checksums and send no segments larger than a page (in a veth VM:
-    /// `ethtool -K eth0 tx off tso off gso off`).
+    /// The default: native on taps (the KVM case), generic on every other
+    /// port (veth).
+    Auto,
+    /// In the driver (XDP_FLAGS_DRV_MODE): the fastest. A redirected frame
+    /// leaves its socket-buffer metadata behind, so the datapath completes
+    /// the TCP/UDP checksums the VM left to the offload; larger
+    /// segmentation-offload frames go by the bridge. On a veth, frames
+    /// redirected to a VM are lost unless the VM's side has GRO or XDP on
+    /// (`ethtool -K eth0 gro on`).
     Native,
+    /// In the kernel's generic path (XDP_FLAGS_SKB_MODE): every frame
+    /// keeps its socket buffer and its offload metadata; slower.
+    Generic,
 }
 
 impl From<XdpModeArg> for AttachMode {
     fn from(m: XdpModeArg) -> Self {
         match m {
+            XdpModeArg::Auto => AttachMode::Auto,
             XdpModeArg::Native => AttachMode::Native,
             XdpModeArg::Generic => AttachMode::Generic,
         }

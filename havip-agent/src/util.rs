@@ -75,6 +75,54 @@ pub fn ifname_of(ifindex: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
+/// The kernel driver of interface `name` in this network namespace, as
+/// `ethtool -i` names it (`tun` for a tap, `veth`, ...).
+pub fn driver_of(name: &str) -> std::io::Result<String> {
+    /// `struct ethtool_drvinfo` (linux/ethtool.h).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 160],
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    if name.len() >= libc::IF_NAMESIZE {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    // SAFETY: a zeroed ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points at a live
+    // ethtool_drvinfo, as the ioctl expects.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIOCETHTOOL,
+            &mut ifr,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..len]).into_owned())
+}
+
 /// Converts `bpf_ktime_get_ns()` values (CLOCK_MONOTONIC) to wall-clock time.
 #[derive(Debug, Clone, Copy)]
 pub struct BpfClock {

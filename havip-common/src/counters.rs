@@ -95,9 +95,18 @@ pub enum Stat {
     /// Frames for a VIP caught on the way out of a non-owner port and sent
     /// to the owner instead.
     EgressRedirected = 9,
+    /// Frames for a local owner whose TCP/UDP checksum the datapath
+    /// completed before redirecting them (native XDP: the VM had left it to
+    /// the offload, which a redirect does not keep).
+    ChecksumsCompleted = 10,
+    /// Frames for a local owner left to the bridge, with the owner's MAC,
+    /// because their checksum could not be completed here (segmentation
+    /// offload frames larger than the port's MTU, segments over 4 KiB, IPv6
+    /// with extension headers): the bridge keeps their offload metadata.
+    OffloadViaBridge = 11,
 }
 
-pub const STATS: usize = 10;
+pub const STATS: usize = 12;
 
 impl Stat {
     pub const ALL: [Stat; STATS] = [
@@ -111,6 +120,8 @@ impl Stat {
         Self::DeliveredToOwner,
         Self::OwnerMacRewritten,
         Self::EgressRedirected,
+        Self::ChecksumsCompleted,
+        Self::OffloadViaBridge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -125,6 +136,8 @@ impl Stat {
             Self::DeliveredToOwner => "delivered_to_owner",
             Self::OwnerMacRewritten => "owner_mac_rewritten",
             Self::EgressRedirected => "egress_redirected",
+            Self::ChecksumsCompleted => "checksums_completed",
+            Self::OffloadViaBridge => "offload_via_bridge",
         }
     }
 }

@@ -30,14 +30,31 @@ pub const VIP_STATS: &str = "havip_vipstats";
 /// redirected to (a `DEVMAP_HASH`).
 pub const REDIRECT: &str = "havip_redirect";
 
+/// Per-CPU array of one [`SEGMENT_BUF`]-byte buffer: where the datapath
+/// copies a TCP/UDP segment to sum it (native mode). Pinned so that every
+/// port's programs share one buffer per CPU; it holds nothing between
+/// frames.
+pub const SEGMENT: &str = "havip_segment";
+/// The longest TCP/UDP segment whose checksum the datapath completes: more
+/// than a native XDP buffer holds (a page, less the headroom and the
+/// socket buffer's tail), so every frame outside a socket buffer fits.
+pub const MAX_SEGMENT: usize = 4096;
+/// The segment buffer: the longest segment and a word of zero padding.
+pub const SEGMENT_BUF: usize = MAX_SEGMENT + 4;
+
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 10] = [
-    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT,
+pub const ALL: [&str; 11] = [
+    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT, SEGMENT,
 ];
 
 /// The constant in the programs' read-only data that names their port's
 /// slot in [`PORTS`]; the agent sets it for each port it loads them for.
 pub const PORT_SLOT: &str = "PORT_SLOT";
+/// Name of the global (1 or 0) that tells a port's programs whether their
+/// XDP program runs in the driver (native), where a redirected frame leaves
+/// its socket-buffer metadata behind and the datapath completes checksums
+/// the VM left to the offload.
+pub const COMPLETE_CHECKSUMS: &str = "COMPLETE_CHECKSUMS";
 
 /// Port slots (and redirect targets) on one host.
 pub const MAX_PORTS: u32 = 1024;

@@ -33,6 +33,7 @@
 #![no_main]
 
 mod arp;
+mod checksum;
 mod counters;
 mod deliver;
 mod egress;
@@ -84,7 +85,7 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
     // 4. Judge, then 5. decide, by protocol.
     match ethertype {
         ETH_P_ARP => on_arp(ctx, link, port, from),
-        ETH_P_IP => on_ipv4(&pkt, link, port, &from),
+        ETH_P_IP => on_ipv4(&ctx, &pkt, link, port, &from),
         ETH_P_IPV6 => on_ipv6(ctx, link, port, from),
         _ => verdict(Ok(None)),
     }
@@ -108,10 +109,12 @@ fn on_arp(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
 /// (Safe RET against SRSO on AMD Zen), nearly what the rest of a non-VIP
 /// frame's judgement costs.
 #[inline(always)]
-fn on_ipv4(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> u32 {
+fn on_ipv4(ctx: &XdpContext, pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> u32 {
     verdict((|| {
         let dst = ipv4::judge(pkt, link, port, from)?;
-        deliver::to_owner(pkt, port, &dst)
+        deliver::to_owner(ctx, pkt, port, &dst, || {
+            checksum::ipv4(XdpContext::new(ctx.ctx), link.l3())
+        })
     })())
 }
 
@@ -125,7 +128,9 @@ fn on_ipv6(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
         Ipv6::Discovery => Ok(None),
         Ipv6::Data => {
             let dst = pkt.ipv6(link.l3() + ipv6::DST_OFFSET)?;
-            deliver::to_owner(&pkt, port, &NetworkAddr::v6(port.network, dst))
+            deliver::to_owner(&ctx, &pkt, port, &NetworkAddr::v6(port.network, dst), || {
+                checksum::ipv6(XdpContext::new(ctx.ctx), link.l3())
+            })
         }
     })())
 }

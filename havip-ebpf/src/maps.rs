@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use havip_common::{
     counters::{DROP_REASONS, STATS},
-    maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS},
+    maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, SEGMENT_BUF},
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
@@ -20,6 +20,22 @@ use havip_common::{
 /// constant, so the port's lookup is an inlined array access).
 #[unsafe(no_mangle)]
 static PORT_SLOT: u32 = 0;
+
+/// 1 when the XDP program runs in the driver (native mode): a frame it
+/// redirects leaves its socket buffer, and the offload metadata with it,
+/// behind, so the datapath completes the checksums the VM left to the
+/// offload (`checksum.rs`). 0 in generic mode, where a redirected frame
+/// keeps its metadata. Set by the agent at load time, like `PORT_SLOT`.
+#[unsafe(no_mangle)]
+static COMPLETE_CHECKSUMS: u32 = 0;
+
+/// Whether this instance completes checksums before a redirect (a
+/// constant to the verifier, which prunes the other branch).
+#[inline(always)]
+pub fn completes_checksums() -> bool {
+    // SAFETY: a plain read of a constant the loader wrote.
+    unsafe { core::ptr::read_volatile(&COMPLETE_CHECKSUMS) != 0 }
+}
 
 /// The port these programs serve, if its slot holds one.
 #[inline(always)]
@@ -70,6 +86,11 @@ pub static VIP_STATS: PerCpuArray<VipCounters, { MAX_VIPS as usize }> = PerCpuAr
 /// to (the owner's port).
 #[btf_map(name = "havip_redirect")]
 pub static REDIRECT: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
+
+/// A TCP/UDP segment being summed (`checksum.rs`), one buffer per CPU,
+/// shared by every port's programs.
+#[btf_map(name = "havip_segment")]
+pub static SEGMENT: PerCpuArray<[u8; SEGMENT_BUF], 1> = PerCpuArray::new();
 
 /// One word of scratch per CPU, to keep a value the verifier would
 /// otherwise track too closely (see `ipv6::icmpv6_offset`). Not pinned: it

@@ -155,7 +155,7 @@ impl Fabric {
             ])?;
             let vms = vms
                 .iter()
-                .map(|spec| lab::add_vm(&ns, &stem, *spec, &lab::xdp_mode()))
+                .map(|spec| lab::add_vm(&ns, &stem, *spec))
                 .collect::<Result<Vec<_>>>()?;
             let host_dir = dir.join(name);
             std::fs::create_dir_all(&host_dir)?;

@@ -166,21 +166,12 @@ pub enum Offload {
     /// Generic receive offload: on a veth, also turns on the NAPI path that
     /// XDP_REDIRECT into it needs.
     Gro,
-    /// Transmit checksum offload.
-    TxChecksum,
-    /// TCP segmentation offload.
-    Tso,
-    /// Generic segmentation offload.
-    Gso,
 }
 
 impl Offload {
     /// (ETHTOOL_G*, ETHTOOL_S*) from linux/ethtool.h.
     fn commands(self) -> (u32, u32) {
         match self {
-            Offload::TxChecksum => (0x16, 0x17),
-            Offload::Tso => (0x1e, 0x1f),
-            Offload::Gso => (0x23, 0x24),
             Offload::Gro => (0x2b, 0x2c),
         }
     }
@@ -242,8 +233,8 @@ pub fn set_offload(ns: &Netns, dev: &str, offload: Offload, on: bool) -> Result<
     Ok(())
 }
 
-/// The XDP mode the tests run the agent in: `HAVIP_XDP_MODE`, or the
-/// agent's default (`generic`).
+/// The XDP mode the tests run the agent in: `HAVIP_XDP_MODE`, or
+/// `generic`, what the agent's default (`auto`) picks for the lab's veths.
 pub fn xdp_mode() -> String {
     std::env::var("HAVIP_XDP_MODE").unwrap_or_else(|_| "generic".into())
 }
@@ -268,8 +259,8 @@ pub fn add_bridge(ns: &Netns, name: &str) -> Result<()> {
 
 /// Creates the VM `spec` (its namespace, and a veth pair: `spec.tap` on the
 /// hypervisor `hv`, in its bridge `br0`, and `eth0` in the VM with the
-/// spec's MAC and addresses), for an agent in XDP mode `mode`.
-pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec, mode: &str) -> Result<Vm> {
+/// spec's MAC and addresses).
+pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec) -> Result<Vm> {
     let ns = Netns::new(&format!("{stem}-{}", spec.role))?;
     // Addresses usable at once; EUI-64 link-local from the fixed MAC.
     for scope in ["default", "all"] {
@@ -303,14 +294,9 @@ pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec, mode: &str) -> Result<Vm> {
     // (XDP_REDIRECT into a veth needs NAPI on the receiving end: an
     // XDP program or GRO). A tap would not need it.
     set_offload(&ns, "eth0", Offload::Gro, true)?;
-    // Native XDP drops the offload metadata of redirected frames:
-    // the VM fills in its own checksums and sends no large segments
-    // (see the agent's --xdp-mode).
-    if mode == "native" {
-        for offload in [Offload::TxChecksum, Offload::Tso, Offload::Gso] {
-            set_offload(&ns, "eth0", offload, false)?;
-        }
-    }
+    // The VM keeps its checksum and segmentation offloads in either XDP
+    // mode: in native mode the datapath completes the checksums of the
+    // frames it redirects (see the agent's --xdp-mode).
     hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
     hv.ip(&["link", "set", spec.tap, "up"])?;
     Ok(Vm { spec, ns })
@@ -401,7 +387,7 @@ impl Lab {
         hv.disable_ipv6()?;
         add_bridge(&hv, "br0")?;
 
-        let vm = |spec: VmSpec| add_vm(&hv, &stem, spec, mode);
+        let vm = |spec: VmSpec| add_vm(&hv, &stem, spec);
         let vm1 = vm(VM1)?;
         let vm2 = vm(VM2)?;
         let client = vm(CLIENT)?;

@@ -23,8 +23,9 @@
 //! Environment:
 //! - `HAVIP_AGENT_BIN`: the agent (default `target/release/havip-agent`);
 //! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set;
-//! - `HAVIP_XDP_MODE`: `generic` (default, as the agent's) or `native`
-//!   (the lab then turns the VMs' checksum and segmentation offloads off);
+//! - `HAVIP_XDP_MODE`: `generic` (default: what the agent's default, `auto`,
+//!   picks for the lab's veths) or `native` (the VMs keep their offloads:
+//!   the datapath completes checksums);
 //! - `HAVIP_AGENT_READY_SECS`: how long the agent may take to attach (30);
 //! - `HAVIP_PYTHON`: a python3 with scapy (default: /usr/bin/python3).
 //!

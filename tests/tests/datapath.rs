@@ -25,6 +25,7 @@ use havip_common::{
     vip::{hint_bucket, MAX_BINDINGS},
     DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
 };
+use havip_tests::bench::frames::ones_sum;
 use rand::{Rng, SeedableRng};
 
 const XDP_ABORTED: u32 = 0;
@@ -112,7 +113,14 @@ struct Datapath {
 }
 
 impl Datapath {
+    /// The object as the agent loads it for a port in generic mode.
     fn load() -> Self {
+        Self::load_in_mode(false)
+    }
+
+    /// The object as the agent loads it for a port in native mode
+    /// (`COMPLETE_CHECKSUMS` set) when `native`.
+    fn load_in_mode(native: bool) -> Self {
         let object = std::env::var("HAVIP_EBPF_OBJECT").unwrap_or_else(|_| {
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -120,9 +128,15 @@ impl Datapath {
             )
             .to_string()
         });
-        let mut ebpf = EbpfLoader::new().load_file(&object).unwrap_or_else(|e| {
-            panic!("loading the datapath {object} (needs root and `cargo xtask build-ebpf`): {e}")
-        });
+        let complete_checksums = u32::from(native);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true)
+            .load_file(&object)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "loading the datapath {object} (needs root and `cargo xtask build-ebpf`): {e}"
+                )
+            });
         let prog: &mut Xdp = ebpf
             .program_mut(maps::XDP_PROGRAM)
             .unwrap()
@@ -1782,4 +1796,220 @@ fn a_port_with_more_addresses_than_it_holds_finds_the_rest_in_the_address_map() 
     dp.addrs().insert(v4(foreign), VM2.port_id, 0).unwrap();
     assert_eq!(dp.run(&udp4(VM1.mac, foreign, VM2.v4)).0, XDP_DROP);
     assert_eq!(dp.drops(DropReason::IpSpoof), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Checksums in native mode: a redirected frame leaves its socket buffer, and
+// the checksum offload with it, behind; the datapath completes what the VM
+// left to the offload.
+// ---------------------------------------------------------------------------
+
+/// Where a frame's TCP or UDP segment is (no VLAN tag, no IPv6 extension
+/// header): its offset, its checksum's offset, and the sum of its
+/// pseudo-header.
+fn segment(frame: &[u8]) -> (usize, usize, u16) {
+    let l3 = &frame[ETH_LEN..];
+    let (l4, protocol, addrs, len) = match l3[0] >> 4 {
+        4 => {
+            let ihl = usize::from(l3[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
+            (ETH_LEN + ihl, l3[9], &l3[12..20], total - ihl)
+        }
+        _ => (
+            ETH_LEN + 40,
+            l3[6],
+            &l3[8..40],
+            usize::from(u16::from_be_bytes([l3[4], l3[5]])),
+        ),
+    };
+    let check = l4 + if protocol == 6 { 16 } else { 6 };
+    let pseudo = ones_sum(addrs, u32::from(protocol) + len as u32);
+    (l4, check, pseudo)
+}
+
+/// The frame as a VM with checksum offload sends it: the checksum field
+/// holds the pseudo-header's sum, for the NIC to finish.
+fn offloaded(mut frame: Vec<u8>) -> Vec<u8> {
+    let (_, check, pseudo) = segment(&frame);
+    frame[check..check + 2].copy_from_slice(&pseudo.to_be_bytes());
+    frame
+}
+
+/// The frame with its checksum field set to `value`.
+fn with_l4_checksum(mut frame: Vec<u8>, value: u16) -> Vec<u8> {
+    let (_, check, _) = segment(&frame);
+    frame[check..check + 2].copy_from_slice(&value.to_be_bytes());
+    frame
+}
+
+/// The IPv4 frame marked as the first fragment of a larger datagram (its
+/// header checksum updated).
+fn first_fragment(mut frame: Vec<u8>) -> Vec<u8> {
+    let ip = ETH_LEN;
+    frame[ip + 6] |= 0x20;
+    frame[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+    let check = !ones_sum(&frame[ip..ip + 20], 0);
+    frame[ip + 10..ip + 12].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+fn tcp4(eth_src: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(eth_src, BROADCAST)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .tcp(40000, 80, 1, 64000);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, payload).unwrap();
+    frame
+}
+
+fn tcp6(eth_src: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(eth_src, BROADCAST)
+        .ipv6(src.octets(), dst.octets(), 64)
+        .tcp(40000, 80, 1, 64000);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, payload).unwrap();
+    frame
+}
+
+/// `n` bytes of payload that are not all alike.
+fn payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// (name, frame in, action, frame out, the stat that counts it).
+type ChecksumCase = (&'static str, Vec<u8>, u32, Vec<u8>, Stat);
+
+#[test]
+fn native_redirects_complete_the_checksums_the_vm_left_to_the_offload() {
+    let udp4_ok = udp4(CLIENT.mac, CLIENT.v4, VIP4);
+    let tcp4_ok = tcp4(CLIENT.mac, CLIENT.v4, VIP4, &payload(1401));
+    let tcp6_ok = tcp6(CLIENT.mac, CLIENT.v6, VIP6, &payload(1000));
+    let udp6_odd = udp6(CLIENT.mac, CLIENT.v6, VIP6);
+    let udp6_ext = with_ext_headers(udp6(CLIENT.mac, CLIENT.v6, VIP6), &[dest_opts()]);
+    let to_owner = |frame: &Vec<u8>| with_dst_mac(frame.clone(), VM1.mac);
+    let wrong = with_l4_checksum(udp4_ok.clone(), 0x1234);
+    let cases: Vec<ChecksumCase> = vec![
+        (
+            "UDP/IPv4 left to the offload is completed",
+            offloaded(udp4_ok.clone()),
+            XDP_REDIRECT,
+            to_owner(&udp4_ok),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "TCP/IPv4 of 1401 bytes (pieces of every size, an odd byte) is completed",
+            offloaded(tcp4_ok.clone()),
+            XDP_REDIRECT,
+            to_owner(&tcp4_ok),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "TCP/IPv6 left to the offload is completed",
+            offloaded(tcp6_ok.clone()),
+            XDP_REDIRECT,
+            to_owner(&tcp6_ok),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "UDP/IPv6 with an odd length is completed",
+            offloaded(udp6_odd.clone()),
+            XDP_REDIRECT,
+            to_owner(&udp6_odd),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "a complete checksum is left as it is",
+            tcp4_ok.clone(),
+            XDP_REDIRECT,
+            to_owner(&tcp4_ok),
+            Stat::DeliveredToOwner,
+        ),
+        (
+            "a wrong checksum is left for the owner to drop",
+            wrong.clone(),
+            XDP_REDIRECT,
+            to_owner(&wrong),
+            Stat::DeliveredToOwner,
+        ),
+        (
+            "UDP/IPv4 without a checksum stays without",
+            with_l4_checksum(udp4_ok.clone(), 0),
+            XDP_REDIRECT,
+            to_owner(&with_l4_checksum(udp4_ok.clone(), 0)),
+            Stat::DeliveredToOwner,
+        ),
+        (
+            "an IPv4 fragment is redirected as it is",
+            first_fragment(offloaded(udp4_ok.clone())),
+            XDP_REDIRECT,
+            to_owner(&first_fragment(offloaded(udp4_ok.clone()))),
+            Stat::DeliveredToOwner,
+        ),
+        (
+            "IPv6 with an extension header before UDP goes by the bridge",
+            udp6_ext.clone(),
+            XDP_PASS,
+            to_owner(&udp6_ext),
+            Stat::OffloadViaBridge,
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    let mut dp = Datapath::load_in_mode(true);
+    for (name, frame, expected_action, expected, stat) in cases {
+        dp.reset();
+        dp.set_owner(VIP4_ID, VM1);
+        dp.set_owner(VIP6_ID, VM1);
+        dp.redirect().insert(LO, LO, None, 0).unwrap();
+        dp.from(CLIENT, true);
+        let completed = dp.stat(Stat::ChecksumsCompleted);
+        let counted = dp.stat(stat);
+        let (action, out) = dp.run(&frame);
+
+        let mut problems = Vec::new();
+        if action != expected_action {
+            problems.push(format!("action {action}, expected {expected_action}"));
+        }
+        if out != expected {
+            problems.push(format!(
+                "output\n      {out:02x?}\n    expected\n      {expected:02x?}"
+            ));
+        }
+        if dp.stat(stat) != counted + 1 {
+            problems.push(format!("{} did not count it", stat.name()));
+        }
+        if stat != Stat::ChecksumsCompleted && dp.stat(Stat::ChecksumsCompleted) != completed {
+            problems.push("counted as completed".into());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n  {}",
+        failures.join("\n  ")
+    );
+
+    // A segment that says it is longer than the frame is dropped, counted.
+    let mut short = offloaded(udp4_ok.clone());
+    short.truncate(short.len() - 2);
+    let truncated = dp.drops(DropReason::Truncated);
+    assert_eq!(dp.run(&short).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::Truncated), truncated + 1);
+}
+
+/// In generic mode the redirect keeps the socket buffer and its offload:
+/// the checksum field is left for the owner's side to finish.
+#[test]
+fn generic_redirects_leave_the_offload_to_the_socket_buffer() {
+    let mut dp = Datapath::load();
+    dp.set_owner(VIP4_ID, VM1);
+    dp.redirect().insert(LO, LO, None, 0).unwrap();
+    dp.from(CLIENT, true);
+    let frame = offloaded(tcp4(CLIENT.mac, CLIENT.v4, VIP4, &payload(200)));
+    let (action, out) = dp.run(&frame);
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(out, with_dst_mac(frame, VM1.mac));
+    assert_eq!(dp.stat(Stat::ChecksumsCompleted), 0);
 }

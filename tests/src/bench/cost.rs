@@ -92,6 +92,10 @@ struct Path {
     runs: Runs,
     reader: Reader,
     target: Option<Target>,
+    /// Run through the sender's native-mode instance (`COMPLETE_CHECKSUMS`
+    /// set: the TCP/UDP checksum of a redirected frame is summed, and
+    /// completed when the VM left it to the offload).
+    native: bool,
 }
 
 /// The reader of the event ring (the agent), for paths that report events.
@@ -115,6 +119,7 @@ fn paths() -> Vec<Path> {
         runs,
         reader: Reader::KeepsUp,
         target: None,
+        native: false,
     };
     let owner_moves = || {
         vec![
@@ -139,6 +144,27 @@ fn paths() -> Vec<Path> {
                 "VIP delivery",
                 CLIENT,
                 frames::udp4(&CLIENT, VM1.mac, VIP4, &[0; 18]),
+                XDP_REDIRECT,
+                Runs::Repeated,
+            )
+        },
+        Path {
+            target: Some(Target::AtMost(DELIVERY_TARGET_NS)),
+            native: true,
+            ..path(
+                "VIP delivery, native XDP (checksum summed)",
+                CLIENT,
+                frames::udp4(&CLIENT, VM1.mac, VIP4, &[0; 18]),
+                XDP_REDIRECT,
+                Runs::Repeated,
+            )
+        },
+        Path {
+            native: true,
+            ..path(
+                "VIP delivery, native XDP, 1500-byte UDP",
+                CLIENT,
+                frames::udp4(&CLIENT, VM1.mac, VIP4, &[7; 1472]),
                 XDP_REDIRECT,
                 Runs::Repeated,
             )
@@ -418,7 +444,8 @@ impl Bench {
         for call in 0..calls {
             let (from, frame) = &path.sends[call % path.sends.len()];
             let port = self.datapath.ifindex(from);
-            let (action, ns) = test_run(self.datapath.program(from)?, frame, port, repeat)?;
+            let program = self.datapath.program(from, path.native)?;
+            let (action, ns) = test_run(program, frame, port, repeat)?;
             if action != path.action {
                 bail!(
                     "{}: the datapath returned action {action}, not {} (call {call}, {repeat} runs)",
@@ -482,8 +509,11 @@ fn datapath_object() -> String {
 /// slot as their constant; each port on the interface named after its VM,
 /// in the calling thread's namespace.
 struct Datapath {
-    /// One instance per VM, in the order of `VMS` (its slot).
+    /// One instance per VM, in the order of `VMS` (its slot), as the agent
+    /// loads it for a port in generic mode.
     instances: Vec<Ebpf>,
+    /// The same in native mode (`COMPLETE_CHECKSUMS` set).
+    native: Vec<Ebpf>,
     events: RingBuf<MapData>,
     /// (port id, ifindex) of every VM.
     ports: Vec<(u32, u32)>,
@@ -509,13 +539,14 @@ impl Datapath {
         )));
         std::fs::create_dir_all(&pins.0)
             .with_context(|| format!("create {} (is bpffs mounted?)", pins.0.display()))?;
-        let mut instances = Vec::new();
-        for slot in 0..VMS.len() as u32 {
+        let load = |slot: u32, native: bool| -> Result<Ebpf> {
             let mut loader = EbpfLoader::new();
             for name in maps::ALL {
                 loader.map_pin_path(name, pins.0.join(name));
             }
+            let complete_checksums = u32::from(native);
             loader.override_global(maps::PORT_SLOT, &slot, true);
+            loader.override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true);
             let mut ebpf = loader.load_file(&object).with_context(|| {
                 format!("load the datapath {object} (`cargo xtask build-ebpf` builds it)")
             })?;
@@ -525,8 +556,16 @@ impl Datapath {
                 .try_into()?;
             prog.load()
                 .context("the verifier rejects the XDP program")?;
-            instances.push(ebpf);
-        }
+            Ok(ebpf)
+        };
+        let slots = 0..VMS.len() as u32;
+        let mut instances = slots
+            .clone()
+            .map(|slot| load(slot, false))
+            .collect::<Result<Vec<_>>>()?;
+        let native = slots
+            .map(|slot| load(slot, true))
+            .collect::<Result<Vec<_>>>()?;
         let events = instances[0]
             .take_map(maps::EVENTS)
             .context("no event ring in the datapath object")?;
@@ -546,6 +585,7 @@ impl Datapath {
         let mut dp = Self {
             events: RingBuf::try_from(events)?,
             instances,
+            native,
             ports,
             _pins: pins,
         };
@@ -606,13 +646,18 @@ impl Datapath {
             .with_context(|| format!("no map {name} in the datapath object"))
     }
 
-    /// The XDP program loaded for `vm`'s port.
-    fn program(&self, vm: &VmSpec) -> Result<&Xdp> {
+    /// The XDP program loaded for `vm`'s port, in native mode if `native`.
+    fn program(&self, vm: &VmSpec, native: bool) -> Result<&Xdp> {
         let slot = VMS
             .iter()
             .position(|v| v.port_id == vm.port_id)
             .expect("every VM of the fixture has a port");
-        Ok(self.instances[slot]
+        let instances = if native {
+            &self.native
+        } else {
+            &self.instances
+        };
+        Ok(instances[slot]
             .program(maps::XDP_PROGRAM)
             .context("no XDP program in the datapath object")?
             .try_into()?)
@@ -690,8 +735,12 @@ mod tests {
         let targets: Vec<_> = paths.iter().filter_map(|p| p.target).collect();
         assert_eq!(
             targets,
-            [Target::AtMost(15.0), Target::AtMost(60.0)],
-            "non-VIP pass and VIP delivery"
+            [
+                Target::AtMost(15.0),
+                Target::AtMost(60.0),
+                Target::AtMost(60.0)
+            ],
+            "non-VIP pass and VIP delivery, generic and native"
         );
     }
 

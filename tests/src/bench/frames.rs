@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 
+use crate::bench::tap::VnetHdr;
 use crate::lab::VmSpec;
 
 /// The shortest Ethernet frame without its FCS.
@@ -94,6 +95,60 @@ fn pad(mut frame: Vec<u8>) -> Vec<u8> {
         frame.resize(MIN_FRAME, 0);
     }
     frame
+}
+
+/// The ones' complement sum (RFC 1071) of `bytes`, added to `sum`, folded
+/// to 16 bits.
+pub fn ones_sum(bytes: &[u8], mut sum: u32) -> u16 {
+    for pair in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+/// Offset of the checksum in a UDP and a TCP header.
+pub const UDP_CHECK_OFFSET: u16 = 6;
+pub const TCP_CHECK_OFFSET: u16 = 16;
+
+/// The pseudo-header sum of a TCP/UDP over IPv4 frame (no options): what a
+/// VM with checksum offload puts in the checksum field.
+pub fn ipv4_pseudo_sum(frame: &[u8]) -> u16 {
+    let ip = &frame[ETH_LEN..];
+    let total = u16::from_be_bytes([ip[2], ip[3]]);
+    ones_sum(
+        &ip[12..20],
+        u32::from(ip[9]) + u32::from(total) - IPV4_LEN as u32,
+    )
+}
+
+/// Whether the TCP/UDP checksum of an IPv4 frame (no options) is complete
+/// and right.
+pub fn ipv4_checksum_is_complete(frame: &[u8]) -> bool {
+    let ip = &frame[ETH_LEN..];
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    ones_sum(&ip[IPV4_LEN..total], u32::from(ipv4_pseudo_sum(frame))) == 0xffff
+}
+
+/// A TCP/UDP over IPv4 frame (no options) as a VM with checksum offload
+/// sends it: the checksum field (at `check_offset` in the TCP/UDP header)
+/// holds the pseudo-header's sum, and the vnet header says the rest is
+/// left to do.
+pub fn left_to_the_offload(mut frame: Vec<u8>, check_offset: u16) -> (VnetHdr, Vec<u8>) {
+    let at = ETH_LEN + IPV4_LEN + usize::from(check_offset);
+    let pseudo = ipv4_pseudo_sum(&frame);
+    frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+    let hdr = VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        csum_start: (ETH_LEN + IPV4_LEN) as u16,
+        csum_offset: check_offset,
+        ..VnetHdr::default()
+    };
+    (hdr, frame)
 }
 
 #[cfg(test)]

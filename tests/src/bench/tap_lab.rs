@@ -21,7 +21,7 @@ use crate::agent::{Agent, AgentOptions};
 use crate::bench::frames;
 use crate::bench::labs::{bridge_knows, empty_xdp_on, Forwarding, XdpMode};
 use crate::bench::raw_xdp::ConstantXdp;
-use crate::bench::tap::Tap;
+use crate::bench::tap::{Tap, VnetHdr};
 use crate::lab::{self, DirGuard, VmSpec, CLIENT, ROGUE, VIP4, VIP4_ID, VM1, VM2};
 use crate::netns::{self, Netns};
 
@@ -59,6 +59,27 @@ impl TapLab {
     /// frame to every tap in `mode`. [`Forwarding::BridgeAlone`] runs no
     /// XDP: its lab is the same in every mode.
     pub fn build(mode: XdpMode, forwarding: Forwarding) -> Result<Self> {
+        Self::build_with(mode, forwarding, false, mode.as_str())
+    }
+
+    /// The lab with the taps QEMU opens for virtio-net VMs that offload
+    /// checksums and TCP segmentation ([`Tap::create_offloading`]); for
+    /// [`Forwarding::Havip`] the agent runs in XDP mode `agent_mode`
+    /// (`auto`, its default, is native on taps).
+    pub fn offloading(forwarding: Forwarding, agent_mode: &str) -> Result<Self> {
+        let mode = match agent_mode {
+            "generic" => XdpMode::Generic,
+            _ => XdpMode::Native,
+        };
+        Self::build_with(mode, forwarding, true, agent_mode)
+    }
+
+    fn build_with(
+        mode: XdpMode,
+        forwarding: Forwarding,
+        offloading: bool,
+        agent_mode: &str,
+    ) -> Result<Self> {
         crate::cmd::require_lab_prerequisites()?;
         let stem = netns::unique_stem();
         let dir = std::env::temp_dir().join(&stem);
@@ -70,7 +91,11 @@ impl TapLab {
         lab::add_bridge(&hv, "br0")?;
         set_bridge_netfilter(&hv, false)?;
         let vm = |spec: VmSpec| -> Result<TapVm> {
-            let tap = Tap::create(&hv, spec.tap)?;
+            let tap = if offloading {
+                Tap::create_offloading(&hv, spec.tap)?
+            } else {
+                Tap::create(&hv, spec.tap)?
+            };
             hv.ip(&["link", "set", spec.tap, "master", "br0"])?;
             hv.ip(&["link", "set", spec.tap, "up"])?;
             bridge_knows(&hv, &spec)?;
@@ -90,7 +115,7 @@ impl TapLab {
             _dir_guard: dir_guard,
         };
         match forwarding {
-            Forwarding::Havip => lab.start_agent(&dir, &stem)?,
+            Forwarding::Havip => lab.start_agent(&dir, &stem, agent_mode)?,
             Forwarding::EmptyXdp => {
                 let taps: Vec<&str> = lab.vms().iter().map(|vm| vm.spec.tap).collect();
                 lab._empty = Some(empty_xdp_on(&lab.hv, &taps, mode)?);
@@ -111,23 +136,20 @@ impl TapLab {
 
     /// Starts the agent on the lab's config with the taps as the ports'
     /// interfaces, and has vm1 claim the IPv4 VIP.
-    fn start_agent(&mut self, dir: &std::path::Path, stem: &str) -> Result<()> {
+    fn start_agent(&mut self, dir: &std::path::Path, stem: &str, mode: &str) -> Result<()> {
         let config: PathBuf = dir.join("havip-agent.toml");
         std::fs::write(&config, lab::agent_config(&format!("tap lab {stem}")))?;
         let taps: Vec<&str> = self.vms().iter().map(|v| v.spec.tap).collect();
-        let agent = Agent::start_in_mode(
-            &self.hv,
-            &config,
-            dir,
-            &taps,
-            AgentOptions::default(),
-            self.mode.as_str(),
-        )?;
+        let agent =
+            Agent::start_in_mode(&self.hv, &config, dir, &taps, AgentOptions::default(), mode)?;
         let agent = self.agent.insert(agent);
-        self.vm1
-            .tap
-            .write(&frames::garp(&self.vm1.spec, VIP4))
-            .context("vm1's GARP for the VIP")?;
+        let garp = frames::garp(&self.vm1.spec, VIP4);
+        if self.vm1.tap.is_offloading() {
+            self.vm1.tap.write_offloaded(VnetHdr::default(), &garp)
+        } else {
+            self.vm1.tap.write(&garp)
+        }
+        .context("vm1's GARP for the VIP")?;
         agent.wait_owner(VIP4_ID, self.vm1.spec.port_id, OWNER_WAIT)?;
         Ok(())
     }

@@ -41,7 +41,7 @@ use crate::bench::tap_lab::{set_bridge_netfilter, tap_lab_name, TapLab};
 use crate::bench::throughput::{
     busy, cpu_times, rounds_note, Traffic, FAST_PATH_TARGET, SLOWDOWN_TARGET,
 };
-use crate::bench::{stats, wire, Context, Figure, Options, Section, Target, Unit};
+use crate::bench::{frames, stats, wire, Context, Figure, Options, Section, Target, Unit};
 use crate::lab::{VIP4, VIP4_ID};
 
 /// Frames the sender writes between two looks at the stop flag.
@@ -52,6 +52,11 @@ const BATCH: u64 = 64;
 enum Variant {
     /// A lab forwarding the frames to a receiving VM.
     Forwarding(Forwarding, XdpMode),
+    /// The same with VMs that offload checksums (taps with a vnet header,
+    /// UDP sent with the checksum left to the offload), havip in the
+    /// agent's default mode (native on taps: the datapath completes the
+    /// checksum of every frame it redirects).
+    Offloading(Forwarding),
     /// The bridge-alone lab with br_netfilter's calls into iptables on (as
     /// the kernel starts a namespace where it has br_netfilter, and as the
     /// veth labs run): the bridge as a firewalling hypervisor has it.
@@ -79,6 +84,15 @@ impl Site {
         eprintln!("havip-bench: building the tap lab for {name}");
         let lab = TapLab::build(mode, forwarding).with_context(|| format!("tap lab {name}"))?;
         Self::of(lab, Variant::Forwarding(forwarding, mode), name, None)
+    }
+
+    /// A lab of VMs that offload checksums (see [`Variant::Offloading`]).
+    fn offloading(forwarding: Forwarding) -> Result<Self> {
+        let name = offloading_lab_name(forwarding);
+        eprintln!("havip-bench: building the tap lab for {name}");
+        let lab =
+            TapLab::offloading(forwarding, "auto").with_context(|| format!("tap lab {name}"))?;
+        Self::of(lab, Variant::Offloading(forwarding), name, None)
     }
 
     /// The bridge alone calling iptables; `None` where the kernel has no
@@ -120,7 +134,9 @@ impl Site {
     /// The traffic this site is measured with.
     fn traffics(&self) -> &'static [Traffic] {
         match self.variant {
-            Variant::Forwarding(..) | Variant::BridgeNetfilter => &Traffic::ALL,
+            Variant::Forwarding(..) | Variant::Offloading(_) | Variant::BridgeNetfilter => {
+                &Traffic::ALL
+            }
             // Dropped on the client's tap: what it is addressed to is moot.
             Variant::WriteFloor => &[Traffic::Vip],
         }
@@ -189,6 +205,8 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
         sites.push(Site::new(mode, Forwarding::Havip)?);
         sites.push(Site::new(mode, Forwarding::EmptyXdp)?);
     }
+    sites.push(Site::offloading(Forwarding::BridgeAlone)?);
+    sites.push(Site::offloading(Forwarding::Havip)?);
     sites.extend(Site::bridge_netfilter()?);
     sites.push(Site::floor(&sink)?);
 
@@ -228,6 +246,9 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
 /// One window of `traffic` through `site`.
 fn window(site: &mut Site, traffic: Traffic, cpu: usize, opts: &Options) -> Result<Window> {
     let frame = traffic.frame();
+    // From a VM that offloads checksums: the UDP checksum left to do.
+    let offloaded = matches!(site.variant, Variant::Offloading(_))
+        .then(|| frames::left_to_the_offload(frame.clone(), frames::UDP_CHECK_OFFSET));
     let floor = site.variant == Variant::WriteFloor;
     let Site { lab, vm1, vm2, .. } = site;
     let (target, other, target_tap, other_tap) = match traffic {
@@ -251,9 +272,11 @@ fn window(site: &mut Site, traffic: Traffic, cpu: usize, opts: &Options) -> Resu
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..BATCH {
-                    client
-                        .write(&frame)
-                        .context("write into the client's tap")?;
+                    match &offloaded {
+                        Some((hdr, partial)) => client.write_offloaded(*hdr, partial),
+                        None => client.write(&frame),
+                    }
+                    .context("write into the client's tap")?;
                 }
                 n += BATCH;
                 sent.store(n, Ordering::Relaxed);
@@ -309,6 +332,14 @@ fn window(site: &mut Site, traffic: Traffic, cpu: usize, opts: &Options) -> Resu
         );
     }
     Ok(w)
+}
+
+/// How the report names a lab of VMs that offload checksums.
+fn offloading_lab_name(forwarding: Forwarding) -> String {
+    match forwarding {
+        Forwarding::Havip => "havip (tap, VMs with checksum offload, default mode)".into(),
+        _ => "bridge alone (tap, VMs with checksum offload)".into(),
+    }
 }
 
 fn summarize(opts: &Options, windows: &Windows, sender_cpu: usize) -> Section {
@@ -373,6 +404,40 @@ fn summarize(opts: &Options, windows: &Windows, sender_cpu: usize) -> Section {
                     &pps(list),
                 ));
             }
+        }
+        // VMs that offload checksums, havip in the agent's default mode.
+        let offloading_bridge = windows.of(Variant::Offloading(Forwarding::BridgeAlone), traffic);
+        let offloading_havip = windows.of(Variant::Offloading(Forwarding::Havip), traffic);
+        match traffic {
+            Traffic::Vip => fast_path.push(
+                Figure::median(
+                    "VIP traffic, havip fast path ÷ bridge alone (tap, VMs with checksum offload, \
+                     agent's default mode: native)",
+                    Unit::Ratio,
+                    &per_round(&offloading_havip, &offloading_bridge, |r| r),
+                )
+                .with_target(Target::AtLeast(FAST_PATH_TARGET)),
+            ),
+            Traffic::NonVip => slowdown.push(
+                Figure::median(
+                    "non-VIP traffic, slowdown with the programs (tap, VMs with checksum \
+                     offload, agent's default mode: native)",
+                    Unit::Percent,
+                    &per_round(&offloading_havip, &offloading_bridge, |r| 1.0 - r),
+                )
+                .with_target(Target::AtMost(SLOWDOWN_TARGET)),
+            ),
+        }
+        for forwarding in [Forwarding::BridgeAlone, Forwarding::Havip] {
+            rates.push(Figure::median(
+                format!(
+                    "{}, {}",
+                    traffic.describe(),
+                    offloading_lab_name(forwarding)
+                ),
+                Unit::PacketsPerSecond,
+                &pps(&windows.of(Variant::Offloading(forwarding), traffic)),
+            ));
         }
         // The bridge calling iptables, for context: no target is set on it.
         let netfilter = windows.of(Variant::BridgeNetfilter, traffic);
@@ -519,7 +584,11 @@ fn delivery_note(
             .0
             .iter()
             .filter(move |(k, _)| {
-                matches!(k.0, Variant::Forwarding(Forwarding::Havip, _)) && k.1 == traffic
+                matches!(
+                    k.0,
+                    Variant::Forwarding(Forwarding::Havip, _)
+                        | Variant::Offloading(Forwarding::Havip)
+                ) && k.1 == traffic
             })
             .map(|(_, w)| w)
     };

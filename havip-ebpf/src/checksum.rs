@@ -1,0 +1,252 @@
+//! Readying a frame for a redirect to its owner: it must fit the owner
+//! port's MTU, and in native XDP its TCP/UDP checksum must be complete.
+//!
+//! A VM whose NIC offers checksum offload (virtio-net, a veth) sends TCP and
+//! UDP with only the pseudo-header's sum in the checksum field: the socket
+//! buffer says "partial", and whoever transmits it finishes the sum. A
+//! native XDP redirect turns the frame into an `xdp_frame` without that
+//! metadata, so the owner would receive a wrong checksum and drop the
+//! frame. Before such a redirect the datapath finishes the sum itself:
+//! - a complete checksum is left as it is (so is a wrong one: the owner
+//!   drops it, as it would have without havip);
+//! - a partial one, the pseudo-header's sum, is completed;
+//! - segments longer than [`MAX_SEGMENT`] and IPv6 packets with extension
+//!   headers before the TCP/UDP header are not looked at: they go to the
+//!   bridge with the owner's MAC, offload intact.
+//!
+//! A segmentation offload frame is larger than the MTU, and only a socket
+//! buffer carries one (the tap runs XDP on it in the generic path): it
+//! never gets here, [`fits_port`] sends it by the bridge first.
+//!
+//! In generic mode (`completes_checksums()` false) the redirect keeps the
+//! socket buffer, and the checksum is not looked at.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{bpf_check_mtu, bpf_csum_diff, bpf_xdp_load_bytes},
+    programs::XdpContext,
+    EbpfContext,
+};
+use havip_common::{maps::MAX_SEGMENT, DropReason, Stat};
+
+use crate::{counters::count, maps::SEGMENT, packet::Packet};
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+/// Offset of the checksum in the TCP and the UDP header.
+const TCP_CHECK_OFFSET: usize = 16;
+const UDP_CHECK_OFFSET: usize = 6;
+/// "More fragments" and the fragment offset, in the IPv4 header's flags word.
+const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
+
+
+/// What to do with a frame for an owner on this host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Redirect it: its checksum is complete (or none is needed).
+    Redirect,
+    /// Pass it to the bridge (with the owner's MAC), which keeps its
+    /// offload metadata.
+    Bridge,
+}
+
+/// Readies an IPv4 packet at `l3` for a native redirect.
+#[inline(never)]
+pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    // Version/IHL, TOS, total length, id, flags/fragment offset, TTL,
+    // protocol: the judgement checked the fixed header is in the frame.
+    let [version_ihl, _]: [u8; 2] = pkt.read(l3)?;
+    let total_len = u16::from_be(pkt.load(l3 + 2)?) as usize;
+    let fragment = u16::from_be(pkt.load(l3 + 6)?);
+    let [_, protocol]: [u8; 2] = pkt.read(l3 + 8)?;
+    let header_len = (version_ihl & 0x0f) as usize * 4;
+    // A fragment's checksum covers the whole datagram: it cannot be
+    // checked here, and it is never partial (a VM completes the checksum
+    // before it fragments).
+    if fragment & IPV4_FRAGMENT_MASK != 0 {
+        return Ok(Finish::Redirect);
+    }
+    let Some(check_offset) = check_offset(protocol) else {
+        return Ok(Finish::Redirect);
+    };
+    if total_len < header_len {
+        return Err(DropReason::Malformed);
+    }
+    let segment_len = total_len - header_len;
+    // UDP over IPv4 may carry no checksum at all.
+    if protocol == IPPROTO_UDP && pkt.load::<u16>(l3 + header_len + check_offset)? == 0 {
+        return Ok(Finish::Redirect);
+    }
+    // Pseudo-header: source and destination, zero, protocol, length.
+    let pseudo = piece::<8>(&pkt, l3 + 12)?
+        + u32::from_ne_bytes([0, protocol, (segment_len >> 8) as u8, segment_len as u8]) as u64;
+    finish(
+        &ctx,
+        &pkt,
+        l3 + header_len,
+        segment_len,
+        check_offset,
+        protocol,
+        pseudo,
+    )
+}
+
+/// Readies an IPv6 packet at `l3` for a native redirect.
+#[inline(never)]
+pub fn ipv6(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    // Payload length, next header.
+    let payload_len = u16::from_be(pkt.load(l3 + 4)?) as usize;
+    let [next_header, _]: [u8; 2] = pkt.read(l3 + 6)?;
+    let Some(check_offset) = check_offset(next_header) else {
+        return Ok(if is_extension_header(next_header) {
+            Finish::Bridge
+        } else {
+            Finish::Redirect
+        });
+    };
+    // Pseudo-header: source and destination, upper-layer length, zeros and
+    // next header.
+    let [a, b, c, d] = (payload_len as u32).to_be_bytes();
+    let pseudo = piece::<32>(&pkt, l3 + 8)?
+        + u32::from_ne_bytes([a, b, c, d]) as u64
+        + u32::from_ne_bytes([0, 0, 0, next_header]) as u64;
+    finish(
+        &ctx,
+        &pkt,
+        l3 + 40,
+        payload_len,
+        check_offset,
+        next_header,
+        pseudo,
+    )
+}
+
+/// The checksum's offset in a TCP or UDP header; `None` for any other
+/// protocol (ICMP and the rest: never offloaded).
+#[inline(always)]
+fn check_offset(protocol: u8) -> Option<usize> {
+    match protocol {
+        IPPROTO_TCP => Some(TCP_CHECK_OFFSET),
+        IPPROTO_UDP => Some(UDP_CHECK_OFFSET),
+        _ => None,
+    }
+}
+
+/// IPv6 extension headers a TCP/UDP header may follow (hop-by-hop,
+/// routing, fragment, AH, destination options, mobility, HIP, shim6).
+#[inline(always)]
+fn is_extension_header(next_header: u8) -> bool {
+    matches!(next_header, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
+}
+
+/// Checks or completes the checksum of the `len`-byte segment at `l4`
+/// (`pseudo`: the pseudo-header's sum).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn finish(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    l4: usize,
+    len: usize,
+    check_offset: usize,
+    protocol: u8,
+    pseudo: u64,
+) -> Result<Finish, DropReason> {
+    if len > MAX_SEGMENT {
+        return Ok(Finish::Bridge);
+    }
+    if len < check_offset + 2 {
+        return Err(DropReason::Truncated);
+    }
+    let check: u16 = pkt.load(l4 + check_offset)?;
+    let segment = sum(ctx, l4, len)?;
+    if fold(segment + pseudo) == 0xffff || check != fold(pseudo) {
+        // Complete (or wrong, and left for the owner to drop).
+        return Ok(Finish::Redirect);
+    }
+    // Partial. The field holds the pseudo-header's sum, so the segment's sum is the
+    // whole sum.
+    let mut complete = !fold(segment);
+    if protocol == IPPROTO_UDP && complete == 0 {
+        // Zero means "no checksum" in UDP.
+        complete = 0xffff;
+    }
+    pkt.store(l4 + check_offset, complete)?;
+    count(Stat::ChecksumsCompleted);
+    Ok(Finish::Redirect)
+}
+
+/// Whether the frame fits the MTU of the port at `ifindex`, as a redirect
+/// to it requires (`xdp_ok_fwd_dev`). A segmentation offload frame from a
+/// VM is larger: the tap runs XDP on it in its socket buffer (generic
+/// path), and only the bridge forwards it, offload intact. A helper error
+/// counts as not fitting: the bridge is always safe.
+#[inline(always)]
+pub fn fits_port(ctx: &XdpContext, ifindex: u32) -> bool {
+    // 0: check the frame's own length.
+    let mut mtu_len = 0u32;
+    // SAFETY: the XDP context and a stack variable.
+    let ret = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut mtu_len, 0, 0) };
+    ret == 0
+}
+
+/// The ones' complement sum (RFC 1071) of the `len`-byte segment at
+/// `offset` (at most [`MAX_SEGMENT`] bytes): copied into this CPU's
+/// segment buffer, padded with zeros to whole words (an odd last byte is
+/// the high half of a word), and summed with one `bpf_csum_diff`. One copy
+/// and one sum whatever the length: summing the frame in place would take
+/// pieces of fixed sizes, whose combinations the verifier walks one by one.
+#[inline(always)]
+fn sum(ctx: &XdpContext, offset: usize, len: usize) -> Result<u64, DropReason> {
+    let Some(buf) = SEGMENT.get_ptr_mut(0) else {
+        return Err(DropReason::Truncated);
+    };
+    let buf = buf as *mut u8;
+    if len == 0 || len > MAX_SEGMENT {
+        return Err(DropReason::Truncated);
+    }
+    // SAFETY: `buf` has MAX_SEGMENT + 4 bytes and 0 < len <= MAX_SEGMENT;
+    // the helper checks the segment against the frame's end.
+    let copied = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf as *mut c_void, len as u32)
+    };
+    if copied < 0 {
+        // The IP header says the segment runs past the frame's end.
+        return Err(DropReason::Truncated);
+    }
+    // SAFETY: len + 4 <= MAX_SEGMENT + 4, the buffer's size.
+    unsafe { core::ptr::write_unaligned(buf.add(len) as *mut u32, 0) };
+    let words = (len + 3) & !3;
+    // SAFETY: `words` <= MAX_SEGMENT + 4 bytes of the buffer; only read.
+    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, words as u32, 0) };
+    if sum < 0 {
+        return Err(DropReason::Malformed);
+    }
+    Ok(sum as u64 & 0xffff_ffff)
+}
+
+/// The sum of the `N` bytes at `offset` (`N` a multiple of four).
+#[inline(always)]
+fn piece<const N: usize>(pkt: &Packet, offset: usize) -> Result<u64, DropReason> {
+    let p = pkt.at::<[u8; N]>(offset)? as *mut u32;
+    // SAFETY: `at` checked that the `N` bytes are in the frame; the helper
+    // only reads them.
+    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, p, N as u32, 0) };
+    if sum < 0 {
+        return Err(DropReason::Malformed);
+    }
+    Ok(sum as u64 & 0xffff_ffff)
+}
+
+/// Folds a ones' complement sum to 16 bits.
+#[inline(always)]
+fn fold(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
