@@ -16,8 +16,8 @@ use crate::{
 /// For a frame from `port` to `dst`: when `dst` is a VIP with an owner on
 /// another port, rewrites the destination MAC to the owner's and redirects
 /// the frame to the owner's port when it is on this host. A frame larger
-/// than the owner port's MTU (a segmentation offload frame) goes by the
-/// bridge instead, which segments it; a redirect would drop it. In native
+/// than its port's MTU (a segmentation offload frame) goes by the
+/// bridge instead, offload intact: a redirect would drop it. In native
 /// mode `finish` first readies the frame's checksum for the redirect
 /// (`checksum.rs`), or sends it by the bridge too. Returns the XDP action,
 /// or `None` when the frame is not for a VIP with an owner.
@@ -61,7 +61,7 @@ fn decide(
         // The owner is on another host.
         return Ok((PASS, Stat::OwnerMacRewritten));
     }
-    if !fits_port(ctx, ifindex) {
+    if !fits_port(ctx) {
         return Ok((PASS, Stat::OffloadViaBridge));
     }
     let Ok(redirect) = REDIRECT.redirect(ifindex, PASS as u64) else {

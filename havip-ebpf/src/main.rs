@@ -21,7 +21,9 @@
 //!      sent back out of the port it came in on (`back_to_sender`);
 //!    - a frame for a VIP goes to its owner (`deliver.rs`): the owner's MAC
 //!      as destination, redirected straight to the owner's port when it is
-//!      on this host;
+//!      on this host (in native mode with its TCP/UDP checksum completed,
+//!      `checksum.rs`), by the bridge when it is larger than that port's
+//!      MTU;
 //!    - everything else passes to the bridge.
 //!
 //! `havip_port_egress` (TC, `egress.rs`) catches frames for a VIP on their

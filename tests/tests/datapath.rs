@@ -1885,6 +1885,10 @@ fn native_redirects_complete_the_checksums_the_vm_left_to_the_offload() {
     let tcp4_ok = tcp4(CLIENT.mac, CLIENT.v4, VIP4, &payload(1401));
     let tcp6_ok = tcp6(CLIENT.mac, CLIENT.v6, VIP6, &payload(1000));
     let udp6_odd = udp6(CLIENT.mac, CLIENT.v6, VIP6);
+    // 64 bytes of TCP, the longest summed in place, and 65, the shortest
+    // summed through the copy.
+    let tcp4_64 = tcp4(CLIENT.mac, CLIENT.v4, VIP4, &payload(44));
+    let tcp4_65 = tcp4(CLIENT.mac, CLIENT.v4, VIP4, &payload(45));
     let udp6_ext = with_ext_headers(udp6(CLIENT.mac, CLIENT.v6, VIP6), &[dest_opts()]);
     let to_owner = |frame: &Vec<u8>| with_dst_mac(frame.clone(), VM1.mac);
     let wrong = with_l4_checksum(udp4_ok.clone(), 0x1234);
@@ -1915,6 +1919,20 @@ fn native_redirects_complete_the_checksums_the_vm_left_to_the_offload() {
             offloaded(udp6_odd.clone()),
             XDP_REDIRECT,
             to_owner(&udp6_odd),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "TCP/IPv4 of 64 bytes (summed in place) is completed",
+            offloaded(tcp4_64.clone()),
+            XDP_REDIRECT,
+            to_owner(&tcp4_64),
+            Stat::ChecksumsCompleted,
+        ),
+        (
+            "TCP/IPv4 of 65 bytes (summed through the copy) is completed",
+            offloaded(tcp4_65.clone()),
+            XDP_REDIRECT,
+            to_owner(&tcp4_65),
             Stat::ChecksumsCompleted,
         ),
         (

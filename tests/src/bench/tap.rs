@@ -140,47 +140,46 @@ impl Tap {
     pub fn read_offloaded(&self) -> io::Result<Vec<(VnetHdr, Vec<u8>)>> {
         assert!(self.vnet, "{}: no vnet header", self.name);
         let mut frames = Vec::new();
-        let mut buf = vec![0u8; 65536 + VnetHdr::LEN];
-        loop {
-            // SAFETY: a valid fd and a live buffer of buf.len() bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::WouldBlock {
-                    return Ok(frames);
-                }
-                return Err(err);
-            }
-            let n = n as usize;
-            if n < VnetHdr::LEN {
+        self.read_each(|read| {
+            if read.len() < VnetHdr::LEN {
                 return Err(io::Error::other(format!(
-                    "{}: a read of {n} bytes",
-                    self.name
+                    "{}: a read of {} bytes",
+                    self.name,
+                    read.len()
                 )));
             }
-            frames.push((
-                VnetHdr::from_bytes(&buf[..VnetHdr::LEN]),
-                buf[VnetHdr::LEN..n].to_vec(),
-            ));
-        }
+            let (hdr, frame) = read.split_at(VnetHdr::LEN);
+            frames.push((VnetHdr::from_bytes(hdr), frame.to_vec()));
+            Ok(())
+        })?;
+        Ok(frames)
     }
 
     /// Reads every frame waiting for the VM (the device's queue); returns
     /// how many there were.
     pub fn drain(&self) -> io::Result<u64> {
-        let mut buf = vec![0u8; 65536 + VnetHdr::LEN];
         let mut frames = 0;
+        self.read_each(|_| {
+            frames += 1;
+            Ok(())
+        })?;
+        Ok(frames)
+    }
+
+    /// Reads the device's queue empty, handing each read to `each`.
+    fn read_each(&self, mut each: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let mut buf = vec![0u8; 65536 + VnetHdr::LEN];
         loop {
             // SAFETY: a valid fd and a live buffer of buf.len() bytes.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() == io::ErrorKind::WouldBlock {
-                    return Ok(frames);
+                    return Ok(());
                 }
                 return Err(err);
             }
-            frames += 1;
+            each(&buf[..n as usize])?;
         }
     }
 }
