@@ -389,8 +389,8 @@ fn summarize(opts: &Options, windows: &Windows, notes: Vec<String>) -> Section {
              ports): for each XDP mode ({}), one with the agent running in that mode and one \
              with no agent, the Linux bridge alone. The bridge knows every VM's MAC from a \
              static FDB entry (nothing is flooded). With the agent, vm1 owns {VIP4} (its \
-             GARP). In native mode the VMs' checksum and segmentation offloads are off, as \
-             the lab sets them for the agent, in both labs of that mode.",
+             GARP). The VMs keep their NICs' offloads in both modes (the frames below carry \
+             complete checksums: a packet socket's frames are sent as written).",
             modes.join(", ")
         ),
         format!(
