@@ -467,9 +467,12 @@ impl Datapath {
             }
         };
         load_programs(&mut ebpf)?;
-        // The native variant (checksum completion) too, so that a port's
-        // attach cannot be the first to find it rejected.
-        load_object(object, pin_dir, None, true).and_then(|mut e| load_programs(&mut e))?;
+        // The native variant (checksum completion) too, when a port may be
+        // attached natively, so that its attach cannot be the first to find
+        // it rejected.
+        if mode != AttachMode::Generic {
+            load_object(object, pin_dir, None, true).and_then(|mut e| load_programs(&mut e))?;
+        }
         let events = take(&mut ebpf, maps::EVENTS)?;
         let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
         let vip_slots = Slots::recovered(

@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use havip_common::{maps::MAX_SEGMENT, DropReason, Stat};
 
-use crate::{counters::count, maps::SEGMENT, packet::Packet};
+use crate::{counters::count, ipv4, ipv6, maps::SEGMENT, packet::Packet};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -72,12 +72,10 @@ pub enum Finish {
 #[inline(always)]
 pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    // Version/IHL, TOS, total length, id, flags/fragment offset, TTL,
-    // protocol: the judgement checked the fixed header is in the frame.
     let [version_ihl, _]: [u8; 2] = pkt.read(l3)?;
-    let total_len = u16::from_be(pkt.load(l3 + 2)?) as usize;
-    let fragment = u16::from_be(pkt.load(l3 + 6)?);
-    let [_, protocol]: [u8; 2] = pkt.read(l3 + 8)?;
+    let total_len = u16::from_be(pkt.load(l3 + ipv4::TOTAL_LEN_OFFSET)?) as usize;
+    let fragment = u16::from_be(pkt.load(l3 + ipv4::FRAGMENT_OFFSET)?);
+    let [_ttl, protocol]: [u8; 2] = pkt.read(l3 + ipv4::TTL_OFFSET)?;
     let header_len = (version_ihl & 0x0f) as usize * 4;
     // A fragment's checksum covers the whole datagram: it cannot be
     // checked here, and it is never partial (a VM completes the checksum
@@ -97,7 +95,7 @@ pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
         return Ok(Finish::Redirect);
     }
     // Pseudo-header: source and destination, zero, protocol, length.
-    let pseudo = words::<8>(&pkt, l3 + 12)?
+    let pseudo = words::<8>(&pkt, l3 + ipv4::SRC_OFFSET)?
         + u32::from_ne_bytes([0, protocol, (segment_len >> 8) as u8, segment_len as u8]) as u64;
     let segment = Segment {
         at: l3 + header_len,
@@ -113,11 +111,11 @@ pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
 #[inline(never)]
 pub fn ipv6(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    // Payload length, next header.
-    let payload_len = u16::from_be(pkt.load(l3 + 4)?) as usize;
-    let [next_header, _]: [u8; 2] = pkt.read(l3 + 6)?;
+    let [len_hi, len_lo, next_header, _hop_limit]: [u8; 4] =
+        pkt.read(l3 + ipv6::PAYLOAD_LEN_OFFSET)?;
+    let payload_len = u16::from_be_bytes([len_hi, len_lo]) as usize;
     let Some(check_offset) = check_offset(next_header) else {
-        return Ok(if is_extension_header(next_header) {
+        return Ok(if ipv6::is_extension_header(next_header) {
             Finish::Bridge
         } else {
             Finish::Redirect
@@ -126,11 +124,11 @@ pub fn ipv6(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
     // Pseudo-header: source and destination, upper-layer length, zeros and
     // next header.
     let [a, b, c, d] = (payload_len as u32).to_be_bytes();
-    let pseudo = words::<32>(&pkt, l3 + 8)?
+    let pseudo = words::<32>(&pkt, l3 + ipv6::SRC_OFFSET)?
         + u32::from_ne_bytes([a, b, c, d]) as u64
         + u32::from_ne_bytes([0, 0, 0, next_header]) as u64;
     let segment = Segment {
-        at: l3 + 40,
+        at: l3 + ipv6::HEADER_LEN,
         len: payload_len,
         check_offset,
         protocol: next_header,
@@ -148,13 +146,6 @@ fn check_offset(protocol: u8) -> Option<usize> {
         IPPROTO_UDP => Some(UDP_CHECK_OFFSET),
         _ => None,
     }
-}
-
-/// IPv6 extension headers a TCP/UDP header may follow (hop-by-hop,
-/// routing, fragment, AH, destination options, mobility, HIP, shim6).
-#[inline(always)]
-fn is_extension_header(next_header: u8) -> bool {
-    matches!(next_header, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
 }
 
 /// Checks the segment's checksum, and completes it if the VM left it to
@@ -224,11 +215,9 @@ fn sum(ctx: &XdpContext, pkt: &Packet, offset: usize, len: usize) -> Result<u64,
         return Err(DropReason::Truncated);
     };
     let buf = buf as *mut u8;
-    if len == 0 || len > MAX_SEGMENT {
-        return Err(DropReason::Truncated);
-    }
-    // SAFETY: `buf` has MAX_SEGMENT + 4 bytes and 0 < len <= MAX_SEGMENT;
-    // the helper checks the segment against the frame's end.
+    // SAFETY: `buf` has MAX_SEGMENT + 4 bytes and 0 < len <= MAX_SEGMENT
+    // (`finish` checked both bounds); the helper checks the segment against
+    // the frame's end.
     let copied = unsafe {
         bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf as *mut c_void, len as u32)
     };

@@ -10,8 +10,12 @@ use crate::{
     vips,
 };
 
-/// Offsets of the source and destination in the IPv4 header.
-const SRC_OFFSET: usize = 12;
+/// Offsets of fields in the IPv4 header: total length, flags and fragment
+/// offset, TTL (the protocol follows it), source, destination.
+pub const TOTAL_LEN_OFFSET: usize = 2;
+pub const FRAGMENT_OFFSET: usize = 6;
+pub const TTL_OFFSET: usize = 8;
+pub const SRC_OFFSET: usize = 12;
 pub const DST_OFFSET: usize = 16;
 
 /// Judges an IPv4 packet from `port`; returns its destination when it may

@@ -17,6 +17,9 @@ const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_MOBILITY: u8 = 135;
+const IPPROTO_HIP: u8 = 139;
+const IPPROTO_SHIM6: u8 = 140;
 
 /// At most this many extension headers are walked to find ICMPv6.
 const MAX_EXT_HEADERS: usize = 6;
@@ -61,12 +64,30 @@ pub enum Ipv6 {
     Data,
 }
 
-/// Offsets in the fixed IPv6 header.
-const PAYLOAD_LEN_OFFSET: usize = 4;
+/// Offsets in the fixed IPv6 header (the next header follows the payload
+/// length).
+pub const PAYLOAD_LEN_OFFSET: usize = 4;
 pub const SRC_OFFSET: usize = 8;
 pub const DST_OFFSET: usize = 24;
 /// Length of the fixed IPv6 header.
 pub const HEADER_LEN: usize = 40;
+
+/// Whether `next_header` is an extension header (RFC 8200, 4; RFC 7045),
+/// which an upper-layer header may follow.
+#[inline(always)]
+pub fn is_extension_header(next_header: u8) -> bool {
+    matches!(
+        next_header,
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_FRAGMENT
+            | IPPROTO_AH
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MOBILITY
+            | IPPROTO_HIP
+            | IPPROTO_SHIM6
+    )
+}
 
 /// Judges an IPv6 packet from `port`.
 #[inline(always)]

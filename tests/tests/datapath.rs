@@ -25,7 +25,7 @@ use havip_common::{
     vip::{hint_bucket, MAX_BINDINGS},
     DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
 };
-use havip_tests::bench::frames::ones_sum;
+use havip_tests::bench::frames::{self, ones_sum};
 use rand::{Rng, SeedableRng};
 
 const XDP_ABORTED: u32 = 0;
@@ -1804,40 +1804,15 @@ fn a_port_with_more_addresses_than_it_holds_finds_the_rest_in_the_address_map() 
 // left to the offload.
 // ---------------------------------------------------------------------------
 
-/// Where a frame's TCP or UDP segment is (no VLAN tag, no IPv6 extension
-/// header): its offset, its checksum's offset, and the sum of its
-/// pseudo-header.
-fn segment(frame: &[u8]) -> (usize, usize, u16) {
-    let l3 = &frame[ETH_LEN..];
-    let (l4, protocol, addrs, len) = match l3[0] >> 4 {
-        4 => {
-            let ihl = usize::from(l3[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
-            (ETH_LEN + ihl, l3[9], &l3[12..20], total - ihl)
-        }
-        _ => (
-            ETH_LEN + 40,
-            l3[6],
-            &l3[8..40],
-            usize::from(u16::from_be_bytes([l3[4], l3[5]])),
-        ),
-    };
-    let check = l4 + if protocol == 6 { 16 } else { 6 };
-    let pseudo = ones_sum(addrs, u32::from(protocol) + len as u32);
-    (l4, check, pseudo)
-}
-
 /// The frame as a VM with checksum offload sends it: the checksum field
 /// holds the pseudo-header's sum, for the NIC to finish.
-fn offloaded(mut frame: Vec<u8>) -> Vec<u8> {
-    let (_, check, pseudo) = segment(&frame);
-    frame[check..check + 2].copy_from_slice(&pseudo.to_be_bytes());
-    frame
+fn offloaded(frame: Vec<u8>) -> Vec<u8> {
+    frames::left_to_the_offload(frame).1
 }
 
 /// The frame with its checksum field set to `value`.
 fn with_l4_checksum(mut frame: Vec<u8>, value: u16) -> Vec<u8> {
-    let (_, check, _) = segment(&frame);
+    let check = frames::segment(&frame).check;
     frame[check..check + 2].copy_from_slice(&value.to_be_bytes());
     frame
 }

@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use etherparse::PacketBuilder;
-use havip_tests::bench::frames::{
-    ipv4_checksum_is_complete as checksum_is_complete, ipv4_pseudo_sum as pseudo_sum,
-    left_to_the_offload, TCP_CHECK_OFFSET as TCP_CHECK, UDP_CHECK_OFFSET as UDP_CHECK,
-};
+use havip_tests::bench::frames::{checksum_is_complete, left_to_the_offload, segment};
 use havip_tests::bench::labs::Forwarding;
 use havip_tests::bench::tap::VnetHdr;
 use havip_tests::bench::tap_lab::{TapLab, TapVm};
@@ -107,7 +104,7 @@ fn a_checksum_left_to_the_offload_is_completed_on_the_native_redirect() -> Resul
         .ipv4(CLIENT.ipv4.octets(), VIP4.octets(), 64)
         .udp(40000, 9)
         .write(&mut frame, payload)?;
-    let (hdr, partial) = left_to_the_offload(frame, UDP_CHECK);
+    let (hdr, partial) = left_to_the_offload(frame);
     ensure!(
         !checksum_is_complete(&partial),
         "the frame under test is partial"
@@ -172,7 +169,7 @@ fn segmentation_offload_goes_by_the_bridge(agent_mode: &str) -> Result<()> {
         .ipv4(CLIENT.ipv4.octets(), VIP4.octets(), 64)
         .tcp(40000, 80, 1, 64000)
         .write(&mut frame, &payload)?;
-    let (mut hdr, tso) = left_to_the_offload(frame, TCP_CHECK);
+    let (mut hdr, tso) = left_to_the_offload(frame);
     hdr.gso_type = VnetHdr::GSO_TCPV4;
     hdr.gso_size = MSS as u16;
     hdr.hdr_len = (ETH + IPV4 + TCP) as u16;
@@ -187,13 +184,13 @@ fn segmentation_offload_goes_by_the_bridge(agent_mode: &str) -> Result<()> {
     for (hdr, frame) in &got {
         // Either still left to the offload, its field the pseudo-header's
         // sum as the offload expects, or segmented with complete checksums.
-        let check = ETH + IPV4 + usize::from(TCP_CHECK);
-        let field = u16::from_be_bytes([frame[check], frame[check + 1]]);
+        let s = segment(frame);
+        let field = u16::from_be_bytes([frame[s.check], frame[s.check + 1]]);
         if hdr.flags & VnetHdr::NEEDS_CSUM != 0 {
             ensure!(
-                field == pseudo_sum(frame),
+                field == s.pseudo,
                 "left to the offload, but the field is {field:#06x}, not the pseudo-header's sum {:#06x}",
-                pseudo_sum(frame)
+                s.pseudo
             );
         } else {
             ensure!(

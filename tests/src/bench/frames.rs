@@ -110,42 +110,63 @@ pub fn ones_sum(bytes: &[u8], mut sum: u32) -> u16 {
 }
 
 const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-/// Offset of the checksum in a UDP and a TCP header.
-pub const UDP_CHECK_OFFSET: u16 = 6;
-pub const TCP_CHECK_OFFSET: u16 = 16;
+const IPPROTO_TCP: u8 = 6;
 
-/// The pseudo-header sum of a TCP/UDP over IPv4 frame (no options): what a
-/// VM with checksum offload puts in the checksum field.
-pub fn ipv4_pseudo_sum(frame: &[u8]) -> u16 {
-    let ip = &frame[ETH_LEN..];
-    let total = u16::from_be_bytes([ip[2], ip[3]]);
-    ones_sum(
-        &ip[12..20],
-        u32::from(ip[9]) + u32::from(total) - IPV4_LEN as u32,
-    )
+/// Where a frame's TCP or UDP segment is (no VLAN tag, no IPv6 extension
+/// header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Its offset in the frame and its length.
+    pub at: usize,
+    pub len: usize,
+    /// The offset of its checksum field in the frame.
+    pub check: usize,
+    /// The sum of its pseudo-header: what a VM with checksum offload puts
+    /// in the checksum field.
+    pub pseudo: u16,
 }
 
-/// Whether the TCP/UDP checksum of an IPv4 frame (no options) is complete
-/// and right.
-pub fn ipv4_checksum_is_complete(frame: &[u8]) -> bool {
-    let ip = &frame[ETH_LEN..];
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    ones_sum(&ip[IPV4_LEN..total], u32::from(ipv4_pseudo_sum(frame))) == 0xffff
+/// The TCP or UDP segment of an IPv4 or IPv6 frame.
+pub fn segment(frame: &[u8]) -> Segment {
+    let l3 = &frame[ETH_LEN..];
+    let (at, protocol, addrs, len) = match l3[0] >> 4 {
+        4 => {
+            let ihl = usize::from(l3[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
+            (ETH_LEN + ihl, l3[9], &l3[12..20], total - ihl)
+        }
+        _ => (
+            ETH_LEN + 40,
+            l3[6],
+            &l3[8..40],
+            usize::from(u16::from_be_bytes([l3[4], l3[5]])),
+        ),
+    };
+    let check_offset = if protocol == IPPROTO_TCP { 16 } else { 6 };
+    Segment {
+        at,
+        len,
+        check: at + check_offset,
+        pseudo: ones_sum(addrs, u32::from(protocol) + len as u32),
+    }
 }
 
-/// A TCP/UDP over IPv4 frame (no options) as a VM with checksum offload
-/// sends it: the checksum field (at `check_offset` in the TCP/UDP header)
-/// holds the pseudo-header's sum, and the vnet header says the rest is
-/// left to do.
-pub fn left_to_the_offload(mut frame: Vec<u8>, check_offset: u16) -> (VnetHdr, Vec<u8>) {
-    let at = ETH_LEN + IPV4_LEN + usize::from(check_offset);
-    let pseudo = ipv4_pseudo_sum(&frame);
-    frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+/// Whether the TCP/UDP checksum of a frame is complete and right.
+pub fn checksum_is_complete(frame: &[u8]) -> bool {
+    let s = segment(frame);
+    ones_sum(&frame[s.at..s.at + s.len], u32::from(s.pseudo)) == 0xffff
+}
+
+/// A TCP/UDP frame as a VM with checksum offload sends it: the checksum
+/// field holds the pseudo-header's sum, and the vnet header says the rest
+/// is left to do.
+pub fn left_to_the_offload(mut frame: Vec<u8>) -> (VnetHdr, Vec<u8>) {
+    let s = segment(&frame);
+    frame[s.check..s.check + 2].copy_from_slice(&s.pseudo.to_be_bytes());
     let hdr = VnetHdr {
         flags: VnetHdr::NEEDS_CSUM,
-        csum_start: (ETH_LEN + IPV4_LEN) as u16,
-        csum_offset: check_offset,
+        csum_start: s.at as u16,
+        csum_offset: (s.check - s.at) as u16,
         ..VnetHdr::default()
     };
     (hdr, frame)

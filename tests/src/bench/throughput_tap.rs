@@ -248,7 +248,7 @@ fn window(site: &mut Site, traffic: Traffic, cpu: usize, opts: &Options) -> Resu
     let frame = traffic.frame();
     // From a VM that offloads checksums: the UDP checksum left to do.
     let offloaded = matches!(site.variant, Variant::Offloading(_))
-        .then(|| frames::left_to_the_offload(frame.clone(), frames::UDP_CHECK_OFFSET));
+        .then(|| frames::left_to_the_offload(frame.clone()));
     let floor = site.variant == Variant::WriteFloor;
     let Site { lab, vm1, vm2, .. } = site;
     let (target, other, target_tap, other_tap) = match traffic {
