@@ -593,11 +593,7 @@ impl Datapath {
 
     /// The owner record of vip `vip_id` (vacant or not), if it has one.
     pub fn owner(&self, vip_id: u32) -> Option<Owner> {
-        let slot = self.vip_slots.get(vip_id)?;
-        self.owners
-            .get(&slot, 0)
-            .ok()
-            .filter(|o| o.vip_id == vip_id)
+        self.owner_at(self.vip_slots.get(vip_id)?, vip_id)
     }
 
     /// Records that port `port_id` with `mac` on another host owns vip
@@ -833,7 +829,12 @@ impl Datapath {
         //    targets.
         s.vips.1 = write_diff(&mut self.vips, maps::VIPS, &cur_vips, &desired_vips, false)?;
         for (vip_id, slot) in &assignment.freed {
-            if self.owner_at(*slot, *vip_id).is_some() {
+            // A record with a generation was learned (or vacated after it
+            // was); a slot given to the VIP and never claimed has none.
+            if self
+                .owner_at(*slot, *vip_id)
+                .is_some_and(|o| o.generation != 0)
+            {
                 s.owners_deleted += 1;
             }
             self.reset_vip_slot(0, *slot)?;
@@ -856,12 +857,12 @@ impl Datapath {
         Ok(s)
     }
 
-    /// The record at `slot`, if it is vip `vip_id`'s.
+    /// The record at `slot` (vacant or not), if it is vip `vip_id`'s.
     fn owner_at(&self, slot: u32, vip_id: u32) -> Option<Owner> {
         self.owners
             .get(&slot, 0)
             .ok()
-            .filter(|o| o.vip_id == vip_id && *o != Owner::default())
+            .filter(|o| o.vip_id == vip_id)
     }
 
     /// Gives `slot` to vip `vip_id` (0: to nobody): no owner, counters zero.
