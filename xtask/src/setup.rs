@@ -33,12 +33,18 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 ];
 
 /// Debian packages the lab and the tests use, whichever toolchain builds,
-/// what the controller needs (`protoc` to build its etcd client, and the
-/// real etcd its tests start), and the font the benchmark chart's text is
-/// drawn with.
+/// what the controller needs (`protoc` and the well-known `.proto` files
+/// its etcd client is built from, and the real etcd its tests start), and
+/// the font the benchmark chart's text is drawn with.
+///
+/// Everything is installed with `--no-install-recommends`, so a package
+/// that another one only recommends is named here itself: `libprotobuf-dev`
+/// (google/protobuf/*.proto) is only a recommendation of
+/// `protobuf-compiler`.
 pub const TOOL_PACKAGES: &[&str] = &[
     "bpftool",
     "protobuf-compiler",
+    "libprotobuf-dev",
     "etcd-server",
     "keepalived",
     "arping",
