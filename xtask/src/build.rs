@@ -26,6 +26,7 @@ pub struct Artifacts {
 }
 
 pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
+    let started = std::time::Instant::now();
     let ebpf_object = build_ebpf::run(toolchain)?;
 
     util::run(host_cargo(&ebpf_object).args([
@@ -50,6 +51,7 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
         ]))?;
     }
 
+    util::timing("build (datapath, agent, controller, lab)", started);
     let release = util::target_dir().join("release");
     let artifacts = Artifacts {
         agent: release.join("havip-agent"),

@@ -28,12 +28,14 @@ pub fn run(args: &Args) -> Result<()> {
         util::ensure_bpffs()?;
     }
     // On Ctrl-C the lab tears its namespaces down itself; we wait for it.
+    let started = std::time::Instant::now();
     let status = util::status(
         Command::new(&lab)
             .args(&args.args)
             .env("HAVIP_EBPF_OBJECT", &artifacts.ebpf_object)
             .env("HAVIP_AGENT_BIN", &artifacts.agent),
     )?;
+    util::timing("the lab", started);
     if !status.success() {
         say!("havip-lab ended with {}", util::exit_text(status));
     }

@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod build_ebpf;
+mod fresh_check;
 mod lab;
 mod run;
 mod setup;
@@ -47,6 +48,12 @@ enum Command {
     /// path against the Linux bridge alone, and the owner switch latency.
     /// Writes target/bench/report.md and target/bench/report.png.
     Bench(bench::Args),
+    /// Run the README's two commands, exactly as written, in a pristine
+    /// Debian 12 root (as root): the image's Debian packages from this
+    /// machine's apt sources (mmdebstrap), rustup's stable bound read-only,
+    /// `git archive HEAD`. Prints how long each step took and fails with the
+    /// step and its error when anything is missing.
+    FreshCheck(fresh_check::Args),
 }
 
 fn main() {
@@ -62,6 +69,7 @@ fn main() {
         Command::Lab(args) => lab::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::FreshCheck(args) => fresh_check::run(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
@@ -57,6 +58,108 @@ pub const TOOL_PACKAGES: &[&str] = &[
     "psmisc",
     "fonts-dejavu-core",
 ];
+
+/// A file the build, the lab or the tests use, and the package that brings
+/// it. A package counts as installed only when its files are there: the
+/// check after installing names the file and the package, so a package
+/// missing from the lists above (or a file that only another package's
+/// recommendation brought, as `libprotobuf-dev` once was) fails here, on
+/// the first run, and not deep in a build.
+pub struct RequiredFile {
+    pub path: &'static str,
+    pub package: &'static str,
+    pub used_by: &'static str,
+}
+
+const fn file(path: &'static str, package: &'static str, used_by: &'static str) -> RequiredFile {
+    RequiredFile {
+        path,
+        package,
+        used_by,
+    }
+}
+
+/// What the Debian toolchain must leave on the machine.
+pub const TOOLCHAIN_FILES: &[RequiredFile] = &[
+    file("/usr/bin/rustc", "rustc-web", "the datapath's build"),
+    file("/usr/bin/cargo", "cargo-web", "the datapath's build"),
+    file(
+        "/usr/lib/rustlib/bpfel-unknown-none/lib",
+        "libstd-rust-web-dev-bpf",
+        "the datapath's build (a prebuilt core)",
+    ),
+    file(
+        "/usr/lib/llvm-22/bin/llvm-config",
+        "llvm-22-dev",
+        "bpf-linker's build",
+    ),
+];
+
+/// What the tools must leave on the machine, whichever toolchain builds.
+pub const TOOL_FILES: &[RequiredFile] = &[
+    file("/usr/sbin/bpftool", "bpftool", "the tests"),
+    file(
+        "/usr/bin/protoc",
+        "protobuf-compiler",
+        "the etcd client's build",
+    ),
+    file(
+        "/usr/include/google/protobuf/descriptor.proto",
+        "libprotobuf-dev",
+        "the etcd client's build (protoc's well-known types)",
+    ),
+    file("/usr/bin/etcd", "etcd-server", "the controller's tests"),
+    file(
+        "/usr/sbin/keepalived",
+        "keepalived",
+        "the lab and the tests",
+    ),
+    file("/usr/sbin/arping", "arping", "the lab and the tests"),
+    file("/usr/bin/ndisc6", "ndisc6", "the tests"),
+    file("/usr/bin/tcpdump", "tcpdump", "the lab and the tests"),
+    file(
+        "/usr/lib/python3/dist-packages/scapy/all.py",
+        "python3-scapy",
+        "the rogue VM of the lab and the tests",
+    ),
+    file("/usr/bin/ip", "iproute2", "the lab and the tests"),
+    file("/usr/bin/ping", "iputils-ping", "the tests"),
+    file("/usr/sbin/sysctl", "procps", "the lab and the tests"),
+    file("/usr/bin/killall", "psmisc", "the lab's cleanup"),
+    file(
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+        "the benchmark chart",
+    ),
+];
+
+/// The files `toolchain` needs.
+pub fn wanted_files(toolchain: Toolchain) -> Vec<&'static RequiredFile> {
+    let tools = TOOL_FILES.iter();
+    match toolchain {
+        Toolchain::Upstream => tools.collect(),
+        Toolchain::Debian => TOOLCHAIN_FILES.iter().chain(tools).collect(),
+    }
+}
+
+/// The files of `toolchain` that `exists` does not find.
+fn missing_files(
+    toolchain: Toolchain,
+    exists: impl Fn(&Path) -> bool,
+) -> Vec<&'static RequiredFile> {
+    wanted_files(toolchain)
+        .into_iter()
+        .filter(|f| !exists(Path::new(f.path)))
+        .collect()
+}
+
+fn describe_missing(files: &[&RequiredFile]) -> String {
+    files
+        .iter()
+        .map(|f| format!("{} (package {}, for {})", f.path, f.package, f.used_by))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -184,15 +287,19 @@ fn install(plan: &Plan) -> Result<()> {
             "installing Debian packages: {} (first use)",
             plan.missing_packages.join(" ")
         );
+        let started = Instant::now();
         util::run(&mut apt_get_update())?;
         util::run(&mut apt_get_install(&plan.missing_packages))?;
+        util::timing("Debian packages", started);
     }
     if plan.build_bpf_linker {
         say!(
             "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 into {} (first use, 1 to 3 minutes)",
             util::cargo_bin_dir().display()
         );
+        let started = Instant::now();
         util::run(&mut cargo_install_bpf_linker())?;
+        util::timing("bpf-linker", started);
     }
 
     // Check that the steps did what they promised.
@@ -202,6 +309,13 @@ fn install(plan: &Plan) -> Result<()> {
         bail!(
             "still not installed after apt-get: {}",
             still.missing_packages.join(" ")
+        );
+    }
+    let missing = missing_files(plan.toolchain, Path::exists);
+    if !missing.is_empty() {
+        bail!(
+            "not on this machine although setup has run: {}",
+            describe_missing(&missing)
         );
     }
     let Some(linker) = after.bpf_linker else {
@@ -466,6 +580,43 @@ mod tests {
         let plan = plan_for(Toolchain::Debian, &after);
         assert_eq!(plan.toolchain, Toolchain::Debian);
         assert_eq!(plan.missing_packages, TOOLCHAIN_PACKAGES);
+    }
+
+    #[test]
+    fn every_required_file_comes_from_a_package_setup_installs() {
+        for toolchain in [Toolchain::Debian, Toolchain::Upstream] {
+            let packages = wanted_packages(toolchain);
+            for f in wanted_files(toolchain) {
+                assert!(
+                    packages.contains(&f.package),
+                    "{} comes from {}, which setup does not install for {toolchain}",
+                    f.path,
+                    f.package
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named_with_its_package() {
+        // protoc is there, the well-known .proto files are not: what a
+        // machine had when protobuf-compiler was installed without its
+        // recommendations.
+        let missing = missing_files(Toolchain::Debian, |p| {
+            !p.starts_with("/usr/include/google/protobuf")
+        });
+        assert_eq!(missing.len(), 1);
+        let text = describe_missing(&missing);
+        assert_eq!(
+            text,
+            "/usr/include/google/protobuf/descriptor.proto (package libprotobuf-dev, \
+             for the etcd client's build (protoc's well-known types))"
+        );
+        assert!(missing_files(Toolchain::Debian, |_| true).is_empty());
+        assert!(
+            missing_files(Toolchain::Upstream, |p| !p.starts_with("/usr/bin/rustc")).is_empty(),
+            "the upstream toolchain does not need Debian's rustc"
+        );
     }
 
     #[test]

@@ -50,10 +50,13 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let artifacts = build::run(&toolchain)?;
         util::ensure_bpffs()?;
+        let host_started = Instant::now();
         results.push((
             "host tests",
             host_tests(&artifacts.ebpf_object, &[], &mut total)?,
         ));
+        util::timing("host tests (build included)", host_started);
+        let privileged_started = Instant::now();
         let mut cmd = build::host_cargo(&artifacts.ebpf_object);
         cmd.args(["test", "--release", "-p", TESTS_PACKAGE, "--"])
             .arg("--test-threads=1")
@@ -77,6 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
         total.passed += privileged.passed;
         total.failed += privileged.failed;
         results.push(("privileged tests", status));
+        util::timing("privileged tests (build included)", privileged_started);
     }
 
     let summary = results

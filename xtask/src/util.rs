@@ -57,6 +57,14 @@ pub fn path_with_first(dir: &Path) -> OsString {
     std::env::join_paths(dirs).expect("PATH entries contain no ':'")
 }
 
+/// The line that says how long a step took: `xtask: timing: <step> <s> s`.
+/// `cargo xtask fresh-check` collects these from the commands it runs.
+pub const TIMING: &str = "timing: ";
+
+pub fn timing(step: &str, started: std::time::Instant) {
+    say!("{TIMING}{step} {:.1} s", started.elapsed().as_secs_f64());
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
