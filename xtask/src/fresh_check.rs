@@ -47,6 +47,11 @@ pub struct Args {
     /// Where to build the root [default: target/fresh-check/root].
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Unpack the pristine root a previous run of this checkout built
+    /// (target/fresh-check/pristine.tar, for the same package list) instead
+    /// of building it again: for trying a change quickly. CI never passes it.
+    #[arg(long)]
+    reuse_pristine: bool,
 }
 
 /// How long each step took, and what it said of its own parts.
@@ -108,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     let mut report = Report::default();
     let started = Instant::now();
-    let result = check(&root, &logs, &commands, &mut report);
+    let result = check(&root, &logs, &commands, args.reuse_pristine, &mut report);
     let removed = if args.keep {
         say!("fresh-check: the root stays at {} (--keep)", root.display());
         Ok(())
@@ -133,10 +138,18 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Steps 1 to 5; returns what the tests in the root counted.
-fn check(root: &Path, logs: &Path, commands: &[String], report: &mut Report) -> Result<Tally> {
+fn check(
+    root: &Path,
+    logs: &Path,
+    commands: &[String],
+    reuse_pristine: bool,
+    report: &mut Report,
+) -> Result<Tally> {
     report.step("host tools", |_| ensure_mmdebstrap())?;
     enter_private_mount_namespace()?;
-    report.step("root (mmdebstrap)", |_| build_root(root, logs))?;
+    report.step("root (mmdebstrap)", |_| {
+        build_root(root, logs, reuse_pristine)
+    })?;
     report.step("toolchain", |_| install_rustup(root))?;
     report.step("source", |_| copy_source(root))?;
     mount_runtime(root)?;
@@ -270,7 +283,13 @@ fn apt_settings() -> Vec<PathBuf> {
     files
 }
 
-fn build_root(root: &Path, logs: &Path) -> Result<()> {
+/// The pristine root as a tarball, and the package list it was built from.
+fn pristine_tar() -> (PathBuf, PathBuf) {
+    let dir = util::target_dir().join("fresh-check");
+    (dir.join("pristine.tar"), dir.join("pristine.packages"))
+}
+
+fn build_root(root: &Path, logs: &Path, reuse_pristine: bool) -> Result<()> {
     if root.exists() {
         say!(
             "removing the root a previous run left at {}",
@@ -278,22 +297,53 @@ fn build_root(root: &Path, logs: &Path) -> Result<()> {
         );
         remove_root(root)?;
     }
-    if let Some(parent) = root.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let (tar, stamp) = pristine_tar();
+    let reusable = std::fs::read_to_string(&stamp).is_ok_and(|s| s == IMAGE_PACKAGES);
+    if reuse_pristine && reusable && tar.is_file() {
+        say!(
+            "reusing the pristine root of a previous run ({}, --reuse-pristine)",
+            tar.display()
+        );
+    } else {
+        let _ = std::fs::remove_file(&stamp);
+        debootstrap(&tar, logs)?;
+        std::fs::write(&stamp, IMAGE_PACKAGES)?;
     }
+    util::run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(root))?;
+    machine_settings(root)
+}
+
+/// The machine's own settings, which are not packages: its resolver and
+/// hosts, and its CA trust store (this workplace's TLS proxy is in it, and
+/// crates.io is reached through it).
+fn machine_settings(root: &Path) -> Result<()> {
+    for file in [
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        let to = root.join(file.trim_start_matches('/'));
+        let _ = std::fs::remove_file(&to);
+        std::fs::copy(file, &to).with_context(|| format!("cannot copy {file} into the root"))?;
+    }
+    Ok(())
+}
+
+/// mmdebstrap of the image's packages into the tarball `tar`.
+fn debootstrap(tar: &Path, logs: &Path) -> Result<()> {
     let packages = image_packages();
     say!(
         "building the root with the image's {} Debian packages (a few minutes)",
         packages.len()
     );
     let mut cmd = Command::new("mmdebstrap");
-    cmd.args(["--mode=root", "--variant=apt", "--format=directory"])
+    cmd.args(["--mode=root", "--variant=apt", "--format=tar"])
         .arg(format!("--include={}", packages.join(",")));
     for setting in apt_settings() {
         cmd.arg(format!("--aptopt={}", setting.display()));
     }
-    cmd.arg("bookworm").arg(root);
+    cmd.arg("bookworm").arg(tar);
     for source in apt_sources()? {
         cmd.arg(source);
     }
@@ -311,12 +361,6 @@ fn build_root(root: &Path, logs: &Path) -> Result<()> {
             util::exit_text(status),
             last_lines(&log, 30)
         );
-    }
-    // The machine's network settings, as a fresh machine has them.
-    for file in ["/etc/resolv.conf", "/etc/hosts"] {
-        let to = root.join(file.trim_start_matches('/'));
-        let _ = std::fs::remove_file(&to);
-        std::fs::copy(file, &to).with_context(|| format!("cannot copy {file} into the root"))?;
     }
     Ok(())
 }
