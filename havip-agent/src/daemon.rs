@@ -37,6 +37,9 @@ pub const EMBEDDED_OBJECT: Option<&[u8]> = None;
 /// chmod...).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// How often the etcd source compares `havip_owners` with what it reported.
+const OWNER_AUDIT: Duration = Duration::from_secs(1);
+
 /// Where the desired state comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -117,7 +120,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     };
     let (owner_tx, owner_rx) = mpsc::unbounded_channel();
     let owner_tx = matches!(opts.source, Source::Etcd(_)).then_some(owner_tx);
-    tokio::spawn(events::run(pollables.events, owner_tx));
+    tokio::spawn(events::owner_changes(pollables.events, owner_tx));
+    tokio::spawn(events::rejections(pollables.rejects));
     if let Some(logger) = pollables.logger {
         tokio::spawn(poll_logger(logger));
     }
@@ -205,6 +209,10 @@ async fn serve_etcd(
     } = signals;
     let mut source = EtcdSource::new(opts.clone());
     source.resync(dp).await;
+    // The owner map is the truth: an owner change whose event was lost is
+    // found there and reported.
+    let mut audit = tokio::time::interval(OWNER_AUDIT);
+    audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     info!(
         "running; host {} from etcd {}",
         opts.host,
@@ -216,6 +224,7 @@ async fn serve_etcd(
             _ = reconnect, if !source.connected() => source.resync(dp).await,
             change = source.next_change() => source.on_change(dp, change).await,
             Some(event) = owner_changes.recv() => source.owner_changed(dp, event).await,
+            _ = audit.tick() => source.audit_owners(dp).await,
             Some(ev) = links.recv() => follow_link(dp, &ev),
             _ = hup.recv() => { info!("SIGHUP: reading etcd again"); source.resync(dp).await }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }

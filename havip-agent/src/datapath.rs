@@ -23,8 +23,11 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use havip_common::{
-    counters::{DROP_REASONS, STATS},
-    maps::{self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
+    counters::{DROP_SLOTS, STAT_SLOTS},
+    maps::{
+        self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, TC_EGRESS_PROGRAM,
+        XDP_PROGRAM,
+    },
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
@@ -128,7 +131,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 11] {
+pub fn map_specs() -> [MapSpec; 12] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -145,8 +148,9 @@ pub fn map_specs() -> [MapSpec; 11] {
         spec::<u32, Owner>(maps::OWNERS, MapType::Array, MAX_VIPS),
         spec::<u32, VipHint>(maps::VIP_FILTER, MapType::Array, HINT_BUCKETS),
         spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
-        spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_REASONS as u32),
-        spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STATS as u32),
+        spec::<(), ()>(maps::REJECTS, MapType::RingBuf, REJECTS_BYTES),
+        spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_SLOTS as u32),
+        spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STAT_SLOTS as u32),
         spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
         // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
         spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
@@ -355,8 +359,10 @@ impl fmt::Display for ApplySummary {
 
 /// Things the daemon polls beside the datapath.
 pub struct Pollables {
-    /// The `havip_events` ring buffer.
+    /// The `havip_events` ring buffer: owner changes.
     pub events: RingBuf<MapData>,
+    /// The `havip_rejects` ring buffer: rejected claims.
+    pub rejects: RingBuf<MapData>,
     /// The aya-log reader, if the object logs through aya-log.
     pub logger: Option<EbpfLogger<&'static dyn log::Log>>,
 }
@@ -474,6 +480,7 @@ impl Datapath {
             load_object(object, pin_dir, None, true).and_then(|mut e| load_programs(&mut e))?;
         }
         let events = take(&mut ebpf, maps::EVENTS)?;
+        let rejects = take(&mut ebpf, maps::REJECTS)?;
         let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
         let vip_slots = Slots::recovered(
             MAX_VIPS,
@@ -517,7 +524,14 @@ impl Datapath {
             pin_dir.display(),
             mode
         );
-        Ok((dp, Pollables { events, logger }))
+        Ok((
+            dp,
+            Pollables {
+                events,
+                rejects,
+                logger,
+            },
+        ))
     }
 
     /// Writes `port` at `slot` unless it is there already; whether it

@@ -364,6 +364,25 @@ pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
     }
 }
 
+/// An owner learned on this host (a remote owner has no ifindex).
+fn is_local(o: &havip_common::Owner) -> bool {
+    !o.is_vacant() && o.ifindex != 0
+}
+
+/// The owner change event that `o` stands for.
+fn owner_event(vip_id: u32, o: &havip_common::Owner) -> Event {
+    Event {
+        kind: havip_common::EventKind::OwnerChanged as u32,
+        vip_id,
+        port_id: o.port_id,
+        ifindex: o.ifindex,
+        mac: o.mac,
+        generation: o.generation,
+        ts_ns: o.since_ns,
+        ..Event::default()
+    }
+}
+
 /// How long to wait before reconnecting after etcd failed `failures` times
 /// in a row.
 fn retry_delay(failures: u32) -> Duration {
@@ -381,6 +400,11 @@ pub struct EtcdSource {
     reported: HashMap<String, i64>,
     /// vip id -> the latest owner change not yet reported (etcd was away).
     unreported: BTreeMap<String, Event>,
+    /// Datapath vip id -> the generation of the last local owner taken up
+    /// for a report (from its event, a resync or the owner audit). The
+    /// audit compares `havip_owners` with it, so an owner change whose
+    /// event was lost is reported late, never not at all.
+    taken_up: HashMap<u32, u64>,
     /// vip id -> the (generation, result) we acknowledged.
     acked: HashMap<String, (u64, AckResult, Option<String>)>,
     failures: u32,
@@ -399,6 +423,7 @@ impl EtcdSource {
             programmed: Programmed::default(),
             reported: HashMap::new(),
             unreported: BTreeMap::new(),
+            taken_up: HashMap::new(),
             acked: HashMap::new(),
             failures: 0,
             next_attempt: Instant::now(),
@@ -557,7 +582,37 @@ impl EtcdSource {
         for (vip, record, revision) in owners {
             self.settle_owner(dp, &vip, &record, revision).await?;
         }
+        // What the datapath has now is settled with etcd: the audit looks
+        // for changes from here on.
+        for &vip_id in self.programmed.vip_ids.keys() {
+            if let Some(o) = dp.owner(vip_id).filter(is_local) {
+                self.taken_up.insert(vip_id, o.generation);
+            }
+        }
         Ok(())
+    }
+
+    /// Reports every local owner in `havip_owners` that no event reported:
+    /// the event was lost (the ring was full) or came while we were busy.
+    /// Called on a timer.
+    pub async fn audit_owners(&mut self, dp: &mut Datapath) {
+        if !self.connected() {
+            return; // the resync settles every owner when etcd is back
+        }
+        let vip_ids: Vec<u32> = self.programmed.vip_ids.keys().copied().collect();
+        for vip_id in vip_ids {
+            let Some(o) = dp.owner(vip_id).filter(is_local) else {
+                continue;
+            };
+            if self.taken_up.get(&vip_id) == Some(&o.generation) {
+                continue;
+            }
+            info!(
+                "vip {vip_id}: owner port {} (generation {}) found in havip_owners without its event: reporting it",
+                o.port_id, o.generation
+            );
+            self.owner_changed(dp, owner_event(vip_id, &o)).await;
+        }
     }
 
     /// Puts `acks/<vip>/<host>` for each VIP bound to a port of this host
@@ -608,6 +663,9 @@ impl EtcdSource {
         let Some(vip) = self.programmed.vip_ids.get(&event.vip_id).cloned() else {
             return;
         };
+        if self.taken_up.insert(event.vip_id, event.generation) == Some(event.generation) {
+            return; // the audit found it first
+        }
         if !self.connected() {
             self.unreported.insert(vip, event);
             return;
@@ -738,15 +796,7 @@ impl EtcdSource {
         vip_id: u32,
         o: havip_common::Owner,
     ) -> Result<(), SourceError> {
-        let event = Event {
-            vip_id,
-            port_id: o.port_id,
-            ifindex: o.ifindex,
-            mac: o.mac,
-            generation: o.generation,
-            ts_ns: o.since_ns,
-            ..Event::default()
-        };
+        let event = owner_event(vip_id, &o);
         Box::pin(self.report_owner(dp, vip, &event)).await
     }
 

@@ -1,7 +1,9 @@
-//! Reads the datapath's `havip_events` ring buffer and logs what it reports:
-//! owner changes at info, rejected claims at warn (rate-limited per VIP and
-//! port). Owner changes also go to whoever reports them on (the etcd
-//! source writes them back to the controller).
+//! Reads the datapath's two ring buffers and logs what they report: owner
+//! changes (`havip_events`) at info, rejected claims (`havip_rejects`) at
+//! warn, rate-limited per VIP and port. Owner changes also go to whoever
+//! reports them on (the etcd source writes them back to the controller).
+//! Each ring has a task of its own, so a flood of rejected claims neither
+//! fills the owner changes' ring nor delays their reader.
 
 use std::{
     collections::HashMap,
@@ -9,7 +11,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use havip_common::{DropReason, Event, EventKind};
+use havip_common::{maps, DropReason, Event, EventKind};
 use log::{debug, error, info, warn};
 use tokio::{io::unix::AsyncFd, sync::mpsc::UnboundedSender};
 
@@ -95,9 +97,42 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     }
 }
 
-/// Logs every event the datapath reports until the ring buffer fails, and
-/// sends each owner change to `owner_changes` when given.
-pub async fn run(ring: RingBuf<MapData>, owner_changes: Option<UnboundedSender<Event>>) {
+/// Logs every owner change in `havip_events` until the ring buffer fails,
+/// and sends each to `owner_changes` when given.
+pub async fn owner_changes(ring: RingBuf<MapData>, owner_changes: Option<UnboundedSender<Event>>) {
+    read(ring, maps::EVENTS, |e| match EventKind::from_u32(e.kind) {
+        Some(EventKind::OwnerChanged) => {
+            info!("{}", owner_line(&e, ifname_of(e.ifindex).as_deref()));
+            if let Some(tx) = &owner_changes {
+                let _ = tx.send(e);
+            }
+        }
+        _ => debug!("{}: unexpected event kind {}", maps::EVENTS, e.kind),
+    })
+    .await
+}
+
+/// Logs the rejected claims in `havip_rejects`, at most one line per VIP
+/// and port a second, until the ring buffer fails.
+pub async fn rejections(ring: RingBuf<MapData>) {
+    let mut limiter = RateLimiter::new(Duration::from_secs(1));
+    read(ring, maps::REJECTS, |e| match EventKind::from_u32(e.kind) {
+        Some(EventKind::ClaimRejected) => {
+            if let Some(suppressed) = limiter.check((e.vip_id, e.port_id), Instant::now()) {
+                warn!(
+                    "{}",
+                    rejected_line(&e, ifname_of(e.ifindex).as_deref(), suppressed)
+                );
+            }
+        }
+        _ => debug!("{}: unexpected event kind {}", maps::REJECTS, e.kind),
+    })
+    .await
+}
+
+/// Hands every record of `ring` to `on_event` as it arrives, until the ring
+/// buffer fails.
+async fn read(ring: RingBuf<MapData>, name: &str, mut on_event: impl FnMut(Event)) {
     // SAFETY: the ring buffer owns its map fd, open and unchanged until it is
     // dropped, which only happens with the AsyncFd.
     let registered =
@@ -105,41 +140,23 @@ pub async fn run(ring: RingBuf<MapData>, owner_changes: Option<UnboundedSender<E
     let mut fd = match registered {
         Ok(fd) => fd,
         Err(e) => {
-            error!("cannot poll the event ring buffer: {e}");
+            error!("cannot poll the ring buffer {name}: {e}");
             return;
         }
     };
-    let mut limiter = RateLimiter::new(Duration::from_secs(1));
     loop {
         let mut guard = match fd.readable_mut().await {
             Ok(g) => g,
             Err(e) => {
-                error!("event ring buffer: {e}");
+                error!("ring buffer {name}: {e}");
                 return;
             }
         };
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            let Some(e) = decode(&item) else {
-                debug!("short event record ({} bytes)", item.len());
-                continue;
-            };
-            match EventKind::from_u32(e.kind) {
-                Some(EventKind::OwnerChanged) => {
-                    info!("{}", owner_line(&e, ifname_of(e.ifindex).as_deref()));
-                    if let Some(tx) = &owner_changes {
-                        let _ = tx.send(e);
-                    }
-                }
-                Some(EventKind::ClaimRejected) => {
-                    if let Some(suppressed) = limiter.check((e.vip_id, e.port_id), Instant::now()) {
-                        warn!(
-                            "{}",
-                            rejected_line(&e, ifname_of(e.ifindex).as_deref(), suppressed)
-                        );
-                    }
-                }
-                None => debug!("unknown event kind {}", e.kind),
+            match decode(&item) {
+                Some(e) => on_event(e),
+                None => debug!("{name}: short record ({} bytes)", item.len()),
             }
         }
         guard.clear_ready();

@@ -3,7 +3,10 @@
 //! concerns a VIP).
 
 /// Why the datapath dropped a frame. The value is the index into the
-/// `havip_drops` per-CPU array and into [`VipCounters::drops`].
+/// `havip_drops` per-CPU array and into [`VipCounters::drops`]. Codes are
+/// stable: a code is never reused, and a new reason takes the next one,
+/// within the room the maps keep ([`DROP_SLOTS`], [`VIP_DROP_SLOTS`]), so
+/// that adding a reason changes no pinned map's shape.
 #[repr(u32)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DropReason {
@@ -31,8 +34,16 @@ pub enum DropReason {
     NotOwner = 9,
 }
 
-/// Number of [`DropReason`]s; the size of the drop counter arrays.
+/// Number of [`DropReason`]s.
 pub const DROP_REASONS: usize = 10;
+/// The size of `havip_drops`: room for reasons to come.
+pub const DROP_SLOTS: usize = 64;
+/// The size of [`VipCounters::drops`]: room for VIP reasons to come.
+pub const VIP_DROP_SLOTS: usize = 16;
+/// The size of `havip_stats`: room for counters to come.
+pub const STAT_SLOTS: usize = 64;
+const _: () = assert!(DROP_REASONS <= DROP_SLOTS && DROP_REASONS <= VIP_DROP_SLOTS);
+const _: () = assert!(STATS <= STAT_SLOTS);
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -82,7 +93,8 @@ pub enum Stat {
     ClaimsAccepted = 2,
     /// Owner changes learned.
     OwnerChanges = 3,
-    /// Events lost because the ring buffer was full.
+    /// Owner changes the datapath could not report because `havip_events`
+    /// was full (the agent still finds them in `havip_owners`).
     EventsLost = 4,
     /// ARP requests for a VIP answered by the datapath.
     ArpAnswered = 5,
@@ -104,9 +116,13 @@ pub enum Stat {
     /// offload frames larger than the port's MTU, segments over 4 KiB, IPv6
     /// with extension headers): the bridge keeps their offload metadata.
     OffloadViaBridge = 11,
+    /// Rejected claims not reported because `havip_rejects` was full (a
+    /// flood: the drops are counted all the same).
+    RejectsLost = 12,
 }
 
-pub const STATS: usize = 12;
+/// Number of [`Stat`]s. Codes are stable, as for [`DropReason`].
+pub const STATS: usize = 13;
 
 impl Stat {
     pub const ALL: [Stat; STATS] = [
@@ -122,6 +138,7 @@ impl Stat {
         Self::EgressRedirected,
         Self::ChecksumsCompleted,
         Self::OffloadViaBridge,
+        Self::RejectsLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +155,7 @@ impl Stat {
             Self::EgressRedirected => "egress_redirected",
             Self::ChecksumsCompleted => "checksums_completed",
             Self::OffloadViaBridge => "offload_via_bridge",
+            Self::RejectsLost => "rejects_lost",
         }
     }
 }
@@ -152,8 +170,8 @@ pub struct VipCounters {
     pub answered: u64,
     /// Frames delivered to the owner (redirected or MAC rewritten).
     pub delivered: u64,
-    /// Indexed by [`DropReason`].
-    pub drops: [u64; DROP_REASONS],
+    /// Indexed by [`DropReason`] (the rest is room to grow).
+    pub drops: [u64; VIP_DROP_SLOTS],
 }
 
 impl core::ops::AddAssign for VipCounters {
@@ -163,7 +181,7 @@ impl core::ops::AddAssign for VipCounters {
         self.answered += o.answered;
         self.delivered += o.delivered;
         let mut i = 0;
-        while i < DROP_REASONS {
+        while i < VIP_DROP_SLOTS {
             self.drops[i] += o.drops[i];
             i += 1;
         }

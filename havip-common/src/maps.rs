@@ -17,11 +17,16 @@ pub const VIPS: &str = "havip_vips";
 pub const OWNERS: &str = "havip_owners";
 /// [`crate::vip::hint_bucket`] (an array index) -> [`crate::VipHint`].
 pub const VIP_FILTER: &str = "havip_vip_filter";
-/// Ring buffer of [`crate::Event`].
+/// Ring buffer of [`crate::Event`]: owner changes only, so that no flood
+/// of rejected claims can crowd out the report of a failover.
 pub const EVENTS: &str = "havip_events";
-/// Per-CPU array of u64 indexed by [`crate::DropReason`].
+/// Ring buffer of [`crate::Event`]: rejected claims, for the agent's log.
+pub const REJECTS: &str = "havip_rejects";
+/// Per-CPU array of u64 indexed by [`crate::DropReason`]
+/// ([`crate::counters::DROP_SLOTS`] entries).
 pub const DROPS: &str = "havip_drops";
-/// Per-CPU array of u64 indexed by [`crate::Stat`].
+/// Per-CPU array of u64 indexed by [`crate::Stat`]
+/// ([`crate::counters::STAT_SLOTS`] entries).
 pub const STATS: &str = "havip_stats";
 /// Per-CPU array, VIP slot -> [`crate::VipCounters`].
 pub const VIP_STATS: &str = "havip_vipstats";
@@ -43,8 +48,9 @@ pub const MAX_SEGMENT: usize = 4096;
 pub const SEGMENT_BUF: usize = MAX_SEGMENT + 4;
 
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 11] = [
-    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, DROPS, STATS, VIP_STATS, REDIRECT, SEGMENT,
+pub const ALL: [&str; 12] = [
+    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, REJECTS, DROPS, STATS, VIP_STATS, REDIRECT,
+    SEGMENT,
 ];
 
 /// The constant in the programs' read-only data that names their port's
@@ -62,6 +68,7 @@ pub const MAX_ADDRS: u32 = 8192;
 /// VIPs (and VIP slots) on one host.
 pub const MAX_VIPS: u32 = 4096;
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+pub const REJECTS_BYTES: u32 = 64 * 1024;
 
 /// Name of the XDP program in the object file: frames a VM sends.
 pub const XDP_PROGRAM: &str = "havip_port_ingress";

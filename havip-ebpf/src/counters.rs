@@ -32,7 +32,7 @@ pub fn vip_counters(slot: u32) -> Option<*mut VipCounters> {
 pub fn count_vip_drop(slot: u32, reason: DropReason) {
     if let Some(c) = vip_counters(slot) {
         let i = reason as usize;
-        // SAFETY: per-CPU value; `i` < DROP_REASONS by construction.
+        // SAFETY: per-CPU value; `i` < DROP_REASONS <= VIP_DROP_SLOTS.
         unsafe {
             if let Some(d) = (*c).drops.get_mut(i) {
                 *d += 1;

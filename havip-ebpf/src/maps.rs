@@ -9,8 +9,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use havip_common::{
-    counters::{DROP_REASONS, STATS},
-    maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, SEGMENT_BUF},
+    counters::{DROP_SLOTS, STAT_SLOTS},
+    maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, SEGMENT_BUF},
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
@@ -66,17 +66,22 @@ pub static OWNERS: Array<Owner, { MAX_VIPS as usize }> = Array::new();
 #[btf_map(name = "havip_vip_filter")]
 pub static VIP_FILTER: Array<VipHint, { HINT_BUCKETS as usize }> = Array::new();
 
-/// Owner changes and rejected claims, for the agent's log.
+/// Owner changes, for the agent to report (and log). Nothing else goes
+/// here: a flood of rejected claims cannot crowd a failover out.
 #[btf_map(name = "havip_events")]
 pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
 
+/// Rejected claims, for the agent's log.
+#[btf_map(name = "havip_rejects")]
+pub static REJECTS: RingBuf<Event, { REJECTS_BYTES as usize }> = RingBuf::new();
+
 /// Drops by reason (index: `DropReason`).
 #[btf_map(name = "havip_drops")]
-pub static DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
+pub static DROPS: PerCpuArray<u64, DROP_SLOTS> = PerCpuArray::new();
 
 /// Other counters (index: `Stat`).
 #[btf_map(name = "havip_stats")]
-pub static STATS_MAP: PerCpuArray<u64, STATS> = PerCpuArray::new();
+pub static STATS_MAP: PerCpuArray<u64, STAT_SLOTS> = PerCpuArray::new();
 
 /// VIP slot -> that VIP's counters.
 #[btf_map(name = "havip_vipstats")]

@@ -6,7 +6,7 @@ use havip_common::{DropReason, EventKind, NetworkAddr, Owner, Stat, Vip};
 
 use crate::{
     counters::{count, count_vip_drop, vip_counters},
-    maps::{EVENTS, OWNERS},
+    maps::{EVENTS, OWNERS, REJECTS},
     vips::VipRef,
 };
 
@@ -110,7 +110,8 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     );
 }
 
-/// Writes an event straight into the ring buffer (no copy on the stack).
+/// Writes an event straight into its ring buffer (no copy on the stack):
+/// owner changes to `havip_events`, rejected claims to `havip_rejects`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn report(
@@ -123,8 +124,12 @@ fn report(
     generation: u64,
     ts_ns: u64,
 ) {
-    let Some(mut entry) = EVENTS.reserve(0) else {
-        count(Stat::EventsLost);
+    let (entry, lost) = match kind {
+        EventKind::OwnerChanged => (EVENTS.reserve(0), Stat::EventsLost),
+        EventKind::ClaimRejected => (REJECTS.reserve(0), Stat::RejectsLost),
+    };
+    let Some(mut entry) = entry else {
+        count(lost);
         return;
     };
     let e = entry.as_mut_ptr();

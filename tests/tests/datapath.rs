@@ -162,6 +162,7 @@ impl Datapath {
             dp.owners().set(slot(vip_id), Owner::default(), 0).unwrap();
         }
         dp.events();
+        dp.rejects();
         let mut redirect = dp.redirect();
         let targets: Vec<u32> = redirect.keys().map(Result::unwrap).collect();
         for ifindex in targets {
@@ -319,8 +320,18 @@ impl Datapath {
         sum
     }
 
+    /// What `havip_events` holds: owner changes.
     fn events(&mut self) -> Vec<Event> {
-        let mut ring = RingBuf::try_from(self.ebpf.map_mut(maps::EVENTS).unwrap()).unwrap();
+        self.ring(maps::EVENTS)
+    }
+
+    /// What `havip_rejects` holds: rejected claims.
+    fn rejects(&mut self) -> Vec<Event> {
+        self.ring(maps::REJECTS)
+    }
+
+    fn ring(&mut self, name: &str) -> Vec<Event> {
+        let mut ring = RingBuf::try_from(self.ebpf.map_mut(name).unwrap()).unwrap();
         let mut events = Vec::new();
         while let Some(item) = ring.next() {
             assert_eq!(item.len(), size_of::<Event>());
@@ -1084,20 +1095,30 @@ fn owner_changes_and_rejections_are_reported_and_counted() {
     dp.from(VM2, true);
     dp.run(&unsolicited_na(VM2, VIP6));
 
+    // Owner changes in havip_events, rejected claims in havip_rejects.
+    let summary = |events: &[Event]| -> Vec<_> {
+        events
+            .iter()
+            .map(|e| {
+                let kind = EventKind::from_u32(e.kind).unwrap();
+                let reason = (kind == EventKind::ClaimRejected)
+                    .then(|| DropReason::from_u32(e.reason).unwrap());
+                (kind, e.vip_id, e.port_id, reason, e.generation)
+            })
+            .collect()
+    };
     let events = dp.events();
-    let summary: Vec<_> = events
-        .iter()
-        .map(|e| {
-            let kind = EventKind::from_u32(e.kind).unwrap();
-            let reason =
-                (kind == EventKind::ClaimRejected).then(|| DropReason::from_u32(e.reason).unwrap());
-            (kind, e.vip_id, e.port_id, reason, e.generation)
-        })
-        .collect();
     assert_eq!(
-        summary,
+        summary(&events),
         vec![
             (EventKind::OwnerChanged, VIP4_ID, VM1.port_id, None, 1),
+            (EventKind::OwnerChanged, VIP6_ID, VM2.port_id, None, 1),
+        ],
+    );
+    let rejects = dp.rejects();
+    assert_eq!(
+        summary(&rejects),
+        vec![
             (
                 EventKind::ClaimRejected,
                 VIP4_ID,
@@ -1112,13 +1133,12 @@ fn owner_changes_and_rejections_are_reported_and_counted() {
                 Some(DropReason::VipSourceNotBound),
                 0
             ),
-            (EventKind::OwnerChanged, VIP6_ID, VM2.port_id, None, 1),
         ],
     );
     assert_eq!(events[0].vip, v4(VIP4));
     assert_eq!(events[0].mac, VM1.mac);
-    assert_eq!(events[1].mac, ROGUE.mac);
-    assert_eq!(events[3].vip, v6(VIP6));
+    assert_eq!(rejects[0].mac, ROGUE.mac);
+    assert_eq!(events[1].vip, v6(VIP6));
 
     let c4 = dp.vip_counters(VIP4_ID);
     assert_eq!((c4.claims_accepted, c4.owner_changes), (2, 1));
@@ -1134,6 +1154,40 @@ fn owner_changes_and_rejections_are_reported_and_counted() {
 
 /// The agent writes a port's entry before it attaches its programs, and
 /// empties it after it detaches them: a slot with no port passes all.
+#[test]
+fn a_flood_of_rejected_claims_does_not_crowd_out_an_owner_change() {
+    let mut dp = Datapath::load();
+    // A rogue VM floods GARPs for the VIP: far more rejections than
+    // havip_rejects holds, none read.
+    dp.from(ROGUE, true);
+    let rogue = garp(ROGUE, VIP4);
+    let capacity = maps::REJECTS_BYTES as usize / size_of::<Event>();
+    for _ in 0..capacity + 200 {
+        assert_eq!(dp.run(&rogue).0, XDP_DROP);
+    }
+    assert!(dp.stat(Stat::RejectsLost) >= 200, "the rejections overflow");
+    assert_eq!(
+        dp.drops(DropReason::ClaimNotBound),
+        capacity as u64 + 200,
+        "every rogue claim is dropped and counted, reported or not"
+    );
+    // The master's failover claim is still reported.
+    dp.from(VM2, true);
+    assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
+    let events = dp.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        EventKind::from_u32(events[0].kind),
+        Some(EventKind::OwnerChanged)
+    );
+    assert_eq!(
+        (events[0].vip_id, events[0].port_id),
+        (VIP4_ID, VM2.port_id)
+    );
+    assert_eq!(dp.stat(Stat::EventsLost), 0);
+    assert!(dp.rejects().len() <= capacity);
+}
+
 #[test]
 fn a_slot_with_no_port_passes_untouched() {
     let mut dp = Datapath::load();
