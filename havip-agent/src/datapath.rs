@@ -29,7 +29,7 @@ use havip_common::{
         XDP_PROGRAM,
     },
     vip::HINT_BUCKETS,
-    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
+    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, BPF_F_LOCK,
 };
 use log::{debug, info, warn};
 use nix::{
@@ -630,13 +630,14 @@ impl Datapath {
             port_id,
             ifindex: 0,
             mac,
-            _pad: [0; 6],
             generation,
             since_ns: now,
             last_claim_ns: now,
-        };
+            ..Owner::default()
+        }
+        .sealed();
         self.owners
-            .set(slot, owner, 0)
+            .set(slot, owner, BPF_F_LOCK)
             .map_err(map_err(maps::OWNERS, "cannot write"))?;
         Ok(owner)
     }
@@ -826,7 +827,7 @@ impl Datapath {
                 continue;
             }
             self.owners
-                .set(slot, vacated(&owner), 0)
+                .set(slot, vacated(&owner).sealed(), BPF_F_LOCK)
                 .map_err(map_err(maps::OWNERS, "cannot vacate"))?;
             info!(
                 "{}: owner port {} ({}) vacated, generation {}",
@@ -874,7 +875,7 @@ impl Datapath {
     /// The record at `slot` (vacant or not), if it is vip `vip_id`'s.
     fn owner_at(&self, slot: u32, vip_id: u32) -> Option<Owner> {
         self.owners
-            .get(&slot, 0)
+            .get(&slot, BPF_F_LOCK)
             .ok()
             .filter(|o| o.vip_id == vip_id)
     }
@@ -886,7 +887,7 @@ impl Datapath {
             ..Owner::default()
         };
         self.owners
-            .set(slot, empty, 0)
+            .set(slot, empty.sealed(), BPF_F_LOCK)
             .map_err(map_err(maps::OWNERS, "cannot reset"))?;
         let zero = PerCpuValues::try_from(vec![VipCounters::default(); self.nr_cpus]).map_err(
             |source| DatapathError::Io {

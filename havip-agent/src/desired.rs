@@ -428,10 +428,10 @@ ports = [12]
             port_id: 12,
             ifindex: 6,
             mac: [2; 6],
-            _pad: [0; 6],
             generation: 9,
             since_ns: 100,
             last_claim_ns: 200,
+            ..Owner::default()
         };
         let v = vacated(&o);
         assert!(v.is_vacant());

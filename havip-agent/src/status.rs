@@ -210,7 +210,7 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
         let (addr, vip) = entry.map_err(map_err(pin_dir, maps::VIPS))?;
         // The slot's record, if it is this VIP's.
         let owner = owners
-            .get(&vip.slot, 0)
+            .get(&vip.slot, havip_common::BPF_F_LOCK)
             .map_err(map_err(pin_dir, maps::OWNERS))?;
         let owner = (owner.vip_id == vip.vip_id).then_some(owner);
         let mut counters = VipCounters::default();

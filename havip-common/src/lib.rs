@@ -17,7 +17,7 @@ pub mod vip;
 pub use addr::NetworkAddr;
 pub use counters::{DropReason, Stat, VipCounters};
 pub use event::{Event, EventKind};
-pub use owner::Owner;
+pub use owner::{Owner, BPF_F_LOCK};
 pub use port::Port;
 pub use vip::{Vip, VipHint};
 

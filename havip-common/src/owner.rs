@@ -17,7 +17,17 @@ pub struct Owner {
     pub ifindex: u32,
     /// The MAC the owner announced (ARP sender / NA target link-layer).
     pub mac: [u8; 6],
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Held by every writer: the datapath's claims take it
+    /// (`bpf_spin_lock`), the agent writes and reads with `BPF_F_LOCK`, so
+    /// no two writers mix their records. The fast path reads without it and
+    /// acts only on a record whose [`Owner::seal`] matches.
+    pub lock: bpf_spin_lock,
+    /// A hash of who owns the VIP (vip id, port id, ifindex, MAC,
+    /// generation), written with them: a record read while a writer writes
+    /// it has fields of two owners, and its seal does not match.
+    pub seal: u32,
+    pub _pad2: u32,
     /// Incremented on every change of owner; never reset.
     pub generation: u64,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when this owner took over.
@@ -26,7 +36,73 @@ pub struct Owner {
     pub last_claim_ns: u64,
 }
 
+/// The kernel's `struct bpf_spin_lock`: the verifier and `BPF_F_LOCK`
+/// find the lock in a map value by this name in its BTF.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct bpf_spin_lock {
+    pub val: u32,
+}
+
+/// `BPF_F_LOCK`: map lookups and updates of [`Owner`] records from user
+/// space copy them under the record's lock.
+pub const BPF_F_LOCK: u64 = 4;
+
+const _: () = assert!(
+    core::mem::size_of::<Owner>() == 56
+        && core::mem::offset_of!(Owner, lock) % 4 == 0
+        && core::mem::offset_of!(Owner, mac) % 4 == 0
+);
+
 impl Owner {
+    /// The seal of this record's owner fields (see [`Owner::seal`]): a
+    /// few multiply-xor rounds, cheap enough for every frame.
+    #[inline(always)]
+    pub fn compute_seal(&self) -> u32 {
+        let (mac_hi, mac_lo) = self.mac_words();
+        let mut h: u32 = 0x9e37_79b9;
+        for word in [
+            self.vip_id,
+            self.port_id,
+            self.ifindex,
+            mac_hi,
+            mac_lo as u32,
+            self.generation as u32,
+            (self.generation >> 32) as u32,
+        ] {
+            h = (h ^ word).wrapping_mul(0x0100_0193);
+            h ^= h >> 15;
+        }
+        h | 1 // never 0: an all-zero record is vacant, not sealed
+    }
+
+    /// Writes the seal of the fields as they are now.
+    #[inline(always)]
+    pub fn sealed(mut self) -> Self {
+        self.seal = self.compute_seal();
+        self
+    }
+
+    /// Whether the record is one writer's whole record.
+    #[inline(always)]
+    pub fn is_whole(&self) -> bool {
+        self.seal == self.compute_seal()
+    }
+
+    /// The MAC as a word and a half-word (see [`crate::Port::mac_words`]).
+    #[inline(always)]
+    pub fn mac_words(&self) -> (u32, u16) {
+        let p = self.mac.as_ptr();
+        // SAFETY: `mac` is 4-aligned (asserted above): aligned reads.
+        unsafe {
+            (
+                core::ptr::read(p as *const u32),
+                core::ptr::read(p.add(4) as *const u16),
+            )
+        }
+    }
+
     #[inline(always)]
     pub fn is_vacant(&self) -> bool {
         self.port_id == 0

@@ -69,8 +69,9 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             }
             Ok(TC_ACT_OK)
         }
-        // Sent here by this port's MAC (a stale ARP entry): to the owner.
-        Some(o) if is_port_mac(port, &link_dst) && o.ifindex != 0 => {
+        // Sent here by this port's MAC (a stale ARP entry): to the owner,
+        // never back out of the port the frame came from (nor this one).
+        Some(o) if is_port_mac(port, &link_dst) && o.ifindex != 0 && !is_return(ctx, o.ifindex) => {
             set_dst_mac(&pkt, o.mac)?;
             count(Stat::EgressRedirected);
             if let Some(c) = vip_counters(found.slot) {
@@ -89,6 +90,15 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             Err(DropReason::NotOwner)
         }
     }
+}
+
+/// Whether sending to `ifindex` would send the frame back where it came
+/// from, or out of this port again.
+#[inline(always)]
+fn is_return(ctx: &TcContext, ifindex: u32) -> bool {
+    // SAFETY: reads of the context the kernel passed.
+    let (came_from, this) = unsafe { ((*ctx.skb.skb).ingress_ifindex, (*ctx.skb.skb).ifindex) };
+    ifindex == came_from || ifindex == this
 }
 
 /// The unicast destination MAC and IP of a frame, if it is IP.

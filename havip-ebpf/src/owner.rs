@@ -1,7 +1,7 @@
 //! Claims: who may announce a VIP, and learning its owner from the
 //! announcement itself.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_spin_lock, bpf_spin_unlock};
 use havip_common::{DropReason, EventKind, NetworkAddr, Owner, Stat, Vip};
 
 use crate::{
@@ -17,11 +17,27 @@ pub struct Claimant {
     pub ifindex: u32,
 }
 
-/// The VIP's current owner, if it has one: the map value itself, not a
-/// copy (the datapath replaces an owner with `set`, never field by field).
+/// The VIP's current owner, if it has one: a copy of its record, read
+/// without the lock (the fast path never waits), and only if it is one
+/// writer's whole record (its seal matches). A record being written is
+/// taken for no owner: the frame goes by the bridge, or is judged as for a
+/// VIP without an owner.
 #[inline(always)]
-pub fn current(vip: VipRef) -> Option<&'static Owner> {
-    OWNERS.get(vip.slot).filter(|o| o.owns(vip.vip_id))
+pub fn current(vip: VipRef) -> Option<Owner> {
+    let p = OWNERS.get(vip.slot)?;
+    // Field by field: the verifier forbids reading the lock itself.
+    let o = Owner {
+        vip_id: p.vip_id,
+        port_id: p.port_id,
+        ifindex: p.ifindex,
+        mac: p.mac,
+        seal: p.seal,
+        generation: p.generation,
+        since_ns: p.since_ns,
+        last_claim_ns: p.last_claim_ns,
+        ..Owner::default()
+    };
+    (o.owns(vip.vip_id) && o.is_whole()).then_some(o)
 }
 
 /// Refuses a claim on `vip` (or a packet sourced from it) by a port that is
@@ -63,36 +79,55 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
         unsafe { (*c).claims_accepted += 1 };
     }
 
-    let mut generation = 1;
-    if let Some(current) = OWNERS.get_ptr_mut(vip.slot) {
-        // SAFETY: a map value pointer; racing writers only race on
-        // timestamps, the owner itself is replaced by `set` below.
-        let current = unsafe { &mut *current };
-        if current.vip_id == vip.vip_id {
-            if current.port_id == from.port_id
-                && current.ifindex == from.ifindex
-                && current.mac == mac
-            {
-                current.last_claim_ns = now;
-                return;
-            }
-            generation = current.generation + 1;
-        }
-    }
-
-    let owner = Owner {
+    let Some(record) = OWNERS.get_ptr_mut(vip.slot) else {
+        return;
+    };
+    // The record as it will be if the claim changes the owner, sealed
+    // before the lock (no helper or function call while it is held).
+    let mut owner = Owner {
         vip_id: vip.vip_id,
         port_id: from.port_id,
         ifindex: from.ifindex,
         mac,
-        _pad: [0; 6],
-        generation,
+        generation: 1,
         since_ns: now,
         last_claim_ns: now,
+        ..Owner::default()
     };
-    if OWNERS.set(vip.slot, owner, 0).is_err() {
+    let (mac_hi, mac_lo) = owner.mac_words();
+    // SAFETY: a map value pointer of a map whose values hold a lock; the
+    // lock is taken and released below, with no call in between.
+    let changed = unsafe {
+        let r = &mut *record;
+        let lock = core::ptr::addr_of_mut!(r.lock).cast();
+        bpf_spin_lock(lock);
+        let same = r.vip_id == vip.vip_id
+            && r.port_id == from.port_id
+            && r.ifindex == from.ifindex
+            && r.mac_words() == (mac_hi, mac_lo);
+        if same {
+            r.last_claim_ns = now;
+        } else {
+            if r.vip_id == vip.vip_id {
+                owner.generation = r.generation + 1;
+            }
+            owner.seal = owner.compute_seal();
+            r.vip_id = owner.vip_id;
+            r.port_id = owner.port_id;
+            r.ifindex = owner.ifindex;
+            r.mac = owner.mac;
+            r.generation = owner.generation;
+            r.since_ns = now;
+            r.last_claim_ns = now;
+            r.seal = owner.seal;
+        }
+        bpf_spin_unlock(lock);
+        !same
+    };
+    if !changed {
         return;
     }
+    let generation = owner.generation;
     count(Stat::OwnerChanges);
     if let Some(c) = counters {
         // SAFETY: per-CPU value.

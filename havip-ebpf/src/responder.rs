@@ -26,7 +26,7 @@ const NA_LEN: usize = 32;
 
 /// The owner of the VIP at `addr`, unless `port` is the owner itself.
 #[inline(always)]
-fn owner_for_others(addr: &NetworkAddr, port: &Port) -> Option<(VipRef, &'static Owner)> {
+fn owner_for_others(addr: &NetworkAddr, port: &Port) -> Option<(VipRef, Owner)> {
     let vip = vips::find(addr)?;
     let owner = owner::current(vip)?;
     if owner.port_id == port.port_id {

@@ -24,6 +24,7 @@ use havip_common::{
     port::PORT_SECURITY,
     vip::{hint_bucket, MAX_BINDINGS},
     DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
+    BPF_F_LOCK,
 };
 use havip_tests::bench::frames::{self, ones_sum};
 use rand::{Rng, SeedableRng};
@@ -159,7 +160,7 @@ impl Datapath {
     fn reset(&mut self) {
         let dp = self;
         for vip_id in [VIP4_ID, VIP6_ID] {
-            dp.owners().set(slot(vip_id), Owner::default(), 0).unwrap();
+            dp.put_owner(vip_id, Owner::default());
         }
         dp.events();
         dp.rejects();
@@ -211,7 +212,9 @@ impl Datapath {
 
     /// Writes `owner` as vip `vip_id`'s record (the agent vacating it).
     fn put_owner(&mut self, vip_id: u32, owner: Owner) {
-        self.owners().set(slot(vip_id), owner, 0).unwrap();
+        self.owners()
+            .set(slot(vip_id), owner.sealed(), BPF_F_LOCK)
+            .unwrap();
     }
 
     /// Puts `vm`'s port on `lo`, so the next frame comes from it.
@@ -255,6 +258,33 @@ impl Datapath {
         (result.return_value, out)
     }
 
+    /// Runs `frame` through the program `repeat` times, through a shared
+    /// reference (threads may run it at once); returns the action.
+    fn run_shared(&self, frame: &[u8], repeat: u32) -> u32 {
+        let md: [u32; 6] = [0, frame.len() as u32, 0, LO, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let prog: &Xdp = self
+            .ebpf
+            .program(maps::XDP_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut opts = TestRunOptions::default();
+        opts.data_in = Some(frame);
+        opts.ctx_in = Some(&ctx);
+        opts.repeat = repeat;
+        prog.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+    }
+
+    /// Vip `vip_id`'s record, read with BPF_F_LOCK through a shared
+    /// reference.
+    fn owner_shared(&self, vip_id: u32) -> Option<Owner> {
+        let owners: Array<&MapData, Owner> =
+            Array::try_from(self.ebpf.map(maps::OWNERS).unwrap()).unwrap();
+        let owner = owners.get(&slot(vip_id), BPF_F_LOCK).unwrap();
+        (owner.vip_id == vip_id).then_some(owner)
+    }
+
     /// Runs `frame` through the TC egress program, as if on its way out of
     /// the port on `lo`; returns the TC action and the output.
     fn run_egress(&mut self, frame: &[u8]) -> (i32, Vec<u8>) {
@@ -279,22 +309,27 @@ impl Datapath {
     /// Makes `vm` the owner of `vip_id` as the datapath would record it
     /// (its port on `lo`).
     fn set_owner(&mut self, vip_id: u32, vm: Vm) {
+        self.set_owner_on(vip_id, vm, LO);
+    }
+
+    /// Makes `vm`, on the interface `ifindex`, the owner of `vip_id`.
+    fn set_owner_on(&mut self, vip_id: u32, vm: Vm, ifindex: u32) {
         let owner = Owner {
             vip_id,
             port_id: vm.port_id,
-            ifindex: LO,
+            ifindex,
             mac: vm.mac,
-            _pad: [0; 6],
             generation: 1,
             since_ns: 1,
             last_claim_ns: 1,
+            ..Owner::default()
         };
         self.put_owner(vip_id, owner);
     }
 
     /// Vip `vip_id`'s record, if its slot holds one for it.
     fn owner(&mut self, vip_id: u32) -> Option<Owner> {
-        let owner = self.owners().get(&slot(vip_id), 0).unwrap();
+        let owner = self.owners().get(&slot(vip_id), BPF_F_LOCK).unwrap();
         (owner.vip_id == vip_id).then_some(owner)
     }
 
@@ -1789,9 +1824,11 @@ fn egress_table() {
     let mut dp = Datapath::load();
     for c in cases {
         dp.reset();
+        // The owner on an interface of its own: the test run sends every
+        // frame out of `lo`, where egress never sends one back to.
         if let Some(owner) = c.owner {
-            dp.set_owner(VIP4_ID, owner);
-            dp.set_owner(VIP6_ID, owner);
+            dp.set_owner_on(VIP4_ID, owner, OWNER_IFINDEX);
+            dp.set_owner_on(VIP6_ID, owner, OWNER_IFINDEX);
         }
         dp.from(c.to, true);
         let drops = dp.drops(DropReason::NotOwner);
@@ -1816,6 +1853,106 @@ fn egress_table() {
         "failing cases:\n  {}",
         failures.join("\n  ")
     );
+}
+
+/// Where the egress table's owners are (an ifindex no device has: a
+/// redirect there is only recorded by the test run).
+const OWNER_IFINDEX: u32 = 4242;
+
+#[test]
+fn egress_never_sends_a_frame_back_out_of_the_port_it_leaves_by() {
+    let mut dp = Datapath::load();
+    // An owner record naming VM2's port with the ifindex of the port the
+    // frame is on its way out of (`lo` in the test run): what a record of
+    // two owners mixed would say. Redirecting would loop it.
+    dp.set_owner_on(VIP4_ID, VM2, LO);
+    dp.from(VM1, true);
+    let frame = with_dst_mac(udp4(CLIENT.mac, CLIENT.v4, VIP4), VM1.mac);
+    let before = dp.drops(DropReason::NotOwner);
+    assert_eq!(dp.run_egress(&frame).0, TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::NotOwner), before + 1);
+}
+
+#[test]
+fn a_record_whose_seal_does_not_match_is_not_acted_upon() {
+    let mut dp = Datapath::load();
+    dp.set_owner(VIP4_ID, VM2);
+    let whole = dp.owner(VIP4_ID).unwrap();
+    assert!(
+        whole.is_whole(),
+        "the agent's and the datapath's records are sealed"
+    );
+    // Fields of two owners: VM1's port id beside VM2's MAC, as a reader
+    // sees a record while a writer writes it (or two writers mixed it).
+    let mixed = Owner {
+        port_id: VM1.port_id,
+        ..whole
+    };
+    dp.owners().set(slot(VIP4_ID), mixed, BPF_F_LOCK).unwrap();
+    dp.from(CLIENT, true);
+    // No owner as far as the fast path can tell: the frame goes on to the
+    // bridge unchanged, and ARP for the VIP is not answered.
+    let to_vip = with_dst_mac(udp4(CLIENT.mac, CLIENT.v4, VIP4), VM1.mac);
+    assert_eq!(dp.run(&to_vip), (XDP_PASS, to_vip.clone()));
+    let request = arp(
+        CLIENT.mac,
+        ArpOperation::REQUEST,
+        CLIENT.mac,
+        CLIENT.v4,
+        VIP4,
+    );
+    assert_eq!(dp.run(&request), (XDP_PASS, request.clone()));
+    // The owner's next GARP writes a whole record again.
+    dp.from(VM2, true);
+    assert_eq!(dp.run(&garp(VM2, VIP4)).0, XDP_PASS);
+    let healed = dp.owner(VIP4_ID).unwrap();
+    assert!(healed.is_whole());
+    assert_eq!(healed.port_id, VM2.port_id);
+    dp.from(CLIENT, true);
+    let (action, reply) = dp.run(&request);
+    assert_ne!(action, XDP_PASS, "answered again");
+    assert_eq!(reply, expected_arp_reply(CLIENT, VM2, VIP4));
+}
+
+#[test]
+fn claims_on_two_cpus_never_leave_a_mixed_record() {
+    // Two claims race for the VIP, one thread each (on both CPUs), for two
+    // seconds; a reader beside them reads every record with BPF_F_LOCK, as
+    // the agent does, and checks each is one claim's whole record.
+    let mut dp = Datapath::load();
+    // One port (slot 0, security off) sends both: the same port id with
+    // two MACs, so every claim changes the owner.
+    dp.from(VM1, false);
+    let dp = &dp;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mixed, seen) = std::thread::scope(|scope| {
+        for mac in [VM1.mac, VM2.mac] {
+            let stop = &stop;
+            let frame = garp(Vm { mac, ..VM1 }, VIP4);
+            scope.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    dp.run_shared(&frame, 100);
+                }
+            });
+        }
+        let reader = scope.spawn(|| {
+            let (mut mixed, mut seen) = (0u64, 0u64);
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while std::time::Instant::now() < until {
+                if let Some(o) = dp.owner_shared(VIP4_ID).filter(|o| !o.is_vacant()) {
+                    seen += 1;
+                    mixed += u64::from(!o.is_whole());
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (mixed, seen)
+        });
+        reader.join().unwrap()
+    });
+    assert!(seen > 100, "the reader saw {seen} records");
+    assert_eq!(mixed, 0, "{mixed} of {seen} records were mixed");
+    let generation = dp.owner_shared(VIP4_ID).unwrap().generation;
+    assert!(generation > 100, "the owner moved {generation} times");
 }
 
 /// A port entry holds its first two addresses of each family; a port with

@@ -297,7 +297,7 @@ impl OwnerRecord {
     /// The record, if the slot holds one for the VIP.
     fn get(&self) -> Option<Owner> {
         self.owners
-            .get(&self.slot, 0)
+            .get(&self.slot, havip_common::BPF_F_LOCK)
             .ok()
             .filter(|o| o.vip_id == self.vip_id)
     }

@@ -679,14 +679,15 @@ impl Datapath {
             port_id: vm.port_id,
             ifindex: self.ifindex(vm),
             mac: vm.mac,
-            _pad: [0; 6],
             generation: 1,
             since_ns: 1,
             last_claim_ns: 1,
+            ..Owner::default()
         };
         let mut owners: Array<_, Owner> = Array::try_from(self.map(maps::OWNERS)?)?;
         for (vip_id, slot) in [(VIP4_ID, VIP4_SLOT), (VIP6_ID, VIP6_SLOT)] {
-            owners.set(slot, Owner { vip_id, ..owner }, 0)?;
+            let owner = Owner { vip_id, ..owner }.sealed();
+            owners.set(slot, owner, havip_common::BPF_F_LOCK)?;
         }
         Ok(())
     }
