@@ -282,14 +282,15 @@ impl PortLinks {
 
     /// Swaps `ebpf`'s programs (loaded for this port's slot, in `mode`)
     /// into the pinned links; with another XDP mode, re-attaches XDP in
-    /// that mode (a link cannot change mode: a short gap).
+    /// that mode (a link cannot change mode: a short gap). On an error,
+    /// what was attached stays so (see [`PortLinks::is_live`]).
     pub fn adopt(
-        mut self,
+        &mut self,
         ebpf: &mut Ebpf,
         interface: &str,
         mode: AttachMode,
         tc: TcAttach,
-    ) -> Result<Self, AttachError> {
+    ) -> Result<(), AttachError> {
         if mode == self.mode {
             let pinned = open_pin(&self.xdp_pin())?;
             let link =
@@ -338,7 +339,7 @@ impl PortLinks {
                 self.egress = egress;
             }
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Takes the port's programs off its interface (if it still exists)
@@ -371,7 +372,8 @@ impl PortLinks {
     /// Whether the XDP link is still attached to its interface (a link
     /// whose interface went away stays pinned, defunct).
     pub fn is_live(&self) -> bool {
-        link_info(&self.xdp_pin()).is_ok_and(|i| i.ifindex == self.ifindex)
+        link_info(&self.xdp_pin())
+            .is_ok_and(|i| i.link_type == BPF_LINK_TYPE_XDP && i.ifindex == self.ifindex)
     }
 }
 
@@ -592,9 +594,14 @@ fn unpin_link(path: &Path) {
     }
 }
 
+/// `enum bpf_link_type`'s XDP.
+const BPF_LINK_TYPE_XDP: u32 = 6;
+
 /// What the kernel says about a pinned link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// `enum bpf_link_type`.
+    pub link_type: u32,
     pub id: u32,
     pub prog_id: u32,
     /// The interface it is attached to (0: detached, its interface gone).
@@ -669,6 +676,7 @@ mod bpf {
         attr.0[3] = (ptr >> 32) as u32;
         bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
         Ok(LinkInfo {
+            link_type: info[0],
             id: info[1],
             prog_id: info[2],
             ifindex: info[4],

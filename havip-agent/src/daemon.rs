@@ -134,8 +134,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     };
     if opts.unpin_on_exit {
         dp.detach_all();
-        drop(dp);
+        // Still holding the pin dir's lock.
         datapath::unpin(&opts.pin_dir);
+        drop(dp);
     } else {
         drop(dp);
         info!(

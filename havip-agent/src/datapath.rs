@@ -176,7 +176,8 @@ impl MapSpec {
     }
 }
 
-fn is_bpffs(path: &Path) -> bool {
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
 }
 
@@ -494,11 +495,14 @@ impl Datapath {
     /// Adopts the ports whose links are pinned under the pin dir (see
     /// [`Datapath::load`]); removes the links of interfaces that are gone.
     fn adopt_pinned(&mut self) {
-        for links in attach::pinned(&self.pin_dir) {
+        for mut links in attach::pinned(&self.pin_dir) {
             let (ifx, slot) = (links.ifindex, links.slot);
             let interface = ifname_of(ifx).filter(|_| links.is_live());
             let Some(interface) = interface.filter(|_| slot < MAX_PORTS) else {
-                info!("ifindex {ifx} (slot {slot}): its interface is gone; removing its links");
+                info!(
+                    "ifindex {ifx} (slot {slot}): its XDP link is attached no more \
+                     (its interface is gone); removing its links"
+                );
                 links.detach();
                 continue;
             };
@@ -508,23 +512,32 @@ impl Datapath {
                 .instance(slot, mode)
                 .and_then(|mut ebpf| Ok(links.adopt(&mut ebpf, &interface, mode, self.tc)?));
             match adopted {
-                Ok(links) => {
-                    info!(
-                        "port {port_id}: adopted XDP ({} mode) and TC egress ({}) on {interface} \
-                         (ifindex {ifx}, slot {slot}), new programs swapped in",
-                        links.mode, links.egress
+                Ok(()) => info!(
+                    "port {port_id}: adopted XDP ({} mode) and TC egress ({}) on {interface} \
+                     (ifindex {ifx}, slot {slot}), new programs swapped in",
+                    links.mode, links.egress
+                ),
+                // The programs in force stay, and the port its slot, until
+                // it is detached.
+                Err(e) if links.is_live() => warn!(
+                    "{interface} (ifindex {ifx}, slot {slot}): cannot adopt: {e}; \
+                     its programs stay"
+                ),
+                Err(e) => {
+                    warn!(
+                        "{interface} (ifindex {ifx}, slot {slot}): cannot adopt: {e}; \
+                         attaching it afresh"
                     );
-                    let a = Attachment {
-                        interface,
-                        port_id,
-                        links,
-                    };
-                    self.attached.insert(ifx, a);
+                    links.detach();
+                    continue;
                 }
-                // The old programs stay in force until the port is attached
-                // afresh (or detached).
-                Err(e) => warn!("{interface} (ifindex {ifx}, slot {slot}): cannot adopt: {e}"),
             }
+            let a = Attachment {
+                interface,
+                port_id,
+                links,
+            };
+            self.attached.insert(ifx, a);
         }
     }
 

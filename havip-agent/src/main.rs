@@ -61,7 +61,8 @@ enum Command {
         /// --etcd), to serve it when etcd is unreachable at start.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/havip")]
         state_dir: PathBuf,
-        /// Where the maps are pinned (on bpffs; mounted at /sys/fs/bpf if needed).
+        /// Where the maps and the links are pinned (on bpffs; mounted at
+        /// /sys/fs/bpf if needed).
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
         /// How XDP is attached to the ports' interfaces.
@@ -80,9 +81,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TcAttachArg::Auto, hide = true)]
         tc_attach: TcAttachArg,
     },
-    /// Take the datapath off every port: detach the programs pinned under
-    /// --pin-dir and remove their link pins (the maps stay, with the learned
-    /// owners, unless --unpin). Refuses while an agent runs on that pin dir.
+    /// Take the datapath off every port (the only way: `run` leaves it on).
+    ///
+    /// Detaches the programs whose links are pinned under --pin-dir (and the
+    /// netlink TC filters recorded there) and removes the link pins; the maps
+    /// stay, with the learned owners, unless --unpin. Refuses while an agent
+    /// runs on that pin dir.
     Detach {
         /// Where the maps and links are pinned.
         #[arg(long, default_value = PIN_DIR)]
@@ -214,6 +218,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if !pin_dir.is_dir() {
                 println!("nothing pinned under {}", pin_dir.display());
                 return Ok(());
+            }
+            if !datapath::is_bpffs(&pin_dir) {
+                anyhow::bail!(
+                    "{} is not on a bpf filesystem: not a pin dir",
+                    pin_dir.display()
+                );
             }
             let lock = PinDirLock::acquire(&pin_dir)?;
             let n = attach::detach(&pin_dir);

@@ -109,6 +109,16 @@ fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
         // A hostile VM holds the VIPs too: its kernel answers for them.
         rogue::configure_vips(&lab.rogue, VIP4, VIP6)?;
 
+        let unknown_port = |lab: &Lab| -> Result<u64> {
+            Ok(lab
+                .agent()?
+                .status()?
+                .stats
+                .get("unknown_port")
+                .copied()
+                .unwrap_or(0))
+        };
+        let unknown_at_start = unknown_port(&lab)?;
         let mut links = lab.agent()?.links()?;
         ensure!(
             links.len() == 2 * lab.vms().len(),
@@ -184,6 +194,12 @@ fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
             links = adopted;
         }
 
+        // No frame met a port slot emptied by a starting agent.
+        let unknown = unknown_port(&lab)?;
+        ensure!(
+            unknown == unknown_at_start,
+            "unknown_port {unknown_at_start} -> {unknown}: a port's slot was emptied"
+        );
         let log = probe.stop();
         let (gap, lost) = log.longest_gap();
         println!(
