@@ -76,8 +76,9 @@ pub struct AgentOptions {
     /// attached and its pins when it exits; the guard then takes them off
     /// with `havip-agent detach --unpin`.
     pub unpin_on_exit: bool,
-    /// Pass `--tc-attach` (`netlink`: TC egress as on kernels without TCX).
-    pub tc_attach: Option<&'static str>,
+    /// Pass `--tc-attach` (`netlink`: TC egress as on kernels without TCX);
+    /// by default `$HAVIP_TC_ATTACH`, if set.
+    pub tc_attach: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -85,7 +86,7 @@ impl Default for AgentOptions {
         Self {
             pin_dir: None,
             unpin_on_exit: true,
-            tc_attach: None,
+            tc_attach: std::env::var("HAVIP_TC_ATTACH").ok(),
         }
     }
 }
@@ -248,7 +249,7 @@ impl Agent {
             args.push("--unpin-on-exit".into());
         }
         args.extend(["--xdp-mode".into(), xdp_mode.into()]);
-        if let Some(tc) = opts.tc_attach {
+        if let Some(tc) = &opts.tc_attach {
             args.extend(["--tc-attach".into(), tc.into()]);
         }
         // `cargo xtask lab` passes the datapath it built; the agent embeds

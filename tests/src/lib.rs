@@ -26,6 +26,8 @@
 //! - `HAVIP_XDP_MODE`: `generic` (default: what the agent's default, `auto`,
 //!   picks for the lab's veths) or `native` (the VMs keep their offloads:
 //!   the datapath completes checksums);
+//! - `HAVIP_TC_ATTACH`: passed to the agent as `--tc-attach` (`netlink`:
+//!   TC egress as on kernels without TCX, on the clsact qdisc);
 //! - `HAVIP_AGENT_READY_SECS`: how long the agent may take to attach (30);
 //! - `HAVIP_PYTHON`: a python3 with scapy (default: /usr/bin/python3).
 //!

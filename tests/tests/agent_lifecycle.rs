@@ -264,6 +264,7 @@ fn one_agent_per_pin_dir_and_only_detach_takes_the_programs_off() -> Result<()> 
     let (hv, dir, cfg) = one_port()?;
     let kept = AgentOptions {
         unpin_on_exit: false,
+        tc_attach: None,
         ..AgentOptions::default()
     };
     let mut agent = Agent::start_with(&hv, &cfg, &dir.path, &["tap-a"], kept)?;
@@ -352,7 +353,7 @@ fn tc_egress_through_netlink_stays_across_restarts_and_is_replaced_in_place() ->
     let (hv, dir, cfg) = one_port()?;
     let netlink = AgentOptions {
         unpin_on_exit: false,
-        tc_attach: Some("netlink"),
+        tc_attach: Some("netlink".into()),
         ..AgentOptions::default()
     };
     let mut agent = Agent::start_with(&hv, &cfg, &dir.path, &["tap-a"], netlink)?;
