@@ -1,5 +1,6 @@
-//! The loaded datapath: the eBPF object, its pinned maps and the XDP
-//! attachments, kept in line with the desired state by diff.
+//! The loaded datapath: the eBPF object, its pinned maps and the ports'
+//! attachments (held by pinned links, see [`crate::attach`]), kept in line
+//! with the desired state by diff.
 
 use std::{
     collections::{BTreeMap, HashMap},
