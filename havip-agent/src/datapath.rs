@@ -81,8 +81,6 @@ pub enum DatapathError {
     Load(#[source] Box<EbpfError>),
     #[error("the datapath object has no map {0}")]
     MissingMap(&'static str),
-    #[error("the datapath object has no program {0}")]
-    MissingProgram(&'static str),
     #[error("program {name}: {what}: {source}")]
     Program {
         name: &'static str,
