@@ -1,6 +1,7 @@
 //! `havip-agent run`: load the datapath, apply the configuration, then keep
 //! it applied as its source changes (the file: SIGHUP or a write; etcd: its
-//! watch) and as interfaces come and go, until SIGINT/SIGTERM.
+//! watch) and as interfaces come and go, until SIGINT/SIGTERM. The
+//! programs stay attached when it exits (see [`crate::attach`]).
 
 use std::{
     os::fd::AsRawFd,
@@ -20,7 +21,7 @@ use tokio::{
 
 use crate::{
     config::{Config, ConfigError},
-    datapath::{self, AttachMode, Datapath, DatapathError, ObjectSource},
+    datapath::{self, AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
     events, links,
 };
@@ -55,9 +56,11 @@ pub struct RunOptions {
     pub source: Source,
     pub pin_dir: PathBuf,
     pub mode: AttachMode,
+    pub tc: TcAttach,
     /// `None`: the embedded object.
     pub bpf_object: Option<PathBuf>,
-    /// Remove the pinned maps and the pin dir on exit.
+    /// On exit, detach the programs and remove every pin and the pin dir
+    /// (otherwise the programs stay attached, enforcing the last state).
     pub unpin_on_exit: bool,
 }
 
@@ -109,7 +112,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let signals = Signals::new()?;
 
     let pin_dir_existed = opts.pin_dir.exists();
-    let (mut dp, pollables) = match Datapath::load(&object, &opts.pin_dir, opts.mode) {
+    let (mut dp, pollables) = match Datapath::load(&object, &opts.pin_dir, (opts.mode, opts.tc)) {
         Ok(loaded) => loaded,
         Err(e) => {
             if opts.unpin_on_exit && !pin_dir_existed && opts.pin_dir.exists() {
@@ -133,12 +136,18 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         (Source::Etcd(etcd), _) => serve_etcd(&mut dp, etcd, links, owner_rx, signals).await,
         (Source::File(_), None) => unreachable!("a file source is loaded above"),
     };
-    dp.detach_all();
-    drop(dp);
     if opts.unpin_on_exit {
+        dp.detach_all();
+        // Still holding the pin dir's lock.
         datapath::unpin(&opts.pin_dir);
+        drop(dp);
     } else {
-        info!("maps stay pinned under {}", opts.pin_dir.display());
+        drop(dp);
+        info!(
+            "the programs stay attached and the maps pinned under {} \
+             (`havip-agent detach` takes them off)",
+            opts.pin_dir.display()
+        );
     }
     result
 }

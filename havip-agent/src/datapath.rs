@@ -1,5 +1,6 @@
-//! The loaded datapath: the eBPF object, its pinned maps and the XDP
-//! attachments, kept in line with the desired state by diff.
+//! The loaded datapath: the eBPF object, its pinned maps and the ports'
+//! attachments (held by pinned links, see [`crate::attach`]), kept in line
+//! with the desired state by diff.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -15,10 +16,7 @@ use aya::{
         Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray,
         PerCpuValues, RingBuf,
     },
-    programs::{
-        tc::{SchedClassifierLinkId, TcAttachType},
-        ProgramError, SchedClassifier, Xdp, XdpMode,
-    },
+    programs::ProgramError,
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use aya_log::EbpfLogger;
@@ -37,11 +35,13 @@ use nix::{
     sys::statfs::{statfs, BPF_FS_MAGIC},
 };
 
+pub use crate::attach::{AttachMode, TcAttach};
 use crate::{
+    attach::{self, AttachError, PinDirLock, PortLinks},
     config::Config,
     desired::{diff, vacated, Desired, OwnerAction},
     slots::{vip_filter, Slots},
-    util::{self, format_mac, ifindex_of},
+    util::{format_mac, ifindex_of, ifname_of},
 };
 
 /// Where bpffs is mounted.
@@ -84,8 +84,6 @@ pub enum DatapathError {
     Load(#[source] Box<EbpfError>),
     #[error("the datapath object has no map {0}")]
     MissingMap(&'static str),
-    #[error("the datapath object has no program {0}")]
-    MissingProgram(&'static str),
     #[error("program {name}: {what}: {source}")]
     Program {
         name: &'static str,
@@ -100,6 +98,8 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
+    #[error(transparent)]
+    Attach(#[from] AttachError),
     #[error("vip {0} is not programmed on this host")]
     UnknownVip(u32),
     #[error("map {}: cannot insert ifindex {ifindex}: {source}", maps::REDIRECT)]
@@ -179,7 +179,8 @@ impl MapSpec {
     }
 }
 
-fn is_bpffs(path: &Path) -> bool {
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
 }
 
@@ -227,8 +228,10 @@ pub fn check_pins(pin_dir: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
-/// Removes the pinned maps and `pin_dir` itself (if nothing else is in it).
+/// Takes every pinned program off its interface, removes the link pins,
+/// the pinned maps and `pin_dir` itself (if nothing else is in it).
 pub fn unpin(pin_dir: &Path) {
+    attach::detach(pin_dir);
     for name in maps::ALL {
         let path = pin_dir.join(name);
         match std::fs::remove_file(&path) {
@@ -250,68 +253,13 @@ pub enum ObjectSource {
     File(PathBuf),
 }
 
-/// XDP attach mode, as the operator names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttachMode {
-    /// Native on taps, generic on every other kind of port (veth).
-    #[default]
-    Auto,
-    /// In the driver (`XDP_FLAGS_DRV_MODE`).
-    Native,
-    /// In the kernel's generic path (`XDP_FLAGS_SKB_MODE`).
-    Generic,
-}
-
-impl AttachMode {
-    /// The mode for the port on `interface`: `Auto` is native on a tap
-    /// (driver `tun`) and generic elsewhere. On a tap, native XDP forwards
-    /// without a socket buffer, and the datapath completes the checksums
-    /// the VM left to the offload. A frame redirected natively into a veth
-    /// is lost unless the VM's side has GRO or XDP on (`veth_xdp_xmit`),
-    /// which the hypervisor cannot see from its side; generic keeps every
-    /// veth working.
-    fn for_interface(self, interface: &str) -> AttachMode {
-        match self {
-            Self::Auto => match util::driver_of(interface) {
-                Ok(driver) if driver == "tun" => Self::Native,
-                Ok(_) => Self::Generic,
-                Err(e) => {
-                    warn!("{interface}: cannot tell its driver ({e}): attaching in generic mode");
-                    Self::Generic
-                }
-            },
-            mode => mode,
-        }
-    }
-
-    fn xdp(self) -> XdpMode {
-        match self {
-            Self::Native => XdpMode::Driver,
-            Self::Auto | Self::Generic => XdpMode::Skb,
-        }
-    }
-}
-
-impl fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Generic => "generic",
-        })
-    }
-}
-
 /// A port's programs: XDP on frames from the VM, TC egress on frames to
-/// it, loaded for this port alone (its slot is a constant in them).
+/// it, loaded for this port alone (its slot is a constant in them), held
+/// by pinned links (see [`attach`]).
 struct Attachment {
     interface: String,
     port_id: u32,
-    slot: u32,
-    /// The port's own instance of the object (its maps are the pinned ones).
-    ebpf: Ebpf,
-    link: aya::programs::xdp::XdpLinkId,
-    egress: SchedClassifierLinkId,
+    links: PortLinks,
 }
 
 /// What an apply changed, for the log.
@@ -373,6 +321,9 @@ pub struct Datapath {
     object: ObjectSource,
     pin_dir: PathBuf,
     mode: AttachMode,
+    tc: TcAttach,
+    /// One agent per pin dir, for as long as this lives.
+    _lock: PinDirLock,
     ports: Array<MapData, Port>,
     addrs: BpfHashMap<MapData, NetworkAddr, u32>,
     vips: BpfHashMap<MapData, NetworkAddr, Vip>,
@@ -448,16 +399,20 @@ where
 }
 
 impl Datapath {
-    /// Loads the object with every map pinned under `pin_dir` (reusing maps
-    /// already pinned there, with the VIPs' slots and owners in them) and
-    /// checks that the verifier accepts both programs. Attaches nothing:
-    /// each port gets its own instance of the programs when it is attached.
+    /// Locks `pin_dir` (one agent per pin dir), loads the object with every
+    /// map pinned there (reusing maps already pinned, with the VIPs' slots
+    /// and owners in them) and checks that the verifier accepts both
+    /// programs. Ports whose links are pinned there are adopted: each gets
+    /// a new instance of its programs, swapped into its links, and keeps
+    /// its slot and its entry in `havip_ports`. Other ports get their own
+    /// instance when they are attached.
     pub fn load(
         object: &ObjectSource,
         pin_dir: &Path,
-        mode: AttachMode,
+        (mode, tc): (AttachMode, TcAttach),
     ) -> Result<(Self, Pollables), DatapathError> {
         ensure_pin_dir(pin_dir)?;
+        let lock = PinDirLock::acquire(pin_dir)?;
         check_pins(pin_dir)?;
         let mut ebpf = load_object(object, pin_dir, None, false)?;
         // The logger owns the log map; it must outlive the program load.
@@ -509,14 +464,18 @@ impl Datapath {
             vipstats: take(&mut ebpf, maps::VIP_STATS)?,
             redirect: take(&mut ebpf, maps::REDIRECT)?,
             mode,
+            tc,
+            _lock: lock,
             attached: BTreeMap::new(),
             vip_slots,
             nr_cpus,
             config: Config::default(),
             desired: Desired::default(),
         };
-        // No port is attached yet: no slot of `havip_ports` is in use.
-        for slot in 0..MAX_PORTS {
+        dp.adopt_pinned();
+        // The slots no adopted port holds are in use by no program.
+        let held: Vec<u32> = dp.attached.values().map(|a| a.links.slot).collect();
+        for slot in (0..MAX_PORTS).filter(|s| !held.contains(s)) {
             dp.set_port(slot, &Port::default())?;
         }
         info!(
@@ -546,58 +505,93 @@ impl Datapath {
         Ok(true)
     }
 
-    /// Loads the programs for the port at `slot` and attaches them to its
-    /// interface.
-    fn attach(
-        &mut self,
-        ifindex: u32,
-        interface: &str,
-        slot: u32,
-    ) -> Result<
-        (
-            Ebpf,
-            aya::programs::xdp::XdpLinkId,
-            SchedClassifierLinkId,
-            AttachMode,
-        ),
-        String,
-    > {
-        let mode = self.mode.for_interface(interface);
+    /// Adopts the ports whose links are pinned under the pin dir (see
+    /// [`Datapath::load`]); removes the links of interfaces that are gone.
+    fn adopt_pinned(&mut self) {
+        for mut links in attach::pinned(&self.pin_dir) {
+            let (ifx, slot) = (links.ifindex, links.slot);
+            let interface = ifname_of(ifx).filter(|_| links.is_live());
+            let Some(interface) = interface.filter(|_| slot < MAX_PORTS) else {
+                info!(
+                    "ifindex {ifx} (slot {slot}): its XDP link is attached no more \
+                     (its interface is gone); removing its links"
+                );
+                links.detach();
+                continue;
+            };
+            let port_id = self.ports.get(&slot, 0).map_or(0, |p| p.port_id);
+            let mode = self.mode.for_interface(&interface);
+            let adopted = self
+                .instance(slot, mode)
+                .and_then(|mut ebpf| Ok(links.adopt(&mut ebpf, &interface, mode, self.tc)?));
+            match adopted {
+                Ok(()) => info!(
+                    "port {port_id}: adopted XDP ({} mode) and TC egress ({}) on {interface} \
+                     (ifindex {ifx}, slot {slot}), new programs swapped in",
+                    links.mode, links.egress
+                ),
+                // The programs in force stay, and the port its slot, until
+                // it is detached.
+                Err(e) if links.is_live() => warn!(
+                    "{interface} (ifindex {ifx}, slot {slot}): cannot adopt: {e}; \
+                     its programs stay"
+                ),
+                Err(e) => {
+                    warn!(
+                        "{interface} (ifindex {ifx}, slot {slot}): cannot adopt: {e}; \
+                         attaching it afresh"
+                    );
+                    links.detach();
+                    continue;
+                }
+            }
+            let a = Attachment {
+                interface,
+                port_id,
+                links,
+            };
+            self.attached.insert(ifx, a);
+        }
+    }
+
+    /// A new instance of the programs for the port at `slot`, loaded.
+    fn instance(&self, slot: u32, mode: AttachMode) -> Result<Ebpf, DatapathError> {
         let mut ebpf = load_object(
             &self.object,
             &self.pin_dir,
             Some(slot),
             mode == AttachMode::Native,
-        )
-        .and_then(|mut e| load_programs(&mut e).map(|()| e))
-        .map_err(|e| format!("cannot load its programs: {e}"))?;
-        let link = xdp_program(&mut ebpf)
-            .map_err(|e| e.to_string())?
-            .attach_to_if_index(ifindex, mode.xdp())
-            .map_err(|e| format!("cannot attach XDP ({mode} mode): {e}"))?;
-        let egress = egress_program(&mut ebpf)
-            .map_err(|e| e.to_string())?
-            .attach(interface, TcAttachType::Egress)
-            .map_err(|e| format!("cannot attach TC egress: {e}"))?;
-        Ok((ebpf, link, egress, mode))
+        )?;
+        load_programs(&mut ebpf)?;
+        Ok(ebpf)
     }
 
-    /// Detaches both programs of a port and frees its slot.
-    fn detach(&mut self, ifx: u32, mut a: Attachment) -> Result<(), DatapathError> {
+    /// Loads the programs for the port at `slot` and attaches them to its
+    /// interface, held by pinned links.
+    fn attach(&mut self, ifindex: u32, interface: &str, slot: u32) -> Result<PortLinks, String> {
+        let mode = self.mode.for_interface(interface);
+        let mut ebpf = self
+            .instance(slot, mode)
+            .map_err(|e| format!("cannot load its programs: {e}"))?;
+        PortLinks::attach(
+            &mut ebpf,
+            &self.pin_dir,
+            (ifindex, interface),
+            slot,
+            mode,
+            self.tc,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Detaches both programs of a port, removes its links and frees its
+    /// slot.
+    fn detach(&mut self, ifx: u32, a: Attachment) -> Result<(), DatapathError> {
+        let slot = a.links.slot;
+        a.links.detach();
         let label = self.config.port_label(a.port_id);
-        match xdp_program(&mut a.ebpf).map(|p| p.detach(a.link)) {
-            Ok(Ok(())) => info!("{label}: detached XDP from {} (ifindex {ifx})", a.interface),
-            // The interface went away, and the attachment with it.
-            Ok(Err(e)) => debug!("{label}: detach XDP from ifindex {ifx}: {e}"),
-            Err(e) => warn!("{label}: detach XDP from ifindex {ifx}: {e}"),
-        }
-        match egress_program(&mut a.ebpf).map(|p| p.detach(a.egress)) {
-            Ok(Ok(())) => debug!("{label}: detached TC egress from {}", a.interface),
-            Ok(Err(e)) => debug!("{label}: detach TC egress from ifindex {ifx}: {e}"),
-            Err(e) => warn!("{label}: detach TC egress from ifindex {ifx}: {e}"),
-        }
-        drop(a.ebpf);
-        self.set_port(a.slot, &Port::default()).map(drop)
+        info!("{label}: detached from {} (ifindex {ifx})", a.interface);
+        self.set_port(slot, &Port::default()).map(drop)
     }
 
     /// The configuration in force.
@@ -718,7 +712,7 @@ impl Datapath {
         let staying: Vec<(u32, Port)> = self
             .attached
             .iter()
-            .filter_map(|(ifx, a)| desired_ports.get(ifx).map(|port| (a.slot, *port)))
+            .filter_map(|(ifx, a)| desired_ports.get(ifx).map(|port| (a.links.slot, *port)))
             .collect();
         for (slot, port) in staying {
             if self.set_port(slot, &port)? {
@@ -747,7 +741,7 @@ impl Datapath {
         for (ifx, port) in new_ports {
             let interface = self.desired.port_interfaces[&port.port_id].clone();
             let label = self.config.port_label(port.port_id);
-            let used: Vec<u32> = self.attached.values().map(|a| a.slot).collect();
+            let used: Vec<u32> = self.attached.values().map(|a| a.links.slot).collect();
             let Some(slot) = (0..MAX_PORTS).find(|s| !used.contains(s)) else {
                 warn!("{label}: no free port slot (this host holds at most {MAX_PORTS})");
                 s.attach_failures += 1;
@@ -757,22 +751,18 @@ impl Datapath {
                 s.ports.0 += 1;
             }
             match self.attach(ifx, &interface, slot) {
-                Ok((ebpf, link, egress, mode)) => {
+                Ok(links) => {
                     info!(
-                        "{label}: attached XDP ({mode} mode) and TC egress to {interface} \
-                         (ifindex {ifx}, slot {slot})"
+                        "{label}: attached XDP ({} mode) and TC egress ({}) to {interface} \
+                         (ifindex {ifx}, slot {slot})",
+                        links.mode, links.egress
                     );
-                    self.attached.insert(
-                        ifx,
-                        Attachment {
-                            interface,
-                            port_id: port.port_id,
-                            slot,
-                            ebpf,
-                            link,
-                            egress,
-                        },
-                    );
+                    let a = Attachment {
+                        interface,
+                        port_id: port.port_id,
+                        links,
+                    };
+                    self.attached.insert(ifx, a);
                     s.attached += 1;
                 }
                 Err(e) => {
@@ -916,7 +906,9 @@ impl Datapath {
         Ok(())
     }
 
-    /// Detaches the programs from every interface (the maps stay pinned).
+    /// Detaches the programs from every interface and removes their links
+    /// (the maps stay pinned). Only for an agent asked to leave nothing
+    /// attached (`--unpin-on-exit`): otherwise they stay in force.
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         for (ifx, a) in attached {
@@ -955,42 +947,18 @@ fn load_object(
 
 /// Loads both programs of an instance into the kernel (the verifier runs).
 fn load_programs(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    egress_program(ebpf)?
+    attach::egress_program(ebpf)?
         .load()
         .map_err(|source| DatapathError::Program {
             name: TC_EGRESS_PROGRAM,
             what: "load".into(),
             source,
         })?;
-    xdp_program(ebpf)?
+    attach::xdp_program(ebpf)?
         .load()
         .map_err(|source| DatapathError::Program {
             name: XDP_PROGRAM,
             what: "load".into(),
-            source,
-        })
-}
-
-/// The datapath's TC egress program in a loaded object.
-fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    ebpf.program_mut(TC_EGRESS_PROGRAM)
-        .ok_or(DatapathError::MissingProgram(TC_EGRESS_PROGRAM))?
-        .try_into()
-        .map_err(|source| DatapathError::Program {
-            name: TC_EGRESS_PROGRAM,
-            what: "not a TC program".into(),
-            source,
-        })
-}
-
-/// The datapath's XDP program in a loaded object.
-fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
-    ebpf.program_mut(XDP_PROGRAM)
-        .ok_or(DatapathError::MissingProgram(XDP_PROGRAM))?
-        .try_into()
-        .map_err(|source| DatapathError::Program {
-            name: XDP_PROGRAM,
-            what: "not an XDP program".into(),
             source,
         })
 }

@@ -4,10 +4,12 @@
 //! host's share of the controller's etcd, see [`etcd`], which also gets the
 //! owners the datapath learns), turns it into the exact contents of the datapath's maps ([`desired`]),
 //! loads and pins the XDP datapath and keeps its maps in line with that state
-//! ([`datapath`]), follows interfaces as they come and go ([`links`]), logs
+//! ([`datapath`]), holds each port's programs by links pinned so they stay
+//! in force across agent restarts ([`attach`]), follows interfaces as they come and go ([`links`]), logs
 //! what the datapath reports ([`events`]) and prints the pinned state for an
 //! operator ([`status`]). [`daemon`] ties these together for `havip-agent run`.
 
+pub mod attach;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

@@ -4,9 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use havip_agent::{
+    attach::{self, PinDirLock},
     config::Config,
     daemon::{self, RunOptions, Source},
-    datapath::AttachMode,
+    datapath::{self, AttachMode, TcAttach},
     etcd::EtcdOptions,
     status,
 };
@@ -31,16 +32,20 @@ enum Command {
     ///
     /// Pins the maps under --pin-dir (reusing maps already pinned there, so
     /// learned owners survive a restart), attaches XDP and TC egress to each
-    /// port's interface as it appears, and logs owner changes and rejected
-    /// claims. With --config: reloads the file on SIGHUP and when it changes;
+    /// port's interface as it appears, held by links pinned under
+    /// <pin-dir>/links (a restarted agent adopts them and swaps its programs
+    /// in, with no gap), and logs owner changes and rejected claims. One
+    /// agent per pin dir: a second one exits 1 naming the first's pid. With --config: reloads the file on SIGHUP and when it changes;
     /// a file that does not validate is reported and the state in force is
     /// kept; exits 1 at once if the file is invalid at start. With --etcd and
     /// --host: applies this host's ports and the VIPs of their subnets as
     /// they change, acknowledges each VIP, reports the owners the datapath
     /// learns and programs the owners other hosts report; while etcd is
     /// unreachable the last state stays in force, and it reads everything
-    /// again when etcd is back (or on SIGHUP). On SIGINT or SIGTERM, detaches
-    /// and exits 0, leaving the maps pinned (see --unpin-on-exit).
+    /// again when etcd is back (or on SIGHUP). On SIGINT or SIGTERM, exits 0
+    /// leaving the programs attached and the maps pinned, so the ports stay
+    /// protected with the last state (a crash leaves them so too); `detach`
+    /// takes them off (or --unpin-on-exit).
     Run {
         /// The config file (TOML: networks, ports, vips): one host on its own.
         #[arg(long, short, required_unless_present = "etcd", conflicts_with = "etcd")]
@@ -56,7 +61,8 @@ enum Command {
         /// --etcd), to serve it when etcd is unreachable at start.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/havip")]
         state_dir: PathBuf,
-        /// Where the maps are pinned (on bpffs; mounted at /sys/fs/bpf if needed).
+        /// Where the maps and the links are pinned (on bpffs; mounted at
+        /// /sys/fs/bpf if needed).
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
         /// How XDP is attached to the ports' interfaces.
@@ -66,9 +72,28 @@ enum Command {
         /// (needed when this binary was built without one).
         #[arg(long, value_name = "PATH")]
         bpf_object: Option<PathBuf>,
-        /// On exit, also remove the pinned maps and the pin dir.
+        /// On exit, detach the programs from every port and remove the
+        /// links, the pinned maps and the pin dir (as `detach --unpin`).
         #[arg(long)]
         unpin_on_exit: bool,
+        /// How TC egress is attached: auto (TCX where the kernel has it, else
+        /// netlink on the clsact qdisc) or netlink (for testing that path).
+        #[arg(long, value_enum, default_value_t = TcAttachArg::Auto, hide = true)]
+        tc_attach: TcAttachArg,
+    },
+    /// Take the datapath off every port (the only way: `run` leaves it on).
+    ///
+    /// Detaches the programs whose links are pinned under --pin-dir (and the
+    /// netlink TC filters recorded there) and removes the link pins; the maps
+    /// stay, with the learned owners, unless --unpin. Refuses while an agent
+    /// runs on that pin dir.
+    Detach {
+        /// Where the maps and links are pinned.
+        #[arg(long, default_value = PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Also remove the pinned maps and the pin dir.
+        #[arg(long)]
+        unpin: bool,
     },
     /// Validate a config file: print a one-line summary, or the problems
     /// (exit status 1).
@@ -111,6 +136,21 @@ enum XdpModeArg {
     Generic,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TcAttachArg {
+    Auto,
+    Netlink,
+}
+
+impl From<TcAttachArg> for TcAttach {
+    fn from(m: TcAttachArg) -> Self {
+        match m {
+            TcAttachArg::Auto => TcAttach::Auto,
+            TcAttachArg::Netlink => TcAttach::Netlink,
+        }
+    }
+}
+
 impl From<XdpModeArg> for AttachMode {
     fn from(m: XdpModeArg) -> Self {
         match m {
@@ -148,6 +188,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             xdp_mode,
             bpf_object,
             unpin_on_exit,
+            tc_attach,
         } => {
             let source = match (config, host) {
                 (Some(path), _) => Source::File(path),
@@ -162,6 +203,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 source,
                 pin_dir,
                 mode: xdp_mode.into(),
+                tc: tc_attach.into(),
                 bpf_object,
                 unpin_on_exit,
             };
@@ -170,6 +212,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
             rt.block_on(daemon::run(opts))?;
+            Ok(())
+        }
+        Command::Detach { pin_dir, unpin } => {
+            if !pin_dir.is_dir() {
+                println!("nothing pinned under {}", pin_dir.display());
+                return Ok(());
+            }
+            if !datapath::is_bpffs(&pin_dir) {
+                anyhow::bail!(
+                    "{} is not on a bpf filesystem: not a pin dir",
+                    pin_dir.display()
+                );
+            }
+            let lock = PinDirLock::acquire(&pin_dir)?;
+            let n = attach::detach(&pin_dir);
+            println!(
+                "detached the programs from {n} port(s) pinned under {}",
+                pin_dir.display()
+            );
+            if unpin {
+                datapath::unpin(&pin_dir);
+                println!("removed the pinned maps and {}", pin_dir.display());
+            }
+            drop(lock);
             Ok(())
         }
         Command::Check { config } => {

@@ -1,8 +1,11 @@
 //! The agent under test: `havip-agent run` inside the hypervisor namespace,
-//! and `havip-agent status --json` parsed into [`Status`].
+//! `havip-agent status --json` parsed into [`Status`], the links and TC
+//! filters it leaves, and `havip-agent detach`, the explicit way to take the
+//! programs off (an agent that exits leaves them attached).
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -57,17 +60,25 @@ fn ready_timeout() -> Duration {
 
 static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
 
+/// What the agent logs (at info) once it has applied its state and runs.
+const RUNNING: &str = "running; ";
+
 /// Prefix of the lab's pin directories: `/sys/fs/bpf/havip-test-{pid}-{n}`.
 pub const PIN_PREFIX: &str = "/sys/fs/bpf/havip-test-";
 
 /// How to start the agent; the default is the lab's: a fresh pin dir,
-/// removed by the agent on exit.
+/// programs detached and pins removed by the agent on exit.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     /// Reuse this pin dir (a previous agent's maps) instead of a fresh one.
     pub pin_dir: Option<PathBuf>,
-    /// Pass `--unpin-on-exit`.
+    /// Pass `--unpin-on-exit`. Without it the agent leaves its programs
+    /// attached and its pins when it exits; the guard then takes them off
+    /// with `havip-agent detach --unpin`.
     pub unpin_on_exit: bool,
+    /// Pass `--tc-attach` (`netlink`: TC egress as on kernels without TCX);
+    /// by default `$HAVIP_TC_ATTACH`, if set.
+    pub tc_attach: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -75,20 +86,50 @@ impl Default for AgentOptions {
         Self {
             pin_dir: None,
             unpin_on_exit: true,
+            tc_attach: std::env::var("HAVIP_TC_ATTACH").ok(),
         }
     }
 }
 
-/// Pinned maps an agent left behind on purpose; removed on drop.
+/// What an agent left pinned on purpose (maps, and links unless it detached
+/// them); on drop, `havip-agent detach --unpin` in the hypervisor, then
+/// whatever is left of the pin dir is removed.
 pub struct Pins {
     pub dir: PathBuf,
+    bin: PathBuf,
+    hv: String,
     token: Token,
 }
 
 impl Drop for Pins {
     fn drop(&mut self) {
+        if let Err(e) = detach_pins(&self.bin, &self.hv, &self.dir, true) {
+            eprintln!("havip-tests: {e:#}");
+        }
         cleanup::release(self.token);
     }
+}
+
+/// `havip-agent detach --pin-dir DIR [--unpin]` in `hv`; its output.
+pub fn detach_pins(bin: &Path, hv: &str, pin_dir: &Path, unpin: bool) -> Result<String> {
+    if !pin_dir.exists() {
+        return Ok(String::new());
+    }
+    let mut c = netns::command_in(hv, bin)?;
+    c.arg("detach").arg("--pin-dir").arg(pin_dir);
+    if unpin {
+        c.arg("--unpin");
+    }
+    cmd::output(&mut c)
+}
+
+/// What bpftool says about a pinned link.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct LinkInfo {
+    pub id: u32,
+    pub prog_id: u32,
+    pub ifindex: u32,
 }
 
 /// A running `havip-agent run`; stopped (SIGTERM) on drop.
@@ -100,6 +141,9 @@ pub struct Agent {
     pub log: PathBuf,
     hv: String,
     taps: Vec<String>,
+    /// The arguments of `havip-agent` (from `run` on), to start it again.
+    args: Vec<OsString>,
+    unpin_on_exit: bool,
     process: Option<Token>,
     pins: Option<Token>,
 }
@@ -197,47 +241,68 @@ impl Agent {
         });
         let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
         let log = dir.join("havip-agent.log");
-        let log_file = File::create(&log)?;
-        let mut c = netns::command_in(hv.name(), &bin)?;
-        c.arg("run")
-            .args(&source)
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .args(opts.unpin_on_exit.then_some("--unpin-on-exit"))
-            .arg("--xdp-mode")
-            .arg(xdp_mode);
+        File::create(&log)?;
+        let mut args: Vec<OsString> = vec!["run".into()];
+        args.extend(source);
+        args.extend(["--pin-dir".into(), pin_dir.clone().into_os_string()]);
+        if opts.unpin_on_exit {
+            args.push("--unpin-on-exit".into());
+        }
+        args.extend(["--xdp-mode".into(), xdp_mode.into()]);
+        if let Some(tc) = &opts.tc_attach {
+            args.extend(["--tc-attach".into(), tc.into()]);
+        }
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
         if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {
-            c.arg("--bpf-object").arg(obj);
+            args.extend(["--bpf-object".into(), obj]);
         }
-        c.env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .process_group(0);
-        let child = c
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let process = Some(cleanup::register(Resource::Process {
-            name: "havip-agent".into(),
-            child,
-            group: false,
-            grace: Duration::from_secs(10),
-        }));
-        let agent = Self {
+        let mut agent = Self {
             bin,
             config: config.map(Path::to_owned),
             pin_dir,
             log,
             hv: hv.name().to_owned(),
             taps: taps.iter().map(|t| t.to_string()).collect(),
-            process,
+            args,
+            unpin_on_exit: opts.unpin_on_exit,
+            process: None,
             pins,
         };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Starts the agent process (its log appended to [`Agent::log`]) and
+    /// waits until XDP is attached to every tap and `status` answers.
+    fn spawn(&mut self) -> Result<()> {
+        // XDP may be attached before the agent runs (an adopting agent):
+        // ready is also its "running" line, when it logs at info.
+        let running_before = self.log_text().matches(RUNNING).count();
+        let wait_running = std::env::var("RUST_LOG")
+            .map(|l| ["info", "debug", "trace"].iter().any(|v| l.contains(v)))
+            .unwrap_or(true);
+        let log_file = OpenOptions::new().append(true).open(&self.log)?;
+        let mut c = netns::command_in(&self.hv, &self.bin)?;
+        c.args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .process_group(0);
+        let child = c
+            .spawn()
+            .with_context(|| format!("start {}", self.bin.display()))?;
+        self.process = Some(cleanup::register(Resource::Process {
+            name: "havip-agent".into(),
+            child,
+            group: false,
+            grace: Duration::from_secs(10),
+        }));
+        let agent = &*self;
         let ready = wait::until(
             ready_timeout(),
             "the agent to attach XDP on every VM port",
@@ -250,24 +315,149 @@ impl Agent {
                         return Ok(false);
                     }
                 }
+                if wait_running && agent.log_text().matches(RUNNING).count() <= running_before {
+                    return Ok(false);
+                }
                 agent.status().map(|_| true)
             },
         );
-        if let Some(status) = agent.exit_status() {
+        if let Some(status) = self.exit_status() {
             bail!(
                 "havip-agent exited ({status}) before attaching\n--- {} (tail) ---\n{}",
-                agent.log.display(),
-                agent.log_tail(30)
+                self.log.display(),
+                self.log_tail(30)
             );
         }
         if let Err(e) = ready {
             bail!(
                 "{e:#}\n--- {} (tail) ---\n{}",
-                agent.log.display(),
-                agent.log_tail(30)
+                self.log.display(),
+                self.log_tail(30)
             );
         }
-        Ok(agent)
+        Ok(())
+    }
+
+    /// Sends `signal` (SIGKILL: a crash; SIGTERM: `systemctl restart`) and
+    /// waits until the agent has exited; its exit status.
+    pub fn signal_and_wait(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
+        let t = self.process.take().context("the agent is not running")?;
+        let status = cleanup::with_child(t, |c| {
+            cleanup::signal(c.id(), false, signal);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(s)) = c.try_wait() {
+                    return Some(s);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            None
+        })
+        .flatten();
+        cleanup::release(t);
+        status.with_context(|| format!("the agent did not exit within 10 s of signal {signal}"))
+    }
+
+    /// Starts the agent again, as it was started, on the same pin dir
+    /// (after [`Agent::signal_and_wait`]).
+    pub fn start_again(&mut self) -> Result<()> {
+        anyhow::ensure!(self.process.is_none(), "the agent is still running");
+        self.spawn()
+    }
+
+    /// A second `havip-agent run` with the same arguments, run to its end:
+    /// (exit status, stderr and stdout).
+    pub fn run_another(&self) -> Result<(std::process::ExitStatus, String)> {
+        let mut c = netns::command_in(&self.hv, &self.bin)?;
+        c.args(&self.args).env("RUST_LOG", "warn");
+        let out = c.output().context("start a second havip-agent")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Ok((out.status, text))
+    }
+
+    /// `havip-agent detach` on this agent's pin dir; its output.
+    pub fn detach(&self, unpin: bool) -> Result<String> {
+        detach_pins(&self.bin, &self.hv, &self.pin_dir, unpin)
+    }
+
+    /// The links pinned under the pin dir, by pin path below `links/`
+    /// (`if7-slot2/xdp-generic`), as bpftool reads them.
+    pub fn links(&self) -> Result<BTreeMap<String, LinkInfo>> {
+        let root = self.pin_dir.join("links");
+        let mut links = BTreeMap::new();
+        let Ok(ports) = std::fs::read_dir(&root) else {
+            return Ok(links);
+        };
+        for port in ports {
+            let port = port?.path();
+            for pin in std::fs::read_dir(&port)? {
+                let pin = pin?.path();
+                let path = pin.to_string_lossy().into_owned();
+                let json = cmd::run("bpftool", &["-j", "link", "show", "pinned", &path])?;
+                let mut v: serde_json::Value = serde_json::from_str(&json)
+                    .with_context(|| format!("parse bpftool's {json}"))?;
+                if let Some(first) = v.as_array().and_then(|a| a.first()) {
+                    v = first.clone();
+                }
+                let info: LinkInfo =
+                    serde_json::from_value(v).with_context(|| format!("bpftool's {json}"))?;
+                let name = pin.strip_prefix(&root).unwrap_or(&pin);
+                links.insert(name.to_string_lossy().into_owned(), info);
+            }
+        }
+        Ok(links)
+    }
+
+    /// The XDP program id on `tap` (`ip -d link`: `prog/xdp id N`), if any.
+    pub fn xdp_prog_id(&self, tap: &str) -> Result<Option<u32>> {
+        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
+        let words: Vec<&str> = out.split_whitespace().collect();
+        Ok(words
+            .windows(3)
+            .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
+            .and_then(|w| w[2].parse().ok()))
+    }
+
+    /// The TC egress filters on `tap` (`tc filter show dev TAP egress`),
+    /// one line per filter: TCX programs are not among them.
+    pub fn tc_egress_filters(&self, tap: &str) -> Result<Vec<String>> {
+        let out = cmd::run(
+            "tc",
+            &["-n", &self.hv, "filter", "show", "dev", tap, "egress"],
+        )?;
+        Ok(out
+            .lines()
+            .filter(|l| l.contains(" bpf ") && l.contains("handle"))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The ids of the TCX egress programs on `tap` (BPF_PROG_QUERY from a
+    /// thread in the hypervisor: bpftool 7.1 does not know TCX).
+    pub fn tcx_egress_ids(&self, tap: &str) -> Result<Vec<u32>> {
+        let path = format!("/run/netns/{}", self.hv);
+        let ns = File::open(&path).with_context(|| format!("open {path}"))?;
+        let tap = tap.to_owned();
+        let query = std::thread::spawn(move || -> Result<Vec<u32>> {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: plain syscall on a valid fd; affects only this thread.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("setns");
+            }
+            let (_, progs) = aya::programs::SchedClassifier::query_tcx(
+                &tap,
+                aya::programs::TcAttachType::Egress,
+            )
+            .with_context(|| format!("query the TCX egress programs of {tap}"))?;
+            Ok(progs.iter().map(|p| p.id()).collect())
+        });
+        query
+            .join()
+            .map_err(|_| anyhow::anyhow!("the TCX query thread panicked"))?
     }
 
     /// The agent's process id, while it runs.
@@ -357,19 +547,24 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, then checks what the agent promises on exit: exit status 0,
-    /// XDP detached from every port, the pin directory gone. Removes
-    /// whatever it left either way.
+    /// SIGTERM, then checks what the agent promises on exit: exit status 0;
+    /// with `--unpin-on-exit`, XDP detached from every port and the pin
+    /// directory gone; without, XDP still attached to every port, until
+    /// `havip-agent detach --unpin` (run here) takes it all off. Removes
+    /// whatever is left either way.
     pub fn stop(mut self) -> Result<()> {
         self.stop_inner()
     }
 
-    /// Stops the agent (started without `--unpin-on-exit`) and keeps its
-    /// pinned maps, for the next agent to reuse.
+    /// Stops the agent (started without `--unpin-on-exit`), checks that it
+    /// left its programs attached, and keeps its pins (maps and links) for
+    /// the next agent to adopt.
     pub fn stop_keeping_pins(mut self) -> Result<Pins> {
         let token = self.pins.take().expect("pins are registered until stop");
         let pins = Pins {
             dir: self.pin_dir.clone(),
+            bin: self.bin.clone(),
+            hv: self.hv.clone(),
             token,
         };
         self.stop_inner()?;
@@ -378,6 +573,7 @@ impl Agent {
 
     fn stop_inner(&mut self) -> Result<()> {
         let mut problems = Vec::new();
+        let was_running = self.process.is_some();
         if let Some(t) = self.process.take() {
             let mut exited_before = false;
             let status = cleanup::with_child(t, |c| {
@@ -408,10 +604,32 @@ impl Agent {
                 }
             }
         }
+        if !self.unpin_on_exit {
+            if was_running {
+                for tap in &self.taps {
+                    let exists = self.xdp_prog_id(tap).is_ok();
+                    if exists && !self.xdp_attached(tap).unwrap_or(false) {
+                        problems.push(format!("XDP detached from {tap} when the agent exited"));
+                    }
+                }
+            }
+            // Unless kept for the next agent: the explicit way off.
+            if self.pins.is_some() {
+                if let Err(e) = self.detach(true) {
+                    problems.push(format!("{e:#}"));
+                }
+            }
+        }
         for tap in &self.taps {
-            if self.xdp_attached(tap).unwrap_or(false) {
+            let kept = !self.unpin_on_exit && self.pins.is_none();
+            if !kept && self.xdp_attached(tap).unwrap_or(false) {
                 problems.push(format!(
-                    "XDP still attached to {tap} after the agent exited"
+                    "XDP still attached to {tap} after the agent exited{}",
+                    if self.unpin_on_exit {
+                        " with --unpin-on-exit"
+                    } else {
+                        " and `havip-agent detach`"
+                    }
                 ));
                 let _ = cmd::run(
                     "ip",
@@ -429,7 +647,8 @@ impl Agent {
                     })
                     .unwrap_or_default();
                 problems.push(format!(
-                    "pin dir {} still there after exit with --unpin-on-exit (entries: {left:?})",
+                    "pin dir {} still there after exit with --unpin-on-exit or \
+                     `detach --unpin` (entries: {left:?})",
                     self.pin_dir.display()
                 ));
             }

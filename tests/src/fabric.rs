@@ -79,13 +79,15 @@ impl Host {
         Ok(self.agent.insert(agent))
     }
 
-    /// Restarts the agent on the same pinned maps (learned owners stay).
+    /// Restarts the agent on the same pinned maps and links (learned owners
+    /// stay; the new agent adopts the programs in force).
     pub fn restart_agent(&mut self) -> Result<&Agent> {
         let old = self.agent.take().context("no agent to restart")?;
         let pins = old.stop_keeping_pins()?;
         let opts = AgentOptions {
             pin_dir: Some(pins.dir.clone()),
             unpin_on_exit: false,
+            ..AgentOptions::default()
         };
         // Kept until the host goes: releasing them removes the pin dir.
         self.kept_pins.push(pins);

@@ -444,17 +444,17 @@ impl Lab {
     /// Writes the config and starts the agent in the hypervisor namespace;
     /// returns once XDP is attached to every VM port.
     pub fn start_agent(&mut self) -> Result<&Agent> {
+        self.start_agent_with(AgentOptions::default())
+    }
+
+    /// [`Lab::start_agent`] with options (e.g. without `--unpin-on-exit`,
+    /// so that the programs stay attached when it exits).
+    pub fn start_agent_with(&mut self, opts: AgentOptions) -> Result<&Agent> {
         let config = self.dir.join("havip-agent.toml");
         std::fs::write(&config, self.agent_config())?;
         let taps: Vec<&str> = self.vms().iter().map(|v| v.spec.tap).collect();
-        let agent = Agent::start_in_mode(
-            &self.hv,
-            &config,
-            &self.dir,
-            &taps,
-            AgentOptions::default(),
-            &self.xdp_mode,
-        )?;
+        let agent =
+            Agent::start_in_mode(&self.hv, &config, &self.dir, &taps, opts, &self.xdp_mode)?;
         Ok(self.agent.insert(agent))
     }
 
@@ -465,7 +465,15 @@ impl Lab {
             .context("the agent is not running in this lab")
     }
 
-    /// Stops the agent (SIGTERM) and checks it detached and unpinned.
+    /// The agent, to signal and start again.
+    pub fn agent_mut(&mut self) -> Result<&mut Agent> {
+        self.agent
+            .as_mut()
+            .context("the agent is not running in this lab")
+    }
+
+    /// Stops the agent (SIGTERM) and checks it detached and unpinned (with
+    /// `--unpin-on-exit`, or else by `havip-agent detach --unpin`).
     pub fn stop_agent(&mut self) -> Result<()> {
         match self.agent.take() {
             Some(a) => a.stop(),
@@ -484,8 +492,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // The agent first, while its interfaces exist: it detaches XDP and
-        // removes its pins; then the fields drop (namespaces, temp dir).
+        // The agent first, while its interfaces exist: it (or `havip-agent
+        // detach`) detaches XDP and removes its pins; then the fields drop
+        // (namespaces, temp dir).
         if let Some(a) = self.agent.take() {
             if let Err(e) = a.stop() {
                 eprintln!("havip-tests: stopping the agent: {e:#}");

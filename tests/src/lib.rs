@@ -26,6 +26,8 @@
 //! - `HAVIP_XDP_MODE`: `generic` (default: what the agent's default, `auto`,
 //!   picks for the lab's veths) or `native` (the VMs keep their offloads:
 //!   the datapath completes checksums);
+//! - `HAVIP_TC_ATTACH`: passed to the agent as `--tc-attach` (`netlink`:
+//!   TC egress as on kernels without TCX, on the clsact qdisc);
 //! - `HAVIP_AGENT_READY_SECS`: how long the agent may take to attach (30);
 //! - `HAVIP_PYTHON`: a python3 with scapy (default: /usr/bin/python3).
 //!
@@ -95,18 +97,25 @@ fn child_processes() -> Vec<(u32, String)> {
 }
 
 /// Removes what crashed earlier runs (SIGKILLed, so no cleanup ran) left:
-/// namespaces and pin dirs whose creating process is gone. Returns what it
-/// removed.
+/// pin dirs (their programs detached and their links and maps unpinned by
+/// `havip-agent detach --unpin`, or removed by hand where it cannot run) and
+/// namespaces whose creating process is gone. Returns what it removed.
 pub fn remove_stale() -> Vec<String> {
     let mut removed = Vec::new();
+    let bin = agent::agent_bin().ok();
+    for dir in agent::stale_pin_dirs() {
+        let detached = bin.as_ref().is_some_and(|bin| {
+            let mut c = std::process::Command::new(bin);
+            c.arg("detach").arg("--pin-dir").arg(&dir).arg("--unpin");
+            cmd::output(&mut c).is_ok()
+        });
+        if (detached && !dir.exists()) || std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(format!("pin dir {} (programs detached)", dir.display()));
+        }
+    }
     for ns in netns::stale_namespaces() {
         if cmd::run("ip", &["netns", "del", &ns]).is_ok() {
             removed.push(format!("netns {ns}"));
-        }
-    }
-    for dir in agent::stale_pin_dirs() {
-        if std::fs::remove_dir_all(&dir).is_ok() {
-            removed.push(format!("pin dir {}", dir.display()));
         }
     }
     removed

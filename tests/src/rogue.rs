@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use anyhow::Result;
 
 use crate::cmd;
-use crate::lab::Vm;
+use crate::lab::{Vm, VmSpec};
 use crate::netns::Netns;
 
 /// What the rogue sent, for the story and the assertions.
@@ -110,6 +110,38 @@ pub fn scapy_claims(
     attack
         .sent
         .extend(out.lines().map(|l| format!("{l} for {vip4} / {vip6}")));
+    Ok(())
+}
+
+/// Frames that port security drops: UDP from another VM's MAC
+/// (`mac_spoof`), and from the rogue's MAC but an address that is not its
+/// port's (`ip_spoof`), with scapy.
+pub fn spoofed_frames(rogue: &Vm, victim: &VmSpec, count: u32, attack: &mut Attack) -> Result<()> {
+    const SCRIPT: &str = r#"
+import sys
+from scapy.all import Ether, IP, UDP, sendp, conf
+conf.verb = 0
+mac, victim_mac, victim_ip, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+bcast = "ff:ff:ff:ff:ff:ff"
+sendp(Ether(src=victim_mac, dst=bcast) / IP(src=victim_ip, dst="10.0.6.255") / UDP(dport=9), iface="eth0", count=count, inter=0.01)
+sendp(Ether(src=mac, dst=bcast) / IP(src="10.0.6.77", dst="10.0.6.255") / UDP(dport=9), iface="eth0", count=count, inter=0.01)
+"#;
+    let py = cmd::scapy_python()?;
+    rogue.ns.exec(
+        &py.to_string_lossy(),
+        &[
+            "-c",
+            SCRIPT,
+            &rogue.spec.mac_str(),
+            &victim.mac_str(),
+            &victim.ipv4.to_string(),
+            &count.to_string(),
+        ],
+    )?;
+    attack.sent.push(format!(
+        "{count} x UDP from {}'s MAC and address, {count} x UDP from 10.0.6.77 (scapy)",
+        victim.role
+    ));
     Ok(())
 }
 

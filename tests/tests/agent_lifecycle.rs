@@ -6,8 +6,13 @@
 //! - an edit that does not validate is refused, naming the problem, and the
 //!   state in force stays; a valid edit is applied without a signal; SIGHUP
 //!   reloads too;
-//! - a restarted agent reuses the pinned maps: the owner it learned is
-//!   still there.
+//! - a restarted agent reuses the pinned maps and adopts the pinned links:
+//!   the owner it learned is still there, on the same links;
+//! - one agent per pin dir: a second one is refused, naming the first;
+//! - an agent that exits leaves its programs attached; `havip-agent detach`
+//!   takes them off;
+//! - TC egress through netlink (kernels without TCX) stays attached across a
+//!   restart and is replaced in place.
 //!
 //! Needs root and the built agent.
 
@@ -196,13 +201,14 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
         &dir.path,
         &["tap-a"],
         AgentOptions {
-            pin_dir: None,
             unpin_on_exit: false,
+            ..AgentOptions::default()
         },
     )?;
     // The VM announces the VIP, as keepalived would.
     rogue::arping_announce(&vm, VIP, 2, false)?;
     let owner = first.wait_owner(1, 11, WAIT)?;
+    let links = first.links()?;
     let pins = first.stop_keeping_pins()?;
 
     let second = Agent::start_with(
@@ -213,8 +219,17 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
         AgentOptions {
             pin_dir: Some(pins.dir.clone()),
             unpin_on_exit: true,
+            ..AgentOptions::default()
         },
     )?;
+    let adopted = second.links()?;
+    ensure!(
+        adopted.len() == 2
+            && links
+                .iter()
+                .all(|(pin, l)| adopted.get(pin).is_some_and(|a| a.id == l.id)),
+        "links before the restart {links:?}, after {adopted:?}"
+    );
     let after = second.status()?;
     let kept = after
         .owner(1)?
@@ -226,4 +241,156 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
     second.stop()?;
     ensure!(!pins.dir.exists(), "the second agent did not unpin");
     Ok(())
+}
+
+/// A hypervisor with port 11's interface, `tap-a`.
+fn one_port() -> Result<(Netns, TempDir, PathBuf)> {
+    let hv = Netns::new("hv")?;
+    let dir = TempDir::new()?;
+    let cfg = dir.path.join("havip.toml");
+    std::fs::write(&cfg, config("10.0.6.19", ""))?;
+    hv.ip(&[
+        "link", "add", "tap-a", "type", "veth", "peer", "name", "vm-a",
+    ])?;
+    hv.ip(&["link", "set", "tap-a", "up"])?;
+    hv.ip(&["link", "set", "vm-a", "up"])?;
+    Ok((hv, dir, cfg))
+}
+
+#[test]
+fn one_agent_per_pin_dir_and_only_detach_takes_the_programs_off() -> Result<()> {
+    cmd::require_root()?;
+    cmd::require_tools(&["bpftool"])?;
+    let (hv, dir, cfg) = one_port()?;
+    let kept = AgentOptions {
+        unpin_on_exit: false,
+        tc_attach: None,
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::start_with(&hv, &cfg, &dir.path, &["tap-a"], kept)?;
+    let pid = agent.pid().context("the agent is not running")?;
+
+    // A second agent on the same pin dir is refused, naming it and the pid.
+    let (status, text) = agent.run_another()?;
+    let pin_dir = agent.pin_dir.display().to_string();
+    ensure!(
+        status.code() == Some(1) && text.contains(&pin_dir) && text.contains(&format!("pid {pid}")),
+        "second agent: {status}, said: {text}"
+    );
+    ensure!(
+        agent.exit_status().is_none() && agent.xdp_attached("tap-a")?,
+        "the first agent was disturbed by the second"
+    );
+    // So is `detach` while the agent runs.
+    let refused = agent.detach(false);
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains(&format!("pid {pid}"))),
+        "detach while the agent runs: {refused:?}"
+    );
+
+    // SIGTERM: the agent exits 0 and its programs stay.
+    let status = agent.signal_and_wait(libc::SIGTERM)?;
+    ensure!(status.success(), "the agent exited with {status}");
+    let links = agent.links()?;
+    let tcx = agent.tcx_egress_ids("tap-a")?;
+    ensure!(
+        agent.xdp_attached("tap-a")? && links.len() == 2 && tcx.len() == 1,
+        "after SIGTERM: xdp {}, links {links:?}, tcx {tcx:?}",
+        agent.xdp_attached("tap-a")?
+    );
+
+    // `detach` takes every program and link pin off; the maps stay.
+    let out = agent.detach(false)?;
+    ensure!(out.contains("1 port"), "detach said: {out}");
+    ensure!(
+        !agent.xdp_attached("tap-a")?
+            && agent.tcx_egress_ids("tap-a")?.is_empty()
+            && agent.links()?.is_empty()
+            && !agent.pin_dir.join("links").exists(),
+        "detach left programs or links: xdp {}, tcx {:?}, links {:?}",
+        agent.xdp_attached("tap-a")?,
+        agent.tcx_egress_ids("tap-a")?,
+        agent.links()?
+    );
+    ensure!(
+        agent.pin_dir.join("havip_owners").exists(),
+        "detach removed the maps"
+    );
+    // Once more: nothing to do. With --unpin: the maps and the dir go.
+    ensure!(agent.detach(false)?.contains("0 port"));
+    agent.detach(true)?;
+    ensure!(!agent.pin_dir.exists(), "detach --unpin left the pin dir");
+    agent.stop()
+}
+
+/// `tc filter show` of our netlink filter: (the line, its program id).
+fn netlink_filter(agent: &Agent) -> Result<(String, u32)> {
+    let filters = agent.tc_egress_filters("tap-a")?;
+    let [line] = filters.as_slice() else {
+        anyhow::bail!("one TC egress filter expected on tap-a: {filters:?}");
+    };
+    ensure!(
+        line.contains("pref 18518")
+            && line.contains("handle 0x4856")
+            && line.contains("havip_port_egress"),
+        "not our filter (priority 18518, handle 0x4856): {line}"
+    );
+    let id = line
+        .split_whitespace()
+        .skip_while(|w| *w != "id")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .with_context(|| format!("no program id in {line}"))?;
+    Ok((line.clone(), id))
+}
+
+#[test]
+fn tc_egress_through_netlink_stays_across_restarts_and_is_replaced_in_place() -> Result<()> {
+    cmd::require_root()?;
+    cmd::require_tools(&["bpftool", "tc"])?;
+    let (hv, dir, cfg) = one_port()?;
+    let netlink = AgentOptions {
+        unpin_on_exit: false,
+        tc_attach: Some("netlink".into()),
+        ..AgentOptions::default()
+    };
+    let mut agent = Agent::start_with(&hv, &cfg, &dir.path, &["tap-a"], netlink)?;
+    // The agent created the clsact qdisc; TC egress is a filter, not TCX.
+    let qdiscs = hv.exec("tc", &["qdisc", "show", "dev", "tap-a"])?;
+    ensure!(qdiscs.contains("clsact"), "no clsact qdisc: {qdiscs}");
+    let (_, mut prog) = netlink_filter(&agent)?;
+    ensure!(agent.tcx_egress_ids("tap-a")?.is_empty(), "TCX used");
+    let links = agent.links()?;
+    ensure!(
+        links.len() == 1 && links.keys().all(|k| k.ends_with("/xdp-generic")),
+        "only the XDP link is pinned: {links:?}"
+    );
+
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        agent.signal_and_wait(signal)?;
+        let (_, still) = netlink_filter(&agent)?;
+        ensure!(still == prog, "the filter changed while no agent ran");
+        agent.start_again()?;
+        // The one filter, at the same priority and handle, a new program.
+        let (line, now) = netlink_filter(&agent)?;
+        ensure!(now != prog, "the program was not replaced: {line}");
+        ensure!(
+            agent.links()?.values().map(|l| l.id).collect::<Vec<_>>()
+                == links.values().map(|l| l.id).collect::<Vec<_>>(),
+            "the XDP link changed"
+        );
+        prog = now;
+    }
+
+    // `detach` takes the filter off too.
+    agent.signal_and_wait(libc::SIGTERM)?;
+    agent.detach(true)?;
+    let left = agent.tc_egress_filters("tap-a")?;
+    ensure!(
+        left.is_empty() && !agent.xdp_attached("tap-a")?,
+        "left after detach: {left:?}"
+    );
+    agent.stop()
 }

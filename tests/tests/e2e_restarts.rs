@@ -1,0 +1,232 @@
+//! Protection that never lapses. A client talks to the VIP through the fast
+//! path, keepalived's master owns it, and a rogue VM keeps trying to take it
+//! and to pass for its neighbours. The agent crashes (`kill -9`), then is
+//! restarted the way `systemctl restart` does it (SIGTERM, then a new one):
+//!
+//! - while no agent runs, the programs stay attached on every port, on the
+//!   same links: the rogue's claims and spoofed frames are still dropped and
+//!   counted, the owner does not move, the client is still answered;
+//! - the agent that starts again adopts them: the same links (same ids), its
+//!   own programs swapped in (new program ids), the owner and the counters
+//!   kept, and it protects as before.
+//!
+//! Needs root, the built agent, keepalived, arping, python3-scapy, bpftool.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
+use havip_tests::ha::HaPair;
+use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VM1};
+use havip_tests::probe::Prober;
+use havip_tests::wait::now_us;
+use havip_tests::{cmd, leftovers, rogue};
+
+/// The rogue's attempts: GARPs and ARP replies for the VIP, frames from
+/// vm1's MAC and address, and from an address that is not its own.
+fn rogue_attacks(lab: &Lab) -> Result<()> {
+    let mut attack = rogue::Attack::default();
+    rogue::garp_requests(&lab.rogue, VIP4, 3, &mut attack)?;
+    rogue::arp_replies(&lab.rogue, VIP4, 3, &mut attack)?;
+    rogue::spoofed_frames(&lab.rogue, &VM1, 5, &mut attack)?;
+    println!("   the rogue sent: {}", attack.sent.join("; "));
+    Ok(())
+}
+
+/// Every attempt was dropped and counted, and vm1 still owns the VIP.
+fn ensure_rejected(before: &Status, after: &Status, owner: &OwnerStatus) -> Result<()> {
+    let now = after.owner(VIP4_ID)?;
+    ensure!(
+        now.map(|o| (o.port_id, o.generation)) == Some((owner.port_id, owner.generation)),
+        "the owner moved: {owner:?} -> {now:?}"
+    );
+    let claims = (
+        before.vip(VIP4_ID)?.drop_count("claim_not_bound"),
+        after.vip(VIP4_ID)?.drop_count("claim_not_bound"),
+    );
+    ensure!(
+        claims.1 > claims.0,
+        "claim_not_bound {} -> {}",
+        claims.0,
+        claims.1
+    );
+    for reason in ["mac_spoof", "ip_spoof"] {
+        let (b, a) = (before.drop_count(reason), after.drop_count(reason));
+        ensure!(a >= b + 5, "{reason} {b} -> {a}, 5 frames sent");
+    }
+    println!(
+        "   dropped: claim_not_bound {} -> {}, mac_spoof {} -> {}, ip_spoof {} -> {}",
+        claims.0,
+        claims.1,
+        before.drop_count("mac_spoof"),
+        after.drop_count("mac_spoof"),
+        before.drop_count("ip_spoof"),
+        after.drop_count("ip_spoof"),
+    );
+    Ok(())
+}
+
+fn ensure_attached(lab: &Lab, links: &BTreeMap<String, LinkInfo>) -> Result<()> {
+    let agent = lab.agent()?;
+    let now = agent.links()?;
+    for vm in lab.vms() {
+        // The program on the port is the one in its pinned link.
+        let prog = agent.xdp_prog_id(vm.spec.tap)?;
+        ensure!(
+            prog.is_some_and(|id| now.values().any(|l| l.prog_id == id)),
+            "XDP on {}: {prog:?}, not a pinned link's ({now:?})",
+            vm.spec.tap
+        );
+    }
+    ensure!(
+        &now == links,
+        "the links changed:\n before {links:?}\n after {now:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
+    cmd::require_tools(&["bpftool"])?;
+    {
+        let mut lab = Lab::build()?;
+        lab.start_agent_with(AgentOptions {
+            unpin_on_exit: false,
+            ..AgentOptions::default()
+        })?;
+        let _ha = HaPair::start(&lab)?;
+        let owner = lab
+            .agent()?
+            .wait_owner(VIP4_ID, VM1.port_id, Duration::from_secs(10))?;
+        let probe = Prober::start(
+            &lab.client,
+            SocketAddr::new(IpAddr::V4(VIP4), ECHO_PORT),
+            Duration::from_millis(10),
+        )?;
+        probe.wait_reply_from("vm1", 0, Duration::from_secs(5))?;
+        // A hostile VM holds the VIPs too: its kernel answers for them.
+        rogue::configure_vips(&lab.rogue, VIP4, VIP6)?;
+
+        let unknown_port = |lab: &Lab| -> Result<u64> {
+            Ok(lab
+                .agent()?
+                .status()?
+                .stats
+                .get("unknown_port")
+                .copied()
+                .unwrap_or(0))
+        };
+        let unknown_at_start = unknown_port(&lab)?;
+        let mut links = lab.agent()?.links()?;
+        // An XDP link per port, and a TC egress one (unless TC egress goes
+        // through netlink: HAVIP_TC_ATTACH=netlink).
+        let xdp = links.keys().filter(|k| k.contains("/xdp-")).count();
+        let tc = links.keys().filter(|k| k.ends_with("/tc-egress")).count();
+        ensure!(
+            xdp == lab.vms().len() && (tc == xdp || tc == 0),
+            "an XDP and a TC egress link per port: {links:?}"
+        );
+        println!(
+            "{xdp} ports, each with an XDP link and TC egress {}",
+            if tc == 0 {
+                "through netlink"
+            } else {
+                "by a TCX link"
+            }
+        );
+        for (signal, what) in [
+            (libc::SIGKILL, "crashes (kill -9)"),
+            (libc::SIGTERM, "is stopped (SIGTERM)"),
+        ] {
+            println!("the agent {what}");
+            let status = lab.agent_mut()?.signal_and_wait(signal)?;
+            ensure!(
+                signal == libc::SIGKILL || status.success(),
+                "the agent exited with {status} after SIGTERM"
+            );
+            let down_at = now_us();
+            // Nothing detached: the same links on every port...
+            ensure_attached(&lab, &links)?;
+            // ...enforcing the last state with no agent.
+            let before = lab.agent()?.status()?;
+            rogue_attacks(&lab)?;
+            let after = lab.agent()?.status()?;
+            ensure_rejected(&before, &after, &owner)?;
+            let served = probe.snapshot().replies_from_after("vm1", down_at);
+            println!("   {served} probes answered by vm1 while no agent ran");
+            ensure!(served >= 50, "only {served} replies while no agent ran");
+
+            // The agent starts again and adopts what is in force.
+            lab.agent_mut()?.start_again()?;
+            let agent = lab.agent()?;
+            let adopted = agent.links()?;
+            for (pin, old) in &links {
+                let new = adopted.get(pin);
+                ensure!(
+                    new.is_some_and(|n| n.id == old.id
+                        && n.ifindex == old.ifindex
+                        && n.prog_id != old.prog_id),
+                    "{pin}: before the restart {old:?}, after {new:?} \
+                     (same link and interface, a new program expected)"
+                );
+            }
+            ensure!(
+                adopted.len() == links.len(),
+                "links after the restart: {adopted:?}"
+            );
+            let log = agent.log_text();
+            ensure!(
+                log.matches("adopted XDP").count() >= lab.vms().len(),
+                "the agent did not say it adopted every port:\n{}",
+                agent.log_tail(20)
+            );
+            let restarted = agent.status()?;
+            let kept = restarted.owner(VIP4_ID)?;
+            ensure!(
+                kept.map(|o| (o.port_id, o.generation)) == Some((owner.port_id, owner.generation)),
+                "the owner after the restart: {kept:?}, before: {owner:?}"
+            );
+            let counts = |s: &Status| -> Result<[u64; 3]> {
+                Ok([
+                    s.vip(VIP4_ID)?.drop_count("claim_not_bound"),
+                    s.drop_count("mac_spoof"),
+                    s.drop_count("ip_spoof"),
+                ])
+            };
+            let (a, r) = (counts(&after)?, counts(&restarted)?);
+            ensure!(
+                a.iter().zip(&r).all(|(a, r)| r >= a),
+                "counters lost in the restart: {a:?} -> {r:?}"
+            );
+            rogue_attacks(&lab)?;
+            ensure_rejected(&restarted, &agent.status()?, &owner)?;
+            println!("   adopted: same links, new programs, owner and counters kept");
+            links = adopted;
+        }
+
+        // No frame met a port slot emptied by a starting agent.
+        let unknown = unknown_port(&lab)?;
+        ensure!(
+            unknown == unknown_at_start,
+            "unknown_port {unknown_at_start} -> {unknown}: a port's slot was emptied"
+        );
+        let log = probe.stop();
+        let (gap, lost) = log.longest_gap();
+        println!(
+            "{}: {} probes, {} answered by vm1, longest gap {gap:.0} ms ({lost} lost)",
+            log.target,
+            log.sent(),
+            log.answered_by("vm1")
+        );
+        ensure!(log.answered_by("rogue") == 0, "the rogue answered probes");
+        ensure!(
+            gap < 1000.0,
+            "the client went {gap:.0} ms without an answer"
+        );
+    }
+    let left = leftovers();
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
