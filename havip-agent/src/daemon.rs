@@ -41,6 +41,54 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often the etcd source compares `havip_owners` with what it reported.
 const OWNER_AUDIT: Duration = Duration::from_secs(1);
 
+/// The first and the longest wait before a reconcile retries the ports
+/// whose programs could not be attached.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// When to retry the unprotected ports: soon after a failure, then less
+/// often while they keep failing (doubling up to [`RETRY_MAX`]).
+struct Retry {
+    delay: Duration,
+    at: tokio::time::Instant,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            delay: RETRY_FIRST,
+            at: tokio::time::Instant::now() + RETRY_FIRST,
+        }
+    }
+
+    /// After a reconcile: back to the first delay when every port is
+    /// protected, else the next, longer one.
+    fn after(&mut self, dp: &Datapath) {
+        if dp.unprotected_ports().is_empty() {
+            self.delay = RETRY_FIRST;
+        } else {
+            self.delay = (self.delay * 2).min(RETRY_MAX);
+        }
+        self.at = tokio::time::Instant::now() + self.delay;
+    }
+}
+
+/// Retries the unprotected ports: a reconcile attaches what it can.
+fn retry_unprotected(dp: &mut Datapath, retry: &mut Retry) {
+    let before = dp.unprotected_ports().clone();
+    match dp.reconcile() {
+        Ok(s) if !s.is_empty() => info!("retried the unprotected ports: {s}"),
+        Ok(_) => {}
+        Err(e) => error!("retrying the unprotected ports: {e}"),
+    }
+    for (port, why) in dp.unprotected_ports() {
+        if before.get(port) != Some(why) {
+            warn!("port {port} is not protected: {why}");
+        }
+    }
+    retry.after(dp);
+}
+
 /// Where the desired state comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -190,8 +238,11 @@ async fn serve_file(
         path.display()
     );
 
+    let mut retry = Retry::new();
     loop {
+        let unprotected = !dp.unprotected_ports().is_empty();
         tokio::select! {
+            _ = tokio::time::sleep_until(retry.at), if unprotected => retry_unprotected(dp, &mut retry),
             _ = hup.recv() => reload(dp, path, "SIGHUP"),
             Some(()) = file_rx.recv() => reload(dp, path, "file changed"),
             Some(ev) = links.recv() => follow_link(dp, &ev),
@@ -222,6 +273,7 @@ async fn serve_etcd(
     // found there and reported.
     let mut audit = tokio::time::interval(OWNER_AUDIT);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut retry = Retry::new();
     info!(
         "running; host {} from etcd {}",
         opts.host,
@@ -229,7 +281,12 @@ async fn serve_etcd(
     );
     loop {
         let reconnect = tokio::time::sleep_until(source.next_attempt().into());
+        let unprotected = !dp.unprotected_ports().is_empty();
         tokio::select! {
+            _ = tokio::time::sleep_until(retry.at), if unprotected => {
+                retry_unprotected(dp, &mut retry);
+                source.reacknowledge(dp).await;
+            }
             _ = reconnect, if !source.connected() => source.resync(dp).await,
             change = source.next_change() => source.on_change(dp, change).await,
             Some(event) = owner_changes.recv() => source.owner_changed(dp, event).await,

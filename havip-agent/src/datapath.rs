@@ -3,7 +3,7 @@
 //! with the desired state by diff.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     hash::Hash,
     mem::size_of,
@@ -337,6 +337,10 @@ pub struct Datapath {
     redirect: DevMapHash<MapData>,
     /// ifindex -> our programs there.
     attached: BTreeMap<u32, Attachment>,
+    /// Port id -> why its interface exists but has no programs (an attach
+    /// that failed, no free slot): the port is not protected, and says so,
+    /// until a reconcile attaches it.
+    unprotected: BTreeMap<u32, String>,
     /// vip id -> its slot in `havip_owners` and `havip_vipstats`.
     vip_slots: Slots,
     nr_cpus: usize,
@@ -467,6 +471,7 @@ impl Datapath {
             tc,
             _lock: lock,
             attached: BTreeMap::new(),
+            unprotected: BTreeMap::new(),
             vip_slots,
             nr_cpus,
             config: Config::default(),
@@ -599,6 +604,12 @@ impl Datapath {
         &self.config
     }
 
+    /// The ports whose interface exists but that have no programs, and
+    /// why: each is reported (log, acks) and retried until it is attached.
+    pub fn unprotected_ports(&self) -> &BTreeMap<u32, String> {
+        &self.unprotected
+    }
+
     /// The owner record of vip `vip_id` (vacant or not), if it has one.
     pub fn owner(&self, vip_id: u32) -> Option<Owner> {
         self.owner_at(self.vip_slots.get(vip_id)?, vip_id)
@@ -667,6 +678,9 @@ impl Datapath {
             .filter_map(|n| ifindex_of(n).map(|i| (n.clone(), i)))
             .collect();
         let desired_ports = self.desired.ports_by_ifindex(|n| resolved.get(n).copied());
+        // A port gone, or whose interface is gone, is not "unprotected".
+        let present: BTreeSet<u32> = desired_ports.values().map(|p| p.port_id).collect();
+        self.unprotected.retain(|id, _| present.contains(id));
 
         // 1. Detach from interfaces that are gone, renamed, or no longer ports.
         let stale: Vec<u32> = self
@@ -743,13 +757,16 @@ impl Datapath {
             let label = self.config.port_label(port.port_id);
             let used: Vec<u32> = self.attached.values().map(|a| a.links.slot).collect();
             let Some(slot) = (0..MAX_PORTS).find(|s| !used.contains(s)) else {
-                warn!("{label}: no free port slot (this host holds at most {MAX_PORTS})");
+                let why = format!("no free port slot (this host holds at most {MAX_PORTS})");
+                warn!("{label}: {why}; not protected");
+                self.unprotected.insert(port.port_id, format!("{interface}: {why}"));
                 s.attach_failures += 1;
                 continue;
             };
             if self.set_port(slot, &port)? {
                 s.ports.0 += 1;
             }
+            self.unprotected.remove(&port.port_id);
             match self.attach(ifx, &interface, slot) {
                 Ok(links) => {
                     info!(
@@ -766,8 +783,10 @@ impl Datapath {
                     s.attached += 1;
                 }
                 Err(e) => {
-                    warn!("{label}: {interface} (ifindex {ifx}): {e}");
+                    warn!("{label}: {interface} (ifindex {ifx}): {e}; not protected, retrying");
                     self.set_port(slot, &Port::default())?;
+                    self.unprotected
+                        .insert(port.port_id, format!("{interface}: {e}"));
                     s.attach_failures += 1;
                 }
             }

@@ -568,7 +568,7 @@ impl EtcdSource {
                 warn!("etcd: cannot keep the state in {}: {e}", path.display());
             }
         }
-        self.acknowledge(applied.err()).await?;
+        self.acknowledge(dp, applied.err()).await?;
 
         for (vip, event) in std::mem::take(&mut self.unreported) {
             self.report_owner(dp, &vip, &event).await?;
@@ -615,21 +615,52 @@ impl EtcdSource {
         }
     }
 
+    /// Acknowledges again after a reconcile changed which ports are
+    /// protected (a retried attach succeeded, or one failed).
+    pub async fn reacknowledge(&mut self, dp: &Datapath) {
+        if !self.connected() {
+            return; // the resync acknowledges everything
+        }
+        if let Err(e) = self.acknowledge(dp, None).await {
+            warn!("etcd: cannot acknowledge: {e}; will retry");
+            self.watch = None;
+            self.next_attempt = Instant::now();
+        }
+    }
+
     /// Puts `acks/<vip>/<host>` for each VIP bound to a port of this host
-    /// whose (generation, result) we have not acknowledged yet.
-    async fn acknowledge(&mut self, apply_error: Option<String>) -> Result<(), SourceError> {
+    /// whose (generation, result) we have not acknowledged yet. A VIP bound
+    /// to a port of this host that is not protected (its programs could not
+    /// be attached) is `failed` with that reason, never `programmed`.
+    async fn acknowledge(
+        &mut self,
+        dp: &Datapath,
+        apply_error: Option<String>,
+    ) -> Result<(), SourceError> {
         let client = self.client.clone().expect("connected");
         let host = self.opts.host.clone();
+        let unprotected: BTreeMap<&str, &String> = dp
+            .unprotected_ports()
+            .iter()
+            .filter_map(|(id, why)| Some((self.programmed.port_ids.get(id)?.as_str(), why)))
+            .collect();
         for (id, vip) in &self.snapshot.vips {
             if !vip.ports.iter().any(|b| b.host == host) {
                 continue;
             }
+            let unprotected_port = vip
+                .ports
+                .iter()
+                .filter(|b| b.host == host)
+                .find_map(|b| Some((b.port.as_str(), unprotected.get(b.port.as_str())?)))
+                .map(|(port, why)| format!("port {port} on host {host} is not protected: {why}"));
             let reason = self
                 .programmed
                 .problems
                 .get(id)
                 .cloned()
-                .or_else(|| apply_error.clone());
+                .or_else(|| apply_error.clone())
+                .or(unprotected_port);
             let result = if reason.is_some() {
                 AckResult::Failed
             } else {

@@ -394,3 +394,55 @@ fn tc_egress_through_netlink_stays_across_restarts_and_is_replaced_in_place() ->
     );
     agent.stop()
 }
+
+#[test]
+fn a_port_that_cannot_be_attached_is_reported_and_retried_until_it_is_protected() -> Result<()> {
+    use havip_tests::bench::raw_xdp::{ConstantXdp, XDP_PASS};
+    cmd::require_root()?;
+    let hv = Netns::new("hv")?;
+    let dir = TempDir::new()?;
+    let cfg = dir.path.join("havip.toml");
+    std::fs::write(&cfg, config("10.0.6.19", ""))?;
+    for (tap, vm) in [("tap-a", "vm-a"), ("tap-late", "vm-late")] {
+        hv.ip(&["link", "add", tap, "type", "veth", "peer", "name", vm])?;
+        hv.ip(&["link", "set", tap, "up"])?;
+        hv.ip(&["link", "set", vm, "up"])?;
+    }
+    // Another tool's XDP program holds tap-late: the agent cannot attach.
+    let foreign = ConstantXdp::load("foreign", XDP_PASS)?;
+    let held = foreign.attach_in_mode(&hv, "tap-late", aya::programs::XdpMode::Skb)?;
+
+    let agent = Agent::start(&hv, &cfg, &dir.path, &["tap-a"])?;
+    let foreign_id = agent.xdp_prog_id("tap-late")?;
+    ensure!(foreign_id.is_some(), "the foreign program is on tap-late");
+    wait::until(WAIT, "the agent to report port 12 as not protected", || {
+        Ok(agent.log_text().contains("not protected"))
+    })?;
+    let status = agent.status()?;
+    ensure!(
+        has_port(&status, 11) && !has_port(&status, 12),
+        "port 11 protected, port 12 not: {status:?}"
+    );
+    ensure!(
+        agent.xdp_prog_id("tap-late")? == foreign_id,
+        "the agent left the foreign program alone"
+    );
+    ensure!(agent.exit_status().is_none(), "one port failing stops nothing");
+
+    // The other program goes: a retry attaches havip's, with no event.
+    drop(held);
+    wait::until(
+        Duration::from_secs(20),
+        "port 12 protected by a retry",
+        || {
+            let id = agent.xdp_prog_id("tap-late")?;
+            Ok(id.is_some() && id != foreign_id && has_port(&agent.status()?, 12))
+        },
+    )?;
+    ensure!(
+        agent.log_text().contains("retried the unprotected ports"),
+        "{}",
+        agent.log_tail(20)
+    );
+    agent.stop()
+}
