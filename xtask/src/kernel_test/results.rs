@@ -1,0 +1,232 @@
+//! What the guest reported on its serial console: the kernel it ran, each
+//! part's exit code and libtest counts, the failed tests, its exit code.
+
+use std::time::Duration;
+
+use crate::util::Tally;
+
+/// The prefix of the lines the guest's init writes for us.
+pub const MARKER: &str = "havip-kernel-test: ";
+
+/// How one part of the tests ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartResult {
+    pub name: String,
+    /// None: it began but never ended (timeout, crash).
+    pub exit: Option<i32>,
+    pub tally: Tally,
+    /// `test NAME ... FAILED` lines, by test name.
+    pub failed_tests: Vec<String>,
+    /// From its begin to its end marker (or to the last line seen).
+    pub took: Duration,
+}
+
+impl PartResult {
+    pub fn passed(&self) -> bool {
+        self.exit == Some(0) && self.tally.failed == 0
+    }
+}
+
+/// Everything the guest reported, line by line as it arrives.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The guest's `uname -r`.
+    pub uname: Option<String>,
+    /// When the guest was ready to run the tests (modules loaded, shares
+    /// mounted), from QEMU's start.
+    pub ready_at: Option<Duration>,
+    pub parts: Vec<PartResult>,
+    /// The guest's own exit code (`exit N`).
+    pub exit: Option<i32>,
+    /// The guest's `error: ...` lines (a setup step that failed).
+    pub errors: Vec<String>,
+    current: Option<(usize, Duration)>,
+}
+
+impl Report {
+    /// Takes one console line, seen `at` after QEMU started.
+    pub fn line(&mut self, line: &str, at: Duration) {
+        // The firmware leaves terminal escapes on the console.
+        let line = strip_escapes(line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        let Some(text) = line.strip_prefix(MARKER) else {
+            return self.test_output(line, at);
+        };
+        let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
+        match word {
+            "uname" => self.uname = Some(rest.trim().to_string()),
+            "ready" => self.ready_at = Some(at),
+            "begin" => {
+                self.parts.push(PartResult {
+                    name: rest.trim().to_string(),
+                    ..Default::default()
+                });
+                self.current = Some((self.parts.len() - 1, at));
+            }
+            "end" => {
+                let mut words = rest.split_whitespace();
+                let (name, code) = (words.next(), words.next().and_then(|c| c.parse().ok()));
+                if let Some((i, began)) = self.current.take() {
+                    let part = &mut self.parts[i];
+                    if Some(part.name.as_str()) == name {
+                        part.exit = code;
+                        part.took = at.saturating_sub(began);
+                    }
+                }
+            }
+            "exit" => self.exit = rest.trim().parse().ok(),
+            "error:" => self.errors.push(rest.trim().to_string()),
+            _ => {}
+        }
+    }
+
+    fn test_output(&mut self, line: &str, at: Duration) {
+        let Some((i, began)) = self.current else {
+            return;
+        };
+        let part = &mut self.parts[i];
+        part.took = at.saturating_sub(began);
+        part.tally.add_line(line);
+        if let Some(test) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.strip_suffix(" ... FAILED"))
+        {
+            part.failed_tests.push(test.to_string());
+        }
+    }
+
+    /// Every part passed and the guest said so.
+    pub fn passed(&self, wanted_parts: usize) -> bool {
+        self.exit == Some(0)
+            && self.parts.len() == wanted_parts
+            && self.parts.iter().all(PartResult::passed)
+    }
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... final`, `ESC c`).
+pub fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl std::fmt::Display for PartResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = match (self.exit, self.passed()) {
+            (_, true) => "passed".to_string(),
+            (Some(code), false) => format!("FAILED (exit code {code})"),
+            (None, _) => "DID NOT FINISH".to_string(),
+        };
+        write!(
+            f,
+            "{}: {verdict}: {} passed, {} failed, in {:.1} s",
+            self.name,
+            self.tally.passed,
+            self.tally.failed,
+            self.took.as_secs_f64()
+        )?;
+        if !self.failed_tests.is_empty() {
+            write!(f, "; failed: {}", self.failed_tests.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    fn feed(lines: &[(&str, u64)]) -> Report {
+        let mut r = Report::default();
+        for (line, at) in lines {
+            r.line(line, s(*at));
+        }
+        r
+    }
+
+    #[test]
+    fn a_run_that_passes() {
+        let r = feed(&[
+            ("\x1bc\x1b[?7l\x1b[2Jhavip-kernel-test: uname 6.1.0-57-amd64\r", 3),
+            ("havip-kernel-test: ready", 4),
+            ("havip-kernel-test: begin datapath", 4),
+            ("test policy_table ... ok", 10),
+            (
+                "test result: ok. 41 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 7.10s",
+                11,
+            ),
+            ("havip-kernel-test: end datapath 0", 11),
+            ("havip-kernel-test: exit 0", 12),
+        ]);
+        assert_eq!(r.uname.as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(r.ready_at, Some(s(4)));
+        assert_eq!(r.parts.len(), 1);
+        let p = &r.parts[0];
+        assert_eq!((p.exit, p.tally.passed, p.tally.failed), (Some(0), 41, 0));
+        assert_eq!(p.took, s(7));
+        assert!(r.passed(1));
+        assert!(!r.passed(2), "a part is missing");
+        assert_eq!(
+            p.to_string(),
+            "datapath: passed: 41 passed, 0 failed, in 7.0 s"
+        );
+    }
+
+    #[test]
+    fn failures_are_named_and_an_unfinished_part_fails() {
+        let r = feed(&[
+            ("havip-kernel-test: begin datapath", 4),
+            ("test tc_egress_redirects ... FAILED", 5),
+            ("test result: FAILED. 40 passed; 1 failed; 0 ignored", 6),
+            ("havip-kernel-test: end datapath 101", 6),
+            ("havip-kernel-test: begin failover", 6),
+            ("test ipv4_master_crash_moves_the_vip_to_the_backup ... ", 9),
+        ]);
+        let [datapath, failover] = &r.parts[..] else {
+            panic!("two parts: {:?}", r.parts);
+        };
+        assert_eq!(datapath.failed_tests, ["tc_egress_redirects"]);
+        assert_eq!(
+            datapath.to_string(),
+            "datapath: FAILED (exit code 101): 40 passed, 1 failed, in 2.0 s; \
+             failed: tc_egress_redirects"
+        );
+        assert_eq!(failover.exit, None);
+        assert_eq!(failover.took, s(3));
+        assert!(failover.to_string().starts_with("failover: DID NOT FINISH"));
+        assert!(!r.passed(2));
+    }
+
+    #[test]
+    fn a_setup_error_is_kept_and_lines_outside_parts_count_nowhere() {
+        let r = feed(&[
+            ("test result: ok. 9 passed; 0 failed", 1),
+            ("havip-kernel-test: error: insmod lib/modules/9p.ko", 2),
+            ("havip-kernel-test: exit 125", 2),
+        ]);
+        assert!(r.parts.is_empty());
+        assert_eq!(r.errors, ["insmod lib/modules/9p.ko"]);
+        assert_eq!(r.exit, Some(125));
+        assert!(!r.passed(0));
+        // A marker that is not at the start of the line is test output.
+        let r = feed(&[("echo havip-kernel-test: exit 0", 1)]);
+        assert_eq!(r.exit, None);
+    }
+}
