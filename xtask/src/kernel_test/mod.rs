@@ -437,7 +437,7 @@ fn qemu_command(kernel: &Kernel, initrd: &Path, scratch: &Path, memory: u32) -> 
         .args(["-append", "console=ttyS0 quiet panic=-1"])
         .arg("-virtfs")
         .arg(format!(
-            "local,path=/,mount_tag={},security_model=none,readonly=on",
+            "local,path=/,mount_tag={},security_model=none,readonly=on,multidevs=remap",
             initramfs::ROOT_TAG
         ))
         .arg("-virtfs")

@@ -17,6 +17,13 @@ pub struct PartResult {
     pub tally: Tally,
     /// `test NAME ... FAILED` lines, by test name.
     pub failed_tests: Vec<String>,
+    /// The message of the first panic (the line after `panicked at`).
+    pub first_panic: Option<String>,
+    /// Why the verifier rejected a program, each reason once: the two lines
+    /// before its `verification time` line.
+    pub verifier_rejections: Vec<String>,
+    /// The last two lines, for the two fields above.
+    recent: Vec<String>,
     /// From its begin to its end marker (or to the last line seen).
     pub took: Duration,
 }
@@ -93,6 +100,20 @@ impl Report {
         {
             part.failed_tests.push(test.to_string());
         }
+        let previous = part.recent.last().map(String::as_str).unwrap_or_default();
+        if part.first_panic.is_none() && previous.contains("panicked at ") {
+            part.first_panic = Some(shorten(line, 300));
+        }
+        if line.starts_with("verification time") {
+            let reason = part.recent.join(" / ");
+            if !part.verifier_rejections.contains(&reason) {
+                part.verifier_rejections.push(reason);
+            }
+        }
+        part.recent.push(line.to_string());
+        if part.recent.len() > 2 {
+            part.recent.remove(0);
+        }
     }
 
     /// Every part passed and the guest said so.
@@ -100,6 +121,13 @@ impl Report {
         self.exit == Some(0)
             && self.parts.len() == wanted_parts
             && self.parts.iter().all(PartResult::passed)
+    }
+}
+
+fn shorten(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_string(),
     }
 }
 
@@ -140,6 +168,12 @@ impl std::fmt::Display for PartResult {
         )?;
         if !self.failed_tests.is_empty() {
             write!(f, "; failed: {}", self.failed_tests.join(", "))?;
+        }
+        if let Some(panic) = &self.first_panic {
+            write!(f, "\n    first failure: {panic}")?;
+        }
+        for reason in &self.verifier_rejections {
+            write!(f, "\n    the verifier: {reason}")?;
         }
         Ok(())
     }
@@ -194,6 +228,32 @@ mod tests {
         let r = feed(&[
             ("havip-kernel-test: begin datapath", 4),
             ("test tc_egress_redirects ... FAILED", 5),
+            (
+                "thread 'tc_egress_redirects' (130) panicked at tests/tests/datapath.rs:145:21:",
+                5,
+            ),
+            (
+                "the verifier accepts the XDP program: LoadError { io_error: Os { code: 13 }",
+                5,
+            ),
+            ("932: (71) r0 = *(u8 *)(r7 +1)", 5),
+            (
+                "invalid access to packet, off=1 size=1, R7(id=8,off=1,r=0)",
+                5,
+            ),
+            ("R7 offset is outside of the packet", 5),
+            ("verification time 19344 usec", 5),
+            (
+                "thread 'x' (131) panicked at tests/tests/datapath.rs:145:21:",
+                5,
+            ),
+            ("another message", 5),
+            (
+                "invalid access to packet, off=1 size=1, R7(id=8,off=1,r=0)",
+                5,
+            ),
+            ("R7 offset is outside of the packet", 5),
+            ("verification time 20000 usec", 5),
             ("test result: FAILED. 40 passed; 1 failed; 0 ignored", 6),
             ("havip-kernel-test: end datapath 101", 6),
             ("havip-kernel-test: begin failover", 6),
@@ -206,7 +266,10 @@ mod tests {
         assert_eq!(
             datapath.to_string(),
             "datapath: FAILED (exit code 101): 40 passed, 1 failed, in 2.0 s; \
-             failed: tc_egress_redirects"
+             failed: tc_egress_redirects\n    \
+             first failure: the verifier accepts the XDP program: LoadError { io_error: Os { code: 13 }\n    \
+             the verifier: invalid access to packet, off=1 size=1, R7(id=8,off=1,r=0) / \
+             R7 offset is outside of the packet"
         );
         assert_eq!(failover.exit, None);
         assert_eq!(failover.took, s(3));
