@@ -105,7 +105,7 @@ impl Report {
             part.first_panic = Some(shorten(line, 300));
         }
         if line.starts_with("verification time") {
-            let reason = part.recent.join(" / ");
+            let reason = without_ids(&part.recent.join(" / "));
             if !part.verifier_rejections.contains(&reason) {
                 part.verifier_rejections.push(reason);
             }
@@ -122,6 +122,24 @@ impl Report {
             && self.parts.len() == wanted_parts
             && self.parts.iter().all(PartResult::passed)
     }
+}
+
+/// `text` with the verifier's register ids (`id=368`) as `id=N`, so that
+/// one reason met on several paths counts once.
+fn without_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("id=") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('N');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn shorten(line: &str, max: usize) -> String {
@@ -268,7 +286,7 @@ mod tests {
             "datapath: FAILED (exit code 101): 40 passed, 1 failed, in 2.0 s; \
              failed: tc_egress_redirects\n    \
              first failure: the verifier accepts the XDP program: LoadError { io_error: Os { code: 13 }\n    \
-             the verifier: invalid access to packet, off=1 size=1, R7(id=8,off=1,r=0) / \
+             the verifier: invalid access to packet, off=1 size=1, R7(id=N,off=1,r=0) / \
              R7 offset is outside of the packet"
         );
         assert_eq!(failover.exit, None);
