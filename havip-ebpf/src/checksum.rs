@@ -110,7 +110,7 @@ pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
 /// Readies an IPv6 packet at `l3` for a native redirect.
 #[inline(never)]
 pub fn ipv6(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
     let [len_hi, len_lo, next_header, _hop_limit]: [u8; 4] =
         pkt.read(l3 + ipv6::PAYLOAD_LEN_OFFSET)?;
     let payload_len = u16::from_be_bytes([len_hi, len_lo]) as usize;
