@@ -109,9 +109,15 @@ pub fn run(args: &Args) -> Result<()> {
         "  guest kernel: {}",
         report.uname.as_deref().unwrap_or("(never reported)")
     );
+    if let Some(init) = report.init_at {
+        say!(
+            "  boot (QEMU start to the guest's /init): {:.1} s",
+            init.as_secs_f64()
+        );
+    }
     if let Some(ready) = report.ready_at {
         say!(
-            "  boot to the tests (QEMU start, modules, 9p mounts): {:.1} s",
+            "  ready for the tests (modules loaded, 9p mounted): {:.1} s",
             ready.as_secs_f64()
         );
     }
@@ -140,6 +146,12 @@ pub fn run(args: &Args) -> Result<()> {
         total.passed,
         total.failed
     );
+    if report.timed_out {
+        bail!(
+            "the guest did not finish within --timeout {} s: QEMU killed",
+            args.timeout
+        );
+    }
     if report.uname.as_deref() != Some(kernel.release.as_str()) {
         bail!(
             "the guest did not report running {} (it said {:?})",
@@ -568,6 +580,7 @@ fn run_guest_inner(cmd: &mut Command, timeout: Duration) -> Result<Report> {
                 "the guest ran over the timeout ({} s): killing QEMU",
                 timeout.as_secs()
             );
+            report.timed_out = true;
             break;
         }
     }

@@ -39,6 +39,9 @@ impl PartResult {
 pub struct Report {
     /// The guest's `uname -r`.
     pub uname: Option<String>,
+    /// When the guest's init started (it reports the kernel first), from
+    /// QEMU's start.
+    pub init_at: Option<Duration>,
     /// When the guest was ready to run the tests (modules loaded, shares
     /// mounted), from QEMU's start.
     pub ready_at: Option<Duration>,
@@ -47,6 +50,8 @@ pub struct Report {
     pub exit: Option<i32>,
     /// The guest's `error: ...` lines (a setup step that failed).
     pub errors: Vec<String>,
+    /// The host killed QEMU at the timeout.
+    pub timed_out: bool,
     current: Option<(usize, Duration)>,
 }
 
@@ -61,7 +66,10 @@ impl Report {
         };
         let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
         match word {
-            "uname" => self.uname = Some(rest.trim().to_string()),
+            "uname" => {
+                self.uname = Some(rest.trim().to_string());
+                self.init_at = Some(at);
+            }
             "ready" => self.ready_at = Some(at),
             "begin" => {
                 self.parts.push(PartResult {
@@ -228,6 +236,7 @@ mod tests {
             ("havip-kernel-test: exit 0", 12),
         ]);
         assert_eq!(r.uname.as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(r.init_at, Some(s(3)));
         assert_eq!(r.ready_at, Some(s(4)));
         assert_eq!(r.parts.len(), 1);
         let p = &r.parts[0];
