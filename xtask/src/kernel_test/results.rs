@@ -17,8 +17,13 @@ pub struct PartResult {
     pub tally: Tally,
     /// `test NAME ... FAILED` lines, by test name.
     pub failed_tests: Vec<String>,
-    /// The message of the first panic (the line after `panicked at`).
+    /// The first failure's message: the line after the first `panicked at`
+    /// (and the next one when it ends with ':'), or the first `Error: `
+    /// line (a test that returned an error).
     pub first_panic: Option<String>,
+    /// What the agent could not do, each once: its WARN and ERROR log
+    /// lines from their `cannot ...` on.
+    pub agent_errors: Vec<String>,
     /// Why the verifier rejected a program, each reason once: the two lines
     /// before its `verification time` line.
     pub verifier_rejections: Vec<String>,
@@ -109,8 +114,30 @@ impl Report {
             part.failed_tests.push(test.to_string());
         }
         let previous = part.recent.last().map(String::as_str).unwrap_or_default();
-        if part.first_panic.is_none() && previous.contains("panicked at ") {
-            part.first_panic = Some(shorten(line, 300));
+        let before = part.recent.first().map(String::as_str).unwrap_or_default();
+        match &mut part.first_panic {
+            None if previous.contains("panicked at ") => {
+                part.first_panic = Some(shorten(line, 300));
+            }
+            None if line.starts_with("Error: ") => {
+                part.first_panic = Some(shorten(&line["Error: ".len()..], 300));
+            }
+            Some(first)
+                if first.ends_with(':')
+                    && before.contains("panicked at ")
+                    && part.recent.len() == 2 =>
+            {
+                *first = shorten(&format!("{first} {}", line.trim()), 300);
+            }
+            _ => {}
+        }
+        if line.contains(" WARN ") || line.contains(" ERROR ") {
+            if let Some(i) = line.find("cannot ") {
+                let what = line[i..].to_string();
+                if !part.agent_errors.contains(&what) {
+                    part.agent_errors.push(what);
+                }
+            }
         }
         if line.starts_with("verification time") {
             let reason = without_ids(&part.recent.join(" / "));
@@ -197,6 +224,9 @@ impl std::fmt::Display for PartResult {
         }
         if let Some(panic) = &self.first_panic {
             write!(f, "\n    first failure: {panic}")?;
+        }
+        for error in &self.agent_errors {
+            write!(f, "\n    the agent: {error}")?;
         }
         for reason in &self.verifier_rejections {
             write!(f, "\n    the verifier: {reason}")?;
@@ -302,6 +332,39 @@ mod tests {
         assert_eq!(failover.took, s(3));
         assert!(failover.to_string().starts_with("failover: DID NOT FINISH"));
         assert!(!r.passed(2));
+    }
+
+    #[test]
+    fn a_test_error_and_what_the_agent_could_not_do_are_kept() {
+        let r = feed(&[
+            ("havip-kernel-test: begin failover", 1),
+            ("test ipv4_master_crash_moves_the_vip_to_the_backup ... FAILED", 2),
+            ("Error: timed out after 30s waiting for the agent to attach XDP", 2),
+            ("[2026-12-01T20:07:23Z WARN  havip_agent::datapath] port 11 (vm1): tap-vm1 (ifindex 3): cannot attach TC egress: netlink error: [\"Parent Qdisc doesn't exists\"]", 2),
+            ("[2026-12-01T20:07:24Z WARN  havip_agent::datapath] port 12 (vm2): tap-vm2 (ifindex 4): cannot attach TC egress: netlink error: [\"Parent Qdisc doesn't exists\"]", 2),
+            ("Error: a second one", 2),
+            ("havip-kernel-test: end failover 101", 3),
+            ("havip-kernel-test: begin datapath", 3),
+            ("thread 'native' (132) panicked at tests/tests/datapath.rs:1981:5:", 4),
+            ("failing cases:", 4),
+            ("  TCP/IPv4 of 1401 bytes is completed: action 1, expected 4; output", 4),
+            ("      [02, 00]", 4),
+        ]);
+        let failover = &r.parts[0];
+        assert_eq!(
+            failover.first_panic.as_deref(),
+            Some("timed out after 30s waiting for the agent to attach XDP")
+        );
+        assert_eq!(
+            failover.agent_errors,
+            ["cannot attach TC egress: netlink error: [\"Parent Qdisc doesn't exists\"]"]
+        );
+        assert_eq!(
+            r.parts[1].first_panic.as_deref(),
+            Some(
+                "failing cases: TCP/IPv4 of 1401 bytes is completed: action 1, expected 4; output"
+            )
+        );
     }
 
     #[test]
