@@ -110,7 +110,7 @@ pub fn ipv4(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
 /// Readies an IPv6 packet at `l3` for a native redirect.
 #[inline(never)]
 pub fn ipv6(ctx: XdpContext, l3: usize) -> Result<Finish, DropReason> {
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
     let [len_hi, len_lo, next_header, _hop_limit]: [u8; 4] =
         pkt.read(l3 + ipv6::PAYLOAD_LEN_OFFSET)?;
     let payload_len = u16::from_be_bytes([len_hi, len_lo]) as usize;
@@ -203,9 +203,10 @@ pub fn fits_port(ctx: &XdpContext) -> bool {
 /// `offset` (at most [`MAX_SEGMENT`] bytes). A short one is summed in
 /// place; a longer one is copied into this CPU's segment buffer, padded
 /// with zeros to whole words (an odd last byte is the high half of a
-/// word), and summed with one `bpf_csum_diff`: one copy and one sum
-/// whatever the length, where summing the frame in place would take pieces
-/// of fixed sizes, whose combinations the verifier walks one by one.
+/// word), and summed with `bpf_csum_diff` (one call per 512 bytes): one
+/// copy and a few sums whatever the length, where summing the frame in
+/// place would take pieces of fixed sizes, whose combinations the verifier
+/// walks one by one.
 #[inline(always)]
 fn sum(ctx: &XdpContext, pkt: &Packet, offset: usize, len: usize) -> Result<u64, DropReason> {
     if len <= SHORT_SEGMENT {
@@ -228,13 +229,49 @@ fn sum(ctx: &XdpContext, pkt: &Packet, offset: usize, len: usize) -> Result<u64,
     // SAFETY: len + 4 <= MAX_SEGMENT + 4, the buffer's size.
     unsafe { core::ptr::write_unaligned(buf.add(len) as *mut u32, 0) };
     let words = (len + 3) & !3;
-    // SAFETY: `words` <= MAX_SEGMENT + 4 bytes of the buffer; only read.
-    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, words as u32, 0) };
-    if sum < 0 {
-        return Err(DropReason::Malformed);
+    // In pieces of at most CSUM_DIFF_MAX bytes, each seeded with the sum so
+    // far: before 6.12 (Debian 12's 6.1), bpf_csum_diff sums at most 512
+    // bytes and fails with -EINVAL on more.
+    let mut sum = 0u32;
+    // `words` <= MAX_SEGMENT: at most MAX_SEGMENT / CSUM_DIFF_MAX pieces.
+    for i in 0..MAX_SEGMENT / CSUM_DIFF_MAX {
+        let start = i * CSUM_DIFF_MAX;
+        if start >= words {
+            break;
+        }
+        let rest = words - start;
+        let piece = if rest >= CSUM_DIFF_MAX {
+            CSUM_DIFF_MAX
+        } else {
+            // Masked for 6.1's verifier, which knows no lower bound of
+            // `rest` ("R4 min value is negative" at the call); read
+            // volatile so that LLVM, which knows `rest < CSUM_DIFF_MAX`,
+            // keeps the mask.
+            // SAFETY: a read of a local.
+            unsafe { core::ptr::read_volatile(&rest) & (CSUM_DIFF_MAX - 1) }
+        };
+        // SAFETY: start + piece <= `words` <= MAX_SEGMENT bytes of the
+        // buffer; only read.
+        let ret = unsafe {
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                buf.add(start) as *mut u32,
+                piece as u32,
+                sum,
+            )
+        };
+        if ret < 0 {
+            return Err(DropReason::Malformed);
+        }
+        sum = ret as u32;
     }
-    Ok(sum as u64 & 0xffff_ffff)
+    Ok(sum as u64)
 }
+
+/// The most bytes one bpf_csum_diff sums on every kernel (its scratch
+/// buffer before Linux 6.12).
+const CSUM_DIFF_MAX: usize = 512;
 
 /// The sum of a segment of at most [`SHORT_SEGMENT`] bytes, in the frame
 /// a word at a time: for ACKs and small datagrams, where the copy and the

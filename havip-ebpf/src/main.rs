@@ -99,8 +99,8 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
 /// out of the entry's stack.
 #[inline(never)]
 fn on_arp(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
     verdict((|| {
+        let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
         let request = arp::judge(&pkt, link, port, &from)?;
         Ok(responder::arp(&pkt, link, &request, port)?.then(|| back_to_sender(&from)))
     })())
@@ -123,7 +123,10 @@ fn on_ipv4(ctx: &XdpContext, pkt: &Packet, link: Link, port: &Port, from: &Claim
 /// IPv6, Neighbor Discovery included.
 #[inline(never)]
 fn on_ipv6(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let pkt = match Packet::frame(ctx.data(), ctx.data_end()) {
+        Ok(pkt) => pkt,
+        Err(reason) => return verdict(Err(reason)),
+    };
     verdict((|| match ipv6::judge(&pkt, link, port, &from)? {
         Ipv6::Solicit(solicit) => Ok(responder::neighbor(&ctx, &pkt, link, &solicit, port)?
             .then(|| back_to_sender(&from))),

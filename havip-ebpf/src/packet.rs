@@ -35,6 +35,20 @@ impl Packet {
         Self { start, end }
     }
 
+    /// The frame, as a BPF function other than the entry starts on it: its
+    /// Ethernet header checked again. Linux 6.1's verifier gives the
+    /// frame's start pointer a range only from a check on that pointer
+    /// itself; LLVM drops a later check at a fixed offset (the MACs) that
+    /// checks at variable offsets (layer 3 and beyond) imply, and without
+    /// this one the function's stores to the MACs are "invalid access to
+    /// packet" there.
+    #[inline(always)]
+    pub fn frame(start: usize, end: usize) -> Result<Self, DropReason> {
+        let pkt = Self::new(start, end);
+        pkt.at::<[u8; EthHdr::LEN]>(0)?;
+        Ok(pkt)
+    }
+
     /// A pointer to a `T` at `offset`, or `Truncated` if the frame ends
     /// before the `T` does.
     ///
@@ -44,7 +58,16 @@ impl Packet {
     #[inline(always)]
     pub fn at<T>(&self, offset: usize) -> Result<*const T, DropReason> {
         const { assert!(core::mem::size_of::<T>() >= 2) };
-        if self.start + offset + core::mem::size_of::<T>() > self.end {
+        // The end is read volatile so that LLVM keeps every check: it drops
+        // the ones earlier checks imply (a header checked whole, then its
+        // fields), and Linux 6.1's verifier does not see what they imply
+        // when the field's pointer is computed apart from the checked one
+        // (`(start + 6) + l3` after a check of `start + l3 + 28`: "invalid
+        // access to packet, off=6 size=2, R0(id=368,off=6,r=0)" in
+        // arp::parse). Costs a stack load and a branch per field.
+        // SAFETY: a read of our own field.
+        let end = unsafe { core::ptr::read_volatile(&self.end) };
+        if self.start + offset + core::mem::size_of::<T>() > end {
             return Err(DropReason::Truncated);
         }
         Ok((self.start + offset) as *const T)
@@ -148,11 +171,24 @@ pub struct Link {
     l3: u16,
 }
 
+/// Holds every layer-3 offset [`parse_ethernet`] makes (14 + 2 * 4 = 22).
+const L3_MASK: u16 = 0x3f;
+
 impl Link {
     /// Offset of the layer-3 header.
+    ///
+    /// Masked for the verifier: a `Link` passed to a BPF function arrives
+    /// as one register whose bits the callee knows nothing about, so the
+    /// offset could be anything up to 65535, and Linux 6.1's verifier gives
+    /// a packet pointer that far in no range at all (`umax + off >
+    /// MAX_PACKET_OFF`: "invalid access to packet"). The mask changes no
+    /// offset the parse makes and bounds it to 63. The read is volatile so
+    /// that LLVM, which sees every caller's offset is small, keeps the mask.
     #[inline(always)]
     pub fn l3(self) -> usize {
-        self.l3 as usize
+        // SAFETY: a read of our own field.
+        let l3 = unsafe { core::ptr::read_volatile(&self.l3) };
+        (l3 & L3_MASK) as usize
     }
 }
 

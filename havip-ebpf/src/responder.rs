@@ -109,7 +109,7 @@ pub fn neighbor(
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return Ok(false);
     }
-    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
 
     // IPv6 header: version 6, payload length, ICMPv6, hop limit 255, from
     // the target to the soliciting node.

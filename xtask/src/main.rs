@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod build_ebpf;
 mod fresh_check;
+mod kernel_test;
 mod lab;
 mod run;
 mod setup;
@@ -54,6 +55,12 @@ enum Command {
     /// `git archive HEAD`. Prints how long each step took and fails with the
     /// step and its error when anything is missing.
     FreshCheck(fresh_check::Args),
+    /// Run the BPF_PROG_TEST_RUN table tests and a failover with the agent
+    /// on Debian 12's own 6.1 kernel, in a QEMU guest (TCG) that shares this
+    /// machine's root read only (as root). Downloads QEMU, busybox-static
+    /// and the kernel package on first use; the kernel goes to
+    /// target/kernel-6.1/, never into /boot.
+    KernelTest(kernel_test::Args),
 }
 
 fn main() {
@@ -70,6 +77,7 @@ fn main() {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::FreshCheck(args) => fresh_check::run(&args),
+        Command::KernelTest(args) => kernel_test::run(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -383,7 +383,7 @@ fn none_if_empty(words: &[&str]) -> String {
     }
 }
 
-fn apt_get_update() -> Command {
+pub(crate) fn apt_get_update() -> Command {
     let mut cmd = Command::new("apt-get");
     cmd.args(["-q", "update"])
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -391,7 +391,7 @@ fn apt_get_update() -> Command {
     cmd
 }
 
-fn apt_get_install(packages: &[&str]) -> Command {
+pub(crate) fn apt_get_install(packages: &[&str]) -> Command {
     let mut cmd = Command::new("apt-get");
     cmd.args(["-q", "install", "-y", "--no-install-recommends"])
         // Keep changed config files without asking (there is nobody to ask).
@@ -433,7 +433,7 @@ fn probe() -> Result<Facts> {
 }
 
 /// Asks dpkg (not apt) which of `packages` are installed: one quick call.
-fn installed_packages(packages: &[&str]) -> Result<BTreeSet<String>> {
+pub(crate) fn installed_packages(packages: &[&str]) -> Result<BTreeSet<String>> {
     // dpkg-query exits 1 when some package is unknown; its stdout still lists
     // the known ones, which is all we need.
     let output = Command::new("dpkg-query")
