@@ -759,7 +759,8 @@ impl Datapath {
             let Some(slot) = (0..MAX_PORTS).find(|s| !used.contains(s)) else {
                 let why = format!("no free port slot (this host holds at most {MAX_PORTS})");
                 warn!("{label}: {why}; not protected");
-                self.unprotected.insert(port.port_id, format!("{interface}: {why}"));
+                self.unprotected
+                    .insert(port.port_id, format!("{interface}: {why}"));
                 s.attach_failures += 1;
                 continue;
             };

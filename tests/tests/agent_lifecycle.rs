@@ -427,7 +427,10 @@ fn a_port_that_cannot_be_attached_is_reported_and_retried_until_it_is_protected(
         agent.xdp_prog_id("tap-late")? == foreign_id,
         "the agent left the foreign program alone"
     );
-    ensure!(agent.exit_status().is_none(), "one port failing stops nothing");
+    ensure!(
+        agent.exit_status().is_none(),
+        "one port failing stops nothing"
+    );
 
     // The other program goes: a retry attaches havip's, with no event.
     drop(held);
