@@ -25,6 +25,9 @@ pub struct Failover {
     pub owner_before: Option<OwnerStatus>,
     pub owner_after: Option<OwnerStatus>,
     pub kill_us: i64,
+    /// When the crash was complete: keepalived killed and vm1's NIC down
+    /// (on a slow machine, an emulated guest, some 100 ms after `kill_us`).
+    pub down_us: i64,
     /// Client frames to the VIP that reached the rogue VM (unknown-unicast
     /// flooding by the bridge while the old master's port is down).
     pub leaked_to_rogue: usize,
@@ -75,6 +78,7 @@ pub fn crash_master_watching(
 
     let kill_us = now_us();
     master.crash(&lab.vm1)?;
+    let down_us = now_us();
     let mut first_new = Vec::new();
     for w in &watches {
         first_new.push(
@@ -178,6 +182,7 @@ pub fn crash_master_watching(
             owner_before,
             owner_after,
             kill_us,
+            down_us,
             leaked_to_rogue: leaked,
         });
     }
