@@ -292,6 +292,14 @@ fn install(plan: &Plan) -> Result<()> {
         util::run(&mut apt_get_install(&plan.missing_packages))?;
         util::timing("Debian packages", started);
     }
+    // Before the long bpf-linker build: a missing file fails now.
+    let missing = missing_files(plan.toolchain, Path::exists);
+    if !missing.is_empty() {
+        bail!(
+            "not on this machine although setup has run: {}",
+            describe_missing(&missing)
+        );
+    }
     if plan.build_bpf_linker {
         say!(
             "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 into {} (first use, 1 to 3 minutes)",
@@ -309,13 +317,6 @@ fn install(plan: &Plan) -> Result<()> {
         bail!(
             "still not installed after apt-get: {}",
             still.missing_packages.join(" ")
-        );
-    }
-    let missing = missing_files(plan.toolchain, Path::exists);
-    if !missing.is_empty() {
-        bail!(
-            "not on this machine although setup has run: {}",
-            describe_missing(&missing)
         );
     }
     let Some(linker) = after.bpf_linker else {
