@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 use crate::build::{self, TESTS_PACKAGE};
 use crate::util::{self, say, Tally};
-use crate::{build_ebpf, setup};
+use crate::{build_ebpf, kernel_test, setup};
 
 pub const NEED_ROOT: &str =
     "the privileged tests need root (network namespaces, loading BPF): run as root";
@@ -26,8 +26,13 @@ pub struct Args {
     /// Only the host tests (unprivileged): no root, no release build.
     #[arg(long)]
     pub(crate) host_only: bool,
+    /// Skip the tests on Debian 12's 6.1 kernel in QEMU (`cargo xtask
+    /// kernel-test`), which every full run includes.
+    #[arg(long)]
+    pub(crate) no_kernel_test: bool,
     /// Test name filters, passed to the privileged tests (to the host tests
-    /// with --host-only), e.g. `-- failover`.
+    /// with --host-only), e.g. `-- failover`. A filtered run skips the
+    /// kernel test.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) filters: Vec<OsString>,
 }
@@ -81,6 +86,18 @@ pub fn run(args: &Args) -> Result<()> {
         total.failed += privileged.failed;
         results.push(("privileged tests", status));
         util::timing("privileged tests (build included)", privileged_started);
+        if args.filters.is_empty() && !args.no_kernel_test {
+            // The datapath's tables and a failover on the kernel
+            // hypervisors run (Debian 12's 6.1: no TCX), in QEMU.
+            let mut kernel = Tally::default();
+            let result = kernel_test::run_counted(&kernel_test::Args::default(), &mut kernel);
+            if let Err(e) = &result {
+                say!("kernel test: {e:#}");
+            }
+            total.passed += kernel.passed;
+            total.failed += kernel.failed;
+            results.push(("tests on Linux 6.1", exit_status(result.is_ok())));
+        }
     }
 
     let summary = results
@@ -115,4 +132,11 @@ fn host_tests(ebpf_object: &Path, filters: &[OsString], tally: &mut Tally) -> Re
         cmd.arg("--").args(filters);
     }
     util::test_status(&mut cmd, tally)
+}
+
+/// An exit status standing for a step's result (the summary reports steps
+/// by status).
+fn exit_status(ok: bool) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    ExitStatus::from_raw(if ok { 0 } else { 1 << 8 })
 }

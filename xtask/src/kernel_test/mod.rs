@@ -69,7 +69,25 @@ pub struct Args {
     memory: u32,
 }
 
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            kernel: None,
+            parts: Vec::new(),
+            timeout: 1500,
+            memory: 2048,
+        }
+    }
+}
+
+/// `cargo xtask kernel-test`.
 pub fn run(args: &Args) -> Result<()> {
+    run_counted(args, &mut util::Tally::default())
+}
+
+/// The kernel test, adding what the guest's tests counted to `tally`
+/// (`cargo xtask test` runs it after the privileged tests).
+pub fn run_counted(args: &Args, tally: &mut util::Tally) -> Result<()> {
     let started = Instant::now();
     if !util::is_root() {
         bail!("{NEED_ROOT} (QEMU shares this machine's whole root with the guest)");
@@ -146,6 +164,8 @@ pub fn run(args: &Args) -> Result<()> {
         total.passed,
         total.failed
     );
+    tally.passed += total.passed;
+    tally.failed += total.failed;
     if report.timed_out {
         bail!(
             "the guest did not finish within --timeout {} s: QEMU killed",
