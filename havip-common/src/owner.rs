@@ -93,14 +93,8 @@ impl Owner {
     /// The MAC as a word and a half-word (see [`crate::Port::mac_words`]).
     #[inline(always)]
     pub fn mac_words(&self) -> (u32, u16) {
-        let p = self.mac.as_ptr();
-        // SAFETY: `mac` is 4-aligned (asserted above): aligned reads.
-        unsafe {
-            (
-                core::ptr::read(p as *const u32),
-                core::ptr::read(p.add(4) as *const u16),
-            )
-        }
+        // SAFETY: `mac` is 4-aligned (asserted above).
+        unsafe { crate::port::mac_words(&self.mac) }
     }
 
     #[inline(always)]

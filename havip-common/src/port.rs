@@ -54,14 +54,8 @@ impl Port {
     /// byte by byte).
     #[inline(always)]
     pub fn mac_words(&self) -> (u32, u16) {
-        let p = self.mac.as_ptr();
-        // SAFETY: `mac` is 4-aligned (asserted above): aligned reads.
-        unsafe {
-            (
-                core::ptr::read(p as *const u32),
-                core::ptr::read(p.add(4) as *const u16),
-            )
-        }
+        // SAFETY: `mac` is 4-aligned (asserted above).
+        unsafe { mac_words(&self.mac) }
     }
 
     /// The inline IPv4 addresses as native-order words (see
@@ -103,5 +97,22 @@ mod tests {
         assert_eq!(p.ipv4, [[10, 0, 6, 1], [10, 0, 6, 2]]);
         p.add_ipv6([0xfd; 16]);
         assert_eq!((p.ipv6_count, p.ipv6[0]), (1, [0xfd; 16]));
+    }
+}
+
+/// A MAC as a native-order word and half-word: two loads where the BPF
+/// backend would load and compare it byte by byte.
+///
+/// # Safety
+/// `mac` must be 4-aligned (a field whose offset is asserted to be).
+#[inline(always)]
+pub unsafe fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
+    let p = mac.as_ptr();
+    // SAFETY: 4-aligned, as the caller promises: aligned reads.
+    unsafe {
+        (
+            core::ptr::read(p as *const u32),
+            core::ptr::read(p.add(4) as *const u16),
+        )
     }
 }

@@ -102,11 +102,7 @@ fn agent_follows_interfaces_and_config_edits() -> Result<()> {
     let dir = TempDir::new()?;
     let cfg = dir.path.join("havip.toml");
     std::fs::write(&cfg, config("10.0.6.19", ""))?;
-    hv.ip(&[
-        "link", "add", "tap-a", "type", "veth", "peer", "name", "vm-a",
-    ])?;
-    hv.ip(&["link", "set", "tap-a", "up"])?;
-    hv.ip(&["link", "set", "vm-a", "up"])?;
+    add_port(&hv, "tap-a", "vm-a")?;
 
     let agent = Agent::start(&hv, &cfg, &dir.path, &["tap-a"])?;
     let status = agent.status()?;
@@ -116,10 +112,7 @@ fn agent_follows_interfaces_and_config_edits() -> Result<()> {
     );
 
     // A VM port that appears later is attached as it appears.
-    hv.ip(&[
-        "link", "add", "tap-late", "type", "veth", "peer", "name", "vm-late",
-    ])?;
-    hv.ip(&["link", "set", "tap-late", "up"])?;
+    add_port(&hv, "tap-late", "vm-late")?;
     wait::until(WAIT, "XDP on tap-late and port 12 in the datapath", || {
         Ok(agent.xdp_attached("tap-late")? && has_port(&agent.status()?, 12))
     })?;
@@ -243,17 +236,21 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
     Ok(())
 }
 
+/// A VM port: the veth `tap` (the hypervisor's side) and `vm`, both up.
+fn add_port(hv: &Netns, tap: &str, vm: &str) -> Result<()> {
+    hv.ip(&["link", "add", tap, "type", "veth", "peer", "name", vm])?;
+    hv.ip(&["link", "set", tap, "up"])?;
+    hv.ip(&["link", "set", vm, "up"])?;
+    Ok(())
+}
+
 /// A hypervisor with port 11's interface, `tap-a`.
 fn one_port() -> Result<(Netns, TempDir, PathBuf)> {
     let hv = Netns::new("hv")?;
     let dir = TempDir::new()?;
     let cfg = dir.path.join("havip.toml");
     std::fs::write(&cfg, config("10.0.6.19", ""))?;
-    hv.ip(&[
-        "link", "add", "tap-a", "type", "veth", "peer", "name", "vm-a",
-    ])?;
-    hv.ip(&["link", "set", "tap-a", "up"])?;
-    hv.ip(&["link", "set", "vm-a", "up"])?;
+    add_port(&hv, "tap-a", "vm-a")?;
     Ok((hv, dir, cfg))
 }
 
@@ -399,15 +396,8 @@ fn tc_egress_through_netlink_stays_across_restarts_and_is_replaced_in_place() ->
 fn a_port_that_cannot_be_attached_is_reported_and_retried_until_it_is_protected() -> Result<()> {
     use havip_tests::bench::raw_xdp::{ConstantXdp, XDP_PASS};
     cmd::require_root()?;
-    let hv = Netns::new("hv")?;
-    let dir = TempDir::new()?;
-    let cfg = dir.path.join("havip.toml");
-    std::fs::write(&cfg, config("10.0.6.19", ""))?;
-    for (tap, vm) in [("tap-a", "vm-a"), ("tap-late", "vm-late")] {
-        hv.ip(&["link", "add", tap, "type", "veth", "peer", "name", vm])?;
-        hv.ip(&["link", "set", tap, "up"])?;
-        hv.ip(&["link", "set", vm, "up"])?;
-    }
+    let (hv, dir, cfg) = one_port()?;
+    add_port(&hv, "tap-late", "vm-late")?;
     // Another tool's XDP program holds tap-late: the agent cannot attach.
     let foreign = ConstantXdp::load("foreign", XDP_PASS)?;
     let held = foreign.attach_in_mode(&hv, "tap-late", aya::programs::XdpMode::Skb)?;

@@ -269,10 +269,12 @@ impl Datapath {
             .unwrap()
             .try_into()
             .unwrap();
-        let mut opts = TestRunOptions::default();
-        opts.data_in = Some(frame);
-        opts.ctx_in = Some(&ctx);
-        opts.repeat = repeat;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..TestRunOptions::default()
+        };
         prog.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
     }
 
