@@ -83,23 +83,6 @@ impl Port {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_beyond_the_inline_slots_are_counted_not_kept() {
-        let mut p = Port::default();
-        for last in 1..=3 {
-            p.add_ipv4([10, 0, 6, last]);
-        }
-        assert_eq!(p.ipv4_count, 3);
-        assert_eq!(p.ipv4, [[10, 0, 6, 1], [10, 0, 6, 2]]);
-        p.add_ipv6([0xfd; 16]);
-        assert_eq!((p.ipv6_count, p.ipv6[0]), (1, [0xfd; 16]));
-    }
-}
-
 /// A MAC as a native-order word and half-word: two loads where the BPF
 /// backend would load and compare it byte by byte.
 ///
@@ -114,5 +97,22 @@ pub unsafe fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
             core::ptr::read(p as *const u32),
             core::ptr::read(p.add(4) as *const u16),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_beyond_the_inline_slots_are_counted_not_kept() {
+        let mut p = Port::default();
+        for last in 1..=3 {
+            p.add_ipv4([10, 0, 6, last]);
+        }
+        assert_eq!(p.ipv4_count, 3);
+        assert_eq!(p.ipv4, [[10, 0, 6, 1], [10, 0, 6, 2]]);
+        p.add_ipv6([0xfd; 16]);
+        assert_eq!((p.ipv6_count, p.ipv6[0]), (1, [0xfd; 16]));
     }
 }
