@@ -38,19 +38,30 @@ pub struct Arp {
 /// Parses an Ethernet/IPv4 ARP request or reply.
 #[inline(always)]
 fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
-    pkt.at::<[u8; ARP_LEN]>(l3)?;
-    let [a, b, c, d] = pkt.load::<u32>(l3)?.to_ne_bytes();
-    let [e, f] = pkt.load::<u16>(l3 + 4)?.to_ne_bytes();
-    let op = u16::from_be(pkt.load(l3 + ARP_OPER)?);
-    if [a, b, c, d, e, f] != ETHERNET_IPV4 || (op != ARP_REQUEST && op != ARP_REPLY) {
+    // The header is checked once, whole, and every field is read through
+    // that one checked pointer: a field pointer computed again from `l3`
+    // is one Linux 6.1's verifier knows no bounds of, once LLVM has dropped
+    // the field's own check as implied by the whole header's.
+    let p = pkt.at::<[u8; ARP_LEN]>(l3)? as *const u8;
+    // SAFETY: every read is within the ARP_LEN bytes checked above;
+    // unaligned loads are allowed for packet memory (see `Packet::load`).
+    let (hw, op, sha, spa, tpa) = unsafe {
+        let word = |off: usize| core::ptr::read(p.add(off) as *const u32).to_ne_bytes();
+        let half = |off: usize| core::ptr::read(p.add(off) as *const u16).to_ne_bytes();
+        let ([a, b, c, d], [e, f]) = (word(0), half(4));
+        let ([s0, s1, s2, s3], [s4, s5]) = (word(ARP_SHA), half(ARP_SHA + 4));
+        (
+            [a, b, c, d, e, f],
+            u16::from_be_bytes(half(ARP_OPER)),
+            [s0, s1, s2, s3, s4, s5],
+            word(ARP_SPA),
+            word(ARP_TPA),
+        )
+    };
+    if hw != ETHERNET_IPV4 || (op != ARP_REQUEST && op != ARP_REPLY) {
         return Err(DropReason::Malformed);
     }
-    Ok(Arp {
-        op,
-        sha: pkt.mac(l3 + ARP_SHA)?,
-        spa: pkt.ipv4(l3 + ARP_SPA)?,
-        tpa: pkt.ipv4(l3 + ARP_TPA)?,
-    })
+    Ok(Arp { op, sha, spa, tpa })
 }
 
 /// Judges an ARP packet from `port`; returns it when it may pass.

@@ -58,16 +58,13 @@ impl Packet {
     #[inline(always)]
     pub fn at<T>(&self, offset: usize) -> Result<*const T, DropReason> {
         const { assert!(core::mem::size_of::<T>() >= 2) };
-        // The end is read volatile so that LLVM keeps every check: it drops
-        // the ones earlier checks imply (a header checked whole, then its
-        // fields), and Linux 6.1's verifier does not see what they imply
-        // when the field's pointer is computed apart from the checked one
-        // (`(start + 6) + l3` after a check of `start + l3 + 28`: "invalid
-        // access to packet, off=6 size=2, R0(id=368,off=6,r=0)" in
-        // arp::parse). Costs a stack load and a branch per field.
-        // SAFETY: a read of our own field.
-        let end = unsafe { core::ptr::read_volatile(&self.end) };
-        if self.start + offset + core::mem::size_of::<T>() > end {
+        // LLVM drops a check that an earlier one implies (a header checked
+        // whole, then its fields), and Linux 6.1's verifier then does not
+        // see the bounds of a field pointer computed apart from the checked
+        // one (`(start + 6) + l3` after a check of `start + l3 + 28`:
+        // "invalid access to packet, off=6 size=2"): a header checked whole
+        // is read through its one checked pointer (see `arp::parse`).
+        if self.start + offset + core::mem::size_of::<T>() > self.end {
             return Err(DropReason::Truncated);
         }
         Ok((self.start + offset) as *const T)
