@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::setup;
 use crate::util::{self, say, Tally};
 
 /// The image's Debian packages, one name a line (`#` starts a comment).
@@ -145,7 +146,9 @@ fn check(
     reuse_pristine: bool,
     report: &mut Report,
 ) -> Result<Tally> {
-    report.step("host tools", |_| ensure_mmdebstrap())?;
+    report.step("host tools", |_| {
+        setup::ensure_packages("fresh-check", HOST_PACKAGES)
+    })?;
     enter_private_mount_namespace()?;
     report.step("root (mmdebstrap)", |_| {
         build_root(root, logs, reuse_pristine)
@@ -206,24 +209,8 @@ fn image_packages() -> Vec<&'static str> {
         .collect()
 }
 
-fn ensure_mmdebstrap() -> Result<()> {
-    if which::which("mmdebstrap").is_ok() {
-        return Ok(());
-    }
-    say!("installing mmdebstrap, which builds the root (first use of fresh-check)");
-    util::run(
-        Command::new("apt-get")
-            .args([
-                "-q",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "mmdebstrap",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null()),
-    )
-}
+/// mmdebstrap, which builds the root.
+const HOST_PACKAGES: &[(&str, &str)] = &[("mmdebstrap", "/usr/bin/mmdebstrap")];
 
 /// Our mounts (and those of the commands we run) stay in a mount namespace
 /// of our own, which ends with us.
@@ -307,7 +294,7 @@ fn build_root(root: &Path, logs: &Path, reuse_pristine: bool) -> Result<()> {
         );
     } else {
         let _ = std::fs::remove_file(&stamp);
-        debootstrap(&tar, logs)?;
+        mmdebstrap(&tar, logs)?;
         std::fs::write(&stamp, IMAGE_PACKAGES)?;
     }
     util::run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(root))?;
@@ -331,7 +318,7 @@ fn machine_settings(root: &Path) -> Result<()> {
 }
 
 /// mmdebstrap of the image's packages into the tarball `tar`.
-fn debootstrap(tar: &Path, logs: &Path) -> Result<()> {
+fn mmdebstrap(tar: &Path, logs: &Path) -> Result<()> {
     let packages = image_packages();
     say!(
         "building the root with the image's {} Debian packages (a few minutes)",
@@ -396,7 +383,7 @@ fn install_rustup(root: &Path) -> Result<()> {
         }
     }
     proxies.sort();
-    let env = home().join(".cargo/env");
+    let env = util::home_dir().join(".cargo/env");
     if env.is_file() {
         std::fs::copy(&env, root.join("root/.cargo/env"))?;
     }
@@ -412,11 +399,7 @@ fn install_rustup(root: &Path) -> Result<()> {
 fn rustup_home() -> PathBuf {
     std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".rustup"))
-}
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+        .unwrap_or_else(|| util::home_dir().join(".rustup"))
 }
 
 /// A clean `git archive` of HEAD at the root's `/root/havip`.

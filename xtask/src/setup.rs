@@ -384,6 +384,35 @@ fn none_if_empty(words: &[&str]) -> String {
     }
 }
 
+/// Installs what one command needs beside setup's own packages, on its
+/// first use, and says so: each `(package, file)` whose package is not
+/// installed; then checks every file is there.
+pub(crate) fn ensure_packages(for_what: &str, packages: &[(&str, &str)]) -> Result<()> {
+    let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
+    let installed = installed_packages(&names)?;
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(*p))
+        .collect();
+    if !missing.is_empty() {
+        say!(
+            "installing Debian packages for {for_what}: {} (first use)",
+            missing.join(" ")
+        );
+        let started = Instant::now();
+        util::run(&mut apt_get_update())?;
+        util::run(&mut apt_get_install(&missing))?;
+        util::timing(&format!("{for_what}: packages"), started);
+    }
+    for (package, file) in packages {
+        if !Path::new(file).exists() {
+            bail!("{file} (package {package}) is missing although {package} is installed");
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn apt_get_update() -> Command {
     let mut cmd = Command::new("apt-get");
     cmd.args(["-q", "update"])

@@ -30,9 +30,13 @@ pub fn target_dir() -> PathBuf {
 pub fn cargo_bin_dir() -> PathBuf {
     match std::env::var_os("CARGO_HOME") {
         Some(home) if !home.is_empty() => PathBuf::from(home).join("bin"),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-            .join(".cargo/bin"),
+        _ => home_dir().join(".cargo/bin"),
     }
+}
+
+/// `$HOME`, else `/root`.
+pub fn home_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
 }
 
 /// Appends `~/.cargo/bin` to our own PATH when it is not there, so that

@@ -95,7 +95,7 @@ pub fn run_counted(args: &Args, tally: &mut util::Tally) -> Result<()> {
     let toolchain = setup::ensure()?;
     let artifacts = build::run(&toolchain)?;
     let tests = test_binaries(&artifacts)?;
-    ensure_host_packages()?;
+    setup::ensure_packages("the kernel test", HOST_PACKAGES)?;
     let kernel = Kernel::ensure(args.kernel.as_deref())?;
     let modules = kernel.modules()?;
 
@@ -272,32 +272,6 @@ fn test_executables(messages: &str) -> BTreeMap<String, PathBuf> {
             Some((name, PathBuf::from(exe)))
         })
         .collect()
-}
-
-fn ensure_host_packages() -> Result<()> {
-    let names: Vec<&str> = HOST_PACKAGES.iter().map(|(p, _)| *p).collect();
-    let installed = setup::installed_packages(&names)?;
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|p| !installed.contains(*p))
-        .collect();
-    if !missing.is_empty() {
-        say!(
-            "installing Debian packages for the kernel test: {} (first use)",
-            missing.join(" ")
-        );
-        let started = Instant::now();
-        util::run(&mut setup::apt_get_update())?;
-        util::run(&mut setup::apt_get_install(&missing))?;
-        util::timing("kernel-test packages", started);
-    }
-    for (package, file) in HOST_PACKAGES {
-        if !Path::new(file).exists() {
-            bail!("{file} (package {package}) is missing although {package} is installed");
-        }
-    }
-    Ok(())
 }
 
 /// The guest's kernel, unpacked from its Debian package.
