@@ -73,18 +73,13 @@ impl Retry {
     }
 }
 
-/// Retries the unprotected ports: a reconcile attaches what it can.
+/// Retries the unprotected ports: a reconcile attaches what it can (and
+/// warns of each port it still cannot).
 fn retry_unprotected(dp: &mut Datapath, retry: &mut Retry) {
-    let before = dp.unprotected_ports().clone();
     match dp.reconcile() {
         Ok(s) if !s.is_empty() => info!("retried the unprotected ports: {s}"),
         Ok(_) => {}
         Err(e) => error!("retrying the unprotected ports: {e}"),
-    }
-    for (port, why) in dp.unprotected_ports() {
-        if before.get(port) != Some(why) {
-            warn!("port {port} is not protected: {why}");
-        }
     }
     retry.after(dp);
 }

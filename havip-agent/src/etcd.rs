@@ -584,10 +584,8 @@ impl EtcdSource {
         }
         // What the datapath has now is settled with etcd: the audit looks
         // for changes from here on.
-        for &vip_id in self.programmed.vip_ids.keys() {
-            if let Some(o) = dp.owner(vip_id).filter(is_local) {
-                self.taken_up.insert(vip_id, o.generation);
-            }
+        for (vip_id, o) in self.local_owners(dp) {
+            self.taken_up.insert(vip_id, o.generation);
         }
         Ok(())
     }
@@ -599,11 +597,7 @@ impl EtcdSource {
         if !self.connected() {
             return; // the resync settles every owner when etcd is back
         }
-        let vip_ids: Vec<u32> = self.programmed.vip_ids.keys().copied().collect();
-        for vip_id in vip_ids {
-            let Some(o) = dp.owner(vip_id).filter(is_local) else {
-                continue;
-            };
+        for (vip_id, o) in self.local_owners(dp) {
             if self.taken_up.get(&vip_id) == Some(&o.generation) {
                 continue;
             }
@@ -613,6 +607,16 @@ impl EtcdSource {
             );
             self.owner_changed(dp, owner_event(vip_id, &o)).await;
         }
+    }
+
+    /// The owners the datapath learned on this host, of the VIPs programmed
+    /// from etcd.
+    fn local_owners(&self, dp: &Datapath) -> Vec<(u32, havip_common::Owner)> {
+        self.programmed
+            .vip_ids
+            .keys()
+            .filter_map(|&vip_id| Some((vip_id, dp.owner(vip_id).filter(is_local)?)))
+            .collect()
     }
 
     /// Acknowledges again after a reconcile changed which ports are
