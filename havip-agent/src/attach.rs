@@ -1,8 +1,8 @@
 //! Attachments that outlive the agent. Each port's XDP and TC egress
 //! programs are held by bpf_links pinned under the pin dir, so the datapath
 //! keeps enforcing the last state when the agent exits or crashes. A
-//! starting agent adopts them: it loads its own instance of the port's
-//! programs and swaps it into the pinned links (`bpf_link_update`), so the
+//! starting agent adopts them: it swaps its own programs (loaded once,
+//! shared by every port) into the pinned links (`bpf_link_update`), so the
 //! port is never without a program. Only [`detach`] (`havip-agent detach`,
 //! or `run --unpin-on-exit` at exit) takes them off.
 //!
@@ -13,8 +13,8 @@
 //! <pin_dir>/links/if<ifindex>-slot<slot>/tc-egress     the TCX egress link
 //! ```
 //!
-//! The slot is the port's slot in `havip_ports`, a load-time constant of the
-//! programs in the links: an adopting agent keeps it. The XDP mode is the
+//! The slot is the port's slot in `havip_ports` (where `havip_ifport`
+//! points the programs for that interface): an adopting agent keeps it. The XDP mode is the
 //! one the link was created in (a link cannot change it).
 //!
 //! Without TCX (kernels before 6.6), TC egress is a cls_bpf filter on the
@@ -31,7 +31,7 @@ use std::{
     fmt,
     fs::File,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -48,7 +48,10 @@ use aya::{
 use havip_common::maps::{TC_EGRESS_PROGRAM, XDP_PROGRAM};
 use log::{debug, info, warn};
 
-use crate::util::{self, ifname_of};
+use crate::{
+    sys,
+    util::{self, ifname_of},
+};
 
 /// The directory under the pin dir that holds the ports' links.
 pub const LINKS_DIR: &str = "links";
@@ -212,7 +215,7 @@ impl fmt::Display for Egress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortLinks {
     pub ifindex: u32,
-    /// The port's slot in `havip_ports`, a constant of the programs.
+    /// The port's slot in `havip_ports`.
     pub slot: u32,
     /// The XDP mode (never `Auto`).
     pub mode: AttachMode,
@@ -234,8 +237,8 @@ impl PortLinks {
         self.dir.join(TC_PIN)
     }
 
-    /// Attaches `ebpf`'s programs (the instance loaded for `slot`, in
-    /// `mode`) to `interface` and pins their links under `pin_dir`.
+    /// Attaches `ebpf`'s programs (loaded for `mode`) to `interface`, the
+    /// port at `slot`, and pins their links under `pin_dir`.
     pub fn attach(
         ebpf: &mut Ebpf,
         pin_dir: &Path,
@@ -280,7 +283,7 @@ impl PortLinks {
         pin(fd, &self.xdp_pin())
     }
 
-    /// Swaps `ebpf`'s programs (loaded for this port's slot, in `mode`)
+    /// Swaps `ebpf`'s programs (loaded for `mode`)
     /// into the pinned links; with another XDP mode, re-attaches XDP in
     /// that mode (a link cannot change mode: a short gap). On an error,
     /// what was attached stays so (see [`PortLinks::is_live`]).
@@ -578,9 +581,9 @@ fn open_pin(path: &Path) -> Result<PinnedLink, AttachError> {
 /// Detaches the link pinned at `path` (BPF_LINK_DETACH: also if another
 /// process holds it open) and removes the pin.
 fn unpin_link(path: &Path) {
-    match bpf::obj_get(path) {
+    match sys::obj_get(path) {
         Ok(fd) => {
-            if let Err(e) = bpf::link_detach(&fd) {
+            if let Err(e) = sys::link_detach(&fd) {
                 debug!("{}: BPF_LINK_DETACH: {e}", path.display());
             }
         }
@@ -597,91 +600,12 @@ fn unpin_link(path: &Path) {
 /// `enum bpf_link_type`'s XDP.
 const BPF_LINK_TYPE_XDP: u32 = 6;
 
-/// What the kernel says about a pinned link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkInfo {
-    /// `enum bpf_link_type`.
-    pub link_type: u32,
-    pub id: u32,
-    pub prog_id: u32,
-    /// The interface it is attached to (0: detached, its interface gone).
-    pub ifindex: u32,
-}
+pub use crate::sys::LinkInfo;
 
 /// [`LinkInfo`] of the XDP or TCX link pinned at `path`.
 pub fn link_info(path: &Path) -> io::Result<LinkInfo> {
-    let fd = bpf::obj_get(path)?;
-    bpf::link_info(&fd)
-}
-
-/// The few bpf(2) commands aya 0.14 does not expose for links.
-mod bpf {
-    use super::*;
-
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    const BPF_LINK_DETACH: libc::c_long = 34;
-
-    /// `union bpf_attr`, large enough for the commands used here.
-    #[repr(C, align(8))]
-    struct Attr([u32; 32]);
-
-    fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
-        // SAFETY: `attr` is a valid, zero-padded bpf_attr of the given
-        // size for `cmd`; the kernel reads (and for info, writes through
-        // the pointer it holds) only within those bounds.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr as *mut Attr,
-                std::mem::size_of::<Attr>(),
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }
-
-    pub(super) fn obj_get(path: &Path) -> io::Result<OwnedFd> {
-        use std::os::unix::ffi::OsStrExt as _;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let mut attr = Attr([0; 32]);
-        let ptr = c.as_ptr() as u64;
-        attr.0[0] = ptr as u32;
-        attr.0[1] = (ptr >> 32) as u32;
-        let fd = bpf(BPF_OBJ_GET, &mut attr)?;
-        // SAFETY: BPF_OBJ_GET returned a new fd that we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-    }
-
-    pub(super) fn link_detach(fd: &OwnedFd) -> io::Result<()> {
-        let mut attr = Attr([0; 32]);
-        attr.0[0] = fd.as_raw_fd() as u32;
-        bpf(BPF_LINK_DETACH, &mut attr).map(drop)
-    }
-
-    pub(super) fn link_info(fd: &OwnedFd) -> io::Result<LinkInfo> {
-        // struct bpf_link_info: type, id, prog_id, then a union (8-aligned)
-        // whose xdp and tcx members start with the ifindex.
-        let mut info = [0u32; 32];
-        let mut attr = Attr([0; 32]);
-        attr.0[0] = fd.as_raw_fd() as u32;
-        attr.0[1] = std::mem::size_of_val(&info) as u32;
-        let ptr = info.as_mut_ptr() as u64;
-        attr.0[2] = ptr as u32;
-        attr.0[3] = (ptr >> 32) as u32;
-        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-        Ok(LinkInfo {
-            link_type: info[0],
-            id: info[1],
-            prog_id: info[2],
-            ifindex: info[4],
-        })
-    }
+    let fd = sys::obj_get(path)?;
+    sys::link_info(&fd)
 }
 
 /// One agent per pin dir: an exclusive flock(2) on the directory, held for

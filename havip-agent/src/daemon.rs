@@ -21,9 +21,9 @@ use tokio::{
 
 use crate::{
     config::{Config, ConfigError},
-    datapath::{self, AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
+    datapath::{AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
-    events, links,
+    events, links, pins,
 };
 
 /// The datapath object built into this binary, if any (see build.rs).
@@ -159,7 +159,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         Ok(loaded) => loaded,
         Err(e) => {
             if opts.unpin_on_exit && !pin_dir_existed && opts.pin_dir.exists() {
-                datapath::unpin(&opts.pin_dir);
+                pins::unpin(&opts.pin_dir);
             }
             return Err(e.into());
         }
@@ -182,7 +182,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if opts.unpin_on_exit {
         dp.detach_all();
         // Still holding the pin dir's lock.
-        datapath::unpin(&opts.pin_dir);
+        pins::unpin(&opts.pin_dir);
         drop(dp);
     } else {
         drop(dp);

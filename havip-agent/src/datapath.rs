@@ -6,14 +6,13 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     hash::Hash,
-    mem::size_of,
     path::{Path, PathBuf},
 };
 
 use aya::{
     maps::{
         xdp::{DevMapHash, XdpMapError},
-        Array, HashMap as BpfHashMap, MapData, MapError, MapInfo, MapType, PerCpuArray,
+        Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray,
         PerCpuValues, RingBuf,
     },
     programs::ProgramError,
@@ -21,31 +20,22 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use havip_common::{
-    counters::{DROP_SLOTS, STAT_SLOTS},
-    maps::{
-        self, EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, TC_EGRESS_PROGRAM,
-        XDP_PROGRAM,
-    },
+    maps::{self, IFINDEX_DIRECT, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, BPF_F_LOCK,
 };
 use log::{debug, info, warn};
-use nix::{
-    mount::{mount, MsFlags},
-    sys::statfs::{statfs, BPF_FS_MAGIC},
-};
 
 pub use crate::attach::{AttachMode, TcAttach};
 use crate::{
     attach::{self, AttachError, PinDirLock, PortLinks},
     config::Config,
     desired::{diff, vacated, Desired, OwnerAction},
+    migrate::{MigrateError, Migration},
+    pins::{ensure_pin_dir, PinError},
     slots::{vip_filter, Slots},
     util::{format_mac, ifindex_of, ifname_of},
 };
-
-/// Where bpffs is mounted.
-pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The message `run` prints when no object is embedded and none was given.
 pub const NO_OBJECT: &str = "this havip-agent was built without the datapath object; \
@@ -56,29 +46,11 @@ pub const NO_OBJECT: &str = "this havip-agent was built without the datapath obj
 pub enum DatapathError {
     #[error("{NO_OBJECT}")]
     NoObject,
-    #[error("cannot mount bpffs at {BPFFS}: {0}")]
-    MountBpffs(#[source] nix::Error),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
-    },
-    #[error("pin dir {} is not on a bpf filesystem (mount -t bpf bpf {BPFFS})", .0.display())]
-    NotBpffs(PathBuf),
-    #[error(
-        "pinned map {} does not match this agent's datapath ({detail}); \
-         another havip version left it there: stop the agent and remove {} to start afresh \
-         (learned owners are lost)",
-        path.display(),
-        path.parent().unwrap_or(Path::new("/")).display()
-    )]
-    PinMismatch { path: PathBuf, detail: String },
-    #[error("cannot open pinned map {}: {source}", path.display())]
-    OpenPin {
-        path: PathBuf,
-        #[source]
-        source: MapError,
     },
     #[error("cannot load the datapath object: {0}")]
     Load(#[source] Box<EbpfError>),
@@ -100,6 +72,10 @@ pub enum DatapathError {
     },
     #[error(transparent)]
     Attach(#[from] AttachError),
+    #[error(transparent)]
+    Pins(#[from] PinError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     #[error("vip {0} is not programmed on this host")]
     UnknownVip(u32),
     #[error("map {}: cannot insert ifindex {ifindex}: {source}", maps::REDIRECT)]
@@ -120,132 +96,6 @@ fn map_err(map: &'static str, what: &'static str) -> impl FnOnce(MapError) -> Da
     move |source| DatapathError::Map { map, what, source }
 }
 
-/// The shape of one map, as the agent expects it.
-#[derive(Debug, Clone, Copy)]
-pub struct MapSpec {
-    pub name: &'static str,
-    pub map_type: MapType,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-}
-
-/// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 12] {
-    const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
-        MapSpec {
-            name,
-            map_type,
-            key_size: size_of::<K>() as u32,
-            value_size: size_of::<V>() as u32,
-            max_entries,
-        }
-    }
-    [
-        spec::<u32, Port>(maps::PORTS, MapType::Array, MAX_PORTS),
-        spec::<NetworkAddr, u32>(maps::ADDRS, MapType::Hash, MAX_ADDRS),
-        spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, MAX_VIPS),
-        spec::<u32, Owner>(maps::OWNERS, MapType::Array, MAX_VIPS),
-        spec::<u32, VipHint>(maps::VIP_FILTER, MapType::Array, HINT_BUCKETS),
-        spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
-        spec::<(), ()>(maps::REJECTS, MapType::RingBuf, REJECTS_BYTES),
-        spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_SLOTS as u32),
-        spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STAT_SLOTS as u32),
-        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
-        // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
-        spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
-        spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
-    ]
-}
-
-impl MapSpec {
-    /// What differs between this spec and a map's info, if anything.
-    pub fn mismatch(&self, info: &MapInfo) -> Option<String> {
-        let ty = info.map_type().ok();
-        let mut diffs = Vec::new();
-        if ty != Some(self.map_type) {
-            diffs.push(format!("type {ty:?}, expected {:?}", self.map_type));
-        }
-        for (what, got, want) in [
-            ("key size", info.key_size(), self.key_size),
-            ("value size", info.value_size(), self.value_size),
-            ("max entries", info.max_entries(), self.max_entries),
-        ] {
-            if got != want {
-                diffs.push(format!("{what} {got}, expected {want}"));
-            }
-        }
-        (!diffs.is_empty()).then(|| diffs.join(", "))
-    }
-}
-
-/// Whether `path` is on a bpf filesystem.
-pub fn is_bpffs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
-}
-
-/// Makes sure bpffs is mounted at [`BPFFS`] (when `pin_dir` is below it) and
-/// creates `pin_dir`.
-pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), DatapathError> {
-    let root = Path::new(BPFFS);
-    if pin_dir.starts_with(root) && !is_bpffs(root) {
-        mount(
-            Some("bpf"),
-            root,
-            Some("bpf"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(DatapathError::MountBpffs)?;
-        info!("mounted bpffs at {BPFFS}");
-    }
-    std::fs::create_dir_all(pin_dir).map_err(|source| DatapathError::Io {
-        path: pin_dir.to_owned(),
-        source,
-    })?;
-    if !is_bpffs(pin_dir) {
-        return Err(DatapathError::NotBpffs(pin_dir.to_owned()));
-    }
-    Ok(())
-}
-
-/// Fails if a map pinned under `pin_dir` has another shape than this
-/// agent's datapath expects (so it would be reused wrongly).
-pub fn check_pins(pin_dir: &Path) -> Result<(), DatapathError> {
-    for spec in map_specs() {
-        let path = pin_dir.join(spec.name);
-        if !path.exists() {
-            continue;
-        }
-        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::OpenPin {
-            path: path.clone(),
-            source,
-        })?;
-        if let Some(detail) = spec.mismatch(&info) {
-            return Err(DatapathError::PinMismatch { path, detail });
-        }
-    }
-    Ok(())
-}
-
-/// Takes every pinned program off its interface, removes the link pins,
-/// the pinned maps and `pin_dir` itself (if nothing else is in it).
-pub fn unpin(pin_dir: &Path) {
-    attach::detach(pin_dir);
-    for name in maps::ALL {
-        let path = pin_dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => debug!("unpinned {}", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warn!("cannot unpin {}: {e}", path.display()),
-        }
-    }
-    match std::fs::remove_dir(pin_dir) {
-        Ok(()) => info!("removed pin dir {}", pin_dir.display()),
-        Err(e) => warn!("cannot remove pin dir {}: {e}", pin_dir.display()),
-    }
-}
-
 /// Where the eBPF object comes from.
 #[derive(Debug, Clone)]
 pub enum ObjectSource {
@@ -254,8 +104,8 @@ pub enum ObjectSource {
 }
 
 /// A port's programs: XDP on frames from the VM, TC egress on frames to
-/// it, loaded for this port alone (its slot is a constant in them), held
-/// by pinned links (see [`attach`]).
+/// it (the programs every port shares), held by pinned links (see
+/// [`attach`]).
 struct Attachment {
     interface: String,
     port_id: u32,
@@ -315,16 +165,38 @@ pub struct Pollables {
     pub logger: Option<EbpfLogger<&'static dyn log::Log>>,
 }
 
+/// The programs, loaded once and shared by every port: they find their
+/// port by the interface they run on (`havip_ifport`).
+struct Programs {
+    /// For XDP in generic mode (and TC egress).
+    generic: Ebpf,
+    /// For XDP in native mode, which completes checksums before a
+    /// redirect (`COMPLETE_CHECKSUMS`); loaded unless every port is
+    /// attached in generic mode.
+    native: Option<Ebpf>,
+}
+
+impl Programs {
+    fn for_mode(&mut self, mode: AttachMode) -> &mut Ebpf {
+        match (&mut self.native, mode) {
+            (Some(native), AttachMode::Native) => native,
+            _ => &mut self.generic,
+        }
+    }
+}
+
 /// The loaded datapath.
 pub struct Datapath {
-    /// The object, loaded once more for each port.
-    object: ObjectSource,
+    programs: Programs,
     pin_dir: PathBuf,
     mode: AttachMode,
     tc: TcAttach,
     /// One agent per pin dir, for as long as this lives.
     _lock: PinDirLock,
     ports: Array<MapData, Port>,
+    /// ifindex -> its port's slot in `ports`.
+    if_port: Array<MapData, u32>,
+    if_port_hi: BpfHashMap<MapData, u32, u32>,
     addrs: BpfHashMap<MapData, NetworkAddr, u32>,
     vips: BpfHashMap<MapData, NetworkAddr, Vip>,
     owners: Array<MapData, Owner>,
@@ -405,11 +277,10 @@ where
 impl Datapath {
     /// Locks `pin_dir` (one agent per pin dir), loads the object with every
     /// map pinned there (reusing maps already pinned, with the VIPs' slots
-    /// and owners in them) and checks that the verifier accepts both
-    /// programs. Ports whose links are pinned there are adopted: each gets
-    /// a new instance of its programs, swapped into its links, and keeps
-    /// its slot and its entry in `havip_ports`. Other ports get their own
-    /// instance when they are attached.
+    /// and owners in them) and the programs every port shares (the
+    /// verifier runs once, not once per port). Ports whose links are
+    /// pinned there are adopted: the programs are swapped into their links,
+    /// and each keeps its slot and its entry in `havip_ports`.
     pub fn load(
         object: &ObjectSource,
         pin_dir: &Path,
@@ -417,8 +288,14 @@ impl Datapath {
     ) -> Result<(Self, Pollables), DatapathError> {
         ensure_pin_dir(pin_dir)?;
         let lock = PinDirLock::acquire(pin_dir)?;
-        check_pins(pin_dir)?;
-        let mut ebpf = load_object(object, pin_dir, None, false)?;
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Io {
+            path: "/sys/devices/system/cpu/possible".into(),
+            source: e,
+        })?;
+        // Maps of another version's shapes are set aside, to be carried
+        // over into the ones this load pins.
+        let migration = Migration::prepare(pin_dir, nr_cpus)?;
+        let mut ebpf = load_object(object, pin_dir, false)?;
         // The logger owns the log map; it must outlive the program load.
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -433,11 +310,14 @@ impl Datapath {
         };
         load_programs(&mut ebpf)?;
         // The native variant (checksum completion) too, when a port may be
-        // attached natively, so that its attach cannot be the first to find
-        // it rejected.
-        if mode != AttachMode::Generic {
-            load_object(object, pin_dir, None, true).and_then(|mut e| load_programs(&mut e))?;
-        }
+        // attached natively.
+        let native = if mode == AttachMode::Generic {
+            None
+        } else {
+            let mut native = load_object(object, pin_dir, true)?;
+            load_programs(&mut native)?;
+            Some(native)
+        };
         let events = take(&mut ebpf, maps::EVENTS)?;
         let rejects = take(&mut ebpf, maps::REJECTS)?;
         let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
@@ -448,25 +328,34 @@ impl Datapath {
                 .map(|v| (v.vip_id, v.slot)),
         );
         let filter: Array<MapData, VipHint> = take(&mut ebpf, maps::VIP_FILTER)?;
+        migration.carry()?;
         let filter_now = (0..HINT_BUCKETS)
             .map(|b| filter.get(&b, 0))
             .collect::<Result<_, _>>()
             .map_err(map_err(maps::VIP_FILTER, "cannot read"))?;
-        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Io {
-            path: "/sys/devices/system/cpu/possible".into(),
-            source: e,
-        })?;
+        let ports = take(&mut ebpf, maps::PORTS)?;
+        let if_port = take(&mut ebpf, maps::IF_PORT)?;
+        let if_port_hi = take(&mut ebpf, maps::IF_PORT_HI)?;
+        let addrs = take(&mut ebpf, maps::ADDRS)?;
+        let owners = take(&mut ebpf, maps::OWNERS)?;
+        let vipstats = take(&mut ebpf, maps::VIP_STATS)?;
+        let redirect = take(&mut ebpf, maps::REDIRECT)?;
         let mut dp = Datapath {
-            object: object.clone(),
+            programs: Programs {
+                generic: ebpf,
+                native,
+            },
             pin_dir: pin_dir.to_owned(),
-            ports: take(&mut ebpf, maps::PORTS)?,
-            addrs: take(&mut ebpf, maps::ADDRS)?,
+            ports,
+            if_port,
+            if_port_hi,
+            addrs,
             vips,
-            owners: take(&mut ebpf, maps::OWNERS)?,
+            owners,
             filter,
             filter_now,
-            vipstats: take(&mut ebpf, maps::VIP_STATS)?,
-            redirect: take(&mut ebpf, maps::REDIRECT)?,
+            vipstats,
+            redirect,
             mode,
             tc,
             _lock: lock,
@@ -478,6 +367,7 @@ impl Datapath {
             desired: Desired::default(),
         };
         dp.adopt_pinned();
+        migration.finish()?;
         // The slots no adopted port holds are in use by no program.
         let held: Vec<u32> = dp.attached.values().map(|a| a.links.slot).collect();
         for slot in (0..MAX_PORTS).filter(|s| !held.contains(s)) {
@@ -513,6 +403,7 @@ impl Datapath {
     /// Adopts the ports whose links are pinned under the pin dir (see
     /// [`Datapath::load`]); removes the links of interfaces that are gone.
     fn adopt_pinned(&mut self) {
+        let mut adopted_count = 0;
         for mut links in attach::pinned(&self.pin_dir) {
             let (ifx, slot) = (links.ifindex, links.slot);
             let interface = ifname_of(ifx).filter(|_| links.is_live());
@@ -526,15 +417,20 @@ impl Datapath {
             };
             let port_id = self.ports.get(&slot, 0).map_or(0, |p| p.port_id);
             let mode = self.mode.for_interface(&interface);
-            let adopted = self
-                .instance(slot, mode)
-                .and_then(|mut ebpf| Ok(links.adopt(&mut ebpf, &interface, mode, self.tc)?));
+            // The programs swapped in find the port by its interface.
+            let adopted = self.set_if_port(ifx, slot).and_then(|()| {
+                let ebpf = self.programs.for_mode(mode);
+                Ok(links.adopt(ebpf, &interface, mode, self.tc)?)
+            });
             match adopted {
-                Ok(()) => info!(
-                    "port {port_id}: adopted XDP ({} mode) and TC egress ({}) on {interface} \
+                Ok(()) => {
+                    adopted_count += 1;
+                    debug!(
+                        "port {port_id}: adopted XDP ({} mode) and TC egress ({}) on {interface} \
                      (ifindex {ifx}, slot {slot}), new programs swapped in",
-                    links.mode, links.egress
-                ),
+                        links.mode, links.egress
+                    )
+                }
                 // The programs in force stay, and the port its slot, until
                 // it is detached.
                 Err(e) if links.is_live() => warn!(
@@ -557,29 +453,44 @@ impl Datapath {
             };
             self.attached.insert(ifx, a);
         }
+        if adopted_count > 0 {
+            info!(
+                "adopted the links of {adopted_count} port(s) pinned under {}: \
+                 this agent's programs swapped in",
+                self.pin_dir.display()
+            );
+        }
     }
 
-    /// A new instance of the programs for the port at `slot`, loaded.
-    fn instance(&self, slot: u32, mode: AttachMode) -> Result<Ebpf, DatapathError> {
-        let mut ebpf = load_object(
-            &self.object,
-            &self.pin_dir,
-            Some(slot),
-            mode == AttachMode::Native,
-        )?;
-        load_programs(&mut ebpf)?;
-        Ok(ebpf)
+    /// Points the interface `ifindex` at the port in `slot`.
+    fn set_if_port(&mut self, ifindex: u32, slot: u32) -> Result<(), DatapathError> {
+        if ifindex < IFINDEX_DIRECT {
+            self.if_port.set(ifindex, slot, 0)
+        } else {
+            self.if_port_hi.insert(ifindex, slot, 0)
+        }
+        .map_err(map_err(maps::IF_PORT, "cannot write"))
     }
 
-    /// Loads the programs for the port at `slot` and attaches them to its
-    /// interface, held by pinned links.
+    /// The interface `ifindex` has no port any more.
+    fn clear_if_port(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        match if ifindex < IFINDEX_DIRECT {
+            self.if_port.set(ifindex, 0, 0)
+        } else {
+            self.if_port_hi.remove(&ifindex)
+        } {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(maps::IF_PORT, "cannot clear")(e)),
+        }
+    }
+
+    /// Attaches the programs to the interface of the port at `slot`, held
+    /// by pinned links.
     fn attach(&mut self, ifindex: u32, interface: &str, slot: u32) -> Result<PortLinks, String> {
         let mode = self.mode.for_interface(interface);
-        let mut ebpf = self
-            .instance(slot, mode)
-            .map_err(|e| format!("cannot load its programs: {e}"))?;
+        self.set_if_port(ifindex, slot).map_err(|e| e.to_string())?;
         PortLinks::attach(
-            &mut ebpf,
+            self.programs.for_mode(mode),
             &self.pin_dir,
             (ifindex, interface),
             slot,
@@ -596,6 +507,7 @@ impl Datapath {
         a.links.detach();
         let label = self.config.port_label(a.port_id);
         info!("{label}: detached from {} (ifindex {ifx})", a.interface);
+        self.clear_if_port(ifx)?;
         self.set_port(slot, &Port::default()).map(drop)
     }
 
@@ -940,24 +852,16 @@ impl Datapath {
 }
 
 /// Loads (but does not verify) the object, with every map pinned under
-/// `pin_dir`, `PORT_SLOT` set to `slot` (0 for an instance that is never
-/// attached) and `COMPLETE_CHECKSUMS` to whether its XDP program runs in
-/// native mode.
-fn load_object(
-    object: &ObjectSource,
-    pin_dir: &Path,
-    slot: Option<u32>,
-    native: bool,
-) -> Result<Ebpf, DatapathError> {
+/// `pin_dir` and `COMPLETE_CHECKSUMS` set to whether its XDP program runs
+/// in native mode.
+fn load_object(object: &ObjectSource, pin_dir: &Path, native: bool) -> Result<Ebpf, DatapathError> {
     let paths: Vec<(&'static str, PathBuf)> =
         maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
-    let slot = slot.unwrap_or(0);
     let complete_checksums = u32::from(native);
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    loader.override_global(maps::PORT_SLOT, &slot, true);
     loader.override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true);
     Ok(match object {
         ObjectSource::Embedded(bytes) => loader.load(bytes)?,

@@ -7,7 +7,8 @@ use havip_agent::{
     attach::{self, PinDirLock},
     config::Config,
     daemon::{self, RunOptions, Source},
-    datapath::{self, AttachMode, TcAttach},
+    datapath::{AttachMode, TcAttach},
+    pins,
     etcd::EtcdOptions,
     status,
 };
@@ -219,7 +220,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("nothing pinned under {}", pin_dir.display());
                 return Ok(());
             }
-            if !datapath::is_bpffs(&pin_dir) {
+            if !pins::is_bpffs(&pin_dir) {
                 anyhow::bail!(
                     "{} is not on a bpf filesystem: not a pin dir",
                     pin_dir.display()
@@ -232,7 +233,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 pin_dir.display()
             );
             if unpin {
-                datapath::unpin(&pin_dir);
+                pins::unpin(&pin_dir);
                 println!("removed the pinned maps and {}", pin_dir.display());
             }
             drop(lock);

@@ -52,7 +52,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    datapath::map_specs,
+    pins::map_specs,
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
 };
 

@@ -5,9 +5,17 @@
 /// Where the agent pins the maps by default.
 pub const PIN_DIR: &str = "/sys/fs/bpf/havip";
 
-/// Port slot (u32, an array index) -> [`crate::Port`]. Each port's
-/// programs are loaded with its slot as the constant `PORT_SLOT`.
+/// Port slot (u32, an array index) -> [`crate::Port`].
 pub const PORTS: &str = "havip_ports";
+/// ifindex (u32, an array index below [`IFINDEX_DIRECT`]) -> the slot (u32)
+/// of the port on that interface in [`PORTS`]: how the one program that
+/// serves every port finds the port it runs for.
+pub const IF_PORT: &str = "havip_ifport";
+/// ifindex (u32, from [`IFINDEX_DIRECT`] on) -> its port's slot (u32).
+pub const IF_PORT_HI: &str = "havip_ifport_hi";
+/// The ifindexes [`IF_PORT`] holds directly; larger ones (a host that has
+/// made and removed that many interfaces) are in [`IF_PORT_HI`].
+pub const IFINDEX_DIRECT: u32 = 65536;
 /// [`crate::NetworkAddr`] -> port id (u32): the ports' fixed addresses.
 pub const ADDRS: &str = "havip_addrs";
 /// [`crate::NetworkAddr`] -> [`crate::Vip`].
@@ -48,15 +56,26 @@ pub const MAX_SEGMENT: usize = 4096;
 pub const SEGMENT_BUF: usize = MAX_SEGMENT + 4;
 
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 12] = [
-    PORTS, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, REJECTS, DROPS, STATS, VIP_STATS, REDIRECT,
-    SEGMENT,
+pub const ALL: [&str; 15] = [
+    PORTS, IF_PORT, IF_PORT_HI, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, REJECTS, DROPS, STATS,
+    VIP_STATS, REDIRECT, SEGMENT, ABI,
 ];
 
-/// The constant in the programs' read-only data that names their port's
-/// slot in [`PORTS`]; the agent sets it for each port it loads them for.
-pub const PORT_SLOT: &str = "PORT_SLOT";
-/// Name of the global (1 or 0) that tells a port's programs whether their
+/// Array of one u32: the [`ABI_VERSION`] of the datapath whose maps are
+/// pinned beside it (written by the agent; no program reads it). Pins
+/// without it are version 1's. Its shape never changes.
+pub const ABI: &str = "havip_abi";
+
+/// The datapath's ABI: the shapes of its maps and what their entries mean.
+/// It goes up with every change to either; an agent that finds the pins of
+/// another version moves what they hold into maps of its own shapes
+/// (havip-agent's `migrate`), so an upgrade keeps the learned owners and
+/// the counters. A change may append fields to a value (zero is what an
+/// older version meant) or change a map's size; anything else needs a
+/// conversion of its own there.
+pub const ABI_VERSION: u32 = 2;
+
+/// Name of the global (1 or 0) that tells the programs whether their
 /// XDP program runs in the driver (native), where a redirected frame leaves
 /// its socket-buffer metadata behind and the datapath completes checksums
 /// the VM left to the offload.

@@ -8,8 +8,8 @@ pub const PORT_SECURITY: u32 = 1;
 /// of them in `havip_addrs` as well, and the datapath looks there.
 pub const INLINE_ADDRS: usize = 2;
 
-/// A VM port, at its slot in `havip_ports`: the slot its programs were
-/// loaded with (`PORT_SLOT`), so they find it without a hash lookup.
+/// A VM port, at its slot in `havip_ports` (`havip_ifport` gives the slot
+/// of its interface, so the programs find it without a hash lookup).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Port {

@@ -19,7 +19,7 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 use crate::{
     counters::{count, count_drop, count_vip_drop, vip_counters},
     ipv4, ipv6,
-    maps::this_port,
+    maps::port_on,
     owner,
     packet::{is_group, parse_ethernet, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
     policy::is_port_mac,
@@ -41,7 +41,10 @@ pub fn havip_port_egress(ctx: TcContext) -> i32 {
 }
 
 fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let Some(port) = this_port() else {
+    // SAFETY: a field of the socket buffer the program runs on: the
+    // interface the frame is leaving by.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(port) = port_on(ifindex) else {
         return Ok(TC_ACT_OK);
     };
     // The headers are usually in the linear part already; pulling costs a

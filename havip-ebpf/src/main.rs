@@ -1,9 +1,9 @@
 //! The havip datapath, on the hypervisor side of each VM port.
 //!
 //! `havip_port_ingress` (XDP) judges every frame a VM sends:
-//! 1. Which port? The agent loads these programs once per port, with the
-//!    port's slot in `havip_ports` as a constant (`maps::this_port`); a
-//!    slot with no port (a port being set up or torn down) passes.
+//! 1. Which port? One program serves every port: it finds the port by the
+//!    interface the frame came in on (`maps::port_on`); an interface with
+//!    no port (a port being set up or torn down) passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
 //! 3. Port security: the source MAC must be the port's.
 //! 4. Classify by protocol and judge (claims and port security):
@@ -54,7 +54,7 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 use crate::{
     counters::{count, count_drop},
     ipv6::Ipv6,
-    maps::{this_port, REDIRECT},
+    maps::{port_on, REDIRECT},
     owner::Claimant,
     packet::{parse_ethernet, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
     policy::is_port_mac,
@@ -63,13 +63,14 @@ use crate::{
 #[xdp]
 pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
     // 1. Which port?
-    let Some(port) = this_port() else {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let Some(port) = port_on(ifindex) else {
         count(Stat::UnknownPort);
         return xdp_action::XDP_PASS;
     };
     let from = Claimant {
         port_id: port.port_id,
-        ifindex: ctx.ingress_ifindex() as u32,
+        ifindex,
     };
 
     // 2. Parse.

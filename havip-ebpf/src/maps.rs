@@ -10,22 +10,19 @@ use aya_ebpf::{
 };
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
-    maps::{EVENTS_BYTES, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, SEGMENT_BUF},
+    maps::{
+        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, SEGMENT_BUF,
+    },
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
-
-/// The slot of the port these programs were loaded for, in `PORTS`. Set by
-/// the agent at load time (read-only data: the verifier treats it as a
-/// constant, so the port's lookup is an inlined array access).
-#[unsafe(no_mangle)]
-static PORT_SLOT: u32 = 0;
 
 /// 1 when the XDP program runs in the driver (native mode): a frame it
 /// redirects leaves its socket buffer, and the offload metadata with it,
 /// behind, so the datapath completes the checksums the VM left to the
 /// offload (`checksum.rs`). 0 in generic mode, where a redirected frame
-/// keeps its metadata. Set by the agent at load time, like `PORT_SLOT`.
+/// keeps its metadata. Set by the agent at load time (read-only data: the
+/// verifier treats it as a constant).
 #[unsafe(no_mangle)]
 static COMPLETE_CHECKSUMS: u32 = 0;
 
@@ -37,17 +34,36 @@ pub fn completes_checksums() -> bool {
     unsafe { core::ptr::read_volatile(&COMPLETE_CHECKSUMS) != 0 }
 }
 
-/// The port these programs serve, if its slot holds one.
+/// The port on the interface `ifindex`, if the agent has put one there.
+/// One program serves every port: it finds its port by the interface it
+/// runs on, through two inlined array lookups (a hash lookup for the rare
+/// ifindex past `IFINDEX_DIRECT`). The entry must name the interface too,
+/// so an index left behind by a port that is gone finds nothing.
 #[inline(always)]
-pub fn this_port() -> Option<&'static Port> {
-    // SAFETY: a plain read of a constant the loader wrote.
-    let slot = unsafe { core::ptr::read_volatile(&PORT_SLOT) };
-    PORTS.get(slot).filter(|p| p.port_id != 0)
+pub fn port_on(ifindex: u32) -> Option<&'static Port> {
+    let slot = if ifindex < IFINDEX_DIRECT {
+        IF_PORT.get(ifindex)
+    } else {
+        // SAFETY: the agent writes a slot whole (a u32); we copy it out.
+        unsafe { IF_PORT_HI.get(&ifindex) }
+    }?;
+    PORTS
+        .get(*slot)
+        .filter(|p| p.port_id != 0 && p.ifindex == ifindex)
 }
 
-/// Port slot -> the VM port the programs loaded with that slot serve.
+/// Port slot -> a VM port on this host.
 #[btf_map(name = "havip_ports")]
 pub static PORTS: Array<Port, { MAX_PORTS as usize }> = Array::new();
+
+/// ifindex (below `IFINDEX_DIRECT`) -> the slot of the port on that
+/// interface in `PORTS`.
+#[btf_map(name = "havip_ifport")]
+pub static IF_PORT: Array<u32, { IFINDEX_DIRECT as usize }> = Array::new();
+
+/// ifindex (from `IFINDEX_DIRECT` on) -> the slot of its port in `PORTS`.
+#[btf_map(name = "havip_ifport_hi")]
+pub static IF_PORT_HI: HashMap<u32, u32, { MAX_PORTS as usize }> = HashMap::new();
 
 /// A port's fixed address -> its port id.
 #[btf_map(name = "havip_addrs")]
@@ -96,6 +112,11 @@ pub static REDIRECT: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
 /// shared by every port's programs.
 #[btf_map(name = "havip_segment")]
 pub static SEGMENT: PerCpuArray<[u8; SEGMENT_BUF], 1> = PerCpuArray::new();
+
+/// The ABI version of these maps (written by the agent, read by no
+/// program; see `havip_common::maps::ABI`).
+#[btf_map(name = "havip_abi")]
+pub static ABI: Array<u32, 1> = Array::new();
 
 /// One word of scratch per CPU, to keep a value the verifier would
 /// otherwise track too closely (see `ipv6::icmpv6_offset`). Not pinned: it

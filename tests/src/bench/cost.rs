@@ -444,7 +444,7 @@ impl Bench {
         for call in 0..calls {
             let (from, frame) = &path.sends[call % path.sends.len()];
             let port = self.datapath.ifindex(from);
-            let program = self.datapath.program(from, path.native)?;
+            let program = self.datapath.program(path.native)?;
             let (action, ns) = test_run(program, frame, port, repeat)?;
             if action != path.action {
                 bail!(
@@ -505,15 +505,14 @@ fn datapath_object() -> String {
 
 /// The datapath object loaded with the lab's ports, addresses and VIPs, as
 /// the agent loads it: the maps pinned (under a directory of the
-/// benchmark's own) and the programs loaded once per port, with the port's
-/// slot as their constant; each port on the interface named after its VM,
-/// in the calling thread's namespace.
+/// benchmark's own) and the programs loaded once, shared by every port;
+/// each port on the interface named after its VM, in the calling thread's
+/// namespace, at its slot (its place in `VMS`).
 struct Datapath {
-    /// One instance per VM, in the order of `VMS` (its slot), as the agent
-    /// loads it for a port in generic mode.
-    instances: Vec<Ebpf>,
+    /// The programs as the agent loads them for generic mode.
+    generic: Ebpf,
     /// The same in native mode (`COMPLETE_CHECKSUMS` set).
-    native: Vec<Ebpf>,
+    native: Ebpf,
     events: RingBuf<MapData>,
     /// (port id, ifindex) of every VM.
     ports: Vec<(u32, u32)>,
@@ -539,13 +538,12 @@ impl Datapath {
         )));
         std::fs::create_dir_all(&pins.0)
             .with_context(|| format!("create {} (is bpffs mounted?)", pins.0.display()))?;
-        let load = |slot: u32, native: bool| -> Result<Ebpf> {
+        let load = |native: bool| -> Result<Ebpf> {
             let mut loader = EbpfLoader::new();
             for name in maps::ALL {
                 loader.map_pin_path(name, pins.0.join(name));
             }
             let complete_checksums = u32::from(native);
-            loader.override_global(maps::PORT_SLOT, &slot, true);
             loader.override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true);
             let mut ebpf = loader.load_file(&object).with_context(|| {
                 format!("load the datapath {object} (`cargo xtask build-ebpf` builds it)")
@@ -558,15 +556,9 @@ impl Datapath {
                 .context("the verifier rejects the XDP program")?;
             Ok(ebpf)
         };
-        let slots = 0..VMS.len() as u32;
-        let mut instances = slots
-            .clone()
-            .map(|slot| load(slot, false))
-            .collect::<Result<Vec<_>>>()?;
-        let native = slots
-            .map(|slot| load(slot, true))
-            .collect::<Result<Vec<_>>>()?;
-        let events = instances[0]
+        let mut generic = load(false)?;
+        let native = load(true)?;
+        let events = generic
             .take_map(maps::EVENTS)
             .context("no event ring in the datapath object")?;
         let mut ports = Vec::new();
@@ -584,7 +576,7 @@ impl Datapath {
         }
         let mut dp = Self {
             events: RingBuf::try_from(events)?,
-            instances,
+            generic,
             native,
             ports,
             _pins: pins,
@@ -609,6 +601,11 @@ impl Datapath {
             port.add_ipv4(vm.ipv4.octets());
             port.add_ipv6(vm.ipv6.octets());
             ports.set(slot as u32, port, 0)?;
+        }
+        let on = self.ports.clone();
+        let mut if_port: Array<_, u32> = Array::try_from(self.map(maps::IF_PORT)?)?;
+        for (slot, (_, ifindex)) in on.into_iter().enumerate() {
+            if_port.set(ifindex, slot as u32, 0)?;
         }
         let mut addrs: HashMap<_, NetworkAddr, u32> = HashMap::try_from(self.map(maps::ADDRS)?)?;
         for vm in &VMS {
@@ -641,23 +638,15 @@ impl Datapath {
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.instances[0]
+        self.generic
             .map_mut(name)
             .with_context(|| format!("no map {name} in the datapath object"))
     }
 
-    /// The XDP program loaded for `vm`'s port, in native mode if `native`.
-    fn program(&self, vm: &VmSpec, native: bool) -> Result<&Xdp> {
-        let slot = VMS
-            .iter()
-            .position(|v| v.port_id == vm.port_id)
-            .expect("every VM of the fixture has a port");
-        let instances = if native {
-            &self.native
-        } else {
-            &self.instances
-        };
-        Ok(instances[slot]
+    /// The XDP program every port runs, in native mode if `native`.
+    fn program(&self, native: bool) -> Result<&Xdp> {
+        let ebpf = if native { &self.native } else { &self.generic };
+        Ok(ebpf
             .program(maps::XDP_PROGRAM)
             .context("no XDP program in the datapath object")?
             .try_into()?)

@@ -1,0 +1,163 @@
+//! The pin dir: where bpffs is, the maps pinned there and the shape each
+//! must have. The ports' links are pinned there too ([`crate::attach`]);
+//! an upgrade that changes a map's shape migrates it
+//! ([`crate::migrate`]).
+
+use std::{
+    mem::size_of,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapInfo, MapType};
+use havip_common::{
+    counters::{DROP_SLOTS, STAT_SLOTS},
+    maps::{
+        self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES,
+    },
+    vip::HINT_BUCKETS,
+    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
+};
+use log::{debug, info, warn};
+use nix::{
+    mount::{mount, MsFlags},
+    sys::statfs::{statfs, BPF_FS_MAGIC},
+};
+
+use crate::attach;
+
+/// Where bpffs is mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// Errors of the pin dir.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("cannot mount bpffs at {BPFFS}: {0}")]
+    MountBpffs(#[source] nix::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pin dir {} is not on a bpf filesystem (mount -t bpf bpf {BPFFS})", .0.display())]
+    NotBpffs(PathBuf),
+}
+
+/// Where an upgrade sets a pinned map aside while it moves what the map
+/// holds into the new one: `<pin_dir>/<name>.old`.
+pub fn aside(pin_dir: &Path, name: &str) -> PathBuf {
+    pin_dir.join(format!("{name}.old"))
+}
+
+/// The shape of one map, as the agent expects it.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSpec {
+    pub name: &'static str,
+    pub map_type: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// Every map of the datapath, with the shape the shared types imply.
+pub fn map_specs() -> [MapSpec; 15] {
+    const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
+        MapSpec {
+            name,
+            map_type,
+            key_size: size_of::<K>() as u32,
+            value_size: size_of::<V>() as u32,
+            max_entries,
+        }
+    }
+    [
+        spec::<u32, Port>(maps::PORTS, MapType::Array, MAX_PORTS),
+        spec::<u32, u32>(maps::IF_PORT, MapType::Array, IFINDEX_DIRECT),
+        spec::<u32, u32>(maps::IF_PORT_HI, MapType::Hash, MAX_PORTS),
+        spec::<NetworkAddr, u32>(maps::ADDRS, MapType::Hash, MAX_ADDRS),
+        spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, MAX_VIPS),
+        spec::<u32, Owner>(maps::OWNERS, MapType::Array, MAX_VIPS),
+        spec::<u32, VipHint>(maps::VIP_FILTER, MapType::Array, HINT_BUCKETS),
+        spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
+        spec::<(), ()>(maps::REJECTS, MapType::RingBuf, REJECTS_BYTES),
+        spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_SLOTS as u32),
+        spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STAT_SLOTS as u32),
+        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
+        // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
+        spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
+        spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
+        spec::<u32, u32>(maps::ABI, MapType::Array, 1),
+    ]
+}
+
+impl MapSpec {
+    /// What differs between this spec and a map's info, if anything.
+    pub fn mismatch(&self, info: &MapInfo) -> Option<String> {
+        let ty = info.map_type().ok();
+        let mut diffs = Vec::new();
+        if ty != Some(self.map_type) {
+            diffs.push(format!("type {ty:?}, expected {:?}", self.map_type));
+        }
+        for (what, got, want) in [
+            ("key size", info.key_size(), self.key_size),
+            ("value size", info.value_size(), self.value_size),
+            ("max entries", info.max_entries(), self.max_entries),
+        ] {
+            if got != want {
+                diffs.push(format!("{what} {got}, expected {want}"));
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+}
+
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
+}
+
+/// Makes sure bpffs is mounted at [`BPFFS`] (when `pin_dir` is below it) and
+/// creates `pin_dir`.
+pub fn ensure_pin_dir(pin_dir: &Path) -> Result<(), PinError> {
+    let root = Path::new(BPFFS);
+    if pin_dir.starts_with(root) && !is_bpffs(root) {
+        mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(PinError::MountBpffs)?;
+        info!("mounted bpffs at {BPFFS}");
+    }
+    std::fs::create_dir_all(pin_dir).map_err(|source| PinError::Io {
+        path: pin_dir.to_owned(),
+        source,
+    })?;
+    if !is_bpffs(pin_dir) {
+        return Err(PinError::NotBpffs(pin_dir.to_owned()));
+    }
+    Ok(())
+}
+
+/// Takes every pinned program off its interface, removes the link pins,
+/// the pinned maps and `pin_dir` itself (if nothing else is in it).
+pub fn unpin(pin_dir: &Path) {
+    attach::detach(pin_dir);
+    for name in maps::ALL {
+        // A map an interrupted upgrade set aside too.
+        for path in [pin_dir.join(name), aside(pin_dir, name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => debug!("unpinned {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!("cannot unpin {}: {e}", path.display()),
+            }
+        }
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Ok(()) => info!("removed pin dir {}", pin_dir.display()),
+        Err(e) => warn!("cannot remove pin dir {}: {e}", pin_dir.display()),
+    }
+}
+
