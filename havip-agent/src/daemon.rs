@@ -240,7 +240,7 @@ async fn serve_file(
             _ = tokio::time::sleep_until(retry.at), if unprotected => retry_unprotected(dp, &mut retry),
             _ = hup.recv() => reload(dp, path, "SIGHUP"),
             Some(()) = file_rx.recv() => reload(dp, path, "file changed"),
-            Some(ev) = links.recv() => follow_link(dp, &ev),
+            Some(ev) = links.recv() => follow_links(dp, ev, &mut links),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
@@ -286,7 +286,7 @@ async fn serve_etcd(
             change = source.next_change() => source.on_change(dp, change).await,
             Some(event) = owner_changes.recv() => source.owner_changed(dp, event).await,
             _ = audit.tick() => source.audit_owners(dp).await,
-            Some(ev) = links.recv() => follow_link(dp, &ev),
+            Some(ev) = links.recv() => follow_links(dp, ev, &mut links),
             _ = hup.recv() => { info!("SIGHUP: reading etcd again"); source.resync(dp).await }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
@@ -295,14 +295,33 @@ async fn serve_etcd(
     Ok(())
 }
 
-fn follow_link(dp: &mut Datapath, ev: &links::LinkEvent) {
-    if dp.interested_in(ev.ifindex(), ev.name()) {
-        debug!("link event {ev:?}");
-        match dp.reconcile() {
-            Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
-            Ok(_) => {}
-            Err(e) => error!("cannot follow interface change {ev:?}: {e}"),
+/// Follows `first` and every link event already queued behind it with one
+/// reconcile (attaching a thousand ports makes a thousand events).
+fn follow_links(
+    dp: &mut Datapath,
+    first: links::LinkEvent,
+    queued: &mut mpsc::UnboundedReceiver<links::LinkEvent>,
+) {
+    let mut relevant = Vec::new();
+    let mut next = Some(first);
+    while let Some(ev) = next {
+        if dp.interested_in(ev.ifindex(), ev.name()) {
+            debug!("link event {ev:?}");
+            relevant.push(ev);
         }
+        next = queued.try_recv().ok();
+    }
+    if relevant.is_empty() {
+        return;
+    }
+    match dp.reconcile() {
+        Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
+        Ok(_) => {}
+        Err(e) => error!(
+            "cannot follow {} interface change(s) ({:?}...): {e}",
+            relevant.len(),
+            relevant[0]
+        ),
     }
 }
 

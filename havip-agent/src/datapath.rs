@@ -296,6 +296,9 @@ impl Datapath {
         // over into the ones this load pins.
         let migration = Migration::prepare(pin_dir, nr_cpus)?;
         let mut ebpf = load_object(object, pin_dir, false)?;
+        // The new maps are pinned: what the old ones hold goes in before
+        // anything reads them.
+        migration.carry()?;
         // The logger owns the log map; it must outlive the program load.
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -328,7 +331,6 @@ impl Datapath {
                 .map(|v| (v.vip_id, v.slot)),
         );
         let filter: Array<MapData, VipHint> = take(&mut ebpf, maps::VIP_FILTER)?;
-        migration.carry()?;
         let filter_now = (0..HINT_BUCKETS)
             .map(|b| filter.get(&b, 0))
             .collect::<Result<_, _>>()

@@ -6,9 +6,9 @@
 //! 1. [`Migration::prepare`]: checks that every pinned map it must change
 //!    can be carried over (same kind of map and key; fields appended to or
 //!    dropped from the end of a value; a size that holds what is there),
-//!    and only then sets each aside, renamed `<name>.old`
-//!    ([`pins::aside`]), so the loader pins a new one of the new shape in
-//!    its place. The programs in force keep running on the old maps.
+//!    and only then sets each aside, moved to `<pin_dir>/old/<name>`
+//!    ([`aside`]), so the loader pins a new one of the new shape in its
+//!    place. The programs in force keep running on the old maps.
 //! 2. [`Migration::carry`], once the object is loaded: copies what the old
 //!    maps hold into the new ones (ports, addresses, VIPs, the filter, the
 //!    owners), each value cut or zero-extended to its new size.
@@ -18,7 +18,7 @@
 //!    new ones (the old programs counted until the swap, the new ones since),
 //!    unpins the old maps and records the new ABI version.
 //!
-//! A migration cut short (a crash, a kill) leaves the `.old` maps pinned;
+//! A migration cut short (a crash, a kill) leaves the old maps pinned;
 //! the next agent carries them over again. A refused migration changes
 //! nothing: the programs in force keep enforcing the last state.
 
@@ -36,7 +36,7 @@ use havip_common::{
 use log::{info, warn};
 
 use crate::{
-    pins::{aside, map_specs, MapSpec},
+    pins::{aside, map_specs, MapSpec, ASIDE_DIR},
     sys::{MapFd, F_LOCK},
 };
 
@@ -142,6 +142,20 @@ impl Shape {
 
     fn buffer(&self, cpus: usize) -> Vec<u8> {
         vec![0; self.stride() * if self.per_cpu() { cpus } else { 1 }]
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.map_type {
+            Some(t) => write!(f, "{t:?}")?,
+            None => f.write_str("unknown")?,
+        }
+        write!(
+            f,
+            " (key {} B, value {} B, {} entries)",
+            self.key_size, self.value_size, self.max_entries
+        )
     }
 }
 
@@ -365,6 +379,10 @@ impl Migration {
             found.push((moved, resumed));
         }
         // Every map can be carried over: only now is anything changed.
+        if found.iter().any(|(_, resumed)| !resumed) {
+            let dir = pin_dir.join(ASIDE_DIR);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
         let mut moved = Vec::new();
         for (m, resumed) in found {
             if resumed {
@@ -377,7 +395,7 @@ impl Migration {
                 std::fs::rename(&m.path, &m.aside).map_err(io_err(&m.path))?;
             }
             info!(
-                "{}: {:?} -> {:?}: set aside as {} to be carried over",
+                "{}: {} -> {}: set aside as {} to be carried over",
                 m.name,
                 m.old_shape,
                 m.new_shape,
@@ -436,6 +454,10 @@ impl Migration {
         }
         for m in &self.moved {
             std::fs::remove_file(&m.aside).map_err(io_err(&m.aside))?;
+        }
+        if !self.moved.is_empty() {
+            let dir = self.pin_dir.join(ASIDE_DIR);
+            std::fs::remove_dir(&dir).map_err(io_err(&dir))?;
         }
         let path = self.pin_dir.join(maps::ABI);
         MapFd::open(&path)

@@ -43,10 +43,14 @@ pub enum PinError {
     NotBpffs(PathBuf),
 }
 
-/// Where an upgrade sets a pinned map aside while it moves what the map
-/// holds into the new one: `<pin_dir>/<name>.old`.
+/// The directory where an upgrade sets pinned maps aside while it moves
+/// what they hold into new ones (bpffs names hold no dots, so no
+/// `<name>.old`).
+pub const ASIDE_DIR: &str = "old";
+
+/// Where an upgrade sets the pinned map `name` aside: `<pin_dir>/old/<name>`.
 pub fn aside(pin_dir: &Path, name: &str) -> PathBuf {
-    pin_dir.join(format!("{name}.old"))
+    pin_dir.join(ASIDE_DIR).join(name)
 }
 
 /// The shape of one map, as the agent expects it.
@@ -155,6 +159,7 @@ pub fn unpin(pin_dir: &Path) {
             }
         }
     }
+    let _ = std::fs::remove_dir(pin_dir.join(ASIDE_DIR));
     match std::fs::remove_dir(pin_dir) {
         Ok(()) => info!("removed pin dir {}", pin_dir.display()),
         Err(e) => warn!("cannot remove pin dir {}: {e}", pin_dir.display()),

@@ -172,6 +172,9 @@ pub struct VipCounters {
     pub delivered: u64,
     /// Indexed by [`DropReason`] (the rest is room to grow).
     pub drops: [u64; VIP_DROP_SLOTS],
+    /// The counter the `next-abi` build appends (an upgrade test's).
+    #[cfg(feature = "next-abi")]
+    pub next_abi: u64,
 }
 
 impl core::ops::AddAssign for VipCounters {
@@ -184,6 +187,10 @@ impl core::ops::AddAssign for VipCounters {
         while i < VIP_DROP_SLOTS {
             self.drops[i] += o.drops[i];
             i += 1;
+        }
+        #[cfg(feature = "next-abi")]
+        {
+            self.next_abi += o.next_abi;
         }
     }
 }

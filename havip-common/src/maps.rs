@@ -73,7 +73,7 @@ pub const ABI: &str = "havip_abi";
 /// the counters. A change may append fields to a value (zero is what an
 /// older version meant) or change a map's size; anything else needs a
 /// conversion of its own there.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = if cfg!(feature = "next-abi") { 3 } else { 2 };
 
 /// Name of the global (1 or 0) that tells the programs whether their
 /// XDP program runs in the driver (native), where a redirected frame leaves
@@ -85,7 +85,7 @@ pub const COMPLETE_CHECKSUMS: &str = "COMPLETE_CHECKSUMS";
 pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
 /// VIPs (and VIP slots) on one host.
-pub const MAX_VIPS: u32 = 4096;
+pub const MAX_VIPS: u32 = if cfg!(feature = "next-abi") { 8192 } else { 4096 };
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 pub const REJECTS_BYTES: u32 = 64 * 1024;
 

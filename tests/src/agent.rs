@@ -365,6 +365,15 @@ impl Agent {
         self.spawn()
     }
 
+    /// Makes `bin` the agent that [`Agent::start_again`] starts (an upgrade
+    /// or a rollback), with the datapath embedded in it: no `--bpf-object`.
+    pub fn replace_binary(&mut self, bin: PathBuf) {
+        if let Some(i) = self.args.iter().position(|a| a == "--bpf-object") {
+            self.args.drain(i..(i + 2).min(self.args.len()));
+        }
+        self.bin = bin;
+    }
+
     /// A second `havip-agent run` with the same arguments, run to its end:
     /// (exit status, stderr and stdout).
     pub fn run_another(&self) -> Result<(std::process::ExitStatus, String)> {

@@ -1,22 +1,29 @@
 //! Protection that never lapses. A client talks to the VIP through the fast
 //! path, keepalived's master owns it, and a rogue VM keeps trying to take it
 //! and to pass for its neighbours. The agent crashes (`kill -9`), then is
-//! restarted the way `systemctl restart` does it (SIGTERM, then a new one):
+//! restarted the way `systemctl restart` does it (SIGTERM, then a new one),
+//! then upgraded to a datapath whose maps have other shapes (the `next-abi`
+//! build: more VIP slots, a counter more per VIP) and rolled back:
 //!
 //! - while no agent runs, the programs stay attached on every port, on the
 //!   same links: the rogue's claims and spoofed frames are still dropped and
 //!   counted, the owner does not move, the client is still answered;
 //! - the agent that starts again adopts them: the same links (same ids), its
 //!   own programs swapped in (new program ids), the owner and the counters
-//!   kept, and it protects as before.
+//!   kept, and it protects as before; after an upgrade or a rollback, the
+//!   maps have the shapes of the version that runs, what they held carried
+//!   over into them.
 //!
 //! Needs root, the built agent, keepalived, arping, python3-scapy, bpftool.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use aya::maps::MapInfo;
+use havip_common::maps::{self, ABI_VERSION, MAX_VIPS};
 use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
 use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VM1};
@@ -87,8 +94,48 @@ fn ensure_attached(lab: &Lab, links: &BTreeMap<String, LinkInfo>) -> Result<()> 
     Ok(())
 }
 
+/// One way the agent goes down and comes back.
+struct Restart {
+    signal: libc::c_int,
+    what: &'static str,
+    /// The agent that comes back: this version's, or the next-abi build.
+    bin: PathBuf,
+    /// (ABI version, VIP slots) the pinned maps have afterwards, when the
+    /// version changes.
+    abi: Option<(u32, u32)>,
+}
+
+/// The next-abi build of the agent (`cargo xtask test` makes it).
+fn next_abi_agent() -> Result<PathBuf> {
+    let bin = std::env::var_os("HAVIP_NEXT_ABI_AGENT_BIN").context(
+        "HAVIP_NEXT_ABI_AGENT_BIN is not set: run this test with `cargo xtask test`, \
+         which builds the next-abi agent",
+    )?;
+    Ok(PathBuf::from(bin))
+}
+
+/// The version changed as `abi` says: it says so, the maps have that
+/// version's shape, nothing is left set aside.
+fn ensure_migrated(pin_dir: &Path, log: &str, from: u32, (to, vip_slots): (u32, u32)) -> Result<()> {
+    let said = format!("datapath ABI {from} -> {to}");
+    ensure!(log.contains(&said), "the agent did not say {said:?}");
+    let owners = MapInfo::from_pin(pin_dir.join(maps::OWNERS))?;
+    ensure!(
+        owners.max_entries() == vip_slots,
+        "havip_owners has {} entries, ABI {to} has {vip_slots}",
+        owners.max_entries()
+    );
+    ensure!(
+        !pin_dir.join("old").exists(),
+        "maps left set aside under {}",
+        pin_dir.join("old").display()
+    );
+    println!("   {said}: havip_owners now holds {vip_slots} VIP slots");
+    Ok(())
+}
+
 #[test]
-fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
+fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks() -> Result<()> {
     cmd::require_tools(&["bpftool"])?;
     {
         let mut lab = Lab::build()?;
@@ -136,10 +183,42 @@ fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
                 "by a TCX link"
             }
         );
-        for (signal, what) in [
-            (libc::SIGKILL, "crashes (kill -9)"),
-            (libc::SIGTERM, "is stopped (SIGTERM)"),
-        ] {
+        let this = lab.agent()?.bin.clone();
+        let next = next_abi_agent()?;
+        let restarts = [
+            Restart {
+                signal: libc::SIGKILL,
+                what: "crashes (kill -9)",
+                bin: this.clone(),
+                abi: None,
+            },
+            Restart {
+                signal: libc::SIGTERM,
+                what: "is stopped (SIGTERM)",
+                bin: this.clone(),
+                abi: None,
+            },
+            Restart {
+                signal: libc::SIGTERM,
+                what: "is upgraded to a datapath whose maps change shape",
+                bin: next,
+                abi: Some((ABI_VERSION + 1, MAX_VIPS * 2)),
+            },
+            Restart {
+                signal: libc::SIGTERM,
+                what: "is rolled back",
+                bin: this,
+                abi: Some((ABI_VERSION, MAX_VIPS)),
+            },
+        ];
+        let mut abi = ABI_VERSION;
+        for Restart {
+            signal,
+            what,
+            bin,
+            abi: changed,
+        } in restarts
+        {
             println!("the agent {what}");
             let status = lab.agent_mut()?.signal_and_wait(signal)?;
             ensure!(
@@ -159,8 +238,13 @@ fn protection_never_lapses_across_agent_crashes_and_restarts() -> Result<()> {
             ensure!(served >= 50, "only {served} replies while no agent ran");
 
             // The agent starts again and adopts what is in force.
+            lab.agent_mut()?.replace_binary(bin);
             lab.agent_mut()?.start_again()?;
             let agent = lab.agent()?;
+            if let Some(to) = changed {
+                ensure_migrated(&agent.pin_dir, &agent.log_text(), abi, to)?;
+                abi = to.0;
+            }
             let adopted = agent.links()?;
             for (pin, old) in &links {
                 let new = adopted.get(pin);

@@ -83,6 +83,39 @@ pub fn run(toolchain: &Toolchain) -> Result<Artifacts> {
     Ok(artifacts)
 }
 
+/// Where the `next-abi` build goes: `target/next-abi/`.
+fn next_abi_dir() -> PathBuf {
+    util::target_dir().join("next-abi")
+}
+
+/// An agent (and its embedded datapath) built with havip-common's
+/// `next-abi` feature: the maps of a next ABI version, whose shapes differ
+/// from this one's, for the tests of upgrades and rollbacks. Built into the
+/// workspace's `target/` (so only havip-common and the agent are compiled
+/// again), copied to `target/next-abi/havip-agent`, then the agent of this
+/// version is built again in its place. Returns the copy's path.
+pub fn next_abi_agent(toolchain: &Toolchain, agent: &std::path::Path) -> Result<PathBuf> {
+    let started = std::time::Instant::now();
+    let dir = next_abi_dir();
+    let object = build_ebpf::build(toolchain, &dir, &["next-abi"])?;
+    let cargo = |features: Option<&str>, object: &std::path::Path| -> Result<()> {
+        let mut cmd = host_cargo(object);
+        cmd.args(["build", "--release", "-p", "havip-agent"]);
+        if let Some(f) = features {
+            cmd.args(["--features", f]);
+        }
+        util::run(&mut cmd)
+    };
+    cargo(Some("havip-common/next-abi"), &object)?;
+    let copy = dir.join("havip-agent");
+    std::fs::copy(agent, &copy)
+        .with_context(|| format!("cannot copy {} to {}", agent.display(), copy.display()))?;
+    cargo(None, &build_ebpf::object_path())?;
+    util::timing("the next-abi agent", started);
+    say!("next-abi agent: {}", copy.display());
+    Ok(copy)
+}
+
 /// Host cargo in the workspace root, building into the workspace's `target/`,
 /// with HAVIP_EBPF_OBJECT for the build scripts that embed the datapath.
 pub fn host_cargo(ebpf_object: &std::path::Path) -> Command {

@@ -1,7 +1,7 @@
 //! `cargo xtask build-ebpf`: builds the datapath (havip-ebpf, a workspace of
 //! its own) for bpfel-unknown-none, into the workspace's `target/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{ensure, Result};
@@ -33,6 +33,11 @@ pub fn object_path() -> PathBuf {
 
 /// Builds the datapath and returns the absolute path of the object.
 pub fn run(toolchain: &Toolchain) -> Result<PathBuf> {
+    build(toolchain, &util::target_dir(), &[])
+}
+
+/// Builds the datapath with havip-common's `features` into `target_dir`.
+pub fn build(toolchain: &Toolchain, target_dir: &Path, features: &[&str]) -> Result<PathBuf> {
     let crate_dir = util::workspace_root().join("havip-ebpf");
     ensure!(
         crate_dir.join("src/main.rs").is_file(),
@@ -41,10 +46,13 @@ pub fn run(toolchain: &Toolchain) -> Result<PathBuf> {
     );
     say!("building the datapath (havip-ebpf) for {TARGET}");
     let mut cmd = command(toolchain);
-    cmd.current_dir(&crate_dir);
+    cmd.current_dir(&crate_dir).arg("--target-dir").arg(target_dir);
+    for f in features {
+        cmd.arg("--features").arg(format!("havip-common/{f}"));
+    }
     util::run(&mut cmd)?;
 
-    let object = object_path();
+    let object = target_dir.join(TARGET).join("release/havip-ebpf");
     ensure!(
         object.is_file(),
         "the build succeeded but {} is missing",
@@ -83,8 +91,6 @@ fn command(toolchain: &Toolchain) -> Command {
         }
     };
     cmd.args(["--release", "--target", TARGET])
-        .arg("--target-dir")
-        .arg(util::target_dir())
         .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags());
     for var in CONFUSING_VARS {
         cmd.env_remove(var);
@@ -112,17 +118,9 @@ mod tests {
         let cmd = command(&Toolchain::Debian);
         assert_eq!(cmd.get_program(), "/usr/bin/cargo");
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
-        let target_dir = util::target_dir();
         assert_eq!(
             args,
-            [
-                "build",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "--target-dir",
-                target_dir.to_str().unwrap()
-            ]
+            ["build", "--release", "--target", "bpfel-unknown-none"]
         );
         let env = |key: &str| {
             cmd.get_envs()
