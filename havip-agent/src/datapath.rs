@@ -12,8 +12,7 @@ use std::{
 use aya::{
     maps::{
         xdp::{DevMapHash, XdpMapError},
-        Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray,
-        PerCpuValues, RingBuf,
+        Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
     },
     programs::ProgramError,
     Ebpf, EbpfError, EbpfLoader, Pod,

@@ -8,9 +8,8 @@ use havip_agent::{
     config::Config,
     daemon::{self, RunOptions, Source},
     datapath::{AttachMode, TcAttach},
-    pins,
     etcd::EtcdOptions,
-    status,
+    pins, status,
 };
 use havip_common::maps::PIN_DIR;
 

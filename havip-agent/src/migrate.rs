@@ -117,10 +117,7 @@ impl Shape {
     }
 
     fn is_array(&self) -> bool {
-        matches!(
-            self.map_type,
-            Some(MapType::Array | MapType::PerCpuArray)
-        )
+        matches!(self.map_type, Some(MapType::Array | MapType::PerCpuArray))
     }
 
     fn per_cpu(&self) -> bool {
@@ -255,8 +252,7 @@ impl Moved {
                 continue;
             };
             let mut now = self.new_shape.buffer(cpus);
-            new.lookup(&key, &mut now, 0)
-                .map_err(io_err(&self.path))?;
+            new.lookup(&key, &mut now, 0).map_err(io_err(&self.path))?;
             for (n, o) in now.chunks_exact_mut(8).zip(old.chunks_exact(8)) {
                 let sum = u64::from_ne_bytes((&*n).try_into().expect("8 bytes"))
                     .wrapping_add(u64::from_ne_bytes(o.try_into().expect("8 bytes")));
@@ -445,7 +441,10 @@ impl Migration {
                 Carry::Owners => {
                     let n = m.take_later_owners(self.cpus)?;
                     if n > 0 {
-                        info!("{}: {n} owner(s) learned during the swap carried over", m.name);
+                        info!(
+                            "{}: {n} owner(s) learned during the swap carried over",
+                            m.name
+                        );
                     }
                 }
                 Carry::Counters => m.add_counters(self.cpus)?,
@@ -463,7 +462,10 @@ impl Migration {
         MapFd::open(&path)
             .and_then(|abi| abi.update(&0u32.to_ne_bytes(), &ABI_VERSION.to_ne_bytes(), 0))
             .map_err(io_err(&path))?;
-        if let Some(from) = self.from.filter(|v| *v != ABI_VERSION || !self.moved.is_empty()) {
+        if let Some(from) = self
+            .from
+            .filter(|v| *v != ABI_VERSION || !self.moved.is_empty())
+        {
             info!(
                 "datapath ABI {from} -> {ABI_VERSION}: {} map(s) migrated, their owners and \
                  counters kept",
@@ -524,7 +526,10 @@ mod tests {
         assert_eq!(&back[..12], &old[..12]);
         assert_eq!(&back[16..28], &old[16..28]);
         let (a, b) = (shape(MapType::Array, 8, 4), shape(MapType::Array, 4, 4));
-        assert_eq!(convert(&[1, 2, 3, 4, 5, 6, 7, 8], &a, &b, 2), vec![1, 2, 3, 4]);
+        assert_eq!(
+            convert(&[1, 2, 3, 4, 5, 6, 7, 8], &a, &b, 2),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -544,7 +549,12 @@ mod tests {
                 0,
                 Some("keys are 4 bytes"),
             ),
-            (shape(MapType::Array, 8, 4), shape(MapType::Array, 64, 4), 0, None),
+            (
+                shape(MapType::Array, 8, 4),
+                shape(MapType::Array, 64, 4),
+                0,
+                None,
+            ),
         ];
         for (old, new, beyond, want) in cases {
             let got = refusal(&old, &new, || beyond);
@@ -563,8 +573,13 @@ mod tests {
         for spec in map_specs() {
             let c = carry(spec.name);
             match spec.name {
-                maps::PORTS | maps::ADDRS | maps::VIPS | maps::VIP_FILTER | maps::IF_PORT
-                | maps::IF_PORT_HI | maps::REDIRECT => assert_eq!(c, Carry::Entries),
+                maps::PORTS
+                | maps::ADDRS
+                | maps::VIPS
+                | maps::VIP_FILTER
+                | maps::IF_PORT
+                | maps::IF_PORT_HI
+                | maps::REDIRECT => assert_eq!(c, Carry::Entries),
                 _ => assert_ne!(c, Carry::Entries, "{}", spec.name),
             }
         }

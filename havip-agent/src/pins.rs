@@ -11,9 +11,7 @@ use std::{
 use aya::maps::{MapInfo, MapType};
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
-    maps::{
-        self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES,
-    },
+    maps::{self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES},
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
 };
@@ -165,4 +163,3 @@ pub fn unpin(pin_dir: &Path) {
         Err(e) => warn!("cannot remove pin dir {}: {e}", pin_dir.display()),
     }
 }
-

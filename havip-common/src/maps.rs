@@ -85,7 +85,11 @@ pub const COMPLETE_CHECKSUMS: &str = "COMPLETE_CHECKSUMS";
 pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
 /// VIPs (and VIP slots) on one host.
-pub const MAX_VIPS: u32 = if cfg!(feature = "next-abi") { 8192 } else { 4096 };
+pub const MAX_VIPS: u32 = if cfg!(feature = "next-abi") {
+    8192
+} else {
+    4096
+};
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 pub const REJECTS_BYTES: u32 = 64 * 1024;
 

@@ -366,10 +366,15 @@ impl Agent {
     }
 
     /// Makes `bin` the agent that [`Agent::start_again`] starts (an upgrade
-    /// or a rollback), with the datapath embedded in it: no `--bpf-object`.
-    pub fn replace_binary(&mut self, bin: PathBuf) {
+    /// or a rollback), with the datapath `object` (`None`: the one embedded
+    /// in it).
+    pub fn replace_binary(&mut self, bin: PathBuf, object: Option<&Path>) {
         if let Some(i) = self.args.iter().position(|a| a == "--bpf-object") {
             self.args.drain(i..(i + 2).min(self.args.len()));
+        }
+        if let Some(object) = object {
+            self.args
+                .extend(["--bpf-object".into(), object.as_os_str().to_owned()]);
         }
         self.bin = bin;
     }

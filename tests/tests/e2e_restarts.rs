@@ -98,25 +98,39 @@ fn ensure_attached(lab: &Lab, links: &BTreeMap<String, LinkInfo>) -> Result<()> 
 struct Restart {
     signal: libc::c_int,
     what: &'static str,
-    /// The agent that comes back: this version's, or the next-abi build.
-    bin: PathBuf,
+    /// The agent that comes back and its datapath: this version's, or the
+    /// next-abi build.
+    bin: (PathBuf, Option<PathBuf>),
     /// (ABI version, VIP slots) the pinned maps have afterwards, when the
     /// version changes.
     abi: Option<(u32, u32)>,
 }
 
-/// The next-abi build of the agent (`cargo xtask test` makes it).
-fn next_abi_agent() -> Result<PathBuf> {
-    let bin = std::env::var_os("HAVIP_NEXT_ABI_AGENT_BIN").context(
-        "HAVIP_NEXT_ABI_AGENT_BIN is not set: run this test with `cargo xtask test`, \
-         which builds the next-abi agent",
-    )?;
-    Ok(PathBuf::from(bin))
+/// The next-abi build of the agent and its datapath (`cargo xtask test`
+/// makes them).
+fn next_abi_agent() -> Result<(PathBuf, Option<PathBuf>)> {
+    let var = |name: &str| {
+        std::env::var_os(name).map(PathBuf::from).with_context(|| {
+            format!(
+                "{name} is not set: run this test with `cargo xtask test`, \
+                 which builds the next-abi agent and datapath"
+            )
+        })
+    };
+    Ok((
+        var("HAVIP_NEXT_ABI_AGENT_BIN")?,
+        Some(var("HAVIP_NEXT_ABI_OBJECT")?),
+    ))
 }
 
 /// The version changed as `abi` says: it says so, the maps have that
 /// version's shape, nothing is left set aside.
-fn ensure_migrated(pin_dir: &Path, log: &str, from: u32, (to, vip_slots): (u32, u32)) -> Result<()> {
+fn ensure_migrated(
+    pin_dir: &Path,
+    log: &str,
+    from: u32,
+    (to, vip_slots): (u32, u32),
+) -> Result<()> {
     let said = format!("datapath ABI {from} -> {to}");
     ensure!(log.contains(&said), "the agent did not say {said:?}");
     let owners = MapInfo::from_pin(pin_dir.join(maps::OWNERS))?;
@@ -183,7 +197,10 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
                 "by a TCX link"
             }
         );
-        let this = lab.agent()?.bin.clone();
+        let this = (
+            lab.agent()?.bin.clone(),
+            std::env::var_os("HAVIP_EBPF_OBJECT").map(PathBuf::from),
+        );
         let next = next_abi_agent()?;
         let restarts = [
             Restart {
@@ -238,7 +255,7 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
             ensure!(served >= 50, "only {served} replies while no agent ran");
 
             // The agent starts again and adopts what is in force.
-            lab.agent_mut()?.replace_binary(bin);
+            lab.agent_mut()?.replace_binary(bin.0, bin.1.as_deref());
             lab.agent_mut()?.start_again()?;
             let agent = lab.agent()?;
             if let Some(to) = changed {

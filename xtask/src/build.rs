@@ -88,32 +88,50 @@ fn next_abi_dir() -> PathBuf {
     util::target_dir().join("next-abi")
 }
 
-/// An agent (and its embedded datapath) built with havip-common's
-/// `next-abi` feature: the maps of a next ABI version, whose shapes differ
-/// from this one's, for the tests of upgrades and rollbacks. Built into the
-/// workspace's `target/` (so only havip-common and the agent are compiled
-/// again), copied to `target/next-abi/havip-agent`, then the agent of this
-/// version is built again in its place. Returns the copy's path.
-pub fn next_abi_agent(toolchain: &Toolchain, agent: &std::path::Path) -> Result<PathBuf> {
+/// An agent and a datapath built with havip-common's `next-abi` feature:
+/// the maps of a next ABI version, whose shapes differ from this one's,
+/// for the tests of upgrades and rollbacks.
+pub struct NextAbi {
+    /// `target/next-abi/havip-agent`. It embeds this version's datapath
+    /// (so that the agent's build script, shared by both builds, stays as
+    /// it is): run it with `--bpf-object` [`NextAbi::object`].
+    pub agent: PathBuf,
+    pub object: PathBuf,
+}
+
+/// Builds [`NextAbi`]: the datapath into `target/next-abi/`, the agent into
+/// the workspace's `target/` (only havip-common and the agent are compiled
+/// again, once), copied to `target/next-abi/havip-agent`; then this
+/// version's agent is put back in its place (a build with nothing to do).
+pub fn next_abi(toolchain: &Toolchain, artifacts: &Artifacts) -> Result<NextAbi> {
     let started = std::time::Instant::now();
     let dir = next_abi_dir();
     let object = build_ebpf::build(toolchain, &dir, &["next-abi"])?;
-    let cargo = |features: Option<&str>, object: &std::path::Path| -> Result<()> {
-        let mut cmd = host_cargo(object);
+    let cargo = |features: &[&str]| -> Result<()> {
+        let mut cmd = host_cargo(&artifacts.ebpf_object);
         cmd.args(["build", "--release", "-p", "havip-agent"]);
-        if let Some(f) = features {
+        for f in features {
             cmd.args(["--features", f]);
         }
         util::run(&mut cmd)
     };
-    cargo(Some("havip-common/next-abi"), &object)?;
-    let copy = dir.join("havip-agent");
-    std::fs::copy(agent, &copy)
-        .with_context(|| format!("cannot copy {} to {}", agent.display(), copy.display()))?;
-    cargo(None, &build_ebpf::object_path())?;
-    util::timing("the next-abi agent", started);
-    say!("next-abi agent: {}", copy.display());
-    Ok(copy)
+    cargo(&["havip-common/next-abi"])?;
+    let agent = dir.join("havip-agent");
+    std::fs::copy(&artifacts.agent, &agent).with_context(|| {
+        format!(
+            "cannot copy {} to {}",
+            artifacts.agent.display(),
+            agent.display()
+        )
+    })?;
+    cargo(&[])?;
+    util::timing("the next-abi agent and datapath", started);
+    say!(
+        "next-abi agent: {} (datapath {})",
+        agent.display(),
+        object.display()
+    );
+    Ok(NextAbi { agent, object })
 }
 
 /// Host cargo in the workspace root, building into the workspace's `target/`,

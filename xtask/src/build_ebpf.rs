@@ -26,11 +26,6 @@ const CONFUSING_VARS: &[&str] = &[
     "CARGO_BUILD_RUSTC_WRAPPER",
 ];
 
-/// Where the object lands: `target/bpfel-unknown-none/release/havip-ebpf`.
-pub fn object_path() -> PathBuf {
-    util::target_dir().join(TARGET).join("release/havip-ebpf")
-}
-
 /// Builds the datapath and returns the absolute path of the object.
 pub fn run(toolchain: &Toolchain) -> Result<PathBuf> {
     build(toolchain, &util::target_dir(), &[])
@@ -46,7 +41,9 @@ pub fn build(toolchain: &Toolchain, target_dir: &Path, features: &[&str]) -> Res
     );
     say!("building the datapath (havip-ebpf) for {TARGET}");
     let mut cmd = command(toolchain);
-    cmd.current_dir(&crate_dir).arg("--target-dir").arg(target_dir);
+    cmd.current_dir(&crate_dir)
+        .arg("--target-dir")
+        .arg(target_dir);
     for f in features {
         cmd.arg("--features").arg(format!("havip-common/{f}"));
     }

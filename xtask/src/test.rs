@@ -72,8 +72,9 @@ pub fn run(args: &Args) -> Result<()> {
             cmd.env("HAVIP_LAB_BIN", lab);
         }
         // The upgrade tests start it over this version's pins.
-        let next_abi = build::next_abi_agent(&toolchain, &artifacts.agent)?;
-        cmd.env("HAVIP_NEXT_ABI_AGENT_BIN", &next_abi);
+        let next_abi = build::next_abi(&toolchain, &artifacts)?;
+        cmd.env("HAVIP_NEXT_ABI_AGENT_BIN", &next_abi.agent)
+            .env("HAVIP_NEXT_ABI_OBJECT", &next_abi.object);
         let mut privileged = Tally::default();
         let status = util::test_status(&mut cmd, &mut privileged)?;
         if status.success() && privileged.passed == 0 {
