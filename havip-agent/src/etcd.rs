@@ -31,7 +31,6 @@ use std::{
 use chrono::{DateTime, Utc};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions,
-    WatchStream,
 };
 use havip_common::{vip::MAX_BINDINGS, Event};
 use havip_controller::{
@@ -44,6 +43,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     config::{Config, Limits, Network, PortConfig, VipConfig},
+    connection::{retry_delay, Connection},
     datapath::Datapath,
     util::{eui64_link_local, format_mac, BpfClock},
 };
@@ -383,17 +383,10 @@ fn owner_event(vip_id: u32, o: &havip_common::Owner) -> Event {
     }
 }
 
-/// How long to wait before reconnecting after etcd failed `failures` times
-/// in a row.
-fn retry_delay(failures: u32) -> Duration {
-    Duration::from_millis(250 * u64::from(failures.clamp(1, 8)))
-}
-
 /// The etcd side of a running agent.
 pub struct EtcdSource {
     opts: EtcdOptions,
-    client: Option<Client>,
-    watch: Option<WatchStream>,
+    conn: Connection,
     snapshot: Snapshot,
     programmed: Programmed,
     /// vip id -> the mod revision of our last owner report.
@@ -407,8 +400,6 @@ pub struct EtcdSource {
     taken_up: HashMap<u32, u64>,
     /// vip id -> the (generation, result) we acknowledged.
     acked: HashMap<String, (u64, AckResult, Option<String>)>,
-    failures: u32,
-    next_attempt: Instant,
     /// Whether a snapshot (from etcd or the cache) was applied.
     applied_once: bool,
 }
@@ -417,27 +408,24 @@ impl EtcdSource {
     pub fn new(opts: EtcdOptions) -> Self {
         Self {
             opts,
-            client: None,
-            watch: None,
+            conn: Connection::default(),
             snapshot: Snapshot::default(),
             programmed: Programmed::default(),
             reported: HashMap::new(),
             unreported: BTreeMap::new(),
             taken_up: HashMap::new(),
             acked: HashMap::new(),
-            failures: 0,
-            next_attempt: Instant::now(),
             applied_once: false,
         }
     }
 
     pub fn connected(&self) -> bool {
-        self.watch.is_some()
+        self.conn.is_watching()
     }
 
     /// When the next connection attempt is due (if disconnected).
     pub fn next_attempt(&self) -> Instant {
-        self.next_attempt
+        self.conn.retry_at()
     }
 
     /// Connects (if needed), reads a snapshot, applies it, reports what
@@ -448,32 +436,30 @@ impl EtcdSource {
             if !self.applied_once {
                 self.apply_cache(dp);
             }
-            self.failures += 1;
-            let delay = retry_delay(self.failures);
-            if self.failures == 1 || self.failures.is_multiple_of(20) {
+            let (failures, delay) = self.conn.resync_failed(matches!(e, SourceError::Etcd(_)));
+            if failures == 1 || failures.is_multiple_of(20) {
                 warn!(
                     "etcd {}: {e}; the datapath keeps its last state; retrying every {:?}",
                     self.opts.endpoints.join(","),
                     delay
                 );
             }
-            self.watch = None;
-            if matches!(e, SourceError::Etcd(_)) {
-                self.client = None;
-            }
-            self.next_attempt = Instant::now() + delay;
         }
     }
 
     async fn try_resync(&mut self, dp: &mut Datapath) -> Result<(), SourceError> {
-        if self.client.is_none() {
-            let options = ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_timeout(Duration::from_secs(5))
-                .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-            self.client = Some(Client::connect(&self.opts.endpoints, Some(options)).await?);
-        }
-        let client = self.client.clone().expect("connected above");
+        let client = match self.conn.client() {
+            Some(c) => c.clone(),
+            None => {
+                let options = ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(5))
+                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+                let c = Client::connect(&self.opts.endpoints, Some(options)).await?;
+                self.conn.connected(c.clone());
+                c
+            }
+        };
         let snapshot = Snapshot::read(&client, &self.opts.host).await?;
         let stream = client
             .watch_client()
@@ -486,7 +472,7 @@ impl EtcdSource {
                 ),
             )
             .await?;
-        if self.failures > 0 {
+        if self.conn.failures() > 0 {
             info!(
                 "etcd: connected again; resynchronised at revision {}",
                 snapshot.revision
@@ -500,8 +486,7 @@ impl EtcdSource {
                 snapshot.revision
             );
         }
-        self.failures = 0;
-        self.watch = Some(stream);
+        self.conn.watching(client, stream);
         self.apply_snapshot(dp, snapshot).await
     }
 
@@ -627,8 +612,7 @@ impl EtcdSource {
         }
         if let Err(e) = self.acknowledge(dp, None).await {
             warn!("etcd: cannot acknowledge: {e}; will retry");
-            self.watch = None;
-            self.next_attempt = Instant::now();
+            self.conn.down(false, Duration::ZERO);
         }
     }
 
@@ -641,7 +625,11 @@ impl EtcdSource {
         dp: &Datapath,
         apply_error: Option<String>,
     ) -> Result<(), SourceError> {
-        let client = self.client.clone().expect("connected");
+        let client = self
+            .conn
+            .watching_client()
+            .ok_or(SourceError::WatchEnded)?
+            .clone();
         let host = self.opts.host.clone();
         let unprotected: BTreeMap<&str, &String> = dp
             .unprotected_ports()
@@ -708,8 +696,7 @@ impl EtcdSource {
         if let Err(e) = self.report_owner(dp, &vip, &event).await {
             warn!("etcd: cannot report the owner of {vip}: {e}; will retry");
             self.unreported.insert(vip, event);
-            self.watch = None;
-            self.next_attempt = Instant::now();
+            self.conn.down(false, Duration::ZERO);
         }
     }
 
@@ -734,7 +721,11 @@ impl EtcdSource {
             host: self.opts.host.clone(),
             since,
         };
-        let client = self.client.clone().expect("connected");
+        let client = self
+            .conn
+            .watching_client()
+            .ok_or(SourceError::WatchEnded)?
+            .clone();
         if let Some(revision) = guarded_put(&client, vip, &keys::owner(vip), &record).await? {
             debug!(
                 "etcd: reported owner of {vip}: {} at revision {revision}",
@@ -837,7 +828,7 @@ impl EtcdSource {
 
     /// Waits for the next watch response (forever when not watching).
     pub async fn next_change(&mut self) -> Result<Option<etcd_client::WatchResponse>, SourceError> {
-        match &mut self.watch {
+        match self.conn.watch_mut() {
             Some(w) => Ok(w.message().await?),
             None => std::future::pending().await,
         }
@@ -854,15 +845,12 @@ impl EtcdSource {
             Ok(Some(r)) if !r.canceled() => r,
             Ok(_) => {
                 warn!("etcd: {}", SourceError::WatchEnded);
-                self.watch = None;
-                self.next_attempt = Instant::now();
+                self.conn.down(false, Duration::ZERO);
                 return;
             }
             Err(e) => {
                 warn!("etcd: watch failed: {e}; the datapath keeps its last state");
-                self.watch = None;
-                self.client = None;
-                self.next_attempt = Instant::now() + retry_delay(1);
+                self.conn.down(true, retry_delay(1));
                 return;
             }
         };
@@ -892,7 +880,11 @@ impl EtcdSource {
                 self.settle_owner(dp, &vip, &record, revision).await?;
             }
             if reread {
-                let client = self.client.clone().expect("watching");
+                let client = self
+                    .conn
+                    .watching_client()
+                    .ok_or(SourceError::WatchEnded)?
+                    .clone();
                 let snapshot = Snapshot::read(&client, &self.opts.host).await?;
                 self.apply_snapshot(dp, snapshot).await?;
             }
@@ -901,8 +893,7 @@ impl EtcdSource {
         .await;
         if let Err(e) = result {
             warn!("etcd: {e}; reading everything again");
-            self.watch = None;
-            self.next_attempt = Instant::now() + retry_delay(1);
+            self.conn.down(false, retry_delay(1));
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod connection;
 pub mod daemon;
 pub mod datapath;
 pub mod desired;
