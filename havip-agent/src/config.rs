@@ -225,10 +225,14 @@ pub struct VipConfig {
     pub ports: Vec<u32>,
 }
 
-/// A configuration that passed every rule. Objects are keyed by id.
+/// The desired state of a host: its networks, ports and VIPs, keyed by id.
+/// Both sources produce it: a file that passed every rule, or this host's
+/// share of etcd (see `etcd::to_config`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
-    pub limits: Limits,
+    /// The binding limits a file was checked against; `None` for a state
+    /// from etcd, whose controller enforces them.
+    pub limits: Option<Limits>,
     pub networks: BTreeMap<u32, Network>,
     pub ports: BTreeMap<u32, PortConfig>,
     pub vips: BTreeMap<u32, VipConfig>,
@@ -267,14 +271,19 @@ impl Config {
     /// A one-line summary, as printed by `havip-agent check`.
     pub fn summary(&self) -> String {
         let bindings: usize = self.vips.values().map(|v| v.ports.len()).sum();
+        let limits = match &self.limits {
+            Some(l) => format!(
+                "limits: {} port(s) per vip, {} vip(s) per port",
+                l.max_ports_per_vip, l.max_vips_per_port
+            ),
+            None => "limits: the controller's".to_string(),
+        };
         format!(
-            "{} network(s), {} port(s), {} vip(s), {} binding(s); limits: {} port(s) per vip, {} vip(s) per port",
+            "{} network(s), {} port(s), {} vip(s), {} binding(s); {limits}",
             self.networks.len(),
             self.ports.len(),
             self.vips.len(),
             bindings,
-            self.limits.max_ports_per_vip,
-            self.limits.max_vips_per_port,
         )
     }
 
@@ -354,10 +363,11 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
     if l.max_vips_per_port == 0 {
         problems.push("limits: max_vips_per_port must be at least 1".to_string());
     }
-    config.limits = Limits {
+    let limits = Limits {
         max_ports_per_vip: l.max_ports_per_vip,
         max_vips_per_port: l.max_vips_per_port,
     };
+    config.limits = Some(limits);
 
     // --- networks
     for n in file.networks {
@@ -579,11 +589,11 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 Some(_) => vips_of_port.entry(port_id).or_default().push(v.id),
             }
         }
-        if v.ports.len() > config.limits.max_ports_per_vip {
+        if v.ports.len() > limits.max_ports_per_vip {
             problems.push(format!(
                 "{who}: {} ports bound, more than max_ports_per_vip = {}",
                 v.ports.len(),
-                config.limits.max_ports_per_vip
+                limits.max_ports_per_vip
             ));
         }
         config.vips.insert(
@@ -598,13 +608,13 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
         );
     }
     for (port_id, vips) in &vips_of_port {
-        if vips.len() > config.limits.max_vips_per_port {
+        if vips.len() > limits.max_vips_per_port {
             problems.push(format!(
                 "{}: bound to {} vips ({}), more than max_vips_per_port = {}",
                 config.port_label(*port_id),
                 vips.len(),
                 join(vips),
-                config.limits.max_vips_per_port
+                limits.max_vips_per_port
             ));
         }
     }
@@ -676,7 +686,7 @@ ports = [11]
     #[test]
     fn good_file() {
         let c: Config = GOOD.parse().unwrap();
-        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits, Some(Limits::default()));
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.ports.len(), 3);
         assert_eq!(c.vips[&1].ports, vec![11, 12]);
@@ -702,8 +712,9 @@ ports = [11]
     fn empty_file_is_valid_and_uses_default_limits() {
         let c: Config = "".parse().unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.limits.max_ports_per_vip, 3);
-        assert_eq!(c.limits.max_vips_per_port, 5);
+        let limits = c.limits.unwrap();
+        assert_eq!(limits.max_ports_per_vip, 3);
+        assert_eq!(limits.max_vips_per_port, 5);
     }
 
     /// Applies `edit` to GOOD and expects exactly one problem containing

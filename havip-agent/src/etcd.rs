@@ -42,7 +42,7 @@ use log::{debug, error, info, warn};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    config::{Config, Limits, Network, PortConfig, VipConfig},
+    config::{Config, Network, PortConfig, VipConfig},
     connection::{retry_delay, Connection},
     datapath::Datapath,
     util::{eui64_link_local, format_mac, BpfClock},
@@ -240,14 +240,8 @@ pub struct Programmed {
 /// other hosts, where remote owners live).
 pub fn to_config(s: &Snapshot) -> Programmed {
     let mut p = Programmed {
-        config: Config {
-            // The controller enforces the binding limits.
-            limits: Limits {
-                max_ports_per_vip: MAX_BINDINGS,
-                max_vips_per_port: usize::MAX,
-            },
-            ..Config::default()
-        },
+        // The controller enforces the binding limits.
+        config: Config::default(),
         ..Programmed::default()
     };
     let mut networks: HashMap<&str, u32> = HashMap::new();
