@@ -711,7 +711,13 @@ ports = [11]
     #[test]
     fn empty_file_is_valid_and_uses_default_limits() {
         let c: Config = "".parse().unwrap();
-        assert_eq!(c, Config::default());
+        assert_eq!(
+            c,
+            Config {
+                limits: Some(Limits::default()),
+                ..Config::default()
+            }
+        );
         let limits = c.limits.unwrap();
         assert_eq!(limits.max_ports_per_vip, 3);
         assert_eq!(limits.max_vips_per_port, 5);
