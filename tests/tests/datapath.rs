@@ -177,8 +177,9 @@ impl Datapath {
         dp.put_vip(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]));
     }
 
-    /// The port table: the program is loaded with slot 0 (`PORT_SLOT`'s
-    /// default), so the port at slot 0 is the one frames come from.
+    /// The port table. Frames come in on `lo`, whose `havip_ifport` entry
+    /// (zero, as every entry starts) points at slot 0: the port at slot 0,
+    /// when it names `lo`, is the one frames come from.
     fn ports(&mut self) -> Array<&mut MapData, Port> {
         Array::try_from(self.ebpf.map_mut(maps::PORTS).unwrap()).unwrap()
     }

@@ -286,8 +286,8 @@ pub fn run(ctx: &mut BenchContext) -> Result<Section> {
         method: vec![
             format!(
                 "The datapath object ({}) is loaded with aya as the agent loads it: maps \
-                 pinned, and the programs loaded once per port with the port's slot as \
-                 their constant. Its maps hold the lab's fixture: ports 11 (vm1), 12 (vm2), 13 (client) and 14 (rogue), each on a \
+                 pinned, the programs loaded once and shared by every port, which they \
+                 find by the interface they run on (`havip_ifport`). Its maps hold the lab's fixture: ports 11 (vm1), 12 (vm2), 13 (client) and 14 (rogue), each on a \
                  veth interface of its own in a namespace of the benchmark's, VIPs {VIP4} \
                  and {VIP6} bound to ports 11 and 12, vm1 their owner, every port a redirect \
                  target, port security on. A frame enters on its sender's port. The empty \
