@@ -236,9 +236,14 @@ impl Datapath {
 
     /// Runs `frame` through the program; returns the action and output.
     fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run_on(LO, frame)
+    }
+
+    /// Runs `frame` through the program as if it came in on `ifindex`.
+    fn run_on(&mut self, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.
-        let md: [u32; 6] = [0, frame.len() as u32, 0, LO, 0, 0];
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
         let mut out = vec![0u8; frame.len() + 256];
         let prog: &mut Xdp = self
@@ -1234,6 +1239,101 @@ fn a_slot_with_no_port_passes_untouched() {
     assert_eq!((action, out), (XDP_PASS, frame));
     assert_eq!(dp.stat(Stat::UnknownPort), 1);
     assert!(dp.owner(VIP4_ID).is_none());
+}
+
+/// Puts `vm`'s port at `slot`, on the interface `ifindex`, and points the
+/// interface at it, as the agent does.
+fn put_port(dp: &mut Datapath, slot: u32, vm: Vm, ifindex: u32) {
+    let mut port = Port {
+        port_id: vm.port_id,
+        ifindex,
+        network: NET,
+        mac: vm.mac,
+        flags: PORT_SECURITY,
+        link_local: vm.link_local.octets(),
+        ..Port::default()
+    };
+    port.add_ipv4(vm.v4.octets());
+    port.add_ipv6(vm.v6.octets());
+    dp.ports().set(slot, port, 0).unwrap();
+    point(dp, ifindex, slot);
+}
+
+/// `havip_ifport[ifindex] = slot` (`havip_ifport_hi` past 65535).
+fn point(dp: &mut Datapath, ifindex: u32, slot: u32) {
+    if ifindex < maps::IFINDEX_DIRECT {
+        let mut a: Array<_, u32> =
+            Array::try_from(dp.ebpf.map_mut(maps::IF_PORT).unwrap()).unwrap();
+        a.set(ifindex, slot, 0).unwrap();
+    } else {
+        let mut h: HashMap<_, u32, u32> =
+            HashMap::try_from(dp.ebpf.map_mut(maps::IF_PORT_HI).unwrap()).unwrap();
+        h.insert(ifindex, slot, 0).unwrap();
+    }
+}
+
+/// One program serves every port: a frame's port is the one the agent put
+/// on the interface it came in on, below ifindex 65536 and beyond; an index
+/// left pointing at a slot that now holds another interface's port finds
+/// none. Runs in a network namespace of its own (the thread's), with two
+/// veth interfaces, one at ifindex 70000.
+#[test]
+fn a_frames_port_is_the_one_on_the_interface_it_came_in_on() {
+    std::thread::spawn(|| {
+        // SAFETY: unshare(2) on this thread only; nothing else runs on it.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ip(&["link", "add", "port-low", "type", "veth", "peer", "vm-low"]);
+        ip(&[
+            "link",
+            "add",
+            "port-high",
+            "index",
+            "70000",
+            "type",
+            "veth",
+            "peer",
+            "vm-high",
+        ]);
+        let index = |name: &str| {
+            let c = std::ffi::CString::new(name).unwrap();
+            // SAFETY: a valid NUL-terminated name.
+            unsafe { libc::if_nametoindex(c.as_ptr()) }
+        };
+        let (low, high) = (index("port-low"), index("port-high"));
+        assert!(low != 0 && high == 70000, "ifindexes {low}, {high}");
+
+        let mut dp = Datapath::load();
+        put_port(&mut dp, 5, VM1, high);
+        put_port(&mut dp, 6, VM2, low);
+        // Each claim is judged as its own port's: vm1's on the high
+        // interface, vm2's on the low one.
+        assert_eq!(dp.run_on(high, &garp(VM1, VIP4)).0, XDP_PASS);
+        let owner = dp.owner(VIP4_ID).expect("vm1 owns the VIP");
+        assert_eq!((owner.port_id, owner.ifindex), (VM1.port_id, high));
+        assert_eq!(dp.run_on(low, &garp(VM2, VIP4)).0, XDP_PASS);
+        let owner = dp.owner(VIP4_ID).expect("vm2 owns the VIP");
+        assert_eq!((owner.port_id, owner.ifindex), (VM2.port_id, low));
+        // vm2's MAC on vm1's interface is a spoof.
+        assert_eq!(dp.run_on(high, &garp(VM2, VIP4)).0, XDP_DROP);
+        assert_eq!(dp.drops(DropReason::MacSpoof), 1);
+        // A stale index: the low interface pointed at vm1's slot, which
+        // names the high one. No port: the frame passes, counted.
+        point(&mut dp, low, 5);
+        let unknown = dp.stat(Stat::UnknownPort);
+        let frame = garp(ROGUE, VIP4);
+        assert_eq!(dp.run_on(low, &frame), (XDP_PASS, frame));
+        assert_eq!(dp.stat(Stat::UnknownPort), unknown + 1);
+        assert_eq!(dp.owner(VIP4_ID).map(|o| o.port_id), Some(VM2.port_id));
+    })
+    .join()
+    .expect("the test thread");
 }
 
 #[test]
