@@ -19,7 +19,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use havip_common::{
-    maps::{self, IFINDEX_DIRECT, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
+    maps::{self, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, BPF_F_LOCK,
 };
@@ -29,11 +29,12 @@ pub use crate::attach::{AttachMode, TcAttach};
 use crate::{
     attach::{self, AttachError, PinDirLock, PortLinks},
     config::Config,
-    desired::{diff, vacated, Desired, OwnerAction},
+    desired::{diff, vacated, vip_diff, Desired, OwnerAction},
     migrate::{MigrateError, Migration},
     pins::{ensure_pin_dir, PinError},
+    shortfall::{insert_each, insert_failure, Unprogrammed},
     slots::{vip_filter, Slots},
-    util::{format_mac, ifindex_of, ifname_of},
+    util::{format_mac, ifindex_of, ifname_of, ip_of},
 };
 
 /// The message `run` prints when no object is embedded and none was given.
@@ -212,6 +213,9 @@ pub struct Datapath {
     /// that failed, no free slot): the port is not protected, and says so,
     /// until a reconcile attaches it.
     unprotected: BTreeMap<u32, String>,
+    /// The VIPs and addresses that did not fit (or could not be written),
+    /// and why: reported until a reconcile finds room for them.
+    unprogrammed: Unprogrammed,
     /// vip id -> its slot in `havip_owners` and `havip_vipstats`.
     vip_slots: Slots,
     nr_cpus: usize,
@@ -244,32 +248,18 @@ where
         .map_err(map_err(name, "cannot read"))
 }
 
-fn write_diff<K, V>(
+fn remove_entry<K, V>(
     map: &mut BpfHashMap<MapData, K, V>,
     name: &'static str,
-    current: &HashMap<K, V>,
-    desired: &HashMap<K, V>,
-    upsert_phase: bool,
-) -> Result<usize, DatapathError>
+    key: &K,
+) -> Result<(), DatapathError>
 where
-    K: Pod + Eq + Hash + Copy,
-    V: Pod + PartialEq + Copy,
+    K: Pod,
+    V: Pod,
 {
-    let d = diff(current, desired);
-    if upsert_phase {
-        for (k, v) in &d.upsert {
-            map.insert(k, v, 0)
-                .map_err(map_err(name, "cannot insert"))?;
-        }
-        Ok(d.upsert.len())
-    } else {
-        for k in &d.remove {
-            match map.remove(k) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(name, "cannot remove")(e)),
-            }
-        }
-        Ok(d.remove.len())
+    match map.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(map_err(name, "cannot remove")(e)),
     }
 }
 
@@ -362,6 +352,7 @@ impl Datapath {
             _lock: lock,
             attached: BTreeMap::new(),
             unprotected: BTreeMap::new(),
+            unprogrammed: Unprogrammed::default(),
             vip_slots,
             nr_cpus,
             config: Config::default(),
@@ -523,6 +514,19 @@ impl Datapath {
         &self.unprotected
     }
 
+    /// The VIPs and fixed addresses of the desired state that are not in
+    /// the maps (a full map, no free VIP slot), and why: each is reported
+    /// (log, status, acks) until a reconcile finds room for it.
+    pub fn unprogrammed(&self) -> &Unprogrammed {
+        &self.unprogrammed
+    }
+
+    /// Whether everything of the desired state is in force: every port
+    /// whose interface exists protected, every VIP and address programmed.
+    pub fn all_in_force(&self) -> bool {
+        self.unprotected.is_empty() && self.unprogrammed.is_empty()
+    }
+
     /// The owner record of vip `vip_id` (vacant or not), if it has one.
     pub fn owner(&self, vip_id: u32) -> Option<Owner> {
         self.owner_at(self.vip_slots.get(vip_id)?, vip_id)
@@ -569,8 +573,10 @@ impl Datapath {
 
     /// Makes `config` the state in force: brings every map to its desired
     /// contents by diff and attaches/detaches the programs where ports'
-    /// interfaces are. Inserts come before the deletes, so nothing that
-    /// stays is ever missing.
+    /// interfaces are. Deletes come before inserts, so a full map has room
+    /// for what replaces what goes; what stays is updated in place, never
+    /// missing; what does not fit is not programmed, and reported
+    /// ([`Datapath::unprogrammed`]), and everything else is applied.
     pub fn apply(&mut self, config: &Config) -> Result<ApplySummary, DatapathError> {
         let desired = Desired::from_config(config);
         self.config = config.clone();
@@ -611,18 +617,17 @@ impl Datapath {
             s.detached += 1;
         }
 
-        // 2. Slots for new VIPs, reset before anything points at them.
+        // 2. Slots: the VIPs that stay keep theirs, the ones that go give
+        //    theirs back, new ones take the free ones (a slot freed now
+        //    included); a VIP that finds none is not programmed, and says so.
         let cur_vips = read_all(&self.vips, maps::VIPS)?;
+        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
         let vip_ids = self.desired.vip_addrs.keys().copied().collect();
         let assignment = self.vip_slots.assign(&vip_ids);
-        for (vip_id, slot) in &assignment.fresh {
-            self.reset_vip_slot(*vip_id, *slot)?;
-        }
+        let mut unprogrammed = Unprogrammed::default();
         for vip_id in &assignment.full {
-            warn!(
-                "{}: no free VIP slot (this host holds at most {MAX_VIPS}); not programmed",
-                self.config.vip_label(*vip_id)
-            );
+            let why = format!("no free VIP slot (this host holds at most {MAX_VIPS} VIPs)");
+            unprogrammed.vips.insert(*vip_id, why);
         }
         let desired_vips: HashMap<NetworkAddr, Vip> = self
             .desired
@@ -633,8 +638,43 @@ impl Datapath {
                 Some((*addr, Vip { slot, ..*vip }))
             })
             .collect();
+        let vip_writes = vip_diff(&cur_vips, &desired_vips);
+        let addr_writes = diff(&cur_addrs, &self.desired.addrs);
 
-        // 3. Inserts and updates: ports that stay attached, addresses, VIPs,
+        // 2b. Deletes, so that what comes in next finds room: the filter
+        //     stops pointing at the VIPs that go, they go (so no claim is
+        //     judged on stale bindings), their slots are reset (for the VIP
+        //     that takes one now, else for nobody), the addresses that go.
+        let mut in_map = cur_vips.clone();
+        in_map.retain(|addr, _| !vip_writes.remove.contains(addr));
+        self.write_filter(&vip_filter(&in_map))?;
+        for addr in &vip_writes.remove {
+            remove_entry(&mut self.vips, maps::VIPS, addr)?;
+        }
+        for (vip_id, slot) in &assignment.freed {
+            // A record with a generation was learned (or vacated after it
+            // was); a slot given to the VIP and never claimed has none.
+            if self
+                .owner_at(*slot, *vip_id)
+                .is_some_and(|o| o.generation != 0)
+            {
+                s.owners_deleted += 1;
+            }
+        }
+        for (_, slot) in assignment.vacant() {
+            self.reset_vip_slot(0, slot)?;
+        }
+        for (vip_id, slot) in &assignment.fresh {
+            self.reset_vip_slot(*vip_id, *slot)?;
+        }
+        for addr in &addr_writes.remove {
+            remove_entry(&mut self.addrs, maps::ADDRS, addr)?;
+        }
+        s.vips.1 = cur_vips.len() - in_map.len();
+        s.addrs.1 = addr_writes.remove.len();
+
+        // 3. Inserts and updates: ports that stay attached, addresses, VIPs
+        //    (one that does not fit is not programmed, the others are),
         //    then the filter that points at them.
         let staying: Vec<(u32, Port)> = self
             .attached
@@ -646,16 +686,32 @@ impl Datapath {
                 s.ports.0 += 1;
             }
         }
-        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
-        s.addrs.0 = write_diff(
-            &mut self.addrs,
-            maps::ADDRS,
-            &cur_addrs,
-            &self.desired.addrs,
-            true,
-        )?;
-        s.vips.0 = write_diff(&mut self.vips, maps::VIPS, &cur_vips, &desired_vips, true)?;
-        self.write_filter(&vip_filter(&desired_vips))?;
+        let failed = insert_each(&mut self.addrs, &addr_writes.upsert);
+        s.addrs.0 = addr_writes.upsert.len() - failed.len();
+        for (addr, e) in failed {
+            let port = self.desired.addrs[&addr];
+            let why = insert_failure(maps::ADDRS, MAX_ADDRS, &e);
+            unprogrammed.addrs.insert((port, ip_of(&addr)), why);
+        }
+        let failed = insert_each(&mut self.vips, &vip_writes.upsert);
+        s.vips.0 = vip_writes.upsert.len() - failed.len();
+        in_map.extend(vip_writes.upsert.iter().copied());
+        for (addr, e) in failed {
+            let vip = desired_vips[&addr];
+            let why = insert_failure(maps::VIPS, MAX_VIPS, &e);
+            match in_map.remove(&addr) {
+                // Its entry before this apply stays (its old bindings).
+                Some(_) if cur_vips.contains_key(&addr) && !vip_writes.remove.contains(&addr) => {
+                    in_map.insert(addr, cur_vips[&addr]);
+                }
+                // Not in the map: its slot is free for the next reconcile.
+                _ => drop(self.vip_slots.give_back(vip.vip_id)),
+            }
+            unprogrammed.vips.insert(vip.vip_id, why);
+        }
+        self.write_filter(&vip_filter(&in_map))?;
+        unprogrammed.log_changes(&self.unprogrammed, &self.config);
+        self.unprogrammed = unprogrammed;
 
         // 4. Attach the programs where a port's interface exists, its entry
         //    written first so they never run without it.
@@ -762,21 +818,7 @@ impl Datapath {
             s.owners_vacated += 1;
         }
 
-        // 6. Deletes: stale VIPs first (so no claim is judged on stale
-        //    bindings), then the freed VIP slots, addresses and redirect
-        //    targets.
-        s.vips.1 = write_diff(&mut self.vips, maps::VIPS, &cur_vips, &desired_vips, false)?;
-        for (vip_id, slot) in &assignment.freed {
-            // A record with a generation was learned (or vacated after it
-            // was); a slot given to the VIP and never claimed has none.
-            if self
-                .owner_at(*slot, *vip_id)
-                .is_some_and(|o| o.generation != 0)
-            {
-                s.owners_deleted += 1;
-            }
-            self.reset_vip_slot(0, *slot)?;
-        }
+        // 6. Redirect targets no program is attached to.
         for ifx in cur_redirect {
             if !self.attached.contains_key(&ifx) {
                 match self.redirect.remove(ifx) {
@@ -785,13 +827,6 @@ impl Datapath {
                 }
             }
         }
-        s.addrs.1 = write_diff(
-            &mut self.addrs,
-            maps::ADDRS,
-            &cur_addrs,
-            &self.desired.addrs,
-            false,
-        )?;
         Ok(s)
     }
 

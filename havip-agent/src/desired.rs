@@ -184,6 +184,24 @@ pub fn diff<K: Eq + Hash + Copy, V: PartialEq + Copy>(
     Diff { upsert, remove }
 }
 
+/// The writes that take the VIP map from `current` to `desired`, deletes
+/// first: an address that is no VIP's any more, or now another VIP's or at
+/// another slot, is removed (before its slot is reset or given to another
+/// VIP), then what is missing or changed is inserted. A VIP that keeps its
+/// address, id and slot is updated in place (its bindings), so it is never
+/// missing meanwhile.
+pub fn vip_diff(
+    current: &HashMap<NetworkAddr, Vip>,
+    desired: &HashMap<NetworkAddr, Vip>,
+) -> Diff<NetworkAddr, Vip> {
+    let mut d = diff(current, desired);
+    d.remove.extend(current.iter().filter_map(|(addr, now)| {
+        let want = desired.get(addr)?;
+        (want.vip_id != now.vip_id || want.slot != now.slot).then_some(*addr)
+    }));
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +468,80 @@ ports = [12]
         assert_eq!(d.upsert, vec![(2, 'x'), (4, 'd')]);
         assert_eq!(d.remove, vec![3]);
         assert!(diff(&want, &want).is_empty());
+    }
+
+    #[test]
+    fn vip_diffs_remove_what_moves_before_inserting_it() {
+        let vip = |vip_id, slot, port| Vip {
+            vip_id,
+            slot,
+            port_count: 1,
+            ports: {
+                let mut p = [0; MAX_BINDINGS];
+                p[0] = port;
+                p
+            },
+        };
+        let (a, b, c) = (v4([10, 0, 6, 1]), v4([10, 0, 6, 2]), v4([10, 0, 6, 3]));
+        // (what, current, desired, removed, upserted)
+        type Case = (
+            &'static str,
+            Vec<(NetworkAddr, Vip)>,
+            Vec<(NetworkAddr, Vip)>,
+            Vec<NetworkAddr>,
+            Vec<NetworkAddr>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "unchanged",
+                vec![(a, vip(1, 0, 11))],
+                vec![(a, vip(1, 0, 11))],
+                vec![],
+                vec![],
+            ),
+            (
+                "new bindings: in place",
+                vec![(a, vip(1, 0, 11))],
+                vec![(a, vip(1, 0, 12))],
+                vec![],
+                vec![a],
+            ),
+            (
+                "gone",
+                vec![(a, vip(1, 0, 11)), (b, vip(2, 1, 11))],
+                vec![(a, vip(1, 0, 11))],
+                vec![b],
+                vec![],
+            ),
+            (
+                "address now another VIP's",
+                vec![(a, vip(1, 0, 11))],
+                vec![(a, vip(2, 0, 11))],
+                vec![a],
+                vec![a],
+            ),
+            (
+                "another slot",
+                vec![(a, vip(1, 0, 11))],
+                vec![(a, vip(1, 3, 11))],
+                vec![a],
+                vec![a],
+            ),
+            (
+                "one out, one in",
+                vec![(a, vip(1, 0, 11))],
+                vec![(c, vip(3, 0, 11))],
+                vec![a],
+                vec![c],
+            ),
+        ];
+        for (what, cur, want, removed, upserted) in cases {
+            let d = vip_diff(&cur.into_iter().collect(), &want.into_iter().collect());
+            let mut got: Vec<NetworkAddr> = d.upsert.iter().map(|(k, _)| *k).collect();
+            got.sort_by_key(|k| k.addr);
+            let mut remove = d.remove.clone();
+            remove.sort_by_key(|k| k.addr);
+            assert_eq!((remove, got), (removed, upserted), "{what}");
+        }
     }
 }

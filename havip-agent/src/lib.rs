@@ -20,6 +20,7 @@ pub mod events;
 pub mod links;
 pub mod migrate;
 pub mod pins;
+pub mod shortfall;
 pub mod slots;
 pub mod status;
 pub mod sys;

@@ -20,12 +20,25 @@ pub struct Slots {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Assignment {
     /// Keys that got a slot now: (key, slot). Their slot must be reset
-    /// before anything points at it.
+    /// (for them) before anything points at it.
     pub fresh: Vec<(u32, u32)>,
-    /// Keys that gave their slot back: (key, slot).
+    /// Keys that gave their slot back: (key, slot). A freed slot may be
+    /// among the fresh ones too, given to a new key in the same step.
     pub freed: Vec<(u32, u32)>,
     /// Keys that wanted a slot and found none free.
     pub full: Vec<u32>,
+}
+
+impl Assignment {
+    /// The freed slots that no key took again: they are reset to nobody.
+    /// A freed slot handed to a new key is reset once, for that key (see
+    /// [`Assignment::fresh`]), never wiped after.
+    pub fn vacant(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.freed
+            .iter()
+            .filter(|(_, slot)| !self.fresh.iter().any(|(_, s)| s == slot))
+            .copied()
+    }
 }
 
 impl Slots {
@@ -141,6 +154,94 @@ mod tests {
         let a = s.assign(&keys(&[1, 2, 3]));
         assert_eq!(a.fresh.len(), 2);
         assert_eq!(a.full, vec![3]);
+    }
+
+    /// A full table where one key leaves and others come, in one step: the
+    /// freed slot goes to the lowest new key, reset for it and not wiped
+    /// after; the keys that do not fit are named; what stays keeps its
+    /// slot; a later step with room gives the waiting key a slot.
+    #[test]
+    fn a_freed_slot_goes_to_a_new_key_in_the_same_step_and_is_not_wiped() {
+        struct Case {
+            what: &'static str,
+            before: &'static [u32],
+            after: &'static [u32],
+            fresh: &'static [(u32, u32)],
+            freed: &'static [(u32, u32)],
+            vacant: &'static [(u32, u32)],
+            full: &'static [u32],
+        }
+        let cases = [
+            Case {
+                what: "full: one out, two in",
+                before: &[1, 2, 3],
+                after: &[1, 3, 4, 5],
+                fresh: &[(4, 1)],
+                freed: &[(2, 1)],
+                vacant: &[],
+                full: &[5],
+            },
+            Case {
+                what: "full: two out, one in",
+                before: &[1, 2, 3],
+                after: &[3, 4],
+                fresh: &[(4, 0)],
+                freed: &[(1, 0), (2, 1)],
+                vacant: &[(2, 1)],
+                full: &[],
+            },
+            Case {
+                what: "full: everything replaced",
+                before: &[1, 2, 3],
+                after: &[7, 8, 9, 10],
+                fresh: &[(7, 0), (8, 1), (9, 2)],
+                freed: &[(1, 0), (2, 1), (3, 2)],
+                vacant: &[],
+                full: &[10],
+            },
+            Case {
+                what: "room: nothing freed",
+                before: &[1],
+                after: &[1, 2],
+                fresh: &[(2, 1)],
+                freed: &[],
+                vacant: &[],
+                full: &[],
+            },
+            Case {
+                what: "only leaving",
+                before: &[1, 2],
+                after: &[],
+                fresh: &[],
+                freed: &[(1, 0), (2, 1)],
+                vacant: &[(1, 0), (2, 1)],
+                full: &[],
+            },
+        ];
+        for c in cases {
+            let mut s = Slots::new(3);
+            s.assign(&keys(c.before));
+            let held: Vec<(u32, u32)> = s.iter().collect();
+            let a = s.assign(&keys(c.after));
+            assert_eq!(a.fresh, c.fresh, "{}: fresh", c.what);
+            assert_eq!(a.freed, c.freed, "{}: freed", c.what);
+            assert_eq!(
+                a.vacant().collect::<Vec<_>>(),
+                c.vacant,
+                "{}: vacant",
+                c.what
+            );
+            assert_eq!(a.full, c.full, "{}: full", c.what);
+            for (key, slot) in held.iter().filter(|(k, _)| c.after.contains(k)) {
+                assert_eq!(s.get(*key), Some(*slot), "{}: {key} kept its slot", c.what);
+            }
+        }
+        // The key that did not fit gets a slot once one is free.
+        let mut s = Slots::new(3);
+        s.assign(&keys(&[1, 2, 3]));
+        assert_eq!(s.assign(&keys(&[1, 3, 4, 5])).full, vec![5]);
+        let a = s.assign(&keys(&[3, 4, 5]));
+        assert_eq!((a.fresh, a.full), (vec![(5, 0)], vec![]));
     }
 
     #[test]
