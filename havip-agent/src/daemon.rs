@@ -24,6 +24,7 @@ use crate::{
     datapath::{AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
     events, links, pins,
+    protection::StateFile,
 };
 
 /// The datapath object built into this binary, if any (see build.rs).
@@ -61,10 +62,10 @@ impl Retry {
         }
     }
 
-    /// After a reconcile: back to the first delay when every port is
-    /// protected, else the next, longer one.
+    /// After a reconcile: back to the first delay when everything is in
+    /// force, else the next, longer one.
     fn after(&mut self, dp: &Datapath) {
-        if dp.unprotected_ports().is_empty() {
+        if dp.all_in_force() {
             self.delay = RETRY_FIRST;
         } else {
             self.delay = (self.delay * 2).min(RETRY_MAX);
@@ -73,11 +74,12 @@ impl Retry {
     }
 }
 
-/// Retries the unprotected ports: a reconcile attaches what it can (and
-/// warns of each port it still cannot).
+/// Retries the unprotected ports and the VIPs and addresses that did not
+/// fit: a reconcile puts in force what it can (and warns of what it still
+/// cannot).
 fn retry_unprotected(dp: &mut Datapath, retry: &mut Retry) {
     match dp.reconcile() {
-        Ok(s) if !s.is_empty() => info!("retried the unprotected ports: {s}"),
+        Ok(s) if !s.is_empty() => info!("retried what was not in force: {s}"),
         Ok(_) => {}
         Err(e) => error!("retrying the unprotected ports: {e}"),
     }
@@ -172,17 +174,21 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tokio::spawn(poll_logger(logger));
     }
 
+    let mut state = StateFile::new(&opts.pin_dir);
     let result = match (&opts.source, config) {
         (Source::File(path), Some(config)) => {
-            serve_file(&mut dp, config, path, links, signals).await
+            serve_file(&mut dp, config, path, (links, signals), &mut state).await
         }
-        (Source::Etcd(etcd), _) => serve_etcd(&mut dp, etcd, links, owner_rx, signals).await,
+        (Source::Etcd(etcd), _) => {
+            serve_etcd(&mut dp, etcd, (links, signals), owner_rx, &mut state).await
+        }
         (Source::File(_), None) => unreachable!("a file source is loaded above"),
     };
     if opts.unpin_on_exit {
         dp.detach_all();
         // Still holding the pin dir's lock.
         pins::unpin(&opts.pin_dir);
+        StateFile::remove(&opts.pin_dir);
         drop(dp);
     } else {
         drop(dp);
@@ -216,8 +222,8 @@ async fn serve_file(
     dp: &mut Datapath,
     config: Config,
     path: &Path,
-    mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
-    signals: Signals,
+    (mut links, signals): (mpsc::UnboundedReceiver<links::LinkEvent>, Signals),
+    state: &mut StateFile,
 ) -> Result<(), DaemonError> {
     let Signals {
         mut hup,
@@ -235,7 +241,8 @@ async fn serve_file(
 
     let mut retry = Retry::new();
     loop {
-        let unprotected = !dp.unprotected_ports().is_empty();
+        state.update(dp);
+        let unprotected = !dp.all_in_force();
         tokio::select! {
             _ = tokio::time::sleep_until(retry.at), if unprotected => retry_unprotected(dp, &mut retry),
             _ = hup.recv() => reload(dp, path, "SIGHUP"),
@@ -253,9 +260,9 @@ async fn serve_file(
 async fn serve_etcd(
     dp: &mut Datapath,
     opts: &EtcdOptions,
-    mut links: mpsc::UnboundedReceiver<links::LinkEvent>,
+    (mut links, signals): (mpsc::UnboundedReceiver<links::LinkEvent>, Signals),
     mut owner_changes: mpsc::UnboundedReceiver<havip_common::Event>,
-    signals: Signals,
+    state: &mut StateFile,
 ) -> Result<(), DaemonError> {
     let Signals {
         mut hup,
@@ -275,8 +282,9 @@ async fn serve_etcd(
         opts.endpoints.join(",")
     );
     loop {
+        state.update(dp);
         let reconnect = tokio::time::sleep_until(source.next_attempt().into());
-        let unprotected = !dp.unprotected_ports().is_empty();
+        let unprotected = !dp.all_in_force();
         tokio::select! {
             _ = tokio::time::sleep_until(retry.at), if unprotected => {
                 retry_unprotected(dp, &mut retry);

@@ -514,6 +514,11 @@ impl Datapath {
         &self.unprotected
     }
 
+    /// The ports whose programs are attached (by port id).
+    pub fn protected_ports(&self) -> BTreeSet<u32> {
+        self.attached.values().map(|a| a.port_id).collect()
+    }
+
     /// The VIPs and fixed addresses of the desired state that are not in
     /// the maps (a full map, no free VIP slot), and why: each is reported
     /// (log, status, acks) until a reconcile finds room for it.

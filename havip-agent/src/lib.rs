@@ -6,8 +6,9 @@
 //! loads and pins the XDP datapath and keeps its maps in line with that state
 //! ([`datapath`]), holds each port's programs by links pinned so they stay
 //! in force across agent restarts ([`attach`]), follows interfaces as they come and go ([`links`]), logs
-//! what the datapath reports ([`events`]) and prints the pinned state for an
-//! operator ([`status`]). [`daemon`] ties these together for `havip-agent run`.
+//! what the datapath reports ([`events`]), says which ports are protected and
+//! what could not be programmed ([`protection`], [`shortfall`]) and prints the
+//! pinned state for an operator ([`status`]). [`daemon`] ties these together for `havip-agent run`.
 
 pub mod attach;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod links;
 pub mod migrate;
 pub mod pins;
+pub mod protection;
 pub mod shortfall;
 pub mod slots;
 pub mod status;

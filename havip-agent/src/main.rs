@@ -9,7 +9,7 @@ use havip_agent::{
     daemon::{self, RunOptions, Source},
     datapath::{AttachMode, TcAttach},
     etcd::EtcdOptions,
-    pins, status,
+    pins, protection, status,
 };
 use havip_common::maps::PIN_DIR;
 
@@ -45,7 +45,10 @@ enum Command {
     /// again when etcd is back (or on SIGHUP). On SIGINT or SIGTERM, exits 0
     /// leaving the programs attached and the maps pinned, so the ports stay
     /// protected with the last state (a crash leaves them so too); `detach`
-    /// takes them off (or --unpin-on-exit).
+    /// takes them off (or --unpin-on-exit). A port whose programs cannot be
+    /// attached, and a VIP or address that does not fit its map, is logged
+    /// with the reason, retried, and written (with every port's protection)
+    /// to /run/<pin dir name>/protection.json for `status`.
     Run {
         /// The config file (TOML: networks, ports, vips): one host on its own.
         #[arg(long, short, required_unless_present = "etcd", conflicts_with = "etcd")]
@@ -91,7 +94,8 @@ enum Command {
         /// Where the maps and links are pinned.
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
-        /// Also remove the pinned maps and the pin dir.
+        /// Also remove the pinned maps, the pin dir and the agent's state file
+        /// (/run/<pin dir name>/protection.json).
         #[arg(long)]
         unpin: bool,
     },
@@ -104,7 +108,12 @@ enum Command {
     },
     /// Print each VIP's bound ports, owner and counters, the ports, and the
     /// global drop and stat counters, from the pinned maps (whether or not
-    /// `run` is running).
+    /// `run` is running), and each port protected, failed (with the reason)
+    /// or absent, and the VIPs and addresses not programmed.
+    ///
+    /// Protection is what the agent wrote to /run/<pin dir name>/protection.json
+    /// (/run/havip/protection.json for the default pin dir); without that
+    /// file, a port in havip_ports is protected if its XDP link is pinned.
     Status {
         /// Where the maps are pinned.
         #[arg(long, default_value = PIN_DIR)]
@@ -233,6 +242,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             if unpin {
                 pins::unpin(&pin_dir);
+                protection::StateFile::remove(&pin_dir);
                 println!("removed the pinned maps and {}", pin_dir.display());
             }
             drop(lock);

@@ -28,12 +28,27 @@
 //!              "name": "vm2", "network": 1, "mac": "02:..", "port_security": true,
 //!              "link_local": "fe80::..."}],
 //!   "drops": {"truncated": 0, ...},         // every reason, summed over CPUs
-//!   "stats": {"passed": 0, ...}             // every stat, summed over CPUs
+//!   "stats": {"passed": 0, ...},            // every stat, summed over CPUs
+//!   "protection": {
+//!     "source": "agent" | "pinned links",   // the agent's state file, or the links alone
+//!     "state_file": "/run/havip/protection.json",
+//!     "agent_pid": 1234 | null, "agent_running": true,
+//!     "written_unix_ms": 1700000000123 | null,
+//!     "warning": null | "cannot read ...",
+//!     "ports": [{"port_id": 12, "name": "vm2" | null, "interface": "tap-vm2",
+//!                "state": "protected" | "failed" | "absent",
+//!                "reason": null | "tap-vm2: ..."}],
+//!     "vips_not_programmed": [{"id": 7, "name": "web" | null,
+//!                              "address": "10.0.6.19", "reason": "no free VIP slot ..."}],
+//!     "addrs_not_programmed": [{"id": 11, ...}]   // id: the port's
+//!   }
 //! }
 //! ```
 //!
-//! VIPs are sorted by id, ports by ifindex. Keys are never renamed; new keys
-//! may be added.
+//! VIPs are sorted by id, ports by ifindex, `protection.ports` by port id.
+//! Keys are never renamed; new keys may be added. `protection` comes from
+//! the running agent (see [`crate::protection`]); without its state file,
+//! a port in `havip_ports` is `protected` if its XDP link is pinned.
 
 use std::{
     collections::BTreeMap,
@@ -53,6 +68,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     pins::map_specs,
+    protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
 };
 
@@ -80,6 +96,66 @@ pub struct Report {
     pub ports: Vec<PortStatus>,
     pub drops: BTreeMap<&'static str, u64>,
     pub stats: BTreeMap<&'static str, u64>,
+    pub protection: ProtectionStatus,
+}
+
+/// Which ports are protected and what is not programmed (see the module
+/// docs).
+#[derive(Debug, Serialize)]
+pub struct ProtectionStatus {
+    pub source: &'static str,
+    pub state_file: String,
+    pub agent_pid: Option<u32>,
+    pub agent_running: bool,
+    pub written_unix_ms: Option<u64>,
+    pub warning: Option<String>,
+    pub ports: Vec<PortProtection>,
+    pub vips_not_programmed: Vec<NotProgrammed>,
+    pub addrs_not_programmed: Vec<NotProgrammed>,
+}
+
+/// Whether `pid` is a running havip-agent.
+fn agent_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == "havip-agent")
+}
+
+/// The agent's word from its state file, or what the pinned links say.
+fn protection_status(
+    pin_dir: &Path,
+    in_ports_map: &[(u32, u32, u32, Option<String>)],
+    config: Option<&Config>,
+) -> ProtectionStatus {
+    let path = protection::state_file(pin_dir);
+    let read = Protection::read(&path);
+    let warning = read
+        .as_ref()
+        .err()
+        .map(|e| format!("cannot read {}: {e}", path.display()));
+    match read {
+        Ok(Some(p)) => ProtectionStatus {
+            source: "agent",
+            state_file: path.display().to_string(),
+            agent_pid: Some(p.agent_pid),
+            agent_running: agent_running(p.agent_pid),
+            written_unix_ms: Some(p.written_unix_ms),
+            warning,
+            ports: p.ports,
+            vips_not_programmed: p.vips_not_programmed,
+            addrs_not_programmed: p.addrs_not_programmed,
+        },
+        _ => ProtectionStatus {
+            source: "pinned links",
+            state_file: path.display().to_string(),
+            agent_pid: None,
+            agent_running: false,
+            written_unix_ms: None,
+            warning,
+            ports: Protection::from_pins(pin_dir, in_ports_map, config),
+            vips_not_programmed: Vec::new(),
+            addrs_not_programmed: Vec::new(),
+        },
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -260,15 +336,18 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     out_vips.sort_by_key(|v| v.vip_id);
 
     let mut out_ports = Vec::new();
+    let mut in_ports_map = Vec::new();
     for slot in 0..MAX_PORTS {
         let p = ports.get(&slot, 0).map_err(map_err(pin_dir, maps::PORTS))?;
         if p.port_id == 0 {
             continue;
         }
         let ifindex = p.ifindex;
+        let interface = ifname_of(ifindex);
+        in_ports_map.push((slot, p.port_id, ifindex, interface.clone()));
         out_ports.push(PortStatus {
             ifindex,
-            interface: ifname_of(ifindex),
+            interface,
             port_id: p.port_id,
             name: port_name(p.port_id),
             network: p.network,
@@ -293,6 +372,7 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
             .iter()
             .map(|s| (s.name(), stats[*s as usize]))
             .collect(),
+        protection: protection_status(pin_dir, &in_ports_map, config),
     })
 }
 
@@ -408,6 +488,7 @@ impl Report {
                 if p.port_security { "on" } else { "off" }
             );
         }
+        self.protection.write_text(&mut s);
         let _ = writeln!(s, "\ndrops (all CPUs):");
         for r in DropReason::ALL {
             let _ = writeln!(s, "  {:<22} {}", r.name(), self.drops[r.name()]);
@@ -417,5 +498,55 @@ impl Report {
             let _ = writeln!(s, "  {:<22} {}", st.name(), self.stats[st.name()]);
         }
         s
+    }
+}
+
+impl ProtectionStatus {
+    /// The protection of each port, and what is not programmed.
+    fn write_text(&self, s: &mut String) {
+        let from = match (self.source, self.agent_pid) {
+            ("agent", Some(pid)) => format!(
+                "as the agent (pid {pid}, {}) wrote it in {} at {}",
+                if self.agent_running {
+                    "running"
+                } else {
+                    "not running"
+                },
+                self.state_file,
+                format_unix_ms(self.written_unix_ms.unwrap_or(0))
+            ),
+            _ => format!(
+                "from the pinned links: no agent state in {}",
+                self.state_file
+            ),
+        };
+        let _ = writeln!(s, "\nprotection ({from}):");
+        if let Some(w) = &self.warning {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        if self.ports.is_empty() {
+            let _ = writeln!(s, "  no ports");
+        }
+        for p in &self.ports {
+            let port = with_name("port", p.port_id, p.name.as_deref());
+            let state = match (&p.state, &p.reason) {
+                (PortState::Protected, _) | (_, None) => p.state.name().to_string(),
+                (state, Some(why)) => format!("{}: {why}", state.name()),
+            };
+            let _ = writeln!(s, "  {port} on {}: {state}", p.interface);
+        }
+        for (kind, what, list) in [
+            ("vip", "vips", &self.vips_not_programmed),
+            ("port", "port addresses", &self.addrs_not_programmed),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "  {what} not programmed ({}):", list.len());
+            for n in list {
+                let label = with_name(kind, n.id, n.name.as_deref());
+                let _ = writeln!(s, "    {label} {}: {}", n.address, n.reason);
+            }
+        }
     }
 }
