@@ -304,7 +304,9 @@ async fn serve_etcd(
 }
 
 /// Follows `first` and every link event already queued behind it with one
-/// reconcile (attaching a thousand ports makes a thousand events).
+/// reconcile (attaching a thousand ports makes a thousand events). After a
+/// lost subscription ([`links::LinkEvent::Resubscribed`]) every interface
+/// may have changed: that reconciles too.
 fn follow_links(
     dp: &mut Datapath,
     first: links::LinkEvent,
@@ -313,7 +315,8 @@ fn follow_links(
     let mut relevant = Vec::new();
     let mut next = Some(first);
     while let Some(ev) = next {
-        if dp.interested_in(ev.ifindex(), ev.name()) {
+        let resubscribed = ev == links::LinkEvent::Resubscribed;
+        if resubscribed || dp.interested_in(ev.ifindex(), ev.name()) {
             debug!("link event {ev:?}");
             relevant.push(ev);
         }
@@ -322,8 +325,13 @@ fn follow_links(
     if relevant.is_empty() {
         return;
     }
+    let what = if relevant.contains(&links::LinkEvent::Resubscribed) {
+        "after the link events were lost"
+    } else {
+        "interfaces changed"
+    };
     match dp.reconcile() {
-        Ok(s) if !s.is_empty() => info!("interfaces changed: {s}"),
+        Ok(s) if !s.is_empty() => info!("{what}: {s}"),
         Ok(_) => {}
         Err(e) => error!(
             "cannot follow {} interface change(s) ({:?}...): {e}",
