@@ -1,5 +1,5 @@
 //! The etcd source (`havip-agent run --etcd URL --host NAME`): this host's
-//! share of the controller's state, turned into the agent's [`Config`] and
+//! share of the controller's state, turned into the agent's [`Config`](crate::config::Config) and
 //! kept applied, and the owners the datapath learns reported back.
 //!
 //! The key layout and the agent's duties are in `havip_controller`'s crate
@@ -7,7 +7,7 @@
 //! 1. Read a [`Snapshot`] at one etcd revision: this host's ports
 //!    (`hosts/<host>/ports/`), their subnets, the VIPs of those subnets,
 //!    their owners, and the MACs of bound ports on other hosts.
-//! 2. Turn it into a [`Config`] ([`to_config`]) and apply it by diff, then
+//! 2. Turn it into a `Config` ([`to_config`]) and apply it by diff, then
 //!    acknowledge each VIP's generation for this host (`acks/<vip>/<host>`).
 //! 3. Watch the whole root from the next revision: an owner record of
 //!    another host is programmed at once as a remote owner; any other
@@ -17,10 +17,17 @@
 //! 5. When etcd is unreachable, the datapath keeps the last state and keeps
 //!    learning; owner reports wait (the latest per VIP); on reconnection a
 //!    new snapshot brings everything up to date.
+//! 6. A record that cannot be read (malformed JSON, wrong types) or does
+//!    not hold (a VIP outside its subnet, a MAC that is not one) fails the
+//!    VIP or port it concerns, and only that: it is logged, acknowledged
+//!    `failed` with the reason ([`acks`]), and what it had in force stays
+//!    ([`keep_in_force`]) until the record is fixed. So is a VIP that does
+//!    not fit the datapath's maps.
 //!
 //! Datapath ids are `u32`; the controller's are strings. [`numeric_id`]
 //! maps one to the other, the same on every host and across restarts.
 
+mod acks;
 mod snapshot;
 
 use std::{
@@ -36,7 +43,7 @@ use etcd_client::{
 use havip_common::Event;
 use havip_controller::{
     keys,
-    model::{Ack, AckResult, Owner as OwnerRecord},
+    model::{AckResult, Owner as OwnerRecord},
 };
 use log::{debug, error, info, warn};
 
@@ -304,82 +311,6 @@ impl EtcdSource {
             .keys()
             .filter_map(|&vip_id| Some((vip_id, dp.owner(vip_id).filter(is_local)?)))
             .collect()
-    }
-
-    /// Acknowledges again after a reconcile changed which ports are
-    /// protected (a retried attach succeeded, or one failed).
-    pub async fn reacknowledge(&mut self, dp: &Datapath) {
-        if !self.connected() {
-            return; // the resync acknowledges everything
-        }
-        if let Err(e) = self.acknowledge(dp, None).await {
-            warn!("etcd: cannot acknowledge: {e}; will retry");
-            self.conn.down(false, Duration::ZERO);
-        }
-    }
-
-    /// Puts `acks/<vip>/<host>` for each VIP bound to a port of this host
-    /// whose (generation, result) we have not acknowledged yet. A VIP bound
-    /// to a port of this host that is not protected (its programs could not
-    /// be attached) is `failed` with that reason, never `programmed`.
-    async fn acknowledge(
-        &mut self,
-        dp: &Datapath,
-        apply_error: Option<String>,
-    ) -> Result<(), SourceError> {
-        let client = self
-            .conn
-            .watching_client()
-            .ok_or(SourceError::WatchEnded)?
-            .clone();
-        let host = self.opts.host.clone();
-        let unprotected: BTreeMap<&str, &String> = dp
-            .unprotected_ports()
-            .iter()
-            .filter_map(|(id, why)| Some((self.programmed.port_ids.get(id)?.as_str(), why)))
-            .collect();
-        for (id, vip) in &self.snapshot.vips {
-            if !vip.ports.iter().any(|b| b.host == host) {
-                continue;
-            }
-            let unprotected_port = vip
-                .ports
-                .iter()
-                .filter(|b| b.host == host)
-                .find_map(|b| Some((b.port.as_str(), unprotected.get(b.port.as_str())?)))
-                .map(|(port, why)| format!("port {port} on host {host} is not protected: {why}"));
-            let reason = self
-                .programmed
-                .problems
-                .get(id)
-                .cloned()
-                .or_else(|| apply_error.clone())
-                .or(unprotected_port);
-            let result = if reason.is_some() {
-                AckResult::Failed
-            } else {
-                AckResult::Programmed
-            };
-            let want = (vip.generation, result, reason.clone());
-            if self.acked.get(id) == Some(&want) {
-                continue;
-            }
-            let ack = Ack {
-                generation: vip.generation,
-                result,
-                reason,
-                at: Utc::now(),
-            };
-            let done = guarded_put(&client, id, &keys::ack(id, &host), &ack).await?;
-            if done.is_some() {
-                debug!(
-                    "etcd: acked {id} generation {} ({result:?})",
-                    vip.generation
-                );
-                self.acked.insert(id.clone(), want);
-            }
-        }
-        Ok(())
     }
 
     /// Reports an owner change the datapath learned, or keeps it for when

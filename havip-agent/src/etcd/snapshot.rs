@@ -48,6 +48,79 @@ pub struct Snapshot {
     pub owners: BTreeMap<String, (OwnerRecord, i64)>,
     /// port -> MAC, for the bound ports of the VIPs above.
     pub port_macs: HashMap<String, [u8; 6]>,
+    /// The records of this host's share that cannot be read (malformed
+    /// JSON, wrong types): each fails what it concerns, and only that.
+    #[serde(default)]
+    pub bad: BadRecords,
+}
+
+/// Records that cannot be read, by what they concern.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BadRecords {
+    /// VIP id -> its record.
+    pub vips: BTreeMap<String, BadRecord>,
+    /// port id -> this host's record of it (`hosts/<host>/ports/<port>`).
+    pub ports: BTreeMap<String, BadRecord>,
+    /// subnet id -> its record.
+    pub subnets: BTreeMap<String, BadRecord>,
+}
+
+/// A record that cannot be read, and what can be told of it all the same
+/// (when it is JSON at all): enough to report it to the controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BadRecord {
+    pub key: String,
+    pub why: String,
+    /// Its `generation` (a VIP's, to acknowledge that generation failed).
+    pub generation: Option<u64>,
+    /// Its `subnet`.
+    pub subnet: Option<String>,
+    /// The hosts of its `ports` (a VIP's bindings).
+    pub hosts: Vec<String>,
+}
+
+impl BadRecord {
+    fn of(key: &str, value: &[u8], e: &serde_json::Error) -> Self {
+        let json: Option<serde_json::Value> = serde_json::from_slice(value).ok();
+        let field = |name: &str| json.as_ref().and_then(|j| j.get(name));
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        Self {
+            key: key.to_owned(),
+            why: e.to_string(),
+            generation: field("generation").and_then(serde_json::Value::as_u64),
+            subnet: field("subnet").and_then(text),
+            hosts: field("ports")
+                .and_then(serde_json::Value::as_array)
+                .map(|b| b.iter().filter_map(|b| text(b.get("host")?)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Why what it concerns is not programmed.
+    pub fn problem(&self) -> String {
+        format!("its record {} is not valid: {}", self.key, self.why)
+    }
+}
+
+/// The records of `kvs` that decode, and the ones that do not (each
+/// logged), by the last segment of their key.
+fn decode_each<T: DeserializeOwned>(
+    kvs: &[etcd_client::KeyValue],
+) -> (Vec<T>, Vec<(String, BadRecord)>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for kv in kvs {
+        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        match serde_json::from_slice(kv.value()) {
+            Ok(v) => good.push(v),
+            Err(e) => {
+                warn!("etcd: {key}: not a valid record: {e}; it fails what it concerns only");
+                let id = keys::last_segment(&key).to_owned();
+                bad.push((id, BadRecord::of(&key, kv.value(), &e)));
+            }
+        }
+    }
+    (good, bad)
 }
 
 impl Snapshot {
@@ -62,28 +135,50 @@ impl Snapshot {
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let at = || GetOptions::new().with_revision(revision);
+        let (host_ports, bad_ports) = decode_each::<HostPort>(resp.kvs());
         let mut s = Snapshot {
             revision,
-            host_ports: decode_all(resp.kvs()),
+            host_ports,
             ..Snapshot::default()
         };
+        s.bad.ports.extend(bad_ports);
         for p in &s.host_ports {
             s.port_macs
                 .extend(parse_mac(&p.mac).map(|m| (p.port.clone(), m)));
         }
-        let subnet_ids: BTreeSet<String> = s.host_ports.iter().map(|p| p.subnet.clone()).collect();
+        // A port whose record is bad still tells its subnet, if it can.
+        let subnet_ids: BTreeSet<String> = s
+            .host_ports
+            .iter()
+            .map(|p| p.subnet.clone())
+            .chain(s.bad.ports.values().filter_map(|b| b.subnet.clone()))
+            .collect();
         for id in subnet_ids {
             let resp = kv.get(keys::subnet(&id), Some(at())).await?;
-            if let Some(subnet) = decode_all::<Subnet>(resp.kvs()).pop() {
+            let (mut subnets, bad) = decode_each::<Subnet>(resp.kvs());
+            if let Some(subnet) = subnets.pop() {
                 s.subnets.insert(id, subnet);
             }
+            s.bad.subnets.extend(bad);
         }
+        let local =
+            |subnet: &str| s.subnets.contains_key(subnet) || s.bad.subnets.contains_key(subnet);
         let resp = kv.get(keys::vips(), Some(at().with_prefix())).await?;
-        s.vips = decode_all::<Havip>(resp.kvs())
+        let (vips, bad_vips) = decode_each::<Havip>(resp.kvs());
+        let vips = vips
             .into_iter()
-            .filter(|v| s.subnets.contains_key(&v.subnet))
+            .filter(|v| local(&v.subnet))
             .map(|v| (v.id.clone(), v))
             .collect();
+        // One that cannot tell its subnet may be local too.
+        let bad_vips: Vec<(String, BadRecord)> = bad_vips
+            .into_iter()
+            .filter(|(_, b)| {
+                b.subnet.as_deref().is_none_or(local) || b.hosts.iter().any(|h| h == host)
+            })
+            .collect();
+        s.vips = vips;
+        s.bad.vips.extend(bad_vips);
         let resp = kv.get(keys::owners(), Some(at().with_prefix())).await?;
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -118,16 +213,20 @@ impl Snapshot {
             return key.starts_with(&keys::host_ports(host));
         }
         if let Some(id) = rest.strip_prefix("/subnets/") {
-            return self.subnets.contains_key(id);
+            return self.subnets.contains_key(id) || self.bad.subnets.contains_key(id);
         }
         if let Some(id) = rest.strip_prefix("/ports/") {
             return self.port_macs.contains_key(id);
         }
         if let Some(id) = rest.strip_prefix("/vips/") {
-            // A known VIP changed or went, or a new one in a local subnet.
+            // A known VIP changed or went, or a new one in a local subnet,
+            // or one that cannot be read (it may be local).
             return self.vips.contains_key(id)
-                || serde_json::from_slice::<Havip>(value)
-                    .is_ok_and(|v| self.subnets.contains_key(&v.subnet));
+                || self.bad.vips.contains_key(id)
+                || match serde_json::from_slice::<Havip>(value) {
+                    Ok(v) => self.subnets.contains_key(&v.subnet),
+                    Err(_) => !value.is_empty(),
+                };
         }
         false
     }
@@ -190,6 +289,8 @@ pub struct Programmed {
     pub port_ids: BTreeMap<u32, String>,
     /// VIP id -> why this host cannot program it.
     pub problems: BTreeMap<String, String>,
+    /// Local port id -> why this host cannot program it.
+    pub port_problems: BTreeMap<String, String>,
 }
 
 /// Turns `s` into the agent's configuration: every local port (port
@@ -225,11 +326,18 @@ pub fn to_config(s: &Snapshot) -> Programmed {
         );
         networks.insert(id, nid);
     }
+    for (port, bad) in &s.bad.ports {
+        not_programmed(&mut p.port_problems, "port", port, bad.problem());
+    }
     for hp in &s.host_ports {
-        let (Some(&network), Some(&mac)) =
-            (networks.get(hp.subnet.as_str()), s.port_macs.get(&hp.port))
-        else {
-            warn!("etcd: port {}: no subnet record or MAC; skipped", hp.port);
+        let (network, mac) = (networks.get(hp.subnet.as_str()), s.port_macs.get(&hp.port));
+        let (Some(&network), Some(&mac)) = (network, mac) else {
+            let problem = match (network, s.bad.subnets.get(&hp.subnet)) {
+                (None, Some(bad)) => format!("subnet {}: {}", hp.subnet, bad.problem()),
+                (None, None) => format!("subnet {} has no record", hp.subnet),
+                (Some(_), _) => format!("MAC {:?} is not a MAC address", hp.mac),
+            };
+            not_programmed(&mut p.port_problems, "port", &hp.port, problem);
             continue;
         };
         let id = numeric_id(&hp.port);
@@ -255,13 +363,29 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             },
         );
     }
+    for (vid, bad) in &s.bad.vips {
+        not_programmed(&mut p.problems, "vip", vid, bad.problem());
+    }
     let mut addresses: HashMap<(u32, IpAddr), &str> = HashMap::new();
     for (vid, v) in &s.vips {
         let Some(&network) = networks.get(v.subnet.as_str()) else {
+            if let Some(bad) = s.bad.subnets.get(&v.subnet) {
+                let problem = format!("subnet {}: {}", v.subnet, bad.problem());
+                not_programmed(&mut p.problems, "vip", vid, problem);
+            }
             continue;
         };
+        let cidrs = &p.config.networks[&network].cidrs;
         let id = numeric_id(vid);
-        let problem = if p.vip_ids.contains_key(&id) {
+        let problem = if !cidrs.iter().any(|c| c.contains(&v.address)) {
+            let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+            Some(format!(
+                "its address {} is outside subnet {} ({})",
+                v.address,
+                v.subnet,
+                cidrs.join(", ")
+            ))
+        } else if p.vip_ids.contains_key(&id) {
             Some(format!("its datapath id {id} collides with another VIP's"))
         } else if let Some(other) = addresses.get(&(network, v.address)) {
             Some(format!("{other} has the same address {}", v.address))
@@ -274,8 +398,7 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             None
         };
         if let Some(problem) = problem {
-            error!("etcd: vip {vid}: not programmed: {problem}");
-            p.problems.insert(vid.clone(), problem);
+            not_programmed(&mut p.problems, "vip", vid, problem);
             continue;
         }
         addresses.insert((network, v.address), vid);
@@ -294,10 +417,37 @@ pub fn to_config(s: &Snapshot) -> Programmed {
     p
 }
 
-/// Keeps in force what `in_force` programs for each VIP that `p` cannot
-/// program now (a bad change must not undo what worked), unless that would
-/// clash with the new state (its id or address taken).
+/// Logs that `kind` `id` is not programmed, and why, and notes it.
+fn not_programmed(problems: &mut BTreeMap<String, String>, kind: &str, id: &str, problem: String) {
+    error!("etcd: {kind} {id}: not programmed: {problem}");
+    problems.insert(id.to_owned(), problem);
+}
+
+/// Keeps in force what `in_force` programs for each port and VIP that `p`
+/// cannot program now (a bad record or change must not undo what worked),
+/// unless that would clash with the new state (its id, interface or
+/// address taken). A port kept brings its network along if need be.
 pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
+    for port in p.port_problems.keys() {
+        let id = numeric_id(port);
+        let Some(old) = in_force.ports.get(&id) else {
+            continue;
+        };
+        let clash = p.config.ports.contains_key(&id)
+            || p.config
+                .ports
+                .values()
+                .any(|q| q.interface == old.interface);
+        let network = p.config.networks.get(&old.network).cloned();
+        let Some(network) = network.or_else(|| in_force.networks.get(&old.network).cloned()) else {
+            continue;
+        };
+        if !clash {
+            p.config.networks.insert(old.network, network);
+            p.config.ports.insert(id, old.clone());
+            p.port_ids.insert(id, port.clone());
+        }
+    }
     for vid in p.problems.keys() {
         let id = numeric_id(vid);
         let Some(old) = in_force.vips.get(&id) else {
@@ -317,224 +467,4 @@ pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-    use havip_controller::model::{Binding, IpVersion, NetworkType, PortVip, Status};
-
-    #[test]
-    fn numeric_ids_are_stable_and_never_zero() {
-        assert_eq!(numeric_id("havip-1"), numeric_id("havip-1"));
-        assert_ne!(numeric_id("havip-1"), numeric_id("havip-2"));
-        assert_ne!(numeric_id(""), 0);
-        // FNV-1a of "a" (a published test vector).
-        assert_eq!(numeric_id("a"), 0xe40c_292c);
-    }
-
-    fn snapshot() -> Snapshot {
-        let subnet = Subnet {
-            id: "subnet-a".into(),
-            vpc: "vpc-1".into(),
-            project: "p".into(),
-            name: String::new(),
-            cidr_v4: Some("10.0.6.0/24".parse().unwrap()),
-            cidr_v6: Some("fd00:6::/64".parse().unwrap()),
-        };
-        let vip = |id: &str, addr: &str, ports: &[(&str, &str)]| Havip {
-            id: id.into(),
-            project: "p".into(),
-            name: id.into(),
-            description: String::new(),
-            network_type: NetworkType::Intranet,
-            vpc: "vpc-1".into(),
-            subnet: "subnet-a".into(),
-            ip_version: IpVersion::Ipv4,
-            address: addr.parse().unwrap(),
-            ports: ports
-                .iter()
-                .map(|(port, host)| Binding {
-                    port: (*port).into(),
-                    vm: format!("vm-{port}"),
-                    host: (*host).into(),
-                })
-                .collect(),
-            status: Status::Creating,
-            status_reason: None,
-            generation: 1,
-            ports_per_vip: None,
-            created_at: Utc::now(),
-            pending_hosts: vec![],
-            master: None,
-        };
-        let host_port = HostPort {
-            port: "port-1".into(),
-            vm: "vm-1".into(),
-            vpc: "vpc-1".into(),
-            subnet: "subnet-a".into(),
-            mac: "02:00:00:00:00:11".into(),
-            interface: "tap-vm1".into(),
-            fixed_ips: vec!["10.0.6.9".parse().unwrap()],
-            vips: vec![PortVip {
-                id: "havip-web".into(),
-                address: "10.0.6.19".parse().unwrap(),
-            }],
-        };
-        Snapshot {
-            revision: 7,
-            host_ports: vec![host_port],
-            subnets: BTreeMap::from([("subnet-a".into(), subnet)]),
-            vips: BTreeMap::from([
-                (
-                    "havip-web".into(),
-                    vip(
-                        "havip-web",
-                        "10.0.6.19",
-                        &[("port-1", "hv-a"), ("port-2", "hv-b")],
-                    ),
-                ),
-                (
-                    "havip-db".into(),
-                    vip("havip-db", "10.0.6.29", &[("port-3", "hv-c")]),
-                ),
-                ("havip-dup".into(), vip("havip-dup", "10.0.6.19", &[])),
-            ]),
-            owners: BTreeMap::new(),
-            port_macs: HashMap::from([
-                ("port-1".into(), [2, 0, 0, 0, 0, 0x11]),
-                ("port-2".into(), [2, 0, 0, 0, 0, 0x12]),
-            ]),
-        }
-    }
-
-    #[test]
-    fn a_snapshot_becomes_the_hosts_config() {
-        let mut s = snapshot();
-        s.vips.remove("havip-dup");
-        let p = to_config(&s);
-        let c = &p.config;
-        let net = numeric_id("subnet-a");
-        assert_eq!(c.networks[&net].cidrs.len(), 2);
-        let port = &c.ports[&numeric_id("port-1")];
-        assert_eq!(port.interface, "tap-vm1");
-        assert_eq!(port.network, net);
-        assert!(port.port_security);
-        assert_eq!(
-            port.link_local,
-            "fe80::ff:fe00:11".parse::<std::net::Ipv6Addr>().unwrap()
-        );
-        assert_eq!(c.ports.len(), 1, "only this host's ports");
-
-        let web = &c.vips[&numeric_id("havip-web")];
-        assert_eq!(
-            web.ports,
-            vec![numeric_id("port-1"), numeric_id("port-2")],
-            "bound ports of every host"
-        );
-        assert!(
-            c.vips.contains_key(&numeric_id("havip-db")),
-            "VIPs of the subnet bound elsewhere are programmed too (ARP answers, delivery)"
-        );
-        assert_eq!(p.vip_ids[&numeric_id("havip-web")], "havip-web");
-        assert_eq!(p.port_ids[&numeric_id("port-1")], "port-1");
-    }
-
-    #[test]
-    fn a_vip_that_cannot_be_programmed_says_why() {
-        let p = to_config(&snapshot());
-        // "havip-db" < "havip-dup" < "havip-web": dup takes .19 first.
-        assert_eq!(
-            p.problems.get("havip-web").map(String::as_str),
-            Some("havip-dup has the same address 10.0.6.19")
-        );
-        assert!(!p.config.vips.contains_key(&numeric_id("havip-web")));
-
-        let mut s = snapshot();
-        s.vips.remove("havip-dup");
-        let many: Vec<Binding> = (0..=MAX_BINDINGS)
-            .map(|i| Binding {
-                port: format!("port-x{i}"),
-                vm: "vm".into(),
-                host: "hv-a".into(),
-            })
-            .collect();
-        s.vips.get_mut("havip-db").unwrap().ports = many;
-        let p = to_config(&s);
-        assert!(
-            p.problems["havip-db"].contains("at most 16"),
-            "{:?}",
-            p.problems
-        );
-        assert!(p.config.vips.contains_key(&numeric_id("havip-web")));
-    }
-
-    #[test]
-    fn a_vip_that_cannot_be_programmed_keeps_what_was_in_force() {
-        let mut s = snapshot();
-        s.vips.remove("havip-dup");
-        let before = to_config(&s).config;
-        let web = numeric_id("havip-web");
-        // Now bound to more ports than the datapath holds.
-        s.vips.get_mut("havip-web").unwrap().ports = (0..=MAX_BINDINGS)
-            .map(|i| Binding {
-                port: format!("port-x{i}"),
-                vm: "vm".into(),
-                host: "hv-a".into(),
-            })
-            .collect();
-        let mut p = to_config(&s);
-        assert!(!p.config.vips.contains_key(&web));
-        keep_in_force(&mut p, &before);
-        assert_eq!(p.config.vips[&web], before.vips[&web]);
-        assert_eq!(p.vip_ids[&web], "havip-web");
-        assert!(p.problems.contains_key("havip-web"), "still reported");
-
-        // Not when its address went to another VIP meanwhile.
-        let mut p = to_config(&snapshot());
-        keep_in_force(&mut p, &before);
-        assert!(!p.config.vips.contains_key(&web));
-    }
-
-    #[test]
-    fn a_kept_snapshot_reads_back_the_same_config() {
-        let dir = std::env::temp_dir().join(format!("havip-etcd-cache-{}", std::process::id()));
-        let path = dir.join("hv-a.json");
-        let s = snapshot();
-        s.save(&path).unwrap();
-        let back = Snapshot::load(&path).unwrap();
-        assert_eq!(back.revision, 7);
-        assert_eq!(to_config(&back), to_config(&s));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn only_changes_that_concern_the_host_reread() {
-        let s = snapshot();
-        let other_subnet = serde_json::to_vec(&Havip {
-            subnet: "subnet-z".into(),
-            ..s.vips["havip-db"].clone()
-        })
-        .unwrap();
-        let new_here = serde_json::to_vec(&Havip {
-            id: "havip-new".into(),
-            ..s.vips["havip-db"].clone()
-        })
-        .unwrap();
-        let cases: &[(&str, &[u8], bool)] = &[
-            ("/havip/v1/hosts/hv-a/ports/port-9", b"", true),
-            ("/havip/v1/hosts/hv-b/ports/port-2", b"", false),
-            ("/havip/v1/subnets/subnet-a", b"", true),
-            ("/havip/v1/subnets/subnet-z", b"", false),
-            ("/havip/v1/ports/port-2", b"", true),
-            ("/havip/v1/ports/port-77", b"", false),
-            ("/havip/v1/vips/havip-web", b"", true),
-            ("/havip/v1/vips/havip-zz", &other_subnet, false),
-            ("/havip/v1/vips/havip-new", &new_here, true),
-            ("/havip/v1/acks/havip-web/hv-a", b"", false),
-            ("/havip/v1/addrs/subnet-a/10.0.6.40", b"", false),
-            ("/other/app", b"", false),
-        ];
-        for (key, value, want) in cases {
-            assert_eq!(s.concerns("hv-a", key, value), *want, "{key}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,128 @@
+//! The acknowledgements to the controller (`acks/<vip>/<host>`): each VIP
+//! bound to a port of this host is `programmed`, or `failed` with the
+//! reason: a bad record, no room in the maps, a port not programmed or not
+//! protected.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use havip_controller::{
+    keys,
+    model::{Ack, AckResult},
+};
+use log::{debug, warn};
+
+use super::{guarded_put, numeric_id, EtcdSource, SourceError};
+use crate::datapath::Datapath;
+
+impl EtcdSource {
+    /// Acknowledges again after a reconcile changed which ports are
+    /// protected (a retried attach succeeded, or one failed).
+    pub async fn reacknowledge(&mut self, dp: &Datapath) {
+        if !self.connected() {
+            return; // the resync acknowledges everything
+        }
+        if let Err(e) = self.acknowledge(dp, None).await {
+            warn!("etcd: cannot acknowledge: {e}; will retry");
+            self.conn.down(false, Duration::ZERO);
+        }
+    }
+
+    /// Puts `acks/<vip>/<host>` for each VIP bound to a port of this host
+    /// whose (generation, result) we have not acknowledged yet. A VIP that
+    /// this host cannot program (a bad record, no room in the maps), or
+    /// that is bound to a port of this host that is not programmed or not
+    /// protected (its programs could not be attached), is `failed` with
+    /// that reason, never `programmed`. A VIP whose record cannot be read
+    /// is acknowledged `failed` at the generation it carries, if it tells.
+    pub(super) async fn acknowledge(
+        &mut self,
+        dp: &Datapath,
+        apply_error: Option<String>,
+    ) -> Result<(), SourceError> {
+        let client = self
+            .conn
+            .watching_client()
+            .ok_or(SourceError::WatchEnded)?
+            .clone();
+        let host = self.opts.host.clone();
+        let mut due: Vec<(String, u64, Option<String>)> = Vec::new();
+        for (id, vip) in &self.snapshot.vips {
+            let local: Vec<&str> = vip
+                .ports
+                .iter()
+                .filter(|b| b.host == host)
+                .map(|b| b.port.as_str())
+                .collect();
+            if local.is_empty() {
+                continue;
+            }
+            let reason = self.failure(dp, id, &local, apply_error.as_deref());
+            due.push((id.clone(), vip.generation, reason));
+        }
+        for (id, bad) in &self.snapshot.bad.vips {
+            match bad.generation {
+                Some(g) if bad.hosts.contains(&host) => {
+                    due.push((id.clone(), g, Some(bad.problem())));
+                }
+                _ => {}
+            }
+        }
+        for (id, generation, reason) in due {
+            let result = if reason.is_some() {
+                AckResult::Failed
+            } else {
+                AckResult::Programmed
+            };
+            let want = (generation, result, reason.clone());
+            if self.acked.get(&id) == Some(&want) {
+                continue;
+            }
+            let ack = Ack {
+                generation,
+                result,
+                reason,
+                at: Utc::now(),
+            };
+            let done = guarded_put(&client, &id, &keys::ack(&id, &host), &ack).await?;
+            if done.is_some() {
+                debug!("etcd: acked {id} generation {generation} ({result:?})");
+                self.acked.insert(id, want);
+            }
+        }
+        Ok(())
+    }
+
+    /// Why VIP `id`, bound to the `local` ports of this host, is not in
+    /// force here, if it is not.
+    fn failure(
+        &self,
+        dp: &Datapath,
+        id: &str,
+        local: &[&str],
+        apply_error: Option<&str>,
+    ) -> Option<String> {
+        let host = &self.opts.host;
+        if let Some(problem) = self.programmed.problems.get(id) {
+            return Some(problem.clone());
+        }
+        if let Some(e) = apply_error {
+            return Some(e.to_owned());
+        }
+        if let Some(why) = dp.unprogrammed().vips.get(&numeric_id(id)) {
+            return Some(format!("not programmed on host {host}: {why}"));
+        }
+        let unprotected = dp.unprotected_ports();
+        local.iter().find_map(|port| {
+            if let Some(problem) = self.programmed.port_problems.get(*port) {
+                return Some(format!(
+                    "port {port} on host {host} is not programmed: {problem}"
+                ));
+            }
+            let why = unprotected.get(&numeric_id(port))?;
+            Some(format!(
+                "port {port} on host {host} is not protected: {why}"
+            ))
+        })
+    }
+}

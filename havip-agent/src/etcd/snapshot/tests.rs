@@ -1,0 +1,377 @@
+//! The snapshot and its config, bad records included.
+
+use super::*;
+use chrono::Utc;
+use havip_controller::model::{Binding, IpVersion, NetworkType, PortVip, Status};
+
+#[test]
+fn numeric_ids_are_stable_and_never_zero() {
+    assert_eq!(numeric_id("havip-1"), numeric_id("havip-1"));
+    assert_ne!(numeric_id("havip-1"), numeric_id("havip-2"));
+    assert_ne!(numeric_id(""), 0);
+    // FNV-1a of "a" (a published test vector).
+    assert_eq!(numeric_id("a"), 0xe40c_292c);
+}
+
+fn snapshot() -> Snapshot {
+    let subnet = Subnet {
+        id: "subnet-a".into(),
+        vpc: "vpc-1".into(),
+        project: "p".into(),
+        name: String::new(),
+        cidr_v4: Some("10.0.6.0/24".parse().unwrap()),
+        cidr_v6: Some("fd00:6::/64".parse().unwrap()),
+    };
+    let vip = |id: &str, addr: &str, ports: &[(&str, &str)]| Havip {
+        id: id.into(),
+        project: "p".into(),
+        name: id.into(),
+        description: String::new(),
+        network_type: NetworkType::Intranet,
+        vpc: "vpc-1".into(),
+        subnet: "subnet-a".into(),
+        ip_version: IpVersion::Ipv4,
+        address: addr.parse().unwrap(),
+        ports: ports
+            .iter()
+            .map(|(port, host)| Binding {
+                port: (*port).into(),
+                vm: format!("vm-{port}"),
+                host: (*host).into(),
+            })
+            .collect(),
+        status: Status::Creating,
+        status_reason: None,
+        generation: 1,
+        ports_per_vip: None,
+        created_at: Utc::now(),
+        pending_hosts: vec![],
+        master: None,
+    };
+    let host_port = HostPort {
+        port: "port-1".into(),
+        vm: "vm-1".into(),
+        vpc: "vpc-1".into(),
+        subnet: "subnet-a".into(),
+        mac: "02:00:00:00:00:11".into(),
+        interface: "tap-vm1".into(),
+        fixed_ips: vec!["10.0.6.9".parse().unwrap()],
+        vips: vec![PortVip {
+            id: "havip-web".into(),
+            address: "10.0.6.19".parse().unwrap(),
+        }],
+    };
+    Snapshot {
+        revision: 7,
+        host_ports: vec![host_port],
+        subnets: BTreeMap::from([("subnet-a".into(), subnet)]),
+        vips: BTreeMap::from([
+            (
+                "havip-web".into(),
+                vip(
+                    "havip-web",
+                    "10.0.6.19",
+                    &[("port-1", "hv-a"), ("port-2", "hv-b")],
+                ),
+            ),
+            (
+                "havip-db".into(),
+                vip("havip-db", "10.0.6.29", &[("port-3", "hv-c")]),
+            ),
+            ("havip-dup".into(), vip("havip-dup", "10.0.6.19", &[])),
+        ]),
+        owners: BTreeMap::new(),
+        port_macs: HashMap::from([
+            ("port-1".into(), [2, 0, 0, 0, 0, 0x11]),
+            ("port-2".into(), [2, 0, 0, 0, 0, 0x12]),
+        ]),
+        bad: BadRecords::default(),
+    }
+}
+
+#[test]
+fn a_snapshot_becomes_the_hosts_config() {
+    let mut s = snapshot();
+    s.vips.remove("havip-dup");
+    let p = to_config(&s);
+    let c = &p.config;
+    let net = numeric_id("subnet-a");
+    assert_eq!(c.networks[&net].cidrs.len(), 2);
+    let port = &c.ports[&numeric_id("port-1")];
+    assert_eq!(port.interface, "tap-vm1");
+    assert_eq!(port.network, net);
+    assert!(port.port_security);
+    assert_eq!(
+        port.link_local,
+        "fe80::ff:fe00:11".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(c.ports.len(), 1, "only this host's ports");
+
+    let web = &c.vips[&numeric_id("havip-web")];
+    assert_eq!(
+        web.ports,
+        vec![numeric_id("port-1"), numeric_id("port-2")],
+        "bound ports of every host"
+    );
+    assert!(
+        c.vips.contains_key(&numeric_id("havip-db")),
+        "VIPs of the subnet bound elsewhere are programmed too (ARP answers, delivery)"
+    );
+    assert_eq!(p.vip_ids[&numeric_id("havip-web")], "havip-web");
+    assert_eq!(p.port_ids[&numeric_id("port-1")], "port-1");
+}
+
+#[test]
+fn a_vip_that_cannot_be_programmed_says_why() {
+    let p = to_config(&snapshot());
+    // "havip-db" < "havip-dup" < "havip-web": dup takes .19 first.
+    assert_eq!(
+        p.problems.get("havip-web").map(String::as_str),
+        Some("havip-dup has the same address 10.0.6.19")
+    );
+    assert!(!p.config.vips.contains_key(&numeric_id("havip-web")));
+
+    let mut s = snapshot();
+    s.vips.remove("havip-dup");
+    let many: Vec<Binding> = (0..=MAX_BINDINGS)
+        .map(|i| Binding {
+            port: format!("port-x{i}"),
+            vm: "vm".into(),
+            host: "hv-a".into(),
+        })
+        .collect();
+    s.vips.get_mut("havip-db").unwrap().ports = many;
+    let p = to_config(&s);
+    assert!(
+        p.problems["havip-db"].contains("at most 16"),
+        "{:?}",
+        p.problems
+    );
+    assert!(p.config.vips.contains_key(&numeric_id("havip-web")));
+}
+
+#[test]
+fn a_vip_that_cannot_be_programmed_keeps_what_was_in_force() {
+    let mut s = snapshot();
+    s.vips.remove("havip-dup");
+    let before = to_config(&s).config;
+    let web = numeric_id("havip-web");
+    // Now bound to more ports than the datapath holds.
+    s.vips.get_mut("havip-web").unwrap().ports = (0..=MAX_BINDINGS)
+        .map(|i| Binding {
+            port: format!("port-x{i}"),
+            vm: "vm".into(),
+            host: "hv-a".into(),
+        })
+        .collect();
+    let mut p = to_config(&s);
+    assert!(!p.config.vips.contains_key(&web));
+    keep_in_force(&mut p, &before);
+    assert_eq!(p.config.vips[&web], before.vips[&web]);
+    assert_eq!(p.vip_ids[&web], "havip-web");
+    assert!(p.problems.contains_key("havip-web"), "still reported");
+
+    // Not when its address went to another VIP meanwhile.
+    let mut p = to_config(&snapshot());
+    keep_in_force(&mut p, &before);
+    assert!(!p.config.vips.contains_key(&web));
+}
+
+#[test]
+fn a_kept_snapshot_reads_back_the_same_config() {
+    let dir = std::env::temp_dir().join(format!("havip-etcd-cache-{}", std::process::id()));
+    let path = dir.join("hv-a.json");
+    let s = snapshot();
+    s.save(&path).unwrap();
+    let back = Snapshot::load(&path).unwrap();
+    assert_eq!(back.revision, 7);
+    assert_eq!(to_config(&back), to_config(&s));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn only_changes_that_concern_the_host_reread() {
+    let s = snapshot();
+    let other_subnet = serde_json::to_vec(&Havip {
+        subnet: "subnet-z".into(),
+        ..s.vips["havip-db"].clone()
+    })
+    .unwrap();
+    let new_here = serde_json::to_vec(&Havip {
+        id: "havip-new".into(),
+        ..s.vips["havip-db"].clone()
+    })
+    .unwrap();
+    let cases: &[(&str, &[u8], bool)] = &[
+        ("/havip/v1/hosts/hv-a/ports/port-9", b"", true),
+        ("/havip/v1/hosts/hv-b/ports/port-2", b"", false),
+        ("/havip/v1/subnets/subnet-a", b"", true),
+        ("/havip/v1/subnets/subnet-z", b"", false),
+        ("/havip/v1/ports/port-2", b"", true),
+        ("/havip/v1/ports/port-77", b"", false),
+        ("/havip/v1/vips/havip-web", b"", true),
+        ("/havip/v1/vips/havip-zz", &other_subnet, false),
+        ("/havip/v1/vips/havip-new", &new_here, true),
+        ("/havip/v1/acks/havip-web/hv-a", b"", false),
+        ("/havip/v1/addrs/subnet-a/10.0.6.40", b"", false),
+        ("/other/app", b"", false),
+    ];
+    for (key, value, want) in cases {
+        assert_eq!(s.concerns("hv-a", key, value), *want, "{key}");
+    }
+}
+
+/// A bad record as [`Snapshot::read`] keeps it.
+fn bad(key: &str, value: &[u8]) -> BadRecord {
+    let e = serde_json::from_slice::<Havip>(value).expect_err("a bad record");
+    BadRecord::of(key, value, &e)
+}
+
+#[test]
+fn a_bad_record_tells_what_it_can() {
+    let wrong_types = br#"{"id": "havip-x", "subnet": "subnet-a", "generation": 4,
+        "address": 42, "ports": [{"port": "port-1", "host": "hv-a"}]}"#;
+    let b = bad("/havip/v1/vips/havip-x", wrong_types);
+    assert_eq!(
+        (b.generation, b.subnet.as_deref(), b.hosts.clone()),
+        (Some(4), Some("subnet-a"), vec!["hv-a".to_string()])
+    );
+    assert!(b
+        .problem()
+        .starts_with("its record /havip/v1/vips/havip-x is not valid: "));
+    let b = bad("/havip/v1/vips/havip-y", b"{\"id\": \"havip-y\", ");
+    assert_eq!((b.generation, b.subnet, b.hosts), (None, None, vec![]));
+}
+
+/// Each bad record fails what it concerns, and keeps what it had in
+/// force; everything else is programmed.
+#[test]
+fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
+    let good = || {
+        let mut s = snapshot();
+        s.vips.remove("havip-dup");
+        s
+    };
+    let before = to_config(&good()).config;
+    let (web, db, port) = (
+        numeric_id("havip-web"),
+        numeric_id("havip-db"),
+        numeric_id("port-1"),
+    );
+    struct Case {
+        what: &'static str,
+        change: fn(&mut Snapshot),
+        vip_problems: &'static [&'static str],
+        port_problems: &'static [&'static str],
+        reason: &'static str,
+    }
+    let cases = [
+        Case {
+            what: "a VIP record of the wrong types",
+            change: |s| {
+                s.vips.remove("havip-web");
+                s.bad.vips.insert(
+                    "havip-web".into(),
+                    bad("/havip/v1/vips/havip-web", br#"{"address": 42}"#),
+                );
+            },
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its record /havip/v1/vips/havip-web is not valid",
+        },
+        Case {
+            what: "a VIP outside its subnet",
+            change: |s| {
+                s.vips.get_mut("havip-web").unwrap().address = "10.9.9.9".parse().unwrap();
+            },
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address 10.9.9.9 is outside subnet subnet-a (10.0.6.0/24, fd00:6::/64)",
+        },
+        Case {
+            what: "this host's record of a port, malformed",
+            change: |s| {
+                s.host_ports.clear();
+                let key = "/havip/v1/hosts/hv-a/ports/port-1";
+                s.bad.ports.insert("port-1".into(), bad(key, b"{not json"));
+            },
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "its record /havip/v1/hosts/hv-a/ports/port-1 is not valid",
+        },
+        Case {
+            what: "a port whose MAC is not one",
+            change: |s| {
+                s.host_ports[0].mac = "02:00:zz".into();
+                s.port_macs.remove("port-1");
+            },
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "MAC \"02:00:zz\" is not a MAC address",
+        },
+        Case {
+            what: "the subnet's record, malformed",
+            change: |s| {
+                s.subnets.clear();
+                let key = "/havip/v1/subnets/subnet-a";
+                s.bad.subnets.insert("subnet-a".into(), bad(key, b"[]"));
+            },
+            vip_problems: &["havip-db", "havip-web"],
+            port_problems: &["port-1"],
+            reason: "subnet subnet-a: its record /havip/v1/subnets/subnet-a is not valid",
+        },
+    ];
+    for c in cases {
+        let mut s = good();
+        (c.change)(&mut s);
+        let mut p = to_config(&s);
+        let problems: Vec<&str> = p.problems.keys().map(String::as_str).collect();
+        let port_problems: Vec<&str> = p.port_problems.keys().map(String::as_str).collect();
+        assert_eq!(problems, c.vip_problems, "{}: VIPs", c.what);
+        assert_eq!(port_problems, c.port_problems, "{}: ports", c.what);
+        let all: Vec<&String> = p
+            .problems
+            .values()
+            .chain(p.port_problems.values())
+            .collect();
+        assert!(
+            all.iter().all(|r| r.starts_with(c.reason)),
+            "{}: {all:?}",
+            c.what
+        );
+        keep_in_force(&mut p, &before);
+        assert_eq!(p.config, before, "{}: what was in force stays", c.what);
+        assert_eq!(p.vip_ids.len(), 2, "{}", c.what);
+        assert!(p.port_ids.contains_key(&port), "{}", c.what);
+    }
+    // The good VIP beside a bad one is programmed, not kept.
+    let mut s = good();
+    s.bad
+        .vips
+        .insert("havip-new".into(), bad("/havip/v1/vips/havip-new", b"{"));
+    s.vips.get_mut("havip-db").unwrap().ports.pop();
+    let mut p = to_config(&s);
+    keep_in_force(&mut p, &before);
+    assert!(
+        p.config.vips[&db].ports.is_empty(),
+        "the change to havip-db is applied"
+    );
+    assert_eq!(p.config.vips[&web], before.vips[&web]);
+    assert!(!p.vip_ids.values().any(|v| v == "havip-new"));
+}
+
+#[test]
+fn an_unreadable_vip_record_is_read_again() {
+    let mut s = snapshot();
+    s.bad
+        .vips
+        .insert("havip-bad".into(), bad("/havip/v1/vips/havip-bad", b"{"));
+    let cases: &[(&str, &[u8], bool)] = &[
+        ("/havip/v1/vips/havip-bad", b"", true),
+        ("/havip/v1/vips/havip-other", b"{not json", true),
+        ("/havip/v1/vips/havip-other", b"", false),
+    ];
+    for (key, value, want) in cases {
+        assert_eq!(s.concerns("hv-a", key, value), *want, "{key} {value:?}");
+    }
+}
