@@ -146,6 +146,8 @@ pub struct Agent {
     unpin_on_exit: bool,
     process: Option<Token>,
     pins: Option<Token>,
+    /// The agent's runtime dir (`/run/<pin dir name>`, its state file).
+    run_dir: Option<Token>,
 }
 
 impl Agent {
@@ -240,6 +242,7 @@ impl Agent {
             ))
         });
         let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
+        let run_dir = Some(cleanup::register(Resource::Dir(run_dir_of(&pin_dir))));
         let log = dir.join("havip-agent.log");
         File::create(&log)?;
         let mut args: Vec<OsString> = vec!["run".into()];
@@ -268,6 +271,7 @@ impl Agent {
             unpin_on_exit: opts.unpin_on_exit,
             process: None,
             pins,
+            run_dir,
         };
         agent.spawn()?;
         Ok(agent)
@@ -668,6 +672,10 @@ impl Agent {
             }
             cleanup::release(t);
         }
+        // The agent is gone: its state file with it.
+        if let Some(t) = self.run_dir.take() {
+            cleanup::release(t);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -680,9 +688,15 @@ impl Agent {
     }
 }
 
+/// The runtime dir of the agent on `pin_dir`, where it writes its
+/// `protection.json`: `/run/<pin dir name>`.
+pub fn run_dir_of(pin_dir: &Path) -> PathBuf {
+    Path::new("/run").join(pin_dir.file_name().unwrap_or_default())
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        if self.process.is_some() || self.pins.is_some() {
+        if self.process.is_some() || self.pins.is_some() || self.run_dir.is_some() {
             if let Err(e) = self.stop_inner() {
                 eprintln!("havip-tests: {e:#}");
             }
@@ -701,6 +715,51 @@ pub struct Status {
     pub drops: BTreeMap<String, u64>,
     /// Global non-drop counters by name.
     pub stats: BTreeMap<String, u64>,
+    /// Each port protected, failed or absent; what is not programmed.
+    pub protection: Protection,
+}
+
+/// `status --json`'s `protection`: the agent's word (`source` "agent"), or
+/// what the pinned links say ("pinned links").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Protection {
+    pub source: String,
+    pub agent_running: bool,
+    pub ports: Vec<PortProtection>,
+    pub vips_not_programmed: Vec<NotProgrammed>,
+    pub addrs_not_programmed: Vec<NotProgrammed>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PortProtection {
+    pub port_id: u32,
+    pub interface: String,
+    /// "protected", "failed" or "absent".
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NotProgrammed {
+    /// The VIP's id, or the port's (an address).
+    pub id: u32,
+    pub address: String,
+    pub reason: String,
+}
+
+impl Protection {
+    /// The state of port `port_id` and its reason ("" if none).
+    pub fn port(&self, port_id: u32) -> Result<(&str, &str)> {
+        let p = self
+            .ports
+            .iter()
+            .find(|p| p.port_id == port_id)
+            .with_context(|| format!("port {port_id} missing from the protection: {self:?}"))?;
+        Ok((&p.state, p.reason.as_deref().unwrap_or("")))
+    }
 }
 
 impl Status {

@@ -394,6 +394,45 @@ impl Fabric {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Writes `value` at `key` in etcd, as is (through etcd's JSON gateway,
+    /// so records the controller would never write can be put there).
+    pub fn etcd_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = serde_json::json!({"key": b64.encode(key), "value": b64.encode(value)});
+        let (status, reply) = self.http(
+            "POST",
+            &format!("{ETCD_URL}/v3/kv/put"),
+            None,
+            Some(&body.to_string()),
+        )?;
+        if status != 200 {
+            bail!("etcd put {key}: HTTP {status}: {reply}");
+        }
+        Ok(())
+    }
+
+    /// The value at `key` in etcd, if any.
+    pub fn etcd_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = serde_json::json!({"key": b64.encode(key)});
+        let (status, reply) = self.http(
+            "POST",
+            &format!("{ETCD_URL}/v3/kv/range"),
+            None,
+            Some(&body.to_string()),
+        )?;
+        if status != 200 {
+            bail!("etcd get {key}: HTTP {status}: {reply}");
+        }
+        let reply: Value = serde_json::from_str(&reply)?;
+        reply["kvs"][0]["value"]
+            .as_str()
+            .map(|v| b64.decode(v).context("etcd's base64"))
+            .transpose()
+    }
+
     /// Waits until the API shows `id` in `status`.
     pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Result<Value> {
         let mut last = Value::Null;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use havip_tests::agent::{Agent, AgentOptions, Status};
+use havip_tests::agent::{run_dir_of, Agent, AgentOptions, Status};
 use havip_tests::cleanup::{self, Resource};
 use havip_tests::netns::{unique_stem, Netns};
 use havip_tests::{cmd, rogue, wait};
@@ -290,6 +290,20 @@ fn one_agent_per_pin_dir_and_only_detach_takes_the_programs_off() -> Result<()> 
     // SIGTERM: the agent exits 0 and its programs stay.
     let status = agent.signal_and_wait(libc::SIGTERM)?;
     ensure!(status.success(), "the agent exited with {status}");
+    // `status` still has the agent's word, and says it does not run; without
+    // its state file, what the pinned links say.
+    let p = agent.status()?.protection;
+    ensure!(
+        p.source == "agent" && !p.agent_running && p.port(11)?.0 == "protected",
+        "{p:?}"
+    );
+    let state_file = run_dir_of(&agent.pin_dir).join("protection.json");
+    std::fs::remove_file(&state_file)?;
+    let p = agent.status()?.protection;
+    ensure!(
+        p.source == "pinned links" && p.port(11)?.0 == "protected",
+        "{p:?}"
+    );
     let links = agent.links()?;
     let tcx = agent.tcx_egress_ids("tap-a")?;
     ensure!(
@@ -413,6 +427,23 @@ fn a_port_that_cannot_be_attached_is_reported_and_retried_until_it_is_protected(
         has_port(&status, 11) && !has_port(&status, 12),
         "port 11 protected, port 12 not: {status:?}"
     );
+    // `status` says so, with the reason, from the agent's state file.
+    wait::until(WAIT, "status to show port 12 failed", || {
+        let p = agent.status()?.protection;
+        Ok(p.source == "agent" && p.port(12)?.0 == "failed")
+    })?;
+    let p = agent.status()?.protection;
+    let (state, why) = p.port(12)?;
+    ensure!(
+        p.agent_running && p.port(11)?.0 == "protected" && why.contains("tap-late"),
+        "port 12 {state}: {why}; {p:?}"
+    );
+    let text = agent.status_text()?;
+    ensure!(
+        text.contains("port 12 on tap-late: failed: tap-late")
+            && text.contains("port 11 on tap-a: protected"),
+        "status text:\n{text}"
+    );
     ensure!(
         agent.xdp_prog_id("tap-late")? == foreign_id,
         "the agent left the foreign program alone"
@@ -433,9 +464,12 @@ fn a_port_that_cannot_be_attached_is_reported_and_retried_until_it_is_protected(
         },
     )?;
     ensure!(
-        agent.log_text().contains("retried the unprotected ports"),
+        agent.log_text().contains("retried what was not in force"),
         "{}",
         agent.log_tail(20)
     );
+    wait::until(WAIT, "status to show port 12 protected", || {
+        Ok(agent.status()?.protection.port(12)?.0 == "protected")
+    })?;
     agent.stop()
 }
