@@ -21,6 +21,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::agent::{Agent, AgentOptions, Pins};
@@ -397,40 +398,29 @@ impl Fabric {
     /// Writes `value` at `key` in etcd, as is (through etcd's JSON gateway,
     /// so records the controller would never write can be put there).
     pub fn etcd_put(&self, key: &str, value: &[u8]) -> Result<()> {
-        use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({"key": b64.encode(key), "value": b64.encode(value)});
-        let (status, reply) = self.http(
-            "POST",
-            &format!("{ETCD_URL}/v3/kv/put"),
-            None,
-            Some(&body.to_string()),
-        )?;
-        if status != 200 {
-            bail!("etcd put {key}: HTTP {status}: {reply}");
-        }
-        Ok(())
+        self.etcd_call("put", &body).map(drop)
     }
 
     /// The value at `key` in etcd, if any.
     pub fn etcd_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let body = serde_json::json!({"key": b64.encode(key)});
-        let (status, reply) = self.http(
-            "POST",
-            &format!("{ETCD_URL}/v3/kv/range"),
-            None,
-            Some(&body.to_string()),
-        )?;
-        if status != 200 {
-            bail!("etcd get {key}: HTTP {status}: {reply}");
-        }
-        let reply: Value = serde_json::from_str(&reply)?;
+        let reply = self.etcd_call("range", &serde_json::json!({"key": b64.encode(key)}))?;
         reply["kvs"][0]["value"]
             .as_str()
             .map(|v| b64.decode(v).context("etcd's base64"))
             .transpose()
+    }
+
+    /// `POST /v3/kv/<call>` to etcd's JSON gateway; its reply.
+    fn etcd_call(&self, call: &str, body: &Value) -> Result<Value> {
+        let url = format!("{ETCD_URL}/v3/kv/{call}");
+        let (status, reply) = self.http("POST", &url, None, Some(&body.to_string()))?;
+        if status != 200 {
+            bail!("etcd {call} {body}: HTTP {status}: {reply}");
+        }
+        Ok(serde_json::from_str(&reply)?)
     }
 
     /// Waits until the API shows `id` in `status`.

@@ -257,6 +257,20 @@ pub fn add_bridge(ns: &Netns, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A VM port with no bridge: the veth `tap` in `hv` and `eth0` in `vm`,
+/// with `mac` and the `addrs` (`10.0.6.9/24`) on `eth0`, both up.
+pub fn add_port_of(hv: &Netns, tap: &str, vm: &Netns, mac: &str, addrs: &[String]) -> Result<()> {
+    let peer = ["peer", "name", "eth0", "netns", vm.name()];
+    hv.ip(&[&["link", "add", tap, "type", "veth"][..], &peer].concat())?;
+    hv.ip(&["link", "set", tap, "up"])?;
+    vm.ip(&["link", "set", "eth0", "address", mac])?;
+    for addr in addrs {
+        vm.ip(&["addr", "add", addr, "dev", "eth0"])?;
+    }
+    vm.ip(&["link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
 /// Creates the VM `spec` (its namespace, and a veth pair: `spec.tap` on the
 /// hypervisor `hv`, in its bridge `br0`, and `eth0` in the VM with the
 /// spec's MAC and addresses).

@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use havip_tests::agent::{run_dir_of, Agent, AgentOptions, Status};
 use havip_tests::cleanup::{self, Resource};
+use havip_tests::lab::add_port_of;
 use havip_tests::netns::{unique_stem, Netns};
 use havip_tests::{cmd, rogue, wait};
 
@@ -170,23 +171,8 @@ fn learned_owners_survive_an_agent_restart() -> Result<()> {
     let dir = TempDir::new()?;
     let cfg = dir.path.join("havip.toml");
     std::fs::write(&cfg, config("10.0.6.19", ""))?;
-    hv.ip(&[
-        "link",
-        "add",
-        "tap-a",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        vm.name(),
-    ])?;
-    hv.ip(&["link", "set", "tap-a", "up"])?;
-    vm.ip(&["link", "set", "eth0", "address", "02:00:00:00:00:11"])?;
-    vm.ip(&["addr", "add", "10.0.6.9/24", "dev", "eth0"])?;
-    vm.ip(&["addr", "add", "10.0.6.19/24", "dev", "eth0"])?;
-    vm.ip(&["link", "set", "eth0", "up"])?;
+    let addrs = ["10.0.6.9/24".to_string(), "10.0.6.19/24".to_string()];
+    add_port_of(&hv, "tap-a", &vm, "02:00:00:00:00:11", &addrs)?;
 
     let first = Agent::start_with(
         &hv,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use havip_common::maps::MAX_VIPS;
 use havip_tests::agent::{Agent, Status};
-use havip_tests::lab::DirGuard;
+use havip_tests::lab::{add_port_of, DirGuard};
 use havip_tests::netns::{unique_stem, Netns};
 use havip_tests::{cmd, rogue, wait};
 
@@ -74,25 +74,9 @@ fn a_full_vip_map_fails_only_the_vips_that_do_not_fit_and_recovers() -> Result<(
     let vm = Netns::new("vm")?;
     let dir = std::env::temp_dir().join(unique_stem());
     let _dir = DirGuard::create(&dir)?;
-    hv.ip(&[
-        "link",
-        "add",
-        "tap-a",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        vm.name(),
-    ])?;
-    hv.ip(&["link", "set", "tap-a", "up"])?;
-    vm.ip(&["link", "set", "eth0", "address", "02:00:00:00:00:11"])?;
-    vm.ip(&["addr", "add", "10.0.6.9/16", "dev", "eth0"])?;
-    for (_, addr) in [KEPT, FITS, WAITS] {
-        vm.ip(&["addr", "add", &format!("{addr}/16"), "dev", "eth0"])?;
-    }
-    vm.ip(&["link", "set", "eth0", "up"])?;
+    let mut addrs = vec!["10.0.6.9/16".to_string()];
+    addrs.extend([KEPT, FITS, WAITS].map(|(_, addr)| format!("{addr}/16")));
+    add_port_of(&hv, "tap-a", &vm, "02:00:00:00:00:11", &addrs)?;
 
     // The map full: VIP 1 and 4095 fillers.
     let cfg = dir.join("havip.toml");
