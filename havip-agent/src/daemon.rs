@@ -24,7 +24,7 @@ use crate::{
     datapath::{AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
     events, links, pins,
-    protection::StateFile,
+    protection::{SourceProblems, StateFile},
 };
 
 /// The datapath object built into this binary, if any (see build.rs).
@@ -241,7 +241,7 @@ async fn serve_file(
 
     let mut retry = Retry::new();
     loop {
-        state.update(dp);
+        state.update(dp, &SourceProblems::default());
         let unprotected = !dp.all_in_force();
         tokio::select! {
             _ = tokio::time::sleep_until(retry.at), if unprotected => retry_unprotected(dp, &mut retry),
@@ -282,7 +282,7 @@ async fn serve_etcd(
         opts.endpoints.join(",")
     );
     loop {
-        state.update(dp);
+        state.update(dp, &source.problems());
         let reconnect = tokio::time::sleep_until(source.next_attempt().into());
         let unprotected = !dp.all_in_force();
         tokio::select! {

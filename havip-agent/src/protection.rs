@@ -77,6 +77,15 @@ pub struct NotProgrammed {
     pub reason: String,
 }
 
+/// What the desired state's source could not turn into the datapath's:
+/// for etcd, records that do not read or do not hold. Each is `(id, name,
+/// reason)`, by datapath id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceProblems {
+    pub ports: Vec<(u32, String, String)>,
+    pub vips: Vec<(u32, String, String)>,
+}
+
 /// What the agent has in force, as it wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Protection {
@@ -90,8 +99,10 @@ pub struct Protection {
 }
 
 impl Protection {
-    /// What `dp` has in force now.
-    pub fn of(dp: &Datapath) -> Self {
+    /// What `dp` has in force now, and what its source could not program.
+    /// A port or VIP whose new record is bad but whose last good one stays
+    /// in force says so in its reason.
+    pub fn of(dp: &Datapath, source: &SourceProblems) -> Self {
         let config = dp.config();
         let protected = dp.protected_ports();
         let ports = config
@@ -115,8 +126,29 @@ impl Protection {
                 }
             })
             .collect();
+        let mut ports: Vec<PortProtection> = ports;
+        for (id, name, why) in &source.ports {
+            match ports.iter_mut().find(|p| p.port_id == *id) {
+                Some(p) => {
+                    let kept = format!("{why}; its last valid record stays in force");
+                    p.reason = Some(
+                        p.reason
+                            .take()
+                            .map_or(kept.clone(), |r| format!("{r}; {kept}")),
+                    );
+                }
+                None => ports.push(PortProtection {
+                    port_id: *id,
+                    name: Some(name.clone()),
+                    interface: "?".into(),
+                    state: PortState::Failed,
+                    reason: Some(why.clone()),
+                }),
+            }
+        }
+        ports.sort_by_key(|p| p.port_id);
         let unprogrammed = dp.unprogrammed();
-        let vips_not_programmed = unprogrammed
+        let mut vips_not_programmed: Vec<NotProgrammed> = unprogrammed
             .vips
             .iter()
             .filter_map(|(id, why)| {
@@ -129,6 +161,19 @@ impl Protection {
                 })
             })
             .collect();
+        for (id, name, why) in &source.vips {
+            let kept = config.vips.get(id);
+            vips_not_programmed.push(NotProgrammed {
+                id: *id,
+                name: Some(name.clone()),
+                address: kept.map_or("?".into(), |v| v.address.to_string()),
+                reason: match kept {
+                    Some(_) => format!("{why}; its last valid record stays in force"),
+                    None => why.clone(),
+                },
+            });
+        }
+        vips_not_programmed.sort_by_key(|v| v.id);
         let addrs_not_programmed = unprogrammed
             .addrs
             .iter()
@@ -254,9 +299,10 @@ impl StateFile {
         }
     }
 
-    /// Writes what `dp` has in force, if it changed since the last write.
-    pub fn update(&mut self, dp: &Datapath) {
-        let now = Protection::of(dp);
+    /// Writes what `dp` has in force (and what `source` could not program),
+    /// if it changed since the last write.
+    pub fn update(&mut self, dp: &Datapath, source: &SourceProblems) {
+        let now = Protection::of(dp, source);
         if self.written.as_ref().is_some_and(|w| w.same_as(&now)) {
             return;
         }

@@ -41,6 +41,9 @@
 //!     "vips_not_programmed": [{"id": 7, "name": "web" | null,
 //!                              "address": "10.0.6.19", "reason": "no free VIP slot ..."}],
 //!     "addrs_not_programmed": [{"id": 11, ...}]   // id: the port's
+//!     // with --etcd, also the ports and VIPs whose record does not read or
+//!     // hold ("address": "?" when it cannot be told; a reason ending "its
+//!     // last valid record stays in force" when the old one does)
 //!   }
 //! }
 //! ```

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use havip_tests::agent::Protection;
 use havip_tests::fabric::{port_id, Fabric};
 use havip_tests::lab::{VIP4, VM1, VM2};
 use havip_tests::wait;
@@ -55,6 +56,21 @@ fn wait_ack(f: &Fabric, vip: &str, generation: u64, result: &str) -> Result<Valu
     );
     r.with_context(|| format!("last ack: {last}"))?;
     Ok(last)
+}
+
+/// Waits until the agent's `status` shows a protection for which `done`
+/// holds.
+fn wait_protection(
+    f: &Fabric,
+    what: &str,
+    mut done: impl FnMut(&Protection) -> Result<bool>,
+) -> Result<()> {
+    let mut last = Protection::default();
+    let r = wait::until(WAIT, what, || {
+        last = f.host(HOST).agent()?.status()?.protection;
+        done(&last)
+    });
+    r.with_context(|| format!("last seen: {last:?}"))
 }
 
 /// The agent's datapath still has the VIP at `address` bound to `ports`.
@@ -126,6 +142,21 @@ fn a_bad_etcd_record_fails_only_what_it_concerns_and_fixing_it_programs_it() -> 
             .is_some_and(|r| r.contains("10.9.9.9 is outside subnet")),
         "{ack}"
     );
+    // `status` names it too, and the VIP whose record is bad, kept in force.
+    wait_protection(&f, "status to name the bad VIP records", |p| {
+        let reasons: Vec<&str> = p
+            .vips_not_programmed
+            .iter()
+            .map(|n| n.reason.as_str())
+            .collect();
+        // The record that is not JSON cannot tell its subnet: named too.
+        Ok(reasons.len() == 3
+            && reasons.iter().any(|r| r.contains("outside subnet"))
+            && reasons.iter().any(|r| r.contains(&garbage))
+            && reasons
+                .iter()
+                .any(|r| r.contains("is not valid") && r.contains("stays in force")))
+    })?;
 
     // 4. This host's record of vm2's port, with the wrong types: the port
     //    stays protected as it was, and the VIPs bound to it are failed.
@@ -138,6 +169,10 @@ fn a_bad_etcd_record_fails_only_what_it_concerns_and_fixing_it_programs_it() -> 
         Ok(agent_log()?.contains(&format!("{port_key}: not a valid record")))
     })?;
     still_in_force(&f, &web_address, &[vm1, vm2])?;
+    wait_protection(&f, "status to name the port's record", |p| {
+        let (state, why) = p.port(vm2)?;
+        Ok(state == "protected" && why.contains(&port_key) && why.contains("stays in force"))
+    })?;
 
     // The good records beside them are programmed: a new VIP through the
     // API, bound to vm1, becomes available.
@@ -172,5 +207,7 @@ fn a_bad_etcd_record_fails_only_what_it_concerns_and_fixing_it_programs_it() -> 
     wait_ack(&f, outside, 2, "programmed")?;
     still_in_force(&f, "10.0.6.41", &[vm1])?;
     still_in_force(&f, &web_address, &[vm1, vm2])?;
-    Ok(())
+    wait_protection(&f, "status to name only the record that is not JSON", |p| {
+        Ok(p.vips_not_programmed.len() == 1 && p.port(vm2)?.1.is_empty())
+    })
 }

@@ -52,6 +52,7 @@ pub use self::snapshot::{keep_in_force, numeric_id, to_config, Programmed, Snaps
 use crate::{
     connection::{retry_delay, Connection},
     datapath::Datapath,
+    protection::SourceProblems,
     util::{format_mac, BpfClock},
 };
 
@@ -125,6 +126,21 @@ impl EtcdSource {
             taken_up: HashMap::new(),
             acked: HashMap::new(),
             applied_once: false,
+        }
+    }
+
+    /// The ports and VIPs this host cannot program from etcd, and why (for
+    /// `havip-agent status`).
+    pub fn problems(&self) -> SourceProblems {
+        let by_id = |problems: &BTreeMap<String, String>| {
+            problems
+                .iter()
+                .map(|(id, why)| (numeric_id(id), id.clone(), why.clone()))
+                .collect()
+        };
+        SourceProblems {
+            ports: by_id(&self.programmed.port_problems),
+            vips: by_id(&self.programmed.problems),
         }
     }
 
