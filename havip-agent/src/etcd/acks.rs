@@ -3,7 +3,7 @@
 //! reason: a bad record, no room in the maps, a port not programmed or not
 //! protected.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use chrono::Utc;
 use havip_controller::{
@@ -13,7 +13,7 @@ use havip_controller::{
 use log::{debug, warn};
 
 use super::{guarded_put, numeric_id, EtcdSource, SourceError};
-use crate::datapath::Datapath;
+use crate::{datapath::Datapath, shortfall::Unprogrammed};
 
 impl EtcdSource {
     /// Acknowledges again after a reconcile changed which ports are
@@ -57,7 +57,8 @@ impl EtcdSource {
             if local.is_empty() {
                 continue;
             }
-            let reason = self.failure(dp, id, &local, apply_error.as_deref());
+            let in_force = (dp.unprogrammed(), dp.unprotected_ports());
+            let reason = self.failure(in_force, id, &local, apply_error.as_deref());
             due.push((id.clone(), vip.generation, reason));
         }
         for (id, bad) in &self.snapshot.bad.vips {
@@ -97,7 +98,7 @@ impl EtcdSource {
     /// force here, if it is not.
     fn failure(
         &self,
-        dp: &Datapath,
+        (unprogrammed, unprotected): (&Unprogrammed, &BTreeMap<u32, String>),
         id: &str,
         local: &[&str],
         apply_error: Option<&str>,
@@ -109,10 +110,9 @@ impl EtcdSource {
         if let Some(e) = apply_error {
             return Some(e.to_owned());
         }
-        if let Some(why) = dp.unprogrammed().vips.get(&numeric_id(id)) {
+        if let Some(why) = unprogrammed.vips.get(&numeric_id(id)) {
             return Some(format!("not programmed on host {host}: {why}"));
         }
-        let unprotected = dp.unprotected_ports();
         local.iter().find_map(|port| {
             if let Some(problem) = self.programmed.port_problems.get(*port) {
                 return Some(format!(
@@ -124,5 +124,105 @@ impl EtcdSource {
                 "port {port} on host {host} is not protected: {why}"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::EtcdOptions;
+
+    /// Why a VIP bound to port-1 of hv-a is acked failed, if it is: the
+    /// first reason that holds, in this order.
+    #[test]
+    fn a_vip_is_acked_failed_for_the_first_reason_that_holds() {
+        #[derive(Default)]
+        struct Case {
+            what: &'static str,
+            problem: bool,
+            apply_error: bool,
+            full: bool,
+            port_problem: bool,
+            unprotected: bool,
+            reason: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                what: "all in force",
+                reason: None,
+                ..Case::default()
+            },
+            Case {
+                what: "its record",
+                problem: true,
+                full: true,
+                unprotected: true,
+                reason: Some("its address is outside"),
+                ..Case::default()
+            },
+            Case {
+                what: "the apply",
+                apply_error: true,
+                full: true,
+                reason: Some("map havip_ports: cannot write"),
+                ..Case::default()
+            },
+            Case {
+                what: "a full map",
+                full: true,
+                unprotected: true,
+                reason: Some("not programmed on host hv-a: no free VIP slot"),
+                ..Case::default()
+            },
+            Case {
+                what: "its port's record",
+                port_problem: true,
+                unprotected: true,
+                reason: Some("port port-1 on host hv-a is not programmed: its record is bad"),
+                ..Case::default()
+            },
+            Case {
+                what: "its port's programs",
+                unprotected: true,
+                reason: Some("port port-1 on host hv-a is not protected: tap-vm1: busy"),
+                ..Case::default()
+            },
+        ];
+        for c in cases {
+            let mut source = EtcdSource::new(EtcdOptions {
+                endpoints: vec![],
+                host: "hv-a".into(),
+                cache: None,
+            });
+            if c.problem {
+                source
+                    .programmed
+                    .problems
+                    .insert("havip-web".into(), "its address is outside".into());
+            }
+            if c.port_problem {
+                source
+                    .programmed
+                    .port_problems
+                    .insert("port-1".into(), "its record is bad".into());
+            }
+            let mut unprogrammed = Unprogrammed::default();
+            if c.full {
+                let why = "no free VIP slot".to_string();
+                unprogrammed.vips.insert(numeric_id("havip-web"), why);
+            }
+            let mut unprotected = BTreeMap::new();
+            if c.unprotected {
+                unprotected.insert(numeric_id("port-1"), "tap-vm1: busy".to_string());
+            }
+            let apply_error = c.apply_error.then_some("map havip_ports: cannot write");
+            let got = source.failure(
+                (&unprogrammed, &unprotected),
+                "havip-web",
+                &["port-1"],
+                apply_error,
+            );
+            assert_eq!(got.as_deref(), c.reason, "{}", c.what);
+        }
     }
 }
