@@ -49,7 +49,7 @@ pub fn build(toolchain: &Toolchain, target_dir: &Path, features: &[&str]) -> Res
     }
     util::run(&mut cmd)?;
 
-    let object = target_dir.join(TARGET).join("release/havip-ebpf");
+    let object = object_path(target_dir);
     ensure!(
         object.is_file(),
         "the build succeeded but {} is missing",
@@ -57,6 +57,11 @@ pub fn build(toolchain: &Toolchain, target_dir: &Path, features: &[&str]) -> Res
     );
     say!("eBPF object: {}", object.display());
     Ok(object)
+}
+
+/// Where the build into `target_dir` puts the object.
+fn object_path(target_dir: &Path) -> PathBuf {
+    target_dir.join(TARGET).join("release/havip-ebpf")
 }
 
 /// The build command, without its working directory.
@@ -158,7 +163,8 @@ mod tests {
 
     #[test]
     fn object_lands_in_the_workspace_target() {
-        assert!(object_path().ends_with("target/bpfel-unknown-none/release/havip-ebpf"));
-        assert!(object_path().is_absolute());
+        let object = object_path(&util::target_dir());
+        assert!(object.ends_with("target/bpfel-unknown-none/release/havip-ebpf"));
+        assert!(object.is_absolute());
     }
 }
