@@ -24,7 +24,10 @@ pub enum Connection {
         retry_at: Instant,
     },
     /// Connected, and watching everything under the keys' root.
-    Watching { client: Client, watch: WatchStream },
+    Watching {
+        client: Client,
+        watch: Box<WatchStream>,
+    },
 }
 
 impl Default for Connection {
@@ -78,7 +81,7 @@ impl Connection {
 
     pub fn watch_mut(&mut self) -> Option<&mut WatchStream> {
         match self {
-            Self::Watching { watch, .. } => Some(watch),
+            Self::Watching { watch, .. } => Some(&mut **watch),
             Self::Down { .. } => None,
         }
     }
@@ -92,7 +95,10 @@ impl Connection {
 
     /// The resync succeeded: watching.
     pub fn watching(&mut self, client: Client, watch: WatchStream) {
-        *self = Self::Watching { client, watch };
+        *self = Self::Watching {
+            client,
+            watch: Box::new(watch),
+        };
     }
 
     /// Stops watching: the next resync after `after`, the client kept

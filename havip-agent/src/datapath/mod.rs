@@ -19,7 +19,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use havip_common::{
-    maps::{self, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
+    maps::{self, IFINDEX_DIRECT, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, BPF_F_LOCK,
 };
@@ -29,13 +29,15 @@ pub use crate::attach::{AttachMode, TcAttach};
 use crate::{
     attach::{self, AttachError, PinDirLock, PortLinks},
     config::Config,
-    desired::{diff, vacated, vip_diff, Desired, OwnerAction},
+    desired::Desired,
     migrate::{MigrateError, Migration},
     pins::{ensure_pin_dir, PinError},
-    shortfall::{insert_each, insert_failure, Unprogrammed},
-    slots::{vip_filter, Slots},
-    util::{format_mac, ifindex_of, ifname_of, ip_of},
+    shortfall::Unprogrammed,
+    slots::Slots,
+    util::ifname_of,
 };
+
+mod reconcile;
 
 /// The message `run` prints when no object is embedded and none was given.
 pub const NO_OBJECT: &str = "this havip-agent was built without the datapath object; \
@@ -587,252 +589,6 @@ impl Datapath {
         self.config = config.clone();
         self.desired = desired;
         self.reconcile()
-    }
-
-    /// Re-resolves the ports' interfaces and brings the maps and attachments
-    /// in line with the desired state in force. Called after an apply and on
-    /// every relevant link event.
-    pub fn reconcile(&mut self) -> Result<ApplySummary, DatapathError> {
-        let mut s = ApplySummary::default();
-        // interface -> ifindex, for the ports whose interface exists now.
-        let resolved: HashMap<String, u32> = self
-            .desired
-            .ports
-            .keys()
-            .filter_map(|n| ifindex_of(n).map(|i| (n.clone(), i)))
-            .collect();
-        let desired_ports = self.desired.ports_by_ifindex(|n| resolved.get(n).copied());
-        // A port gone, or whose interface is gone, is not "unprotected".
-        let present: BTreeSet<u32> = desired_ports.values().map(|p| p.port_id).collect();
-        self.unprotected.retain(|id, _| present.contains(id));
-
-        // 1. Detach from interfaces that are gone, renamed, or no longer ports.
-        let stale: Vec<u32> = self
-            .attached
-            .iter()
-            .filter(|(ifx, a)| {
-                resolved.get(&a.interface) != Some(*ifx)
-                    || desired_ports.get(ifx).map(|p| p.port_id) != Some(a.port_id)
-            })
-            .map(|(ifx, _)| *ifx)
-            .collect();
-        for ifx in stale {
-            let a = self.attached.remove(&ifx).expect("listed above");
-            self.detach(ifx, a)?;
-            s.detached += 1;
-        }
-
-        // 2. Slots: the VIPs that stay keep theirs, the ones that go give
-        //    theirs back, new ones take the free ones (a slot freed now
-        //    included); a VIP that finds none is not programmed, and says so.
-        let cur_vips = read_all(&self.vips, maps::VIPS)?;
-        let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
-        let vip_ids = self.desired.vip_addrs.keys().copied().collect();
-        let assignment = self.vip_slots.assign(&vip_ids);
-        let mut unprogrammed = Unprogrammed::default();
-        for vip_id in &assignment.full {
-            let why = format!("no free VIP slot (this host holds at most {MAX_VIPS} VIPs)");
-            unprogrammed.vips.insert(*vip_id, why);
-        }
-        let desired_vips: HashMap<NetworkAddr, Vip> = self
-            .desired
-            .vips
-            .iter()
-            .filter_map(|(addr, vip)| {
-                let slot = self.vip_slots.get(vip.vip_id)?;
-                Some((*addr, Vip { slot, ..*vip }))
-            })
-            .collect();
-        let vip_writes = vip_diff(&cur_vips, &desired_vips);
-        let addr_writes = diff(&cur_addrs, &self.desired.addrs);
-
-        // 2b. Deletes, so that what comes in next finds room: the filter
-        //     stops pointing at the VIPs that go, they go (so no claim is
-        //     judged on stale bindings), their slots are reset (for the VIP
-        //     that takes one now, else for nobody), the addresses that go.
-        let mut in_map = cur_vips.clone();
-        in_map.retain(|addr, _| !vip_writes.remove.contains(addr));
-        self.write_filter(&vip_filter(&in_map))?;
-        for addr in &vip_writes.remove {
-            remove_entry(&mut self.vips, maps::VIPS, addr)?;
-        }
-        for (vip_id, slot) in &assignment.freed {
-            // A record with a generation was learned (or vacated after it
-            // was); a slot given to the VIP and never claimed has none.
-            if self
-                .owner_at(*slot, *vip_id)
-                .is_some_and(|o| o.generation != 0)
-            {
-                s.owners_deleted += 1;
-            }
-        }
-        for (_, slot) in assignment.vacant() {
-            self.reset_vip_slot(0, slot)?;
-        }
-        for (vip_id, slot) in &assignment.fresh {
-            self.reset_vip_slot(*vip_id, *slot)?;
-        }
-        for addr in &addr_writes.remove {
-            remove_entry(&mut self.addrs, maps::ADDRS, addr)?;
-        }
-        s.vips.1 = cur_vips.len() - in_map.len();
-        s.addrs.1 = addr_writes.remove.len();
-
-        // 3. Inserts and updates: ports that stay attached, addresses, VIPs
-        //    (one that does not fit is not programmed, the others are),
-        //    then the filter that points at them.
-        let staying: Vec<(u32, Port)> = self
-            .attached
-            .iter()
-            .filter_map(|(ifx, a)| desired_ports.get(ifx).map(|port| (a.links.slot, *port)))
-            .collect();
-        for (slot, port) in staying {
-            if self.set_port(slot, &port)? {
-                s.ports.0 += 1;
-            }
-        }
-        let failed = insert_each(&mut self.addrs, &addr_writes.upsert);
-        s.addrs.0 = addr_writes.upsert.len() - failed.len();
-        for (addr, e) in failed {
-            let port = self.desired.addrs[&addr];
-            let why = insert_failure(maps::ADDRS, MAX_ADDRS, &e);
-            unprogrammed.addrs.insert((port, ip_of(&addr)), why);
-        }
-        let failed = insert_each(&mut self.vips, &vip_writes.upsert);
-        s.vips.0 = vip_writes.upsert.len() - failed.len();
-        in_map.extend(vip_writes.upsert.iter().copied());
-        for (addr, e) in failed {
-            let vip = desired_vips[&addr];
-            let why = insert_failure(maps::VIPS, MAX_VIPS, &e);
-            match in_map.remove(&addr) {
-                // Its entry before this apply stays (its old bindings).
-                Some(_) if cur_vips.contains_key(&addr) && !vip_writes.remove.contains(&addr) => {
-                    in_map.insert(addr, cur_vips[&addr]);
-                }
-                // Not in the map: its slot is free for the next reconcile.
-                _ => drop(self.vip_slots.give_back(vip.vip_id)),
-            }
-            unprogrammed.vips.insert(vip.vip_id, why);
-        }
-        self.write_filter(&vip_filter(&in_map))?;
-        unprogrammed.log_changes(&self.unprogrammed, &self.config);
-        self.unprogrammed = unprogrammed;
-
-        // 4. Attach the programs where a port's interface exists, its entry
-        //    written first so they never run without it.
-        let mut new_ports: Vec<(u32, Port)> = desired_ports
-            .iter()
-            .filter(|(ifx, _)| !self.attached.contains_key(ifx))
-            .map(|(ifx, port)| (*ifx, *port))
-            .collect();
-        new_ports.sort_by_key(|(ifx, _)| *ifx);
-        for (ifx, port) in new_ports {
-            let interface = self.desired.port_interfaces[&port.port_id].clone();
-            let label = self.config.port_label(port.port_id);
-            let used: Vec<u32> = self.attached.values().map(|a| a.links.slot).collect();
-            let Some(slot) = (0..MAX_PORTS).find(|s| !used.contains(s)) else {
-                let why = format!("no free port slot (this host holds at most {MAX_PORTS})");
-                warn!("{label}: {why}; not protected");
-                self.unprotected
-                    .insert(port.port_id, format!("{interface}: {why}"));
-                s.attach_failures += 1;
-                continue;
-            };
-            if self.set_port(slot, &port)? {
-                s.ports.0 += 1;
-            }
-            self.unprotected.remove(&port.port_id);
-            match self.attach(ifx, &interface, slot) {
-                Ok(links) => {
-                    info!(
-                        "{label}: attached XDP ({} mode) and TC egress ({}) to {interface} \
-                         (ifindex {ifx}, slot {slot})",
-                        links.mode, links.egress
-                    );
-                    let a = Attachment {
-                        interface,
-                        port_id: port.port_id,
-                        links,
-                    };
-                    self.attached.insert(ifx, a);
-                    s.attached += 1;
-                }
-                Err(e) => {
-                    warn!("{label}: {interface} (ifindex {ifx}): {e}; not protected, retrying");
-                    self.set_port(slot, &Port::default())?;
-                    self.unprotected
-                        .insert(port.port_id, format!("{interface}: {e}"));
-                    s.attach_failures += 1;
-                }
-            }
-        }
-
-        // 4b. Redirect targets: the ports the programs are attached to.
-        let cur_redirect: Vec<u32> = self
-            .redirect
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::REDIRECT, "cannot read"))?;
-        for ifx in self.attached.keys() {
-            if !cur_redirect.contains(ifx) {
-                self.redirect
-                    .insert(*ifx, *ifx, None, 0)
-                    .map_err(|source| DatapathError::Redirect {
-                        ifindex: *ifx,
-                        source,
-                    })?;
-            }
-        }
-
-        // 5. Owners: vacate the ones no longer entitled.
-        let cur_vip_addr: HashMap<u32, NetworkAddr> =
-            cur_vips.iter().map(|(a, v)| (v.vip_id, *a)).collect();
-        let port_ifindex = |port_id: u32| {
-            self.desired
-                .port_interfaces
-                .get(&port_id)
-                .and_then(|n| resolved.get(n).copied())
-        };
-        let mut vacate = Vec::new();
-        for (vip_id, slot) in self.vip_slots.iter() {
-            let Some(owner) = self.owner(vip_id) else {
-                continue;
-            };
-            let action =
-                self.desired
-                    .owner_action(vip_id, &owner, cur_vip_addr.get(&vip_id), port_ifindex);
-            if action == OwnerAction::Vacate {
-                vacate.push((vip_id, slot, owner));
-            }
-        }
-        for (vip_id, slot, owner) in vacate {
-            // The datapath may have learned a new owner since we read it.
-            if self.owner(vip_id) != Some(owner) {
-                continue;
-            }
-            self.owners
-                .set(slot, vacated(&owner).sealed(), BPF_F_LOCK)
-                .map_err(map_err(maps::OWNERS, "cannot vacate"))?;
-            info!(
-                "{}: owner port {} ({}) vacated, generation {}",
-                self.config.vip_label(vip_id),
-                owner.port_id,
-                format_mac(&owner.mac),
-                owner.generation
-            );
-            s.owners_vacated += 1;
-        }
-
-        // 6. Redirect targets no program is attached to.
-        for ifx in cur_redirect {
-            if !self.attached.contains_key(&ifx) {
-                match self.redirect.remove(ifx) {
-                    Ok(()) | Err(MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err(maps::REDIRECT, "cannot remove")(e)),
-                }
-            }
-        }
-        Ok(s)
     }
 
     /// The record at `slot` (vacant or not), if it is vip `vip_id`'s.
