@@ -114,12 +114,19 @@ struct Attachment {
     links: PortLinks,
 }
 
+/// Entries of one map an apply wrote (inserted or updated) and removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub written: usize,
+    pub removed: usize,
+}
+
 /// What an apply changed, for the log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplySummary {
-    pub ports: (usize, usize),
-    pub addrs: (usize, usize),
-    pub vips: (usize, usize),
+    pub ports: Written,
+    pub addrs: Written,
+    pub vips: Written,
     pub owners_vacated: usize,
     pub owners_deleted: usize,
     pub attached: usize,
@@ -139,12 +146,12 @@ impl fmt::Display for ApplySummary {
             f,
             "ports +{}/-{}, addrs +{}/-{}, vips +{}/-{}, owners vacated {}, deleted {}, \
              xdp attached {}, detached {}",
-            self.ports.0,
-            self.ports.1,
-            self.addrs.0,
-            self.addrs.1,
-            self.vips.0,
-            self.vips.1,
+            self.ports.written,
+            self.ports.removed,
+            self.addrs.written,
+            self.addrs.removed,
+            self.vips.written,
+            self.vips.removed,
             self.owners_vacated,
             self.owners_deleted,
             self.attached,
@@ -480,18 +487,22 @@ impl Datapath {
 
     /// Attaches the programs to the interface of the port at `slot`, held
     /// by pinned links.
-    fn attach(&mut self, ifindex: u32, interface: &str, slot: u32) -> Result<PortLinks, String> {
+    fn attach(
+        &mut self,
+        ifindex: u32,
+        interface: &str,
+        slot: u32,
+    ) -> Result<PortLinks, DatapathError> {
         let mode = self.mode.for_interface(interface);
-        self.set_if_port(ifindex, slot).map_err(|e| e.to_string())?;
-        PortLinks::attach(
+        self.set_if_port(ifindex, slot)?;
+        Ok(PortLinks::attach(
             self.programs.for_mode(mode),
             &self.pin_dir,
             (ifindex, interface),
             slot,
             mode,
             self.tc,
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
     /// Detaches both programs of a port, removes its links and frees its

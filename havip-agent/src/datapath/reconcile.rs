@@ -166,8 +166,8 @@ impl Datapath {
         for addr in &p.addr_writes.remove {
             remove_entry(&mut self.addrs, maps::ADDRS, addr)?;
         }
-        s.vips.1 = p.cur_vips.len() - p.in_map.len();
-        s.addrs.1 = p.addr_writes.remove.len();
+        s.vips.removed = p.cur_vips.len() - p.in_map.len();
+        s.addrs.removed = p.addr_writes.remove.len();
         Ok(())
     }
 
@@ -187,18 +187,18 @@ impl Datapath {
             .collect();
         for (slot, port) in staying {
             if self.set_port(slot, &port)? {
-                s.ports.0 += 1;
+                s.ports.written += 1;
             }
         }
         let failed = insert_each(&mut self.addrs, &p.addr_writes.upsert);
-        s.addrs.0 = p.addr_writes.upsert.len() - failed.len();
+        s.addrs.written = p.addr_writes.upsert.len() - failed.len();
         for (addr, e) in failed {
             let port = self.desired.addrs[&addr];
             let why = insert_failure(maps::ADDRS, MAX_ADDRS, &e);
             p.unprogrammed.addrs.insert((port, ip_of(&addr)), why);
         }
         let failed = insert_each(&mut self.vips, &p.vip_writes.upsert);
-        s.vips.0 = p.vip_writes.upsert.len() - failed.len();
+        s.vips.written = p.vip_writes.upsert.len() - failed.len();
         p.in_map.extend(p.vip_writes.upsert.iter().copied());
         for (addr, e) in failed {
             let vip = p.vips[&addr];
@@ -250,7 +250,7 @@ impl Datapath {
                 continue;
             };
             if self.set_port(slot, &port)? {
-                s.ports.0 += 1;
+                s.ports.written += 1;
             }
             self.unprotected.remove(&port.port_id);
             match self.attach(ifx, &interface, slot) {
