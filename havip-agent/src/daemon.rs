@@ -25,6 +25,7 @@ use crate::{
     etcd::{EtcdOptions, EtcdSource},
     events, links, pins,
     protection::{SourceProblems, StateFile},
+    shortfall,
 };
 
 /// The datapath object built into this binary, if any (see build.rs).
@@ -145,6 +146,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         Source::File(path) => {
             let config = Config::load(path)?;
             info!("{}: {}", path.display(), config.summary());
+            for warning in shortfall::over_capacity(&config) {
+                warn!("{}: {warning}", path.display());
+            }
             Some(config)
         }
         Source::Etcd(_) => None,

@@ -9,7 +9,7 @@ use havip_agent::{
     daemon::{self, RunOptions, Source},
     datapath::{AttachMode, TcAttach},
     etcd::EtcdOptions,
-    pins, protection, status,
+    pins, protection, shortfall, status,
 };
 use havip_common::maps::PIN_DIR;
 
@@ -251,6 +251,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let c = Config::load(&config)?;
             println!("{}: ok: {}", config.display(), c.summary());
+            for warning in shortfall::over_capacity(&c) {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
             Ok(())
         }
         Command::Status {

@@ -11,9 +11,32 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError},
     Pod,
 };
+use havip_common::maps::{MAX_ADDRS, MAX_PORTS, MAX_VIPS};
 use log::{info, warn};
 
 use crate::config::Config;
+
+/// What of `config` one host cannot hold (more ports, VIPs or fixed
+/// addresses than its maps have room for): what `check` warns of, before
+/// the agent finds out by not programming the rest.
+pub fn over_capacity(config: &Config) -> Vec<String> {
+    let addrs: usize = config.ports.values().map(|p| p.ips.len()).sum();
+    [
+        ("port(s)", config.ports.len(), MAX_PORTS),
+        ("vip(s)", config.vips.len(), MAX_VIPS),
+        ("fixed address(es)", addrs, MAX_ADDRS),
+    ]
+    .into_iter()
+    .filter(|(_, n, max)| *n > *max as usize)
+    .map(|(what, n, max)| {
+        format!(
+            "{n} {what}, more than this host's datapath holds ({max}): {} would not be \
+             programmed",
+            n - max as usize
+        )
+    })
+    .collect()
+}
 
 /// The VIPs and addresses of the desired state that are not in the maps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +111,32 @@ pub fn insert_each<K: Pod, V: Pod>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_larger_than_the_maps_is_named_per_map() {
+        let mut c = Config::default();
+        assert!(over_capacity(&c).is_empty());
+        for id in 1..=MAX_VIPS + 2 {
+            c.vips.insert(
+                id,
+                crate::config::VipConfig {
+                    id,
+                    name: None,
+                    network: 1,
+                    address: std::net::Ipv4Addr::from(0x0a00_0000 + id).into(),
+                    ports: vec![],
+                },
+            );
+        }
+        assert_eq!(
+            over_capacity(&c),
+            vec![format!(
+                "{} vip(s), more than this host's datapath holds ({MAX_VIPS}): 2 would not be \
+                 programmed",
+                MAX_VIPS + 2
+            )]
+        );
+    }
 
     #[test]
     fn a_full_map_is_named_as_such() {
