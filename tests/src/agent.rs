@@ -3,7 +3,7 @@
 //! filters it leaves, and `havip-agent detach`, the explicit way to take the
 //! programs off (an agent that exits leaves them attached).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
@@ -50,7 +50,7 @@ pub fn ensure_bpffs() -> Result<()> {
 
 /// How long the agent may take to load and attach: `$HAVIP_AGENT_READY_SECS`
 /// or 30 s (loading includes the kernel verifier).
-fn ready_timeout() -> Duration {
+pub fn ready_timeout() -> Duration {
     let secs = std::env::var("HAVIP_AGENT_READY_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -59,6 +59,15 @@ fn ready_timeout() -> Duration {
 }
 
 static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
+
+/// A pin dir no agent of this process used yet: `{PIN_PREFIX}{pid}-{n}`.
+pub fn new_pin_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "{PIN_PREFIX}{}-{}",
+        std::process::id(),
+        NEXT_PIN.fetch_add(1, Ordering::Relaxed)
+    ))
+}
 
 /// What the agent logs (at info) once it has applied its state and runs.
 const RUNNING: &str = "running; ";
@@ -79,6 +88,9 @@ pub struct AgentOptions {
     /// Pass `--tc-attach` (`netlink`: TC egress as on kernels without TCX);
     /// by default `$HAVIP_TC_ATTACH`, if set.
     pub tc_attach: Option<String>,
+    /// How long the agent may take to attach every port (default
+    /// [`ready_timeout`]): more for a thousand ports.
+    pub ready_timeout: Option<Duration>,
 }
 
 impl Default for AgentOptions {
@@ -87,6 +99,7 @@ impl Default for AgentOptions {
             pin_dir: None,
             unpin_on_exit: true,
             tc_attach: std::env::var("HAVIP_TC_ATTACH").ok(),
+            ready_timeout: None,
         }
     }
 }
@@ -144,6 +157,9 @@ pub struct Agent {
     /// The arguments of `havip-agent` (from `run` on), to start it again.
     args: Vec<OsString>,
     unpin_on_exit: bool,
+    ready_timeout: Duration,
+    /// When the process was last spawned.
+    started_at: Option<Instant>,
     process: Option<Token>,
     pins: Option<Token>,
     /// The agent's runtime dir (`/run/<pin dir name>`, its state file).
@@ -234,13 +250,7 @@ impl Agent {
     ) -> Result<Self> {
         let bin = agent_bin()?;
         ensure_bpffs()?;
-        let pin_dir = opts.pin_dir.clone().unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "{PIN_PREFIX}{}-{}",
-                std::process::id(),
-                NEXT_PIN.fetch_add(1, Ordering::Relaxed)
-            ))
-        });
+        let pin_dir = opts.pin_dir.clone().unwrap_or_else(new_pin_dir);
         let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
         let run_dir = Some(cleanup::register(Resource::Dir(run_dir_of(&pin_dir))));
         let log = dir.join("havip-agent.log");
@@ -269,6 +279,8 @@ impl Agent {
             taps: taps.iter().map(|t| t.to_string()).collect(),
             args,
             unpin_on_exit: opts.unpin_on_exit,
+            ready_timeout: opts.ready_timeout.unwrap_or_else(ready_timeout),
+            started_at: None,
             process: None,
             pins,
             run_dir,
@@ -297,6 +309,7 @@ impl Agent {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .process_group(0);
+        self.started_at = Some(Instant::now());
         let child = c
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
@@ -308,18 +321,19 @@ impl Agent {
         }));
         let agent = &*self;
         let ready = wait::until(
-            ready_timeout(),
+            self.ready_timeout,
             "the agent to attach XDP on every VM port",
             || {
                 if agent.exit_status().is_some() {
                     return Ok(true); // reported below
                 }
-                for tap in &agent.taps {
-                    if !agent.xdp_attached(tap)? {
-                        return Ok(false);
-                    }
-                }
+                // The log first: reading it is cheap, listing a thousand
+                // ports is not.
                 if wait_running && agent.log_text().matches(RUNNING).count() <= running_before {
+                    return Ok(false);
+                }
+                let attached = agent.xdp_attached_all()?;
+                if !agent.taps.iter().all(|t| attached.contains(t)) {
                     return Ok(false);
                 }
                 agent.status().map(|_| true)
@@ -433,11 +447,7 @@ impl Agent {
     /// The XDP program id on `tap` (`ip -d link`: `prog/xdp id N`), if any.
     pub fn xdp_prog_id(&self, tap: &str) -> Result<Option<u32>> {
         let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        let words: Vec<&str> = out.split_whitespace().collect();
-        Ok(words
-            .windows(3)
-            .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
-            .and_then(|w| w[2].parse().ok()))
+        Ok(xdp_prog_in(&out))
     }
 
     /// The TC egress filters on `tap` (`tc filter show dev TAP egress`),
@@ -486,9 +496,22 @@ impl Agent {
     /// Whether an XDP program is attached to `tap` in the hypervisor.
     pub fn xdp_attached(&self, tap: &str) -> Result<bool> {
         let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        Ok(out
-            .split_whitespace()
-            .any(|w| w == "xdp" || w.starts_with("prog/xdp") || w == "xdpgeneric"))
+        Ok(shows_xdp(&out))
+    }
+
+    /// The interfaces of the hypervisor with an XDP program attached, from
+    /// one `ip -d -o link show` (one process however many ports).
+    pub fn xdp_attached_all(&self) -> Result<BTreeSet<String>> {
+        Ok(xdp_programs(&self.hv)?
+            .into_iter()
+            .filter_map(|(name, prog)| prog.is_some().then_some(name))
+            .collect())
+    }
+
+    /// When the agent process was last started ([`Agent::start_again`]
+    /// included).
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started_at
     }
 
     /// The exit status, if the agent has exited.
@@ -624,9 +647,9 @@ impl Agent {
         }
         if !self.unpin_on_exit {
             if was_running {
+                let progs = xdp_programs(&self.hv).unwrap_or_default();
                 for tap in &self.taps {
-                    let exists = self.xdp_prog_id(tap).is_ok();
-                    if exists && !self.xdp_attached(tap).unwrap_or(false) {
+                    if progs.get(tap).is_some_and(Option::is_none) {
                         problems.push(format!("XDP detached from {tap} when the agent exited"));
                     }
                 }
@@ -638,9 +661,10 @@ impl Agent {
                 }
             }
         }
+        let attached = self.xdp_attached_all().unwrap_or_default();
         for tap in &self.taps {
             let kept = !self.unpin_on_exit && self.pins.is_none();
-            if !kept && self.xdp_attached(tap).unwrap_or(false) {
+            if !kept && attached.contains(tap) {
                 problems.push(format!(
                     "XDP still attached to {tap} after the agent exited{}",
                     if self.unpin_on_exit {
@@ -847,6 +871,41 @@ impl VipStatus {
     pub fn drop_count(&self, reason: &str) -> u64 {
         self.counters.drops.get(reason).copied().unwrap_or(0)
     }
+}
+
+/// Whether `ip -d link show` output shows an XDP program.
+fn shows_xdp(out: &str) -> bool {
+    out.split_whitespace()
+        .any(|w| w == "xdp" || w.starts_with("prog/xdp") || w == "xdpgeneric")
+}
+
+/// The XDP program id `ip -d link show` output names (`prog/xdp id N`).
+fn xdp_prog_in(out: &str) -> Option<u32> {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .windows(3)
+        .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
+        .and_then(|w| w[2].parse().ok())
+}
+
+/// Every interface of namespace `ns` and the id of its XDP program, if it
+/// has one, from one `ip -d -o link show` (a line per interface).
+pub fn xdp_programs(ns: &str) -> Result<BTreeMap<String, Option<u32>>> {
+    let out = cmd::run("ip", &["-n", ns, "-d", "-o", "link", "show"])?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            // "7: tap-vm1@if2: <...> ... prog/xdp id 42 ..."
+            let name = line.split_whitespace().nth(1)?.trim_end_matches(':');
+            let name = name.split('@').next()?.to_owned();
+            let prog = match xdp_prog_in(line) {
+                Some(id) => Some(id),
+                None if shows_xdp(line) => Some(0),
+                None => None,
+            };
+            Some((name, prog))
+        })
+        .collect())
 }
 
 /// Pin directories of lab agents whose process is gone.
