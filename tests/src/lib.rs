@@ -16,6 +16,12 @@
 //! - [`capture`]: tcpdump with wall-clock timestamps.
 //! - [`neighbour`]: a VM's neighbour table; arping / ndisc6 resolution.
 //! - [`rogue`]: claims from a VM that is not bound to the VIP.
+//! - [`flood`]: a rogue VM flooding every frame the datapath must reject,
+//!   and a watch counting those that get through.
+//! - [`ports`]: a hypervisor with a thousand ports, and when the agent has
+//!   reconciled them all.
+//! - [`restart`]: the ways the agent is restarted, as a table.
+//! - [`etcd_watch`]: the owner records as etcd delivers them.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
@@ -41,14 +47,18 @@ pub mod bench;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;
+pub mod etcd_watch;
 pub mod fabric;
 pub mod failover;
+pub mod flood;
 pub mod ha;
 pub mod keepalived;
 pub mod lab;
 pub mod neighbour;
 pub mod netns;
+pub mod ports;
 pub mod probe;
+pub mod restart;
 pub mod rogue;
 pub mod timeline;
 pub mod wait;
