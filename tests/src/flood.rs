@@ -94,14 +94,21 @@ pub fn rogue_frames(rogue: &VmSpec, neighbour: &VmSpec, client: &VmSpec) -> Vec<
     ]
 }
 
-/// The kinds' reasons and how often each counted in `status`.
-pub fn drops_by_reason(kinds: &[RogueFrame], status: &Status) -> Vec<(&'static str, u64)> {
-    let mut reasons: Vec<&'static str> = kinds.iter().map(|k| k.reason).collect();
-    reasons.dedup();
-    reasons
-        .into_iter()
-        .map(|r| (r, status.drop_count(r)))
-        .collect()
+/// What the flood sent of the kinds one reason meets, and what the
+/// datapath counted under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejections {
+    pub reason: &'static str,
+    pub sent: u64,
+    pub counted: u64,
+}
+
+impl Rejections {
+    /// Every frame counted (1 % may be lost on the way, in the VM's queue
+    /// or the bridge's backlog, under a flood), and none more.
+    pub fn all_counted(&self) -> bool {
+        self.counted <= self.sent && self.counted * 100 >= self.sent * 99
+    }
 }
 
 /// The rogue sending [`rogue_frames`] round-robin at a steady rate from
@@ -173,6 +180,21 @@ impl Flood {
             .sum()
     }
 
+    /// Per reason, what was sent and what the datapath counted between
+    /// `before` and `after` (statuses of the rogue's host).
+    pub fn rejections(&self, before: &Status, after: &Status) -> Vec<Rejections> {
+        let mut reasons: Vec<&'static str> = self.kinds.iter().map(|k| k.reason).collect();
+        reasons.dedup();
+        reasons
+            .into_iter()
+            .map(|reason| Rejections {
+                reason,
+                sent: self.sent_for(reason),
+                counted: after.drop_count(reason) - before.drop_count(reason),
+            })
+            .collect()
+    }
+
     /// What was sent, one line per kind.
     pub fn describe(&self) -> String {
         self.kinds
@@ -183,13 +205,8 @@ impl Flood {
             .join(", ")
     }
 
-    /// Stops the flood; the frames sent per kind.
-    pub fn stop(mut self) -> Vec<u64> {
-        self.halt();
-        self.sent()
-    }
-
-    fn halt(&mut self) {
+    /// Stops the flood (what it sent stays readable).
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -199,7 +216,7 @@ impl Flood {
 
 impl Drop for Flood {
     fn drop(&mut self) {
-        self.halt();
+        self.stop();
     }
 }
 

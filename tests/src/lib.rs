@@ -22,6 +22,8 @@
 //!   reconciled them all.
 //! - [`restart`]: the ways the agent is restarted, as a table.
 //! - [`etcd_watch`]: the owner records as etcd delivers them.
+//! - [`cross_host`]: keepalived failing over between two hypervisors,
+//!   watched on the wire and in etcd.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
@@ -47,6 +49,7 @@ pub mod bench;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;
+pub mod cross_host;
 pub mod etcd_watch;
 pub mod fabric;
 pub mod failover;
