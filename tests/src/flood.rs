@@ -284,6 +284,23 @@ impl RogueWatch {
         self.passed.lock().unwrap().clone()
     }
 
+    /// Proves the watch sees what passes: `rogue` sends `count` frames of
+    /// its own (its MAC and address, carrying the marker) to `to`, which
+    /// the datapath lets through; waits until the watch saw them all.
+    pub fn ensure_sees_passing(&self, rogue: &Vm, to: &VmSpec, count: usize) -> Result<()> {
+        let before = self.passed().len();
+        let frame = frames::udp4(&rogue.spec, to.mac, to.ipv4, MARKER);
+        let socket = PacketSocket::open(&rogue.ns, "eth0", SocketOptions::default())?;
+        for _ in 0..count {
+            socket.send(&frame)?;
+        }
+        crate::wait::until(
+            Duration::from_secs(2),
+            &format!("the watch to see {count} frames {} may send", rogue.role()),
+            || Ok(self.passed().len() >= before + count),
+        )
+    }
+
     /// How many were seen from `from_us` to `to_us`.
     pub fn passed_between(&self, from_us: i64, to_us: i64) -> usize {
         self.passed

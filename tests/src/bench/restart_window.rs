@@ -27,6 +27,8 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(1);
 pub const SETTLE: Duration = Duration::from_millis(500);
 /// The window with no restart.
 const QUIET: Duration = Duration::from_secs(1);
+/// How long the rogue floods before any datapath runs.
+pub const UNGUARDED: Duration = Duration::from_millis(300);
 /// Replies later than this after their probe count as lost.
 const IN_FLIGHT_US: i64 = 100_000;
 
@@ -46,6 +48,9 @@ pub struct Measured {
     pub quiet: Windows,
     pub rejections: Vec<Rejections>,
     pub probes: usize,
+    /// The rogue frames the client saw in [`UNGUARDED`] with no datapath:
+    /// the proof that the watch sees them when they pass.
+    pub unguarded: usize,
 }
 
 /// One window: its bounds and what moved the owners in it.
@@ -63,6 +68,9 @@ fn owner_changes(s: &Status) -> Result<u64> {
 
 pub fn measure(opts: &Options) -> Result<Measured> {
     let mut lab = Lab::build()?;
+    let kinds = flood::rogue_frames(&ROGUE, &VM1, &CLIENT);
+    let watch = RogueWatch::start(&lab.client, &kinds)?;
+    let unguarded = rogue_frames_with_no_datapath(&lab, &watch, &kinds)?;
     lab.start_agent_with(AgentOptions {
         unpin_on_exit: false,
         ..AgentOptions::default()
@@ -70,8 +78,6 @@ pub fn measure(opts: &Options) -> Result<Measured> {
     let _ha = HaPair::start(&lab)?;
     lab.agent()?
         .wait_owner(VIP4_ID, VM1.port_id, Duration::from_secs(10))?;
-    let kinds = flood::rogue_frames(&ROGUE, &VM1, &CLIENT);
-    let watch = RogueWatch::start(&lab.client, &kinds)?;
     let probe = Prober::start(
         &lab.client,
         SocketAddr::new(IpAddr::V4(VIP4), ECHO_PORT),
@@ -123,6 +129,7 @@ pub fn measure(opts: &Options) -> Result<Measured> {
         quiet: Windows::default(),
         rejections: flood.rejections(&first, &last),
         probes: log.sent(),
+        unguarded,
     };
     for w in &windows {
         let into = match w.kind {
@@ -138,6 +145,26 @@ pub fn measure(opts: &Options) -> Result<Measured> {
         }
     }
     Ok(out)
+}
+
+/// The rogue floods for [`UNGUARDED`] before the agent starts: how many of
+/// its frames the watch saw at the client (it must see some).
+fn rogue_frames_with_no_datapath(
+    lab: &Lab,
+    watch: &RogueWatch,
+    kinds: &[flood::RogueFrame],
+) -> Result<usize> {
+    let mut flood = Flood::start(&lab.rogue, kinds.to_vec(), 2000)?;
+    std::thread::sleep(UNGUARDED);
+    flood.stop();
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = watch.passed().len();
+    ensure!(
+        seen > 0,
+        "with no datapath the client saw none of the rogue's {} frames: the watch is blind",
+        flood.sent().iter().sum::<u64>()
+    );
+    Ok(seen)
 }
 
 /// Probes sent from `from_us` to `to_us` that got no answer in time.

@@ -107,12 +107,7 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
         title:
             "Restarts: protection through agent restarts, many ports, owner reports under a flood"
                 .into(),
-        method: method(
-            &opts,
-            &windows.rejections,
-            windows.probes,
-            &reports.rejections,
-        ),
+        method: method(&opts, &windows, &reports.rejections),
         figures,
         charts: vec![Chart::Distribution {
             title: "GARP -> owner record in etcd, under a rogue flood (cumulative)".into(),
@@ -187,8 +182,7 @@ fn reconcile(opts: &Options) -> Result<Vec<(String, Vec<(f64, f64)>)>> {
 
 fn method(
     opts: &Options,
-    restart_rejections: &[Rejections],
-    probes: usize,
+    windows: &restart_window::Measured,
     report_rejections: &[Rejections],
 ) -> Vec<String> {
     let counted = |r: &[Rejections]| {
@@ -204,7 +198,7 @@ fn method(
     vec![
         format!(
             "Restart windows: the lab (generic XDP) with keepalived's master in vm1; the client \
-             probes {VIP4}:{ECHO} every {} ms through the fast path ({probes} probes in all) \
+             probes {VIP4}:{ECHO} every {} ms through the fast path ({} probes in all) \
              while the rogue floods {} frames/s: GARPs, ARP replies and NAs claiming the VIPs, \
              UDP from VIP4, from vm1's MAC and from an address not its own, all built by the \
              bench. Each of {} rounds restarts the agent each way: {}. A window runs from the \
@@ -214,13 +208,18 @@ fn method(
              the client's eth0 (an AF_PACKET socket there), or if an owner changed in the window \
              (the VIPs' owner_changes counters). Each round also has a 1 s window with no \
              restart, for the machine's floor. Figures: the median over the rounds; spread: the \
-             fewest and the most in one window. The flood over the whole run: {}.",
+             fewest and the most in one window. The flood over the whole run: {}. Before the \
+             agent first started, the same flood for {} ms with no datapath put {} rogue \
+             frames through to the client: what the watch sees when they pass.",
             PROBE_EVERY.as_millis(),
+            windows.probes,
             opts.flood_rate,
             opts.restart_rounds,
             kinds.join("; "),
             SETTLE.as_millis(),
-            counted(restart_rejections),
+            counted(&windows.rejections),
+            restart_window::UNGUARDED.as_millis(),
+            windows.unguarded,
             VIP4 = crate::lab::VIP4,
             ECHO = crate::lab::ECHO_PORT,
         ),
