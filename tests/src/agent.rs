@@ -3,7 +3,6 @@
 //! filters it leaves, and `havip-agent detach`, the explicit way to take the
 //! programs off (an agent that exits leaves them attached).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
@@ -13,11 +12,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 use crate::cleanup::{self, Resource, Token};
 use crate::netns::{self, Netns};
+pub use crate::status::{
+    NotProgrammed, OwnerStatus, PortProtection, PortStatus, Protection, Status, VipCounters,
+    VipStatus,
+};
+
+mod attached;
 use crate::{cmd, wait};
+pub use attached::{xdp_programs, LinkInfo};
 
 /// The agent binary: `$HAVIP_AGENT_BIN`, or the workspace's release build.
 pub fn agent_bin() -> Result<PathBuf> {
@@ -134,15 +139,6 @@ pub fn detach_pins(bin: &Path, hv: &str, pin_dir: &Path, unpin: bool) -> Result<
         c.arg("--unpin");
     }
     cmd::output(&mut c)
-}
-
-/// What bpftool says about a pinned link.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct LinkInfo {
-    pub id: u32,
-    pub prog_id: u32,
-    pub ifindex: u32,
 }
 
 /// A running `havip-agent run`; stopped (SIGTERM) on drop.
@@ -416,96 +412,9 @@ impl Agent {
         detach_pins(&self.bin, &self.hv, &self.pin_dir, unpin)
     }
 
-    /// The links pinned under the pin dir, by pin path below `links/`
-    /// (`if7-slot2/xdp-generic`), as bpftool reads them.
-    pub fn links(&self) -> Result<BTreeMap<String, LinkInfo>> {
-        let root = self.pin_dir.join("links");
-        let mut links = BTreeMap::new();
-        let Ok(ports) = std::fs::read_dir(&root) else {
-            return Ok(links);
-        };
-        for port in ports {
-            let port = port?.path();
-            for pin in std::fs::read_dir(&port)? {
-                let pin = pin?.path();
-                let path = pin.to_string_lossy().into_owned();
-                let json = cmd::run("bpftool", &["-j", "link", "show", "pinned", &path])?;
-                let mut v: serde_json::Value = serde_json::from_str(&json)
-                    .with_context(|| format!("parse bpftool's {json}"))?;
-                if let Some(first) = v.as_array().and_then(|a| a.first()) {
-                    v = first.clone();
-                }
-                let info: LinkInfo =
-                    serde_json::from_value(v).with_context(|| format!("bpftool's {json}"))?;
-                let name = pin.strip_prefix(&root).unwrap_or(&pin);
-                links.insert(name.to_string_lossy().into_owned(), info);
-            }
-        }
-        Ok(links)
-    }
-
-    /// The XDP program id on `tap` (`ip -d link`: `prog/xdp id N`), if any.
-    pub fn xdp_prog_id(&self, tap: &str) -> Result<Option<u32>> {
-        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        Ok(xdp_prog_in(&out))
-    }
-
-    /// The TC egress filters on `tap` (`tc filter show dev TAP egress`),
-    /// one line per filter: TCX programs are not among them.
-    pub fn tc_egress_filters(&self, tap: &str) -> Result<Vec<String>> {
-        let out = cmd::run(
-            "tc",
-            &["-n", &self.hv, "filter", "show", "dev", tap, "egress"],
-        )?;
-        Ok(out
-            .lines()
-            .filter(|l| l.contains(" bpf ") && l.contains("handle"))
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// The ids of the TCX egress programs on `tap` (BPF_PROG_QUERY from a
-    /// thread in the hypervisor: bpftool 7.1 does not know TCX).
-    pub fn tcx_egress_ids(&self, tap: &str) -> Result<Vec<u32>> {
-        let path = format!("/run/netns/{}", self.hv);
-        let ns = File::open(&path).with_context(|| format!("open {path}"))?;
-        let tap = tap.to_owned();
-        let query = std::thread::spawn(move || -> Result<Vec<u32>> {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: plain syscall on a valid fd; affects only this thread.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("setns");
-            }
-            let (_, progs) = aya::programs::SchedClassifier::query_tcx(
-                &tap,
-                aya::programs::TcAttachType::Egress,
-            )
-            .with_context(|| format!("query the TCX egress programs of {tap}"))?;
-            Ok(progs.iter().map(|p| p.id()).collect())
-        });
-        query
-            .join()
-            .map_err(|_| anyhow::anyhow!("the TCX query thread panicked"))?
-    }
-
     /// The agent's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         cleanup::with_child(self.process?, |c| c.id())
-    }
-
-    /// Whether an XDP program is attached to `tap` in the hypervisor.
-    pub fn xdp_attached(&self, tap: &str) -> Result<bool> {
-        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        Ok(shows_xdp(&out))
-    }
-
-    /// The interfaces of the hypervisor with an XDP program attached, from
-    /// one `ip -d -o link show` (one process however many ports).
-    pub fn xdp_attached_all(&self) -> Result<BTreeSet<String>> {
-        Ok(xdp_programs(&self.hv)?
-            .into_iter()
-            .filter_map(|(name, prog)| prog.is_some().then_some(name))
-            .collect())
     }
 
     /// When the agent process was last started ([`Agent::start_again`]
@@ -726,186 +635,6 @@ impl Drop for Agent {
             }
         }
     }
-}
-
-/// `havip-agent status --json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Status {
-    pub vips: Vec<VipStatus>,
-    /// The ports in the datapath (those whose interface exists).
-    pub ports: Vec<PortStatus>,
-    /// Global drop counters by reason name.
-    pub drops: BTreeMap<String, u64>,
-    /// Global non-drop counters by name.
-    pub stats: BTreeMap<String, u64>,
-    /// Each port protected, failed or absent; what is not programmed.
-    pub protection: Protection,
-}
-
-/// `status --json`'s `protection`: the agent's word (`source` "agent"), or
-/// what the pinned links say ("pinned links").
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Protection {
-    pub source: String,
-    pub agent_running: bool,
-    pub ports: Vec<PortProtection>,
-    pub vips_not_programmed: Vec<NotProgrammed>,
-    pub addrs_not_programmed: Vec<NotProgrammed>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PortProtection {
-    pub port_id: u32,
-    pub interface: String,
-    /// "protected", "failed" or "absent".
-    pub state: String,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NotProgrammed {
-    /// The VIP's id, or the port's (an address).
-    pub id: u32,
-    pub address: String,
-    pub reason: String,
-}
-
-impl Protection {
-    /// The state of port `port_id` and its reason ("" if none).
-    pub fn port(&self, port_id: u32) -> Result<(&str, &str)> {
-        let p = self
-            .ports
-            .iter()
-            .find(|p| p.port_id == port_id)
-            .with_context(|| format!("port {port_id} missing from the protection: {self:?}"))?;
-        Ok((&p.state, p.reason.as_deref().unwrap_or("")))
-    }
-}
-
-impl Status {
-    /// The VIP at `address` (as the agent prints it).
-    pub fn vip_at(&self, address: &str) -> Result<&VipStatus> {
-        self.vips
-            .iter()
-            .find(|v| v.address == address)
-            .with_context(|| format!("no vip at {address} in the datapath"))
-    }
-
-    /// The port id of the port on `interface`.
-    pub fn port_on(&self, interface: &str) -> Result<u32> {
-        self.ports
-            .iter()
-            .find(|p| p.interface.as_deref() == Some(interface))
-            .map(|p| p.port_id)
-            .with_context(|| format!("no port on {interface} in the datapath"))
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PortStatus {
-    pub port_id: u32,
-    pub ifindex: u32,
-    pub interface: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct VipStatus {
-    pub vip_id: u32,
-    pub network: u32,
-    pub address: String,
-    pub ports: Vec<u32>,
-    /// The owner generation, kept when the owner is vacated (0: never owned).
-    pub generation: u64,
-    pub owner: Option<OwnerStatus>,
-    pub counters: VipCounters,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct OwnerStatus {
-    pub port_id: u32,
-    pub ifindex: u32,
-    pub mac: String,
-    pub generation: u64,
-    pub since_unix_ms: i64,
-    pub last_claim_unix_ms: i64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct VipCounters {
-    pub claims_accepted: u64,
-    pub owner_changes: u64,
-    /// ARP requests and Neighbor Solicitations the datapath answered.
-    pub answered: u64,
-    /// Frames delivered to the owner (redirected or MAC rewritten).
-    pub delivered: u64,
-    pub drops: BTreeMap<String, u64>,
-}
-
-impl Status {
-    pub fn vip(&self, vip_id: u32) -> Result<&VipStatus> {
-        self.vips
-            .iter()
-            .find(|v| v.vip_id == vip_id)
-            .with_context(|| format!("vip {vip_id} missing from status: {self:?}"))
-    }
-
-    /// The owner of `vip_id`, if it has one (port 0 counts as none).
-    pub fn owner(&self, vip_id: u32) -> Result<Option<&OwnerStatus>> {
-        Ok(self.vip(vip_id)?.owner.as_ref().filter(|o| o.port_id != 0))
-    }
-
-    pub fn drop_count(&self, reason: &str) -> u64 {
-        self.drops.get(reason).copied().unwrap_or(0)
-    }
-}
-
-impl VipStatus {
-    pub fn drop_count(&self, reason: &str) -> u64 {
-        self.counters.drops.get(reason).copied().unwrap_or(0)
-    }
-}
-
-/// Whether `ip -d link show` output shows an XDP program.
-fn shows_xdp(out: &str) -> bool {
-    out.split_whitespace()
-        .any(|w| w == "xdp" || w.starts_with("prog/xdp") || w == "xdpgeneric")
-}
-
-/// The XDP program id `ip -d link show` output names (`prog/xdp id N`).
-fn xdp_prog_in(out: &str) -> Option<u32> {
-    let words: Vec<&str> = out.split_whitespace().collect();
-    words
-        .windows(3)
-        .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
-        .and_then(|w| w[2].parse().ok())
-}
-
-/// Every interface of namespace `ns` and the id of its XDP program, if it
-/// has one, from one `ip -d -o link show` (a line per interface).
-pub fn xdp_programs(ns: &str) -> Result<BTreeMap<String, Option<u32>>> {
-    let out = cmd::run("ip", &["-n", ns, "-d", "-o", "link", "show"])?;
-    Ok(out
-        .lines()
-        .filter_map(|line| {
-            // "7: tap-vm1@if2: <...> ... prog/xdp id 42 ..."
-            let name = line.split_whitespace().nth(1)?.trim_end_matches(':');
-            let name = name.split('@').next()?.to_owned();
-            let prog = match xdp_prog_in(line) {
-                Some(id) => Some(id),
-                None if shows_xdp(line) => Some(0),
-                None => None,
-            };
-            Some((name, prog))
-        })
-        .collect())
 }
 
 /// Pin directories of lab agents whose process is gone.

@@ -10,7 +10,8 @@
 //! - [`lab`]: the topology and the agent config for it.
 //! - [`fabric`]: several hypervisors on one L2 fabric, with etcd and the
 //!   controller, their agents reading etcd.
-//! - [`agent`]: `havip-agent run` / `status --json`.
+//! - [`agent`]: `havip-agent run`, the links it pins, `detach`;
+//!   [`status`]: `havip-agent status --json`, parsed.
 //! - [`keepalived`]: keepalived configured as in the HA guide.
 //! - [`probe`]: UDP echo servers and the client's prober.
 //! - [`capture`]: tcpdump with wall-clock timestamps.
@@ -63,6 +64,7 @@ pub mod ports;
 pub mod probe;
 pub mod restart;
 pub mod rogue;
+pub mod status;
 pub mod timeline;
 pub mod wait;
 

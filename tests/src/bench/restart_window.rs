@@ -29,6 +29,8 @@ pub const SETTLE: Duration = Duration::from_millis(500);
 const QUIET: Duration = Duration::from_secs(1);
 /// How long the rogue floods before any datapath runs.
 pub const UNGUARDED: Duration = Duration::from_millis(300);
+/// And at this rate (frames per second).
+pub const UNGUARDED_RATE: u32 = 2000;
 /// Replies later than this after their probe count as lost.
 const IN_FLIGHT_US: i64 = 100_000;
 
@@ -154,7 +156,7 @@ fn rogue_frames_with_no_datapath(
     watch: &RogueWatch,
     kinds: &[flood::RogueFrame],
 ) -> Result<usize> {
-    let mut flood = Flood::start(&lab.rogue, kinds.to_vec(), 2000)?;
+    let mut flood = Flood::start(&lab.rogue, kinds.to_vec(), UNGUARDED_RATE)?;
     std::thread::sleep(UNGUARDED);
     flood.stop();
     std::thread::sleep(Duration::from_millis(100));

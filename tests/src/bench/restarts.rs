@@ -8,13 +8,13 @@
 //! - how soon etcd hears of a new owner while a rogue floods
 //!   ([`owner_report`]), target p99 under 50 ms.
 
-use anyhow::{Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 
 use crate::bench::chart::Chart;
 use crate::bench::restart_window::{self, Windows, PROBE_EVERY, SETTLE};
 use crate::bench::{owner_report, Context, Figure, Options, Section, Target, Unit};
 use crate::flood::Rejections;
-use crate::ports::ManyPorts;
+use crate::ports::{ManyPorts, Reconciled};
 use crate::restart::RESTART_KINDS;
 
 /// Every port reconciled within this many µs of the agent's start.
@@ -66,19 +66,19 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
         unit: Unit::Count,
         target: Some(Target::AtMost(0.0)),
     });
-    for (name, samples) in &reconcile {
+    for r in &reconcile {
         figures.push(
             Figure::median(
-                format!("{} ports reconciled after {name}", opts.ports),
+                format!("{} ports reconciled after {}", opts.ports, r.what),
                 Unit::Microseconds,
-                &samples.iter().map(|(all, _)| *all).collect::<Vec<_>>(),
+                &r.all_us,
             )
             .with_target(Target::Below(RECONCILE_TARGET_US)),
         );
         figures.push(Figure::median(
-            format!("time per port after {name}"),
+            format!("time per port after {}", r.what),
             Unit::Microseconds,
-            &samples.iter().map(|(_, per)| *per).collect::<Vec<_>>(),
+            &r.per_port_us,
         ));
     }
     for (host, samples) in [
@@ -142,35 +142,47 @@ fn window_figures(name: &str, w: &Windows, targets: bool) -> Vec<Figure> {
     ]
 }
 
-/// The fresh start and each kind of restart, with `--ports` ports:
-/// (what, per round (all ports µs, per port µs)).
-fn reconcile(opts: &Options) -> Result<Vec<(String, Vec<(f64, f64)>)>> {
-    let many = ManyPorts::build(opts.ports)?;
-    let mut out: Vec<(String, Vec<(f64, f64)>)> = std::iter::once("a fresh start".to_string())
-        .chain(RESTART_KINDS.iter().map(|k| k.name.to_string()))
-        .map(|name| (name, Vec::new()))
-        .collect();
-    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
-    for round in 0..opts.restart_rounds {
-        let (mut agent, fresh) = many.start_agent()?;
-        out[0].1.push((us(fresh.all), us(fresh.per_port())));
+/// How long one way of starting the agent took to reconcile every port,
+/// per round.
+struct ReconcileTimes {
+    /// "a fresh start", or a kind of restart.
+    what: String,
+    all_us: Vec<f64>,
+    per_port_us: Vec<f64>,
+}
+
+impl ReconcileTimes {
+    fn push(&mut self, r: &Reconciled) {
+        self.all_us.push(r.all.as_secs_f64() * 1e6);
+        self.per_port_us.push(r.per_port().as_secs_f64() * 1e6);
         eprintln!(
-            "havip-bench: restarts: round {}: fresh start {:.1} s",
-            round + 1,
-            fresh.all.as_secs_f64()
+            "havip-bench: restarts: {} ports reconciled {:.1} s after {}",
+            r.ports,
+            r.all.as_secs_f64(),
+            self.what
         );
+    }
+}
+
+/// The fresh start and each kind of restart, with `--ports` ports.
+fn reconcile(opts: &Options) -> Result<Vec<ReconcileTimes>> {
+    let many = ManyPorts::build(opts.ports)?;
+    let mut out: Vec<ReconcileTimes> = std::iter::once("a fresh start")
+        .chain(RESTART_KINDS.iter().map(|k| k.name))
+        .map(|what| ReconcileTimes {
+            what: what.to_string(),
+            all_us: Vec::new(),
+            per_port_us: Vec::new(),
+        })
+        .collect();
+    for _ in 0..opts.restart_rounds {
+        let (mut agent, fresh) = many.start_agent()?;
+        out[0].push(&fresh);
         for (k, kind) in RESTART_KINDS.iter().enumerate() {
-            let r = many.restart_agent(&mut agent, kind)?;
-            eprintln!(
-                "havip-bench: restarts: round {}: {} {:.1} s",
-                round + 1,
-                kind.name,
-                r.all.as_secs_f64()
-            );
-            out[k + 1].1.push((us(r.all), us(r.per_port())));
+            out[k + 1].push(&many.restart_agent(&mut agent, kind)?);
         }
         let problems = many.problems(&agent)?;
-        anyhow::ensure!(
+        ensure!(
             problems.is_empty(),
             "ports not reconciled: {}",
             problems.join("; ")
@@ -209,8 +221,8 @@ fn method(
              (the VIPs' owner_changes counters). Each round also has a 1 s window with no \
              restart, for the machine's floor. Figures: the median over the rounds; spread: the \
              fewest and the most in one window. The flood over the whole run: {}. Before the \
-             agent first started, the same flood for {} ms with no datapath put {} rogue \
-             frames through to the client: what the watch sees when they pass.",
+             agent first started, the same frames for {} ms at {} frames/s with no \
+             datapath put {} through to the client: what the watch sees when they pass.",
             PROBE_EVERY.as_millis(),
             windows.probes,
             opts.flood_rate,
@@ -219,6 +231,7 @@ fn method(
             SETTLE.as_millis(),
             counted(&windows.rejections),
             restart_window::UNGUARDED.as_millis(),
+            restart_window::UNGUARDED_RATE,
             windows.unguarded,
             VIP4 = crate::lab::VIP4,
             ECHO = crate::lab::ECHO_PORT,
