@@ -21,7 +21,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 
 use crate::agent::{self, Agent, AgentOptions};
 use crate::lab::{self, DirGuard, VmSpec};
-use crate::netns::{self, Netns};
+use crate::netns::Netns;
 use crate::restart::RestartKind;
 
 /// Port ids start here (port `i` is `FIRST_PORT_ID + i`).
@@ -85,13 +85,10 @@ impl ManyPorts {
             (1..=60_000).contains(&count),
             "{count} ports: between 1 and 60000"
         );
-        let stem = netns::unique_stem();
-        let dir = std::env::temp_dir().join(&stem);
-        let dir_guard = DirGuard::create(&dir)?;
-        let hv = Netns::new(&format!("{stem}-ports"))?;
-        // 2,000 interfaces stay quiet: no IPv6, so no RS, DAD or MLD.
-        hv.disable_ipv6()?;
-        lab::add_bridge(&hv, "br0")?;
+        // No IPv6 there: 2,000 interfaces send no RS, DAD or MLD.
+        let lab::Hypervisor {
+            dir, dir_guard, hv, ..
+        } = lab::Hypervisor::new("ports")?;
         let mut batch = String::new();
         for i in 0..count {
             let s = port_spec(i);
