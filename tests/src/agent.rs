@@ -75,7 +75,7 @@ pub fn new_pin_dir() -> PathBuf {
 }
 
 /// What the agent logs (at info) once it has applied its state and runs.
-const RUNNING: &str = "running; ";
+pub const RUNNING: &str = "running; ";
 
 /// Prefix of the lab's pin directories: `/sys/fs/bpf/havip-test-{pid}-{n}`.
 pub const PIN_PREFIX: &str = "/sys/fs/bpf/havip-test-";

@@ -145,7 +145,7 @@ impl ManyPorts {
             ready_timeout: Some(self.attach_timeout()),
             ..AgentOptions::default()
         };
-        let watch = self.watch(&pin_dir, BTreeSet::new());
+        let watch = self.watch(&pin_dir, BTreeSet::new(), None);
         let taps = self.taps();
         let taps: Vec<&str> = taps.iter().map(String::as_str).collect();
         let agent = Agent::start_with(&self.hv, &self.config, &self.dir, &taps, opts)?;
@@ -163,7 +163,8 @@ impl ManyPorts {
             .flatten()
             .map(|(_, prog)| prog)
             .collect();
-        let watch = self.watch(&agent.pin_dir, old);
+        let running = (agent.log.clone(), running_lines(&agent.log));
+        let watch = self.watch(&agent.pin_dir, old, Some(running));
         (kind.restart)(agent).with_context(|| kind.name)?;
         self.finish(watch, agent)
     }
@@ -174,8 +175,16 @@ impl ManyPorts {
     }
 
     /// Polls `pin_dir` on a thread until every port's links hold programs
-    /// not in `old`: when the first port and the last one got there.
-    fn watch(&self, pin_dir: &Path, old: BTreeSet<u32>) -> JoinHandle<Result<(Instant, Instant)>> {
+    /// not in `old`: when the first port and the last one got there. With
+    /// `running` (the agent's log, and how many `running` lines it had),
+    /// also done once every port has its links and the log says the new
+    /// agent runs: an agent may keep a program that is its own already.
+    fn watch(
+        &self,
+        pin_dir: &Path,
+        old: BTreeSet<u32>,
+        running: Option<(PathBuf, usize)>,
+    ) -> JoinHandle<Result<(Instant, Instant)>> {
         let ports: Vec<u32> = self.ifindex.values().copied().collect();
         let pin_dir = pin_dir.to_owned();
         let deadline = Instant::now() + self.attach_timeout() + Duration::from_secs(30);
@@ -193,11 +202,17 @@ impl ManyPorts {
                             .is_some_and(|l| new(l.xdp) && (!tcx || new(l.tc)))
                     })
                     .count();
+                let kept = running.as_ref().is_some_and(|(log, before)| {
+                    let linked = ports
+                        .iter()
+                        .all(|i| links.get(i).is_some_and(|l| l.xdp.is_some()));
+                    linked && running_lines(log) > *before
+                });
                 let now = Instant::now();
                 if done > 0 {
                     first.get_or_insert(now);
                 }
-                if done == ports.len() {
+                if done == ports.len() || kept {
                     return Ok((first.unwrap_or(now), now));
                 }
                 if now > deadline {
@@ -267,6 +282,14 @@ impl ManyPorts {
         }
         Ok(problems)
     }
+}
+
+/// How many times the agent's log says it runs.
+fn running_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(agent::RUNNING)
+        .count()
 }
 
 /// The hypervisor-side interface of port `i`.

@@ -164,6 +164,7 @@ impl Unit {
         }
         match self {
             Unit::Nanoseconds => format!("{v:.1} ns"),
+            Unit::Microseconds if v >= 1e6 => format!("{:.2} s", v / 1e6),
             Unit::Microseconds if v >= 1000.0 => format!("{:.2} ms", v / 1000.0),
             Unit::Microseconds => format!("{v:.1} µs"),
             Unit::PacketsPerSecond if v >= 1e6 => format!("{:.3} Mpps", v / 1e6),
