@@ -240,9 +240,9 @@ impl ManyPorts {
     }
 
     /// Every port has its programs in force: the XDP program on its
-    /// interface is its pinned link's, and so is a TC egress program
-    /// (TCX; with TC through netlink no link is pinned for it); `status`
-    /// lists it on its interface. The problems, if any (at most 5 named).
+    /// interface is its pinned link's, and so is a TC egress program (TCX;
+    /// with TC through netlink no link is pinned for it, and a filter on
+    /// the clsact qdisc stands for it); `status` lists it on its interface. The problems, if any (at most 5 named).
     pub fn problems(&self, agent: &Agent) -> Result<Vec<String>> {
         let links = pinned_links(&agent.pin_dir)?;
         let xdp = agent::xdp_programs(self.hv.name())?;
@@ -260,11 +260,18 @@ impl ManyPorts {
                 Some((_, prog)) if on_port == Some(prog) => {}
                 _ => problems.push(format!("{tap}: XDP {on_port:?}, pinned {:?}", l.xdp)),
             }
-            if let Some((_, prog)) = l.tc {
-                let tcx = agent.tcx_egress_ids(tap)?;
-                if !tcx.contains(&prog) {
-                    problems.push(format!("{tap}: TCX egress {tcx:?}, pinned {prog}"));
+            match l.tc {
+                Some((_, prog)) => {
+                    let tcx = agent.tcx_egress_ids(tap)?;
+                    if !tcx.contains(&prog) {
+                        problems.push(format!("{tap}: TCX egress {tcx:?}, pinned {prog}"));
+                    }
                 }
+                // TC egress through netlink: a filter on the clsact qdisc.
+                None if agent.tc_egress_filters(tap)?.is_empty() => {
+                    problems.push(format!("{tap}: no TC egress link and no netlink filter"))
+                }
+                None => {}
             }
             let id = FIRST_PORT_ID + i as u32;
             if !status
