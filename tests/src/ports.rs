@@ -242,7 +242,8 @@ impl ManyPorts {
     /// Every port has its programs in force: the XDP program on its
     /// interface is its pinned link's, and so is a TC egress program (TCX;
     /// with TC through netlink no link is pinned for it, and a filter on
-    /// the clsact qdisc stands for it); `status` lists it on its interface. The problems, if any (at most 5 named).
+    /// the clsact qdisc stands for it); `status` lists it on its interface
+    /// and says it is protected. The problems, if any (at most 5 named).
     pub fn problems(&self, agent: &Agent) -> Result<Vec<String>> {
         let links = pinned_links(&agent.pin_dir)?;
         let xdp = agent::xdp_programs(self.hv.name())?;
@@ -274,6 +275,11 @@ impl ManyPorts {
                 None => {}
             }
             let id = FIRST_PORT_ID + i as u32;
+            match status.protection.port(id) {
+                Ok(("protected", _)) => {}
+                Ok((state, reason)) => problems.push(format!("{tap}: {state} {reason}")),
+                Err(e) => problems.push(format!("{tap}: {e:#}")),
+            }
             if !status
                 .ports
                 .iter()

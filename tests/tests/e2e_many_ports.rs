@@ -92,7 +92,7 @@ fn ensure_protected(many: &ManyPorts, agent: &Agent) -> Result<()> {
         problems.join("; ")
     );
     println!(
-        "   all {} ports: XDP and TC egress from their pinned links, listed by status",
+        "   all {} ports protected: XDP and TC egress from their pinned links, and status says so",
         many.count
     );
     Ok(())
