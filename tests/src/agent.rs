@@ -3,7 +3,6 @@
 //! filters it leaves, and `havip-agent detach`, the explicit way to take the
 //! programs off (an agent that exits leaves them attached).
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
@@ -13,11 +12,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 use crate::cleanup::{self, Resource, Token};
 use crate::netns::{self, Netns};
+pub use crate::status::{
+    NotProgrammed, OwnerStatus, PortProtection, PortStatus, Protection, Status, VipCounters,
+    VipStatus,
+};
+
+mod attached;
 use crate::{cmd, wait};
+pub use attached::{xdp_programs, LinkInfo};
 
 /// The agent binary: `$HAVIP_AGENT_BIN`, or the workspace's release build.
 pub fn agent_bin() -> Result<PathBuf> {
@@ -50,7 +55,7 @@ pub fn ensure_bpffs() -> Result<()> {
 
 /// How long the agent may take to load and attach: `$HAVIP_AGENT_READY_SECS`
 /// or 30 s (loading includes the kernel verifier).
-fn ready_timeout() -> Duration {
+pub fn ready_timeout() -> Duration {
     let secs = std::env::var("HAVIP_AGENT_READY_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -60,8 +65,17 @@ fn ready_timeout() -> Duration {
 
 static NEXT_PIN: AtomicU32 = AtomicU32::new(0);
 
+/// A pin dir no agent of this process used yet: `{PIN_PREFIX}{pid}-{n}`.
+pub fn new_pin_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "{PIN_PREFIX}{}-{}",
+        std::process::id(),
+        NEXT_PIN.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// What the agent logs (at info) once it has applied its state and runs.
-const RUNNING: &str = "running; ";
+pub const RUNNING: &str = "running; ";
 
 /// Prefix of the lab's pin directories: `/sys/fs/bpf/havip-test-{pid}-{n}`.
 pub const PIN_PREFIX: &str = "/sys/fs/bpf/havip-test-";
@@ -79,6 +93,9 @@ pub struct AgentOptions {
     /// Pass `--tc-attach` (`netlink`: TC egress as on kernels without TCX);
     /// by default `$HAVIP_TC_ATTACH`, if set.
     pub tc_attach: Option<String>,
+    /// How long the agent may take to attach every port (default
+    /// [`ready_timeout`]): more for a thousand ports.
+    pub ready_timeout: Option<Duration>,
 }
 
 impl Default for AgentOptions {
@@ -87,6 +104,7 @@ impl Default for AgentOptions {
             pin_dir: None,
             unpin_on_exit: true,
             tc_attach: std::env::var("HAVIP_TC_ATTACH").ok(),
+            ready_timeout: None,
         }
     }
 }
@@ -123,15 +141,6 @@ pub fn detach_pins(bin: &Path, hv: &str, pin_dir: &Path, unpin: bool) -> Result<
     cmd::output(&mut c)
 }
 
-/// What bpftool says about a pinned link.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct LinkInfo {
-    pub id: u32,
-    pub prog_id: u32,
-    pub ifindex: u32,
-}
-
 /// A running `havip-agent run`; stopped (SIGTERM) on drop.
 pub struct Agent {
     pub bin: PathBuf,
@@ -144,6 +153,9 @@ pub struct Agent {
     /// The arguments of `havip-agent` (from `run` on), to start it again.
     args: Vec<OsString>,
     unpin_on_exit: bool,
+    ready_timeout: Duration,
+    /// When the process was last spawned.
+    started_at: Option<Instant>,
     process: Option<Token>,
     pins: Option<Token>,
     /// The agent's runtime dir (`/run/<pin dir name>`, its state file).
@@ -234,13 +246,7 @@ impl Agent {
     ) -> Result<Self> {
         let bin = agent_bin()?;
         ensure_bpffs()?;
-        let pin_dir = opts.pin_dir.clone().unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "{PIN_PREFIX}{}-{}",
-                std::process::id(),
-                NEXT_PIN.fetch_add(1, Ordering::Relaxed)
-            ))
-        });
+        let pin_dir = opts.pin_dir.clone().unwrap_or_else(new_pin_dir);
         let pins = Some(cleanup::register(Resource::Dir(pin_dir.clone())));
         let run_dir = Some(cleanup::register(Resource::Dir(run_dir_of(&pin_dir))));
         let log = dir.join("havip-agent.log");
@@ -269,6 +275,8 @@ impl Agent {
             taps: taps.iter().map(|t| t.to_string()).collect(),
             args,
             unpin_on_exit: opts.unpin_on_exit,
+            ready_timeout: opts.ready_timeout.unwrap_or_else(ready_timeout),
+            started_at: None,
             process: None,
             pins,
             run_dir,
@@ -297,6 +305,7 @@ impl Agent {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .process_group(0);
+        self.started_at = Some(Instant::now());
         let child = c
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
@@ -308,18 +317,19 @@ impl Agent {
         }));
         let agent = &*self;
         let ready = wait::until(
-            ready_timeout(),
+            self.ready_timeout,
             "the agent to attach XDP on every VM port",
             || {
                 if agent.exit_status().is_some() {
                     return Ok(true); // reported below
                 }
-                for tap in &agent.taps {
-                    if !agent.xdp_attached(tap)? {
-                        return Ok(false);
-                    }
-                }
+                // The log first: reading it is cheap, listing a thousand
+                // ports is not.
                 if wait_running && agent.log_text().matches(RUNNING).count() <= running_before {
+                    return Ok(false);
+                }
+                let attached = agent.xdp_attached_all()?;
+                if !agent.taps.iter().all(|t| attached.contains(t)) {
                     return Ok(false);
                 }
                 agent.status().map(|_| true)
@@ -402,93 +412,15 @@ impl Agent {
         detach_pins(&self.bin, &self.hv, &self.pin_dir, unpin)
     }
 
-    /// The links pinned under the pin dir, by pin path below `links/`
-    /// (`if7-slot2/xdp-generic`), as bpftool reads them.
-    pub fn links(&self) -> Result<BTreeMap<String, LinkInfo>> {
-        let root = self.pin_dir.join("links");
-        let mut links = BTreeMap::new();
-        let Ok(ports) = std::fs::read_dir(&root) else {
-            return Ok(links);
-        };
-        for port in ports {
-            let port = port?.path();
-            for pin in std::fs::read_dir(&port)? {
-                let pin = pin?.path();
-                let path = pin.to_string_lossy().into_owned();
-                let json = cmd::run("bpftool", &["-j", "link", "show", "pinned", &path])?;
-                let mut v: serde_json::Value = serde_json::from_str(&json)
-                    .with_context(|| format!("parse bpftool's {json}"))?;
-                if let Some(first) = v.as_array().and_then(|a| a.first()) {
-                    v = first.clone();
-                }
-                let info: LinkInfo =
-                    serde_json::from_value(v).with_context(|| format!("bpftool's {json}"))?;
-                let name = pin.strip_prefix(&root).unwrap_or(&pin);
-                links.insert(name.to_string_lossy().into_owned(), info);
-            }
-        }
-        Ok(links)
-    }
-
-    /// The XDP program id on `tap` (`ip -d link`: `prog/xdp id N`), if any.
-    pub fn xdp_prog_id(&self, tap: &str) -> Result<Option<u32>> {
-        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        let words: Vec<&str> = out.split_whitespace().collect();
-        Ok(words
-            .windows(3)
-            .find(|w| w[0].starts_with("prog/xdp") && w[1] == "id")
-            .and_then(|w| w[2].parse().ok()))
-    }
-
-    /// The TC egress filters on `tap` (`tc filter show dev TAP egress`),
-    /// one line per filter: TCX programs are not among them.
-    pub fn tc_egress_filters(&self, tap: &str) -> Result<Vec<String>> {
-        let out = cmd::run(
-            "tc",
-            &["-n", &self.hv, "filter", "show", "dev", tap, "egress"],
-        )?;
-        Ok(out
-            .lines()
-            .filter(|l| l.contains(" bpf ") && l.contains("handle"))
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// The ids of the TCX egress programs on `tap` (BPF_PROG_QUERY from a
-    /// thread in the hypervisor: bpftool 7.1 does not know TCX).
-    pub fn tcx_egress_ids(&self, tap: &str) -> Result<Vec<u32>> {
-        let path = format!("/run/netns/{}", self.hv);
-        let ns = File::open(&path).with_context(|| format!("open {path}"))?;
-        let tap = tap.to_owned();
-        let query = std::thread::spawn(move || -> Result<Vec<u32>> {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: plain syscall on a valid fd; affects only this thread.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("setns");
-            }
-            let (_, progs) = aya::programs::SchedClassifier::query_tcx(
-                &tap,
-                aya::programs::TcAttachType::Egress,
-            )
-            .with_context(|| format!("query the TCX egress programs of {tap}"))?;
-            Ok(progs.iter().map(|p| p.id()).collect())
-        });
-        query
-            .join()
-            .map_err(|_| anyhow::anyhow!("the TCX query thread panicked"))?
-    }
-
     /// The agent's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         cleanup::with_child(self.process?, |c| c.id())
     }
 
-    /// Whether an XDP program is attached to `tap` in the hypervisor.
-    pub fn xdp_attached(&self, tap: &str) -> Result<bool> {
-        let out = cmd::run("ip", &["-n", &self.hv, "-d", "link", "show", "dev", tap])?;
-        Ok(out
-            .split_whitespace()
-            .any(|w| w == "xdp" || w.starts_with("prog/xdp") || w == "xdpgeneric"))
+    /// When the agent process was last started ([`Agent::start_again`]
+    /// included).
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started_at
     }
 
     /// The exit status, if the agent has exited.
@@ -624,9 +556,9 @@ impl Agent {
         }
         if !self.unpin_on_exit {
             if was_running {
+                let progs = xdp_programs(&self.hv).unwrap_or_default();
                 for tap in &self.taps {
-                    let exists = self.xdp_prog_id(tap).is_ok();
-                    if exists && !self.xdp_attached(tap).unwrap_or(false) {
+                    if progs.get(tap).is_some_and(Option::is_none) {
                         problems.push(format!("XDP detached from {tap} when the agent exited"));
                     }
                 }
@@ -638,9 +570,10 @@ impl Agent {
                 }
             }
         }
+        let attached = self.xdp_attached_all().unwrap_or_default();
         for tap in &self.taps {
             let kept = !self.unpin_on_exit && self.pins.is_none();
-            if !kept && self.xdp_attached(tap).unwrap_or(false) {
+            if !kept && attached.contains(tap) {
                 problems.push(format!(
                     "XDP still attached to {tap} after the agent exited{}",
                     if self.unpin_on_exit {
@@ -701,151 +634,6 @@ impl Drop for Agent {
                 eprintln!("havip-tests: {e:#}");
             }
         }
-    }
-}
-
-/// `havip-agent status --json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Status {
-    pub vips: Vec<VipStatus>,
-    /// The ports in the datapath (those whose interface exists).
-    pub ports: Vec<PortStatus>,
-    /// Global drop counters by reason name.
-    pub drops: BTreeMap<String, u64>,
-    /// Global non-drop counters by name.
-    pub stats: BTreeMap<String, u64>,
-    /// Each port protected, failed or absent; what is not programmed.
-    pub protection: Protection,
-}
-
-/// `status --json`'s `protection`: the agent's word (`source` "agent"), or
-/// what the pinned links say ("pinned links").
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Protection {
-    pub source: String,
-    pub agent_running: bool,
-    pub ports: Vec<PortProtection>,
-    pub vips_not_programmed: Vec<NotProgrammed>,
-    pub addrs_not_programmed: Vec<NotProgrammed>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PortProtection {
-    pub port_id: u32,
-    pub interface: String,
-    /// "protected", "failed" or "absent".
-    pub state: String,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NotProgrammed {
-    /// The VIP's id, or the port's (an address).
-    pub id: u32,
-    pub address: String,
-    pub reason: String,
-}
-
-impl Protection {
-    /// The state of port `port_id` and its reason ("" if none).
-    pub fn port(&self, port_id: u32) -> Result<(&str, &str)> {
-        let p = self
-            .ports
-            .iter()
-            .find(|p| p.port_id == port_id)
-            .with_context(|| format!("port {port_id} missing from the protection: {self:?}"))?;
-        Ok((&p.state, p.reason.as_deref().unwrap_or("")))
-    }
-}
-
-impl Status {
-    /// The VIP at `address` (as the agent prints it).
-    pub fn vip_at(&self, address: &str) -> Result<&VipStatus> {
-        self.vips
-            .iter()
-            .find(|v| v.address == address)
-            .with_context(|| format!("no vip at {address} in the datapath"))
-    }
-
-    /// The port id of the port on `interface`.
-    pub fn port_on(&self, interface: &str) -> Result<u32> {
-        self.ports
-            .iter()
-            .find(|p| p.interface.as_deref() == Some(interface))
-            .map(|p| p.port_id)
-            .with_context(|| format!("no port on {interface} in the datapath"))
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct PortStatus {
-    pub port_id: u32,
-    pub ifindex: u32,
-    pub interface: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct VipStatus {
-    pub vip_id: u32,
-    pub network: u32,
-    pub address: String,
-    pub ports: Vec<u32>,
-    /// The owner generation, kept when the owner is vacated (0: never owned).
-    pub generation: u64,
-    pub owner: Option<OwnerStatus>,
-    pub counters: VipCounters,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct OwnerStatus {
-    pub port_id: u32,
-    pub ifindex: u32,
-    pub mac: String,
-    pub generation: u64,
-    pub since_unix_ms: i64,
-    pub last_claim_unix_ms: i64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct VipCounters {
-    pub claims_accepted: u64,
-    pub owner_changes: u64,
-    /// ARP requests and Neighbor Solicitations the datapath answered.
-    pub answered: u64,
-    /// Frames delivered to the owner (redirected or MAC rewritten).
-    pub delivered: u64,
-    pub drops: BTreeMap<String, u64>,
-}
-
-impl Status {
-    pub fn vip(&self, vip_id: u32) -> Result<&VipStatus> {
-        self.vips
-            .iter()
-            .find(|v| v.vip_id == vip_id)
-            .with_context(|| format!("vip {vip_id} missing from status: {self:?}"))
-    }
-
-    /// The owner of `vip_id`, if it has one (port 0 counts as none).
-    pub fn owner(&self, vip_id: u32) -> Result<Option<&OwnerStatus>> {
-        Ok(self.vip(vip_id)?.owner.as_ref().filter(|o| o.port_id != 0))
-    }
-
-    pub fn drop_count(&self, reason: &str) -> u64 {
-        self.drops.get(reason).copied().unwrap_or(0)
-    }
-}
-
-impl VipStatus {
-    pub fn drop_count(&self, reason: &str) -> u64 {
-        self.counters.drops.get(reason).copied().unwrap_or(0)
     }
 }
 

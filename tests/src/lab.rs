@@ -362,6 +362,34 @@ pub struct Lab {
     _dir_guard: DirGuard,
 }
 
+/// What every lab starts with: a unique name stem, a temp dir (removed
+/// when its guard drops) and the hypervisor's namespace with the bridge
+/// `br0`, quiet on the VM network (no IPv6 on its side).
+pub struct Hypervisor {
+    pub stem: String,
+    pub dir: PathBuf,
+    pub dir_guard: DirGuard,
+    pub hv: Netns,
+}
+
+impl Hypervisor {
+    /// The namespace is `{stem}-{suffix}`.
+    pub fn new(suffix: &str) -> Result<Self> {
+        let stem = netns::unique_stem();
+        let dir = std::env::temp_dir().join(&stem);
+        let dir_guard = DirGuard::create(&dir)?;
+        let hv = Netns::new(&format!("{stem}-{suffix}"))?;
+        hv.disable_ipv6()?;
+        add_bridge(&hv, "br0")?;
+        Ok(Self {
+            stem,
+            dir,
+            dir_guard,
+            hv,
+        })
+    }
+}
+
 /// Removes a temp dir (registered for cleanup) when dropped.
 pub struct DirGuard(Option<Token>);
 
@@ -392,14 +420,12 @@ impl Lab {
     /// `native`), whatever `HAVIP_XDP_MODE` says.
     pub fn build_in_mode(mode: &str) -> Result<Self> {
         crate::cmd::require_lab_prerequisites()?;
-        let stem = netns::unique_stem();
-        let dir = std::env::temp_dir().join(&stem);
-        let dir_guard = DirGuard::create(&dir)?;
-
-        let hv = Netns::new(&format!("{stem}-hv"))?;
-        // The hypervisor stays quiet on the VM network: no IPv6 on its side.
-        hv.disable_ipv6()?;
-        add_bridge(&hv, "br0")?;
+        let Hypervisor {
+            stem,
+            dir,
+            dir_guard,
+            hv,
+        } = Hypervisor::new("hv")?;
 
         let vm = |spec: VmSpec| add_vm(&hv, &stem, spec);
         let vm1 = vm(VM1)?;

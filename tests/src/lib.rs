@@ -10,12 +10,21 @@
 //! - [`lab`]: the topology and the agent config for it.
 //! - [`fabric`]: several hypervisors on one L2 fabric, with etcd and the
 //!   controller, their agents reading etcd.
-//! - [`agent`]: `havip-agent run` / `status --json`.
+//! - [`agent`]: `havip-agent run`, the links it pins, `detach`;
+//!   [`status`]: `havip-agent status --json`, parsed.
 //! - [`keepalived`]: keepalived configured as in the HA guide.
 //! - [`probe`]: UDP echo servers and the client's prober.
 //! - [`capture`]: tcpdump with wall-clock timestamps.
 //! - [`neighbour`]: a VM's neighbour table; arping / ndisc6 resolution.
 //! - [`rogue`]: claims from a VM that is not bound to the VIP.
+//! - [`flood`]: a rogue VM flooding every frame the datapath must reject,
+//!   and a watch counting those that get through.
+//! - [`ports`]: a hypervisor with a thousand ports, and when the agent has
+//!   reconciled them all.
+//! - [`restart`]: the ways the agent is restarted, as a table.
+//! - [`etcd_watch`]: the owner records as etcd delivers them.
+//! - [`cross_host`]: keepalived failing over between two hypervisors,
+//!   watched on the wire and in etcd.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
@@ -41,15 +50,21 @@ pub mod bench;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;
+pub mod cross_host;
+pub mod etcd_watch;
 pub mod fabric;
 pub mod failover;
+pub mod flood;
 pub mod ha;
 pub mod keepalived;
 pub mod lab;
 pub mod neighbour;
 pub mod netns;
+pub mod ports;
 pub mod probe;
+pub mod restart;
 pub mod rogue;
+pub mod status;
 pub mod timeline;
 pub mod wait;
 

@@ -15,10 +15,7 @@ use aya::{
     util::nr_cpus,
     Ebpf, EbpfLoader,
 };
-use etherparse::{
-    icmpv6::NeighborAdvertisementHeader, ArpHardwareId, ArpOperation, ArpPacket, EtherType,
-    Icmpv6Type, PacketBuilder,
-};
+use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use havip_common::{
     maps,
     port::PORT_SECURITY,
@@ -447,26 +444,13 @@ fn na(
     solicited: bool,
     tlla: Option<[u8; 6]>,
 ) -> Vec<u8> {
-    let flags = NeighborAdvertisementHeader {
-        router: false,
-        solicited,
-        r#override: true,
+    let ends = frames::Ends6 {
+        eth_src,
+        eth_dst: frames::ALL_NODES.1,
+        src,
+        dst: frames::ALL_NODES.0,
     };
-    let mut body = target.octets().to_vec();
-    if let Some(mac) = tlla {
-        body.extend_from_slice(&[2, 1]);
-        body.extend_from_slice(&mac);
-    }
-    let builder = PacketBuilder::ethernet2(eth_src, [0x33, 0x33, 0, 0, 0, 1])
-        .ipv6(
-            src.octets(),
-            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets(),
-            255,
-        )
-        .icmpv6(Icmpv6Type::NeighborAdvertisement(flags));
-    let mut frame = Vec::new();
-    builder.write(&mut frame, &body).unwrap();
-    frame
+    frames::neighbor_advertisement(ends, target, solicited, tlla)
 }
 
 /// The unsolicited NA keepalived sends for a VIP it takes over.
@@ -1448,21 +1432,13 @@ fn expected_arp_reply(requester: Vm, owner: Vm, vip: Ipv4Addr) -> Vec<u8> {
 /// Override, the owner's MAC as target link-layer address, a correct
 /// checksum (etherparse computes it).
 fn expected_na(requester: Vm, source: Ipv6Addr, owner: Vm, vip: Ipv6Addr) -> Vec<u8> {
-    let flags = NeighborAdvertisementHeader {
-        router: false,
-        solicited: true,
-        r#override: true,
+    let ends = frames::Ends6 {
+        eth_src: owner.mac,
+        eth_dst: requester.mac,
+        src: vip,
+        dst: source,
     };
-    let mut body = vip.octets().to_vec();
-    body.extend_from_slice(&[2, 1]);
-    body.extend_from_slice(&owner.mac);
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(owner.mac, requester.mac)
-        .ipv6(vip.octets(), source.octets(), 255)
-        .icmpv6(Icmpv6Type::NeighborAdvertisement(flags))
-        .write(&mut frame, &body)
-        .unwrap();
-    frame
+    frames::neighbor_advertisement(ends, vip, true, Some(owner.mac))
 }
 
 struct FastCase {

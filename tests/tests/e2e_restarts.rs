@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use aya::maps::MapInfo;
 use havip_common::maps::{self, ABI_VERSION, MAX_VIPS};
 use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
@@ -29,7 +29,7 @@ use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VM1};
 use havip_tests::probe::Prober;
 use havip_tests::wait::now_us;
-use havip_tests::{cmd, leftovers, rogue};
+use havip_tests::{cmd, leftovers, restart, rogue};
 
 /// The rogue's attempts: GARPs and ARP replies for the VIP, frames from
 /// vm1's MAC and address, and from an address that is not its own.
@@ -106,23 +106,6 @@ struct Restart {
     abi: Option<(u32, u32)>,
 }
 
-/// The next-abi build of the agent and its datapath (`cargo xtask test`
-/// makes them).
-fn next_abi_agent() -> Result<(PathBuf, Option<PathBuf>)> {
-    let var = |name: &str| {
-        std::env::var_os(name).map(PathBuf::from).with_context(|| {
-            format!(
-                "{name} is not set: run this test with `cargo xtask test`, \
-                 which builds the next-abi agent and datapath"
-            )
-        })
-    };
-    Ok((
-        var("HAVIP_NEXT_ABI_AGENT_BIN")?,
-        Some(var("HAVIP_NEXT_ABI_OBJECT")?),
-    ))
-}
-
 /// The version changed as `abi` says: it says so, the maps have that
 /// version's shape, nothing is left set aside.
 fn ensure_migrated(
@@ -197,11 +180,8 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
                 "by a TCX link"
             }
         );
-        let this = (
-            lab.agent()?.bin.clone(),
-            std::env::var_os("HAVIP_EBPF_OBJECT").map(PathBuf::from),
-        );
-        let next = next_abi_agent()?;
+        let this = restart::this_agent()?;
+        let next = restart::next_abi_agent()?;
         let restarts = [
             Restart {
                 signal: libc::SIGKILL,

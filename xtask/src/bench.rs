@@ -27,12 +27,17 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let toolchain = setup::ensure()?;
     let artifacts = build::run(&toolchain)?;
-    let bench = artifacts.bench.with_context(|| {
+    let bench = artifacts.bench.clone().with_context(|| {
         format!(
             "the tests crate ({}) has no havip-bench binary",
             build::TESTS_PACKAGE
         )
     })?;
+    // The restarts section upgrades the agent to the next-abi build and
+    // rolls it back: built only when that section runs.
+    let next_abi = runs_section(&args.args, "restarts")
+        .then(|| build::next_abi(&toolchain, &artifacts))
+        .transpose()?;
     util::ensure_bpffs()?;
     let out = util::target_dir().join("bench");
     // What the report records as the command: as typed, not as run.
@@ -41,8 +46,14 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(args.args.iter().map(|a| a.to_string_lossy().into_owned()))
         .collect();
     // On Ctrl-C the benchmark removes its labs itself; we wait for it.
+    let mut command = Command::new(&bench);
+    if let Some(next) = &next_abi {
+        command
+            .env("HAVIP_NEXT_ABI_AGENT_BIN", &next.agent)
+            .env("HAVIP_NEXT_ABI_OBJECT", &next.object);
+    }
     let status = util::status(
-        Command::new(&bench)
+        command
             .arg("--out")
             .arg(&out)
             .arg("--command")
@@ -57,4 +68,44 @@ pub fn run(args: &Args) -> Result<()> {
         std::process::exit(util::exit_code(status));
     }
     Ok(())
+}
+
+/// Whether havip-bench run with `args` runs the section `name`: every
+/// section does without `--only`.
+fn runs_section(args: &[OsString], name: &str) -> bool {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut only = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(list) = a.strip_prefix("--only=") {
+            only.push(list.to_owned());
+        } else if a == "--only" {
+            only.extend(args.get(i + 1).cloned());
+        }
+    }
+    only.is_empty() || only.iter().any(|l| l.split(',').any(|s| s == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_runs_unless_only_leaves_it_out() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(runs_section(&args(&[]), "restarts"));
+        assert!(runs_section(&args(&["--rounds", "3"]), "restarts"));
+        assert!(runs_section(
+            &args(&["--only", "cost,restarts"]),
+            "restarts"
+        ));
+        assert!(runs_section(&args(&["--only=restarts"]), "restarts"));
+        assert!(!runs_section(&args(&["--only", "cost"]), "restarts"));
+        assert!(!runs_section(
+            &args(&["--only=cost", "--rounds", "2"]),
+            "restarts"
+        ));
+    }
 }

@@ -4,7 +4,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
+use etherparse::{
+    icmpv6::NeighborAdvertisementHeader, ArpHardwareId, ArpOperation, ArpPacket, EtherType,
+    Icmpv6Type, PacketBuilder,
+};
 
 use crate::bench::tap::VnetHdr;
 use crate::lab::VmSpec;
@@ -46,13 +49,29 @@ pub fn garp(vm: &VmSpec, vip: Ipv4Addr) -> Vec<u8> {
 
 /// An ARP request from `from` (sender IP `sender`) for `target`.
 pub fn arp_request(from: &VmSpec, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp(from, ArpOperation::REQUEST, sender, [0; 6], target)
+}
+
+/// An unsolicited ARP reply announcing `ip` at `from`'s MAC, broadcast
+/// (what `arping -U -P` sends).
+pub fn arp_reply(from: &VmSpec, ip: Ipv4Addr) -> Vec<u8> {
+    arp(from, ArpOperation::REPLY, ip, BROADCAST, ip)
+}
+
+fn arp(
+    from: &VmSpec,
+    op: ArpOperation,
+    sender: Ipv4Addr,
+    target_mac: [u8; 6],
+    target: Ipv4Addr,
+) -> Vec<u8> {
     let packet = ArpPacket::new(
         ArpHardwareId::ETHERNET,
         EtherType::IPV4,
-        ArpOperation::REQUEST,
+        op,
         &from.mac,
         &sender.octets(),
-        &[0; 6],
+        &target_mac,
         &target.octets(),
     )
     .expect("an ARP packet for IPv4 over Ethernet");
@@ -88,6 +107,61 @@ pub fn neighbor_solicitation(from: &VmSpec, target: Ipv6Addr) -> Vec<u8> {
         .write(&mut frame, &body)
         .expect("an NS frame builds");
     pad(frame)
+}
+
+/// Who an IPv6 frame is from and to, on Ethernet and in IPv6.
+#[derive(Clone, Copy, Debug)]
+pub struct Ends6 {
+    pub eth_src: [u8; 6],
+    pub eth_dst: [u8; 6],
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+}
+
+/// All nodes (ff02::1) and its multicast MAC.
+pub const ALL_NODES: (Ipv6Addr, [u8; 6]) = (
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+    [0x33, 0x33, 0, 0, 0, 1],
+);
+
+/// A Neighbor Advertisement for `target` (Override set, Solicited as
+/// given), with a target link-layer address option when `tlla` is given.
+pub fn neighbor_advertisement(
+    ends: Ends6,
+    target: Ipv6Addr,
+    solicited: bool,
+    tlla: Option<[u8; 6]>,
+) -> Vec<u8> {
+    let flags = NeighborAdvertisementHeader {
+        router: false,
+        solicited,
+        r#override: true,
+    };
+    let mut body = target.octets().to_vec();
+    if let Some(mac) = tlla {
+        body.extend_from_slice(&[2, 1]);
+        body.extend_from_slice(&mac);
+    }
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(ends.eth_src, ends.eth_dst)
+        .ipv6(ends.src.octets(), ends.dst.octets(), 255)
+        .icmpv6(Icmpv6Type::NeighborAdvertisement(flags))
+        .write(&mut frame, &body)
+        .expect("an NA frame builds");
+    pad(frame)
+}
+
+/// An unsolicited Neighbor Advertisement for `target` from `from`'s
+/// link-local, to all nodes, with `from`'s MAC as target link-layer
+/// address: keepalived's claim of an IPv6 VIP.
+pub fn unsolicited_na(from: &VmSpec, target: Ipv6Addr) -> Vec<u8> {
+    let ends = Ends6 {
+        eth_src: from.mac,
+        eth_dst: ALL_NODES.1,
+        src: from.link_local(),
+        dst: ALL_NODES.0,
+    };
+    neighbor_advertisement(ends, target, false, Some(from.mac))
 }
 
 fn pad(mut frame: Vec<u8>) -> Vec<u8> {

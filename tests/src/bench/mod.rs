@@ -18,6 +18,9 @@
 //! - [`controller`]: the controller and the agents on etcd: API create+bind
 //!   operations per second, API bind to an agent's map, and a claim on one
 //!   host to the remote owner programmed on another.
+//! - [`restarts`]: what agent restarts let through under a rogue flood,
+//!   the time to reconcile a thousand ports, and owner reports to etcd
+//!   under a flood.
 //!
 //! These machines are shared and noisy: every comparison is measured in the
 //! same round as what it is compared with, rounds are interleaved, and the
@@ -29,8 +32,11 @@ pub mod cost;
 pub mod frames;
 pub mod labs;
 pub mod machine;
+pub mod owner_report;
 pub mod raw_xdp;
 pub mod report;
+pub mod restart_window;
+pub mod restarts;
 pub mod stats;
 pub mod switch;
 pub mod tap;
@@ -64,6 +70,14 @@ pub struct Options {
     pub switches: usize,
     /// The XDP modes the lab benchmarks run in.
     pub xdp_modes: Vec<XdpMode>,
+    /// Rounds of the restarts section (each restarts the agent every way).
+    pub restart_rounds: usize,
+    /// Ports the agent reconciles in the restarts section.
+    pub ports: usize,
+    /// Failovers under a flood in the restarts section.
+    pub failovers: usize,
+    /// Frames per second of the rogue's flood.
+    pub flood_rate: u32,
     /// Where the report goes.
     pub out: PathBuf,
     /// The command line recorded in the report.
@@ -150,6 +164,7 @@ impl Unit {
         }
         match self {
             Unit::Nanoseconds => format!("{v:.1} ns"),
+            Unit::Microseconds if v >= 1e6 => format!("{:.2} s", v / 1e6),
             Unit::Microseconds if v >= 1000.0 => format!("{:.2} ms", v / 1000.0),
             Unit::Microseconds => format!("{v:.1} µs"),
             Unit::PacketsPerSecond if v >= 1e6 => format!("{:.3} Mpps", v / 1e6),
@@ -234,5 +249,10 @@ pub const SECTIONS: &[Benchmark] = &[
         name: "controller",
         about: "API create+bind operations per second on one etcd, API bind -> agent map, claim on one host -> remote owner on another",
         run: controller::run,
+    },
+    Benchmark {
+        name: "restarts",
+        about: "probes lost and rogue frames passed in each kind of agent restart, time to reconcile --ports ports, GARP -> owner in etcd under a rogue flood",
+        run: restarts::run,
     },
 ];

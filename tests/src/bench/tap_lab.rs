@@ -23,7 +23,7 @@ use crate::bench::labs::{bridge_knows, empty_xdp_on, Forwarding, XdpMode};
 use crate::bench::raw_xdp::ConstantXdp;
 use crate::bench::tap::{Tap, VnetHdr};
 use crate::lab::{self, DirGuard, VmSpec, CLIENT, ROGUE, VIP4, VIP4_ID, VM1, VM2};
-use crate::netns::{self, Netns};
+use crate::netns::Netns;
 
 /// How long the agent may take to learn a claim.
 const OWNER_WAIT: Duration = Duration::from_secs(5);
@@ -81,14 +81,12 @@ impl TapLab {
         agent_mode: &str,
     ) -> Result<Self> {
         crate::cmd::require_lab_prerequisites()?;
-        let stem = netns::unique_stem();
-        let dir = std::env::temp_dir().join(&stem);
-        let dir_guard = DirGuard::create(&dir)?;
-
-        let hv = Netns::new(&format!("{stem}-hv"))?;
-        // The hypervisor stays quiet on the VM network: no IPv6 on its side.
-        hv.disable_ipv6()?;
-        lab::add_bridge(&hv, "br0")?;
+        let lab::Hypervisor {
+            stem,
+            dir,
+            dir_guard,
+            hv,
+        } = lab::Hypervisor::new("hv")?;
         set_bridge_netfilter(&hv, false)?;
         let vm = |spec: VmSpec| -> Result<TapVm> {
             let tap = if offloading {

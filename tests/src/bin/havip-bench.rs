@@ -48,6 +48,19 @@ struct Cli {
     /// The XDP modes of the lab benchmarks, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "generic,native")]
     xdp_modes: Vec<XdpMode>,
+    /// Rounds of the restarts benchmark (each restarts the agent every way,
+    /// in the lab and with --ports ports).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    restart_rounds: u64,
+    /// Ports the agent reconciles in the restarts benchmark.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..=1020))]
+    ports: u64,
+    /// Failovers under a rogue flood in the restarts benchmark.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..))]
+    failovers: u64,
+    /// Frames per second of the rogue's flood in the restarts benchmark.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..))]
+    flood_rate: u32,
     /// Only these benchmarks, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = benchmark_names())]
     only: Vec<String>,
@@ -88,6 +101,10 @@ fn run(cli: Cli) -> Result<()> {
         warmup: Duration::from_millis(cli.warmup_ms),
         switches: cli.switches as usize,
         xdp_modes: dedup(cli.xdp_modes),
+        restart_rounds: cli.restart_rounds as usize,
+        ports: cli.ports as usize,
+        failovers: cli.failovers as usize,
+        flood_rate: cli.flood_rate,
         out: cli.out,
         command,
     };
