@@ -1995,9 +1995,11 @@ fn a_record_whose_seal_does_not_match_is_not_acted_upon() {
 
 #[test]
 fn claims_on_two_cpus_never_leave_a_mixed_record() {
-    // Two claims race for the VIP, one thread each (on both CPUs), for two
-    // seconds; a reader beside them reads every record with BPF_F_LOCK, as
-    // the agent does, and checks each is one claim's whole record.
+    // Two claims race for the VIP, one thread each (on both CPUs), until
+    // the owner has moved more than 100 times (at most 20 seconds, on a
+    // loaded machine); a reader beside them reads every record with
+    // BPF_F_LOCK, as the agent does, and checks each is one claim's whole
+    // record.
     let mut dp = Datapath::load();
     // One port (slot 0, security off) sends both: the same port id with
     // two MACs, so every claim changes the owner.
@@ -2015,12 +2017,13 @@ fn claims_on_two_cpus_never_leave_a_mixed_record() {
             });
         }
         let reader = scope.spawn(|| {
-            let (mut mixed, mut seen) = (0u64, 0u64);
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while std::time::Instant::now() < until {
+            let (mut mixed, mut seen, mut moves) = (0u64, 0u64, 0u64);
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < until && (moves <= 100 || seen <= 100) {
                 if let Some(o) = dp.owner_shared(VIP4_ID).filter(|o| !o.is_vacant()) {
                     seen += 1;
                     mixed += u64::from(!o.is_whole());
+                    moves = o.generation;
                 }
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);

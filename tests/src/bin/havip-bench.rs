@@ -19,8 +19,10 @@ use havip_tests::{cleanup, leftovers};
 
 /// Benchmark the havip datapath: cost per packet through BPF_PROG_TEST_RUN
 /// against an empty XDP program, 64-byte UDP packets per second through the
-/// fast path against the Linux bridge alone, and the owner switch latency.
-/// Writes report.md and report.png into --out and prints the figures.
+/// fast path against the Linux bridge alone, the owner switch latency, the
+/// agent's restarts under a rogue flood (probes lost, rogue frames passed,
+/// time to reconcile every port, owner-report delay) and the controller's
+/// operations. Writes report.md and report.png into --out and prints the figures.
 /// Needs root.
 #[derive(Parser)]
 #[command(name = "havip-bench", args_override_self = true)]
