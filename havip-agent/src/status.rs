@@ -95,6 +95,8 @@ pub enum StatusError {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub pin_dir: String,
+    /// The datapath ABI version the pins are of (`havip_abi`).
+    pub abi: Option<u32>,
     pub vips: Vec<VipStatus>,
     pub ports: Vec<PortStatus>,
     pub drops: BTreeMap<&'static str, u64>,
@@ -365,6 +367,7 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     let stats = sum_array(pin_dir, maps::STATS, Stat::ALL.len())?;
     Ok(Report {
         pin_dir: pin_dir.display().to_string(),
+        abi: crate::migrate::pinned_abi(pin_dir),
         vips: out_vips,
         ports: out_ports,
         drops: DropReason::ALL
@@ -404,7 +407,10 @@ impl Report {
             )
         };
         let mut s = String::new();
-        let _ = writeln!(s, "havip datapath pinned at {}", self.pin_dir);
+        let _ = match self.abi {
+            Some(abi) => writeln!(s, "havip datapath (ABI {abi}) pinned at {}", self.pin_dir),
+            None => writeln!(s, "havip datapath pinned at {}", self.pin_dir),
+        };
         let _ = writeln!(s, "\nvips ({}):", self.vips.len());
         if self.vips.is_empty() {
             let _ = writeln!(s, "  none");
