@@ -3,7 +3,8 @@
 //! and to pass for its neighbours. The agent crashes (`kill -9`), then is
 //! restarted the way `systemctl restart` does it (SIGTERM, then a new one),
 //! then upgraded to a datapath whose maps have other shapes (the `next-abi`
-//! build: more VIP slots, a counter more per VIP) and rolled back:
+//! build: more VIP slots, a counter more per VIP), rolled back, and killed
+//! in the middle of a migration (its maps left set aside under `old/`):
 //!
 //! - while no agent runs, the programs stay attached on every port, on the
 //!   same links: the rogue's claims and spoofed frames are still dropped and
@@ -21,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use aya::maps::MapInfo;
 use havip_common::maps::{self, ABI_VERSION, MAX_VIPS};
 use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
@@ -104,6 +105,21 @@ struct Restart {
     /// (ABI version, VIP slots) the pinned maps have afterwards, when the
     /// version changes.
     abi: Option<(u32, u32)>,
+    /// The agent was killed in the middle of a migration: the maps it set
+    /// aside are still under `old/`, the new ones not made yet.
+    cut_short: bool,
+}
+
+/// What an upgrade killed after its first step leaves: the owners and the
+/// VIP counters moved under `<pin_dir>/old/`, nothing in their place.
+fn set_aside_as_a_killed_upgrade_would(pin_dir: &Path) -> Result<()> {
+    let old = pin_dir.join("old");
+    std::fs::create_dir_all(&old)?;
+    for name in [maps::OWNERS, maps::VIP_STATS] {
+        std::fs::rename(pin_dir.join(name), old.join(name))
+            .with_context(|| format!("move {name} aside"))?;
+    }
+    Ok(())
 }
 
 /// The version changed as `abi` says: it says so, the maps have that
@@ -188,24 +204,35 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
                 what: "crashes (kill -9)",
                 bin: this.clone(),
                 abi: None,
+                cut_short: false,
             },
             Restart {
                 signal: libc::SIGTERM,
                 what: "is stopped (SIGTERM)",
                 bin: this.clone(),
                 abi: None,
+                cut_short: false,
             },
             Restart {
                 signal: libc::SIGTERM,
                 what: "is upgraded to a datapath whose maps change shape",
                 bin: next,
                 abi: Some((ABI_VERSION + 1, MAX_VIPS * 2)),
+                cut_short: false,
             },
             Restart {
                 signal: libc::SIGTERM,
                 what: "is rolled back",
+                bin: this.clone(),
+                abi: Some((ABI_VERSION, MAX_VIPS)),
+                cut_short: false,
+            },
+            Restart {
+                signal: libc::SIGKILL,
+                what: "is killed in the middle of a migration (its maps set aside under old/)",
                 bin: this,
                 abi: Some((ABI_VERSION, MAX_VIPS)),
+                cut_short: true,
             },
         ];
         let mut abi = ABI_VERSION;
@@ -214,6 +241,7 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
             what,
             bin,
             abi: changed,
+            cut_short,
         } in restarts
         {
             println!("the agent {what}");
@@ -234,6 +262,9 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
             println!("   {served} probes answered by vm1 while no agent ran");
             ensure!(served >= 50, "only {served} replies while no agent ran");
 
+            if cut_short {
+                set_aside_as_a_killed_upgrade_would(&lab.agent()?.pin_dir)?;
+            }
             // The agent starts again and adopts what is in force.
             lab.agent_mut()?.replace_binary(bin.0, bin.1.as_deref());
             lab.agent_mut()?.start_again()?;
