@@ -165,7 +165,7 @@ impl ManyPorts {
             .collect();
         let running = (agent.log.clone(), running_lines(&agent.log));
         let watch = self.watch(&agent.pin_dir, old, Some(running));
-        (kind.restart)(agent).with_context(|| kind.name)?;
+        kind.restart(agent).with_context(|| kind.name)?;
         self.finish(watch, agent)
     }
 

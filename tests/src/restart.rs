@@ -11,18 +11,28 @@
 use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
+use havip_common::maps::{ABI_VERSION, MAX_VIPS};
 
 use crate::agent::{self, Agent};
 
-/// One way the agent is restarted.
+/// An agent binary and its datapath (`None`: the one it embeds).
+pub type AgentBuild = (PathBuf, Option<PathBuf>);
+
+/// One way the agent is restarted: how it goes down, which agent comes
+/// back, and what the pinned maps are then.
 pub struct RestartKind {
     /// Short name, for figure names and logs.
     pub name: &'static str,
     /// What happens, for the report.
     pub about: &'static str,
-    /// Takes the running agent down and starts it again on the same pin
-    /// dir; returns once the new one has attached every port.
-    pub restart: fn(&mut Agent) -> Result<()>,
+    /// The signal that takes the running agent down (SIGTERM must end it
+    /// with success).
+    pub signal: libc::c_int,
+    /// The agent that comes back (`None`: the same one).
+    pub agent: Option<fn() -> Result<AgentBuild>>,
+    /// (ABI version, VIP slots) of the pinned maps once it runs, when the
+    /// version changes.
+    pub abi_after: Option<(u32, u32)>,
 }
 
 /// Every kind of restart, in the order the benchmark goes through them.
@@ -30,60 +40,63 @@ pub const RESTART_KINDS: &[RestartKind] = &[
     RestartKind {
         name: "SIGKILL + start",
         about: "the agent crashes (kill -9) and is started again",
-        restart: kill_and_start,
+        signal: libc::SIGKILL,
+        agent: None,
+        abi_after: None,
     },
     RestartKind {
         name: "SIGTERM + start",
         about: "the agent is stopped as systemctl restart does (SIGTERM) and started again",
-        restart: stop_and_start,
+        signal: libc::SIGTERM,
+        agent: None,
+        abi_after: None,
     },
     RestartKind {
         name: "upgrade",
         about: "the agent is stopped (SIGTERM) and the next-abi build, whose maps have other shapes, starts over the pins",
-        restart: upgrade,
+        signal: libc::SIGTERM,
+        agent: Some(next_abi_agent),
+        abi_after: Some((ABI_VERSION + 1, MAX_VIPS * 2)),
     },
     RestartKind {
         name: "rollback",
         about: "the next-abi agent is stopped (SIGTERM) and this version starts again over its pins",
-        restart: roll_back,
+        signal: libc::SIGTERM,
+        agent: Some(this_agent),
+        abi_after: Some((ABI_VERSION, MAX_VIPS)),
     },
 ];
 
-fn kill_and_start(agent: &mut Agent) -> Result<()> {
-    agent.signal_and_wait(libc::SIGKILL)?;
-    agent.start_again()
-}
+impl RestartKind {
+    /// Takes the running agent down and starts it again on the same pin
+    /// dir; returns once the new one has attached every port.
+    pub fn restart(&self, agent: &mut Agent) -> Result<()> {
+        self.take_down(agent)?;
+        self.bring_back(agent)
+    }
 
-fn stop_and_start(agent: &mut Agent) -> Result<()> {
-    stop(agent)?;
-    agent.start_again()
-}
+    /// Takes the running agent down; its programs stay attached.
+    pub fn take_down(&self, agent: &mut Agent) -> Result<()> {
+        let status = agent.signal_and_wait(self.signal)?;
+        ensure!(
+            self.signal != libc::SIGTERM || status.success(),
+            "the agent exited with {status} after SIGTERM"
+        );
+        Ok(())
+    }
 
-fn upgrade(agent: &mut Agent) -> Result<()> {
-    let (bin, object) = next_abi_agent()?;
-    stop(agent)?;
-    agent.replace_binary(bin, object.as_deref());
-    agent.start_again()
-}
-
-fn roll_back(agent: &mut Agent) -> Result<()> {
-    let (bin, object) = this_agent()?;
-    stop(agent)?;
-    agent.replace_binary(bin, object.as_deref());
-    agent.start_again()
-}
-
-fn stop(agent: &mut Agent) -> Result<()> {
-    let status = agent.signal_and_wait(libc::SIGTERM)?;
-    ensure!(
-        status.success(),
-        "the agent exited with {status} after SIGTERM"
-    );
-    Ok(())
+    /// Starts the agent that comes back, on the same pin dir.
+    pub fn bring_back(&self, agent: &mut Agent) -> Result<()> {
+        if let Some(build) = self.agent {
+            let (bin, object) = build()?;
+            agent.replace_binary(bin, object.as_deref());
+        }
+        agent.start_again()
+    }
 }
 
 /// This version's agent and its datapath (`None`: the one it embeds).
-pub fn this_agent() -> Result<(PathBuf, Option<PathBuf>)> {
+pub fn this_agent() -> Result<AgentBuild> {
     Ok((
         agent::agent_bin()?,
         std::env::var_os("HAVIP_EBPF_OBJECT").map(PathBuf::from),
@@ -91,7 +104,7 @@ pub fn this_agent() -> Result<(PathBuf, Option<PathBuf>)> {
 }
 
 /// The next-abi build of the agent and its datapath.
-pub fn next_abi_agent() -> Result<(PathBuf, Option<PathBuf>)> {
+pub fn next_abi_agent() -> Result<AgentBuild> {
     let var = |name: &str| {
         std::env::var_os(name).map(PathBuf::from).with_context(|| {
             format!(

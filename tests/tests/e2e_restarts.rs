@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -29,6 +29,7 @@ use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
 use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VM1};
 use havip_tests::probe::Prober;
+use havip_tests::restart::{RestartKind, RESTART_KINDS};
 use havip_tests::wait::now_us;
 use havip_tests::{cmd, leftovers, restart, rogue};
 
@@ -95,20 +96,17 @@ fn ensure_attached(lab: &Lab, links: &BTreeMap<String, LinkInfo>) -> Result<()> 
     Ok(())
 }
 
-/// One way the agent goes down and comes back.
-struct Restart {
-    signal: libc::c_int,
-    what: &'static str,
-    /// The agent that comes back and its datapath: this version's, or the
-    /// next-abi build.
-    bin: (PathBuf, Option<PathBuf>),
-    /// (ABI version, VIP slots) the pinned maps have afterwards, when the
-    /// version changes.
-    abi: Option<(u32, u32)>,
-    /// The agent was killed in the middle of a migration: the maps it set
-    /// aside are still under `old/`, the new ones not made yet.
-    cut_short: bool,
-}
+/// The agent killed in the middle of a migration: the maps it set aside
+/// are still under `old/` (see [`set_aside_as_a_killed_upgrade_would`]),
+/// the new ones not made yet; this version comes back and resumes it.
+const KILLED_MID_MIGRATION: RestartKind = RestartKind {
+    name: "killed mid-migration",
+    about: "the agent is killed in the middle of a migration (its maps set aside under old/) \
+            and started again",
+    signal: libc::SIGKILL,
+    agent: Some(restart::this_agent),
+    abi_after: Some((ABI_VERSION, MAX_VIPS)),
+};
 
 /// What an upgrade killed after its first step leaves: the owners and the
 /// VIP counters moved under `<pin_dir>/old/`, nothing in their place.
@@ -196,60 +194,15 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
                 "by a TCX link"
             }
         );
-        let this = restart::this_agent()?;
-        let next = restart::next_abi_agent()?;
-        let restarts = [
-            Restart {
-                signal: libc::SIGKILL,
-                what: "crashes (kill -9)",
-                bin: this.clone(),
-                abi: None,
-                cut_short: false,
-            },
-            Restart {
-                signal: libc::SIGTERM,
-                what: "is stopped (SIGTERM)",
-                bin: this.clone(),
-                abi: None,
-                cut_short: false,
-            },
-            Restart {
-                signal: libc::SIGTERM,
-                what: "is upgraded to a datapath whose maps change shape",
-                bin: next,
-                abi: Some((ABI_VERSION + 1, MAX_VIPS * 2)),
-                cut_short: false,
-            },
-            Restart {
-                signal: libc::SIGTERM,
-                what: "is rolled back",
-                bin: this.clone(),
-                abi: Some((ABI_VERSION, MAX_VIPS)),
-                cut_short: false,
-            },
-            Restart {
-                signal: libc::SIGKILL,
-                what: "is killed in the middle of a migration (its maps set aside under old/)",
-                bin: this,
-                abi: Some((ABI_VERSION, MAX_VIPS)),
-                cut_short: true,
-            },
-        ];
+        // Every kind the benchmark goes through, then a migration cut short.
+        let restarts = RESTART_KINDS
+            .iter()
+            .map(|kind| (kind, false))
+            .chain([(&KILLED_MID_MIGRATION, true)]);
         let mut abi = ABI_VERSION;
-        for Restart {
-            signal,
-            what,
-            bin,
-            abi: changed,
-            cut_short,
-        } in restarts
-        {
-            println!("the agent {what}");
-            let status = lab.agent_mut()?.signal_and_wait(signal)?;
-            ensure!(
-                signal == libc::SIGKILL || status.success(),
-                "the agent exited with {status} after SIGTERM"
-            );
+        for (kind, cut_short) in restarts {
+            println!("{}", kind.about);
+            kind.take_down(lab.agent_mut()?)?;
             let down_at = now_us();
             // Nothing detached: the same links on every port...
             ensure_attached(&lab, &links)?;
@@ -266,10 +219,9 @@ fn protection_never_lapses_across_agent_crashes_restarts_upgrades_and_rollbacks(
                 set_aside_as_a_killed_upgrade_would(&lab.agent()?.pin_dir)?;
             }
             // The agent starts again and adopts what is in force.
-            lab.agent_mut()?.replace_binary(bin.0, bin.1.as_deref());
-            lab.agent_mut()?.start_again()?;
+            kind.bring_back(lab.agent_mut()?)?;
             let agent = lab.agent()?;
-            if let Some(to) = changed {
+            if let Some(to) = kind.abi_after {
                 ensure_migrated(&agent.pin_dir, &agent.log_text(), abi, to)?;
                 abi = to.0;
             }

@@ -102,7 +102,7 @@ pub fn measure(opts: &Options) -> Result<Measured> {
             let before = owner_changes(&lab.agent()?.status()?)?;
             let from_us = now_us();
             match kind {
-                Some(k) => (RESTART_KINDS[k].restart)(lab.agent_mut()?)?,
+                Some(k) => RESTART_KINDS[k].restart(lab.agent_mut()?)?,
                 None => std::thread::sleep(QUIET),
             }
             let ready_us = now_us();
