@@ -105,6 +105,23 @@ fn bound(vip_id: u32, ports: &[u32]) -> Vip {
     vip
 }
 
+/// `vm`'s port entry, on the interface `ifindex`, port security on if
+/// `security`.
+fn port_entry(vm: Vm, ifindex: u32, security: bool) -> Port {
+    let mut port = Port {
+        port_id: vm.port_id,
+        ifindex,
+        network: NET,
+        mac: vm.mac,
+        flags: if security { PORT_SECURITY } else { 0 },
+        link_local: vm.link_local.octets(),
+        ..Port::default()
+    };
+    port.add_ipv4(vm.v4.octets());
+    port.add_ipv6(vm.v6.octets());
+    port
+}
+
 /// The datapath object loaded with the fixture's tables (maps not pinned).
 struct Datapath {
     ebpf: Ebpf,
@@ -217,18 +234,9 @@ impl Datapath {
 
     /// Puts `vm`'s port on `lo`, so the next frame comes from it.
     fn from(&mut self, vm: Vm, security: bool) {
-        let mut port = Port {
-            port_id: vm.port_id,
-            ifindex: LO,
-            network: NET,
-            mac: vm.mac,
-            flags: if security { PORT_SECURITY } else { 0 },
-            link_local: vm.link_local.octets(),
-            ..Port::default()
-        };
-        port.add_ipv4(vm.v4.octets());
-        port.add_ipv6(vm.v6.octets());
-        self.ports().set(0, port, 0).unwrap();
+        self.ports()
+            .set(0, port_entry(vm, LO, security), 0)
+            .unwrap();
     }
 
     /// Runs `frame` through the program; returns the action and output.
@@ -1228,18 +1236,9 @@ fn a_slot_with_no_port_passes_untouched() {
 /// Puts `vm`'s port at `slot`, on the interface `ifindex`, and points the
 /// interface at it, as the agent does.
 fn put_port(dp: &mut Datapath, slot: u32, vm: Vm, ifindex: u32) {
-    let mut port = Port {
-        port_id: vm.port_id,
-        ifindex,
-        network: NET,
-        mac: vm.mac,
-        flags: PORT_SECURITY,
-        link_local: vm.link_local.octets(),
-        ..Port::default()
-    };
-    port.add_ipv4(vm.v4.octets());
-    port.add_ipv6(vm.v6.octets());
-    dp.ports().set(slot, port, 0).unwrap();
+    dp.ports()
+        .set(slot, port_entry(vm, ifindex, true), 0)
+        .unwrap();
     point(dp, ifindex, slot);
 }
 
