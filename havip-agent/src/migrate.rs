@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{MapInfo, MapType};
+use aya::maps::MapInfo;
 use havip_common::{
     maps::{self, ABI_VERSION},
     Owner,
@@ -36,7 +36,7 @@ use havip_common::{
 use log::{info, warn};
 
 use crate::{
-    pins::{aside, map_specs, MapSpec, ASIDE_DIR},
+    pins::{aside, map_specs, Shape, ASIDE_DIR},
     sys::{MapFd, F_LOCK},
 };
 
@@ -85,74 +85,6 @@ fn carry(name: &str) -> Carry {
         maps::DROPS | maps::STATS | maps::VIP_STATS => Carry::Counters,
         maps::EVENTS | maps::REJECTS | maps::SEGMENT | maps::ABI => Carry::Nothing,
         _ => Carry::Entries,
-    }
-}
-
-/// The shape of a pinned map, as the kernel has it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Shape {
-    map_type: Option<MapType>,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-}
-
-impl Shape {
-    fn of(info: &MapInfo) -> Self {
-        Self {
-            map_type: info.map_type().ok(),
-            key_size: info.key_size(),
-            value_size: info.value_size(),
-            max_entries: info.max_entries(),
-        }
-    }
-
-    fn of_spec(spec: &MapSpec) -> Self {
-        Self {
-            map_type: Some(spec.map_type),
-            key_size: spec.key_size,
-            value_size: spec.value_size,
-            max_entries: spec.max_entries,
-        }
-    }
-
-    fn is_array(&self) -> bool {
-        matches!(self.map_type, Some(MapType::Array | MapType::PerCpuArray))
-    }
-
-    fn per_cpu(&self) -> bool {
-        matches!(
-            self.map_type,
-            Some(MapType::PerCpuArray | MapType::PerCpuHash | MapType::LruPerCpuHash)
-        )
-    }
-
-    /// Bytes a value takes in a lookup or an update: for a per-CPU map, the
-    /// value rounded up to 8 bytes, once per possible CPU.
-    fn stride(&self) -> usize {
-        if self.per_cpu() {
-            (self.value_size as usize).div_ceil(8) * 8
-        } else {
-            self.value_size as usize
-        }
-    }
-
-    fn buffer(&self, cpus: usize) -> Vec<u8> {
-        vec![0; self.stride() * if self.per_cpu() { cpus } else { 1 }]
-    }
-}
-
-impl std::fmt::Display for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.map_type {
-            Some(t) => write!(f, "{t:?}")?,
-            None => f.write_str("unknown")?,
-        }
-        write!(
-            f,
-            " (key {} B, value {} B, {} entries)",
-            self.key_size, self.value_size, self.max_entries
-        )
     }
 }
 
@@ -281,11 +213,10 @@ fn convert(old: &[u8], from: &Shape, to: &Shape, cpus: usize) -> Vec<u8> {
 /// cannot: another kind of map or key, or entries the new size cannot hold.
 fn refusal(old: &Shape, new: &Shape, count_beyond: impl FnOnce() -> usize) -> Option<String> {
     if old.map_type != new.map_type {
-        let kind = |t: Option<MapType>| t.map_or("unknown".into(), |t| format!("{t:?}"));
         return Some(format!(
             "it is a {} map, this datapath's is a {} map",
-            kind(old.map_type),
-            kind(new.map_type)
+            old.kind(),
+            new.kind()
         ));
     }
     if old.key_size != new.key_size {
@@ -340,7 +271,7 @@ impl Migration {
         for spec in map_specs() {
             let path = pin_dir.join(spec.name);
             let aside = aside(pin_dir, spec.name);
-            let new_shape = Shape::of_spec(&spec);
+            let new_shape = spec.shape;
             let (source, resumed) = if aside.exists() {
                 (aside.clone(), true)
             } else if path.exists() {
@@ -497,6 +428,8 @@ fn count_beyond(m: &Moved, cpus: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use aya::maps::MapType;
+
     use super::*;
 
     fn shape(map_type: MapType, value_size: u32, max_entries: u32) -> Shape {

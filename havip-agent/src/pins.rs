@@ -51,14 +51,11 @@ pub fn aside(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(ASIDE_DIR).join(name)
 }
 
-/// The shape of one map, as the agent expects it.
+/// One map, and the shape the agent expects it to have.
 #[derive(Debug, Clone, Copy)]
 pub struct MapSpec {
     pub name: &'static str,
-    pub map_type: MapType,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
+    pub shape: Shape,
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
@@ -66,10 +63,12 @@ pub fn map_specs() -> [MapSpec; 15] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
-            map_type,
-            key_size: size_of::<K>() as u32,
-            value_size: size_of::<V>() as u32,
-            max_entries,
+            shape: Shape {
+                map_type: Some(map_type),
+                key_size: size_of::<K>() as u32,
+                value_size: size_of::<V>() as u32,
+                max_entries,
+            },
         }
     }
     [
@@ -92,24 +91,92 @@ pub fn map_specs() -> [MapSpec; 15] {
     ]
 }
 
-impl MapSpec {
-    /// What differs between this spec and a map's info, if anything.
-    pub fn mismatch(&self, info: &MapInfo) -> Option<String> {
-        let ty = info.map_type().ok();
+/// The shape of a map: as the kernel has a pinned one, or as the agent
+/// expects it ([`map_specs`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// `None`: a type this aya does not know.
+    pub map_type: Option<MapType>,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+impl Shape {
+    pub fn of(info: &MapInfo) -> Self {
+        Self {
+            map_type: info.map_type().ok(),
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+        }
+    }
+
+    /// What differs between this shape (a pinned map's) and `want`, if
+    /// anything.
+    pub fn mismatch(&self, want: &Shape) -> Option<String> {
         let mut diffs = Vec::new();
-        if ty != Some(self.map_type) {
-            diffs.push(format!("type {ty:?}, expected {:?}", self.map_type));
+        if self.map_type != want.map_type {
+            diffs.push(format!(
+                "type {:?}, expected {}",
+                self.map_type,
+                want.kind()
+            ));
         }
         for (what, got, want) in [
-            ("key size", info.key_size(), self.key_size),
-            ("value size", info.value_size(), self.value_size),
-            ("max entries", info.max_entries(), self.max_entries),
+            ("key size", self.key_size, want.key_size),
+            ("value size", self.value_size, want.value_size),
+            ("max entries", self.max_entries, want.max_entries),
         ] {
             if got != want {
                 diffs.push(format!("{what} {got}, expected {want}"));
             }
         }
         (!diffs.is_empty()).then(|| diffs.join(", "))
+    }
+
+    /// The map type's name (`unknown` for one this aya does not know).
+    pub fn kind(&self) -> String {
+        self.map_type
+            .map_or_else(|| "unknown".into(), |t| format!("{t:?}"))
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self.map_type, Some(MapType::Array | MapType::PerCpuArray))
+    }
+
+    pub fn per_cpu(&self) -> bool {
+        matches!(
+            self.map_type,
+            Some(MapType::PerCpuArray | MapType::PerCpuHash | MapType::LruPerCpuHash)
+        )
+    }
+
+    /// Bytes a value takes in a lookup or an update: for a per-CPU map, the
+    /// value rounded up to 8 bytes, once per possible CPU.
+    pub fn stride(&self) -> usize {
+        if self.per_cpu() {
+            (self.value_size as usize).div_ceil(8) * 8
+        } else {
+            self.value_size as usize
+        }
+    }
+
+    pub fn buffer(&self, cpus: usize) -> Vec<u8> {
+        vec![0; self.stride() * if self.per_cpu() { cpus } else { 1 }]
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (key {} B, value {} B, {} entries)",
+            self.kind(),
+            self.key_size,
+            self.value_size,
+            self.max_entries
+        )
     }
 }
 

@@ -70,7 +70,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    pins::map_specs,
+    pins::{map_specs, Shape},
     protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
 };
@@ -238,7 +238,7 @@ fn open(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
         .into_iter()
         .find(|s| s.name == name)
         .expect("every map has a spec");
-    if let Some(detail) = spec.mismatch(&data.info().map_err(err)?) {
+    if let Some(detail) = Shape::of(&data.info().map_err(err)?).mismatch(&spec.shape) {
         return Err(StatusError::Mismatch { path, detail });
     }
     Map::from_map_data(data).map_err(err)
