@@ -17,11 +17,21 @@
 //! points the programs for that interface): an adopting agent keeps it. The XDP mode is the
 //! one the link was created in (a link cannot change it).
 //!
-//! Without TCX (kernels before 6.6), TC egress is a cls_bpf filter on the
-//! `clsact` qdisc, at a fixed priority and handle ([`NETLINK_PRIORITY`],
-//! [`NETLINK_HANDLE`]). It is not a link and cannot be pinned: a port
-//! directory without `tc-egress` stands for it. It is left attached at exit
-//! and replaced in place at that priority and handle.
+//! TC egress may also be a cls_bpf filter on the `clsact` qdisc, at a
+//! fixed priority and handle ([`NETLINK_PRIORITY`], [`NETLINK_HANDLE`]). It
+//! is not a link and cannot be pinned: a port directory without `tc-egress`
+//! stands for it. It is left attached at exit and replaced in place at that
+//! priority and handle. It is what kernels without TCX (before 6.6) have,
+//! and how every new port starts: a TCX attach waits for an RCU grace
+//! period under the RTNL lock (~14 ms: 14 s for a thousand ports), a filter
+//! takes well under a millisecond. With TCX wanted, [`PortLinks::hand_over`]
+//! then moves each port's egress to a pinned TCX link (the link first, then
+//! the filter goes: no frame meets neither), in the background. A port
+//! whose filter cannot be added (an `ingress` qdisc holds clsact's place)
+//! gets its TCX link at once.
+//!
+//! Egress is attached before XDP, on a new port and on an adopted one: a
+//! port whose XDP link holds a program has its egress program too.
 //!
 //! One agent per pin dir: [`PinDirLock`] holds an exclusive flock(2) on the
 //! pin dir itself (bpffs holds no regular files, but a directory can be
@@ -49,7 +59,7 @@ use havip_common::maps::{TC_EGRESS_PROGRAM, XDP_PROGRAM};
 use log::{debug, info, warn};
 
 use crate::{
-    sys,
+    qdisc, sys,
     util::{self, ifname_of},
 };
 
@@ -96,6 +106,18 @@ pub enum AttachError {
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
+    },
+    #[error(
+        "TC egress on {interface} through netlink: its ingress place holds an `{kind}` \
+         qdisc, not clsact (a filter there would run on frames from the VM); \
+         TCX (kernel 6.6 or later) needs no qdisc"
+    )]
+    NoClsact { interface: String, kind: String },
+    #[error("TC egress on {interface}: cannot tell its qdiscs: {source}")]
+    Qdisc {
+        interface: String,
+        #[source]
+        source: io::Error,
     },
     #[error("TC egress on {interface} through netlink: {source}")]
     Netlink {
@@ -187,7 +209,7 @@ pub enum TcAttach {
 
 impl TcAttach {
     /// Whether TCX is worth trying.
-    fn tcx(self) -> bool {
+    pub fn tcx(self) -> bool {
         self == Self::Auto
             && KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
     }
@@ -258,16 +280,38 @@ impl PortLinks {
             egress: Egress::Tcx,
             dir,
         };
-        let attached = links.attach_xdp(ebpf).and_then(|()| {
-            links.egress = attach_tc(ebpf, &links.tc_pin(), interface, tc)?;
-            Ok(())
-        });
-        if let Err(e) = attached {
+        match attach_tc(ebpf, &links.tc_pin(), interface, tc) {
+            Ok(egress) => links.egress = egress,
+            Err(e) => {
+                links.remove_pins();
+                return Err(e);
+            }
+        }
+        if let Err(e) = links.attach_xdp(ebpf) {
             // Nothing half attached stays behind.
+            if links.egress == Egress::Netlink {
+                detach_netlink(interface);
+            }
             links.remove_pins();
             return Err(e);
         }
         Ok(links)
+    }
+
+    /// Moves TC egress from its netlink filter to a pinned TCX link
+    /// (`ebpf`'s program): the link is attached before the filter goes.
+    /// `Ok(false)` when the kernel has no TCX for the interface: the filter
+    /// stays. On an error, too.
+    pub fn hand_over(&mut self, ebpf: &mut Ebpf, interface: &str) -> Result<bool, AttachError> {
+        if self.egress == Egress::Tcx {
+            return Ok(true);
+        }
+        if !attach_tcx(ebpf, &self.tc_pin(), interface)? {
+            return Ok(false);
+        }
+        detach_netlink(interface);
+        self.egress = Egress::Tcx;
+        Ok(true)
     }
 
     fn attach_xdp(&self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
@@ -283,17 +327,39 @@ impl PortLinks {
         pin(fd, &self.xdp_pin())
     }
 
-    /// Swaps `ebpf`'s programs (loaded for `mode`)
-    /// into the pinned links; with another XDP mode, re-attaches XDP in
-    /// that mode (a link cannot change mode: a short gap). On an error,
-    /// what was attached stays so (see [`PortLinks::is_live`]).
+    /// Swaps `ebpf`'s programs (loaded for `mode`) into the pinned links
+    /// (egress first, then XDP); a netlink filter is replaced in place
+    /// ([`PortLinks::hand_over`] moves it to TCX later). With another XDP
+    /// mode, re-attaches XDP in that mode (a link cannot change mode: a
+    /// short gap). On an error, what was attached stays so (see
+    /// [`PortLinks::is_live`]).
     pub fn adopt(
         &mut self,
         ebpf: &mut Ebpf,
         interface: &str,
         mode: AttachMode,
-        tc: TcAttach,
     ) -> Result<(), AttachError> {
+        match self.egress {
+            Egress::Tcx => {
+                let pinned = open_pin(&self.tc_pin())?;
+                let link =
+                    SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|source| {
+                        AttachError::Link {
+                            what: format!("{} is not a TCX link", self.tc_pin().display()),
+                            source,
+                        }
+                    })?;
+                let prog = egress_program(ebpf)?;
+                let id = prog
+                    .attach_to_link(link)
+                    .map_err(prog_err("cannot replace the TC egress program in its link"))?;
+                drop(prog.take_link(id).map_err(prog_err("TC egress link"))?);
+                // An agent that stopped between attaching the link and
+                // deleting the filter (see `hand_over`) left it.
+                detach_netlink(interface);
+            }
+            Egress::Netlink => attach_netlink(egress_program(ebpf)?, interface)?,
+        }
         if mode == self.mode {
             let pinned = open_pin(&self.xdp_pin())?;
             let link =
@@ -316,42 +382,15 @@ impl PortLinks {
             self.mode = mode;
             self.attach_xdp(ebpf)?;
         }
-        match self.egress {
-            Egress::Tcx => {
-                let pinned = open_pin(&self.tc_pin())?;
-                let link =
-                    SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|source| {
-                        AttachError::Link {
-                            what: format!("{} is not a TCX link", self.tc_pin().display()),
-                            source,
-                        }
-                    })?;
-                let prog = egress_program(ebpf)?;
-                let id = prog
-                    .attach_to_link(link)
-                    .map_err(prog_err("cannot replace the TC egress program in its link"))?;
-                drop(prog.take_link(id).map_err(prog_err("TC egress link"))?);
-            }
-            Egress::Netlink => {
-                // In place if the filter is there; TCX instead if it is
-                // wanted and works (then the filter goes).
-                let egress = attach_tc(ebpf, &self.tc_pin(), interface, tc)?;
-                if egress == Egress::Tcx {
-                    detach_netlink(interface);
-                }
-                self.egress = egress;
-            }
-        }
         Ok(())
     }
 
     /// Takes the port's programs off its interface (if it still exists)
     /// and removes its pins.
     pub fn detach(self) {
-        if self.egress == Egress::Netlink {
-            if let Some(interface) = ifname_of(self.ifindex) {
-                detach_netlink(&interface);
-            }
+        // A filter may be there beside a TCX link (see `adopt`).
+        if let Some(interface) = ifname_of(self.ifindex) {
+            detach_netlink(&interface);
         }
         self.remove_pins();
     }
@@ -455,38 +494,53 @@ pub fn detach(pin_dir: &Path) -> usize {
     n
 }
 
-/// Attaches TC egress: a pinned TCX link where wanted and supported,
-/// else a netlink filter (replacing ours in place if it is there).
+/// Attaches TC egress to a new port: a netlink filter (fast; see the
+/// module docs), or, where the filter cannot go and TCX is wanted, a pinned
+/// TCX link.
 fn attach_tc(
     ebpf: &mut Ebpf,
     pin_path: &Path,
     interface: &str,
     tc: TcAttach,
 ) -> Result<Egress, AttachError> {
-    let prog = egress_program(ebpf)?;
-    if tc.tcx() {
-        match prog.attach_with_options(
-            interface,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        ) {
-            Ok(id) => {
-                let link = prog.take_link(id).map_err(prog_err("TC egress link"))?;
-                let fd = FdLink::try_from(link).map_err(|source| AttachError::Link {
-                    what: "TCX egress link".into(),
-                    source,
-                })?;
-                pin(fd, pin_path)?;
-                return Ok(Egress::Tcx);
+    match attach_netlink(egress_program(ebpf)?, interface) {
+        Ok(()) => Ok(Egress::Netlink),
+        Err(e) if tc.tcx() => {
+            info!("{e}: attaching TC egress by TCX");
+            if attach_tcx(ebpf, pin_path, interface)? {
+                Ok(Egress::Tcx)
+            } else {
+                Err(e)
             }
-            Err(e) if matches!(os_error(&e), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
-                info!("{interface}: no TCX ({e}): attaching TC egress through netlink");
-            }
-            Err(e) => return Err(prog_err("cannot attach TC egress (TCX)")(e)),
         }
+        Err(e) => Err(e),
     }
-    attach_netlink(prog, interface)?;
-    Ok(Egress::Netlink)
+}
+
+/// Attaches TC egress by a TCX link, pinned at `pin_path`; `Ok(false)` if
+/// the kernel has no TCX for the interface.
+fn attach_tcx(ebpf: &mut Ebpf, pin_path: &Path, interface: &str) -> Result<bool, AttachError> {
+    let prog = egress_program(ebpf)?;
+    match prog.attach_with_options(
+        interface,
+        TcAttachType::Egress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    ) {
+        Ok(id) => {
+            let link = prog.take_link(id).map_err(prog_err("TC egress link"))?;
+            let fd = FdLink::try_from(link).map_err(|source| AttachError::Link {
+                what: "TCX egress link".into(),
+                source,
+            })?;
+            pin(fd, pin_path)?;
+            Ok(true)
+        }
+        Err(e) if matches!(os_error(&e), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+            info!("{interface}: no TCX ({e})");
+            Ok(false)
+        }
+        Err(e) => Err(prog_err("cannot attach TC egress (TCX)")(e)),
+    }
 }
 
 /// The netlink filter, on the clsact qdisc (created if missing): replaced in
@@ -500,7 +554,22 @@ fn attach_netlink(prog: &mut SchedClassifier, interface: &str) -> Result<(), Att
     match qdisc_add_clsact(interface) {
         Ok(()) => debug!("{interface}: added the clsact qdisc"),
         Err(aya::programs::tc::TcError::NetlinkError(e))
-            if e.raw_os_error() == Some(libc::EEXIST) => {}
+            if e.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            // Something holds the place: clsact, or an `ingress` qdisc
+            // that would take the filter on its ingress hook.
+            let ifindex = util::ifindex_of(interface).unwrap_or(0);
+            let kind = qdisc::ingress_kind(ifindex).map_err(|source| AttachError::Qdisc {
+                interface: interface.to_owned(),
+                source,
+            })?;
+            if let Some(kind) = kind.filter(|k| k != "clsact") {
+                return Err(AttachError::NoClsact {
+                    interface: interface.to_owned(),
+                    kind,
+                });
+            }
+        }
         Err(e) => return Err(netlink(e)),
     }
     let ours = SchedClassifierLink::attached(

@@ -43,6 +43,10 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often the etcd source compares `havip_owners` with what it reported.
 const OWNER_AUDIT: Duration = Duration::from_secs(1);
 
+/// How long the daemon spends moving TC egress to TCX links before it
+/// looks at its other work again (a TCX attach takes ~14 ms).
+const HANDOVER_SLICE: Duration = Duration::from_millis(50);
+
 /// The first and the longest wait before a reconcile retries the ports
 /// whose programs could not be attached.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -238,6 +242,8 @@ async fn serve_file(
     let _watcher = watch_file(path, file_tx)?;
 
     apply(dp, &config, path);
+    // What is in force is on record before the agent says it runs.
+    state.update(dp, &SourceProblems::default());
     info!(
         "running; reload with SIGHUP or by editing {}",
         path.display()
@@ -247,8 +253,10 @@ async fn serve_file(
     loop {
         state.update(dp, &SourceProblems::default());
         let unprotected = !dp.all_in_force();
+        let handover = dp.egress_handover_pending() > 0;
         tokio::select! {
             _ = tokio::time::sleep_until(retry.at), if unprotected => retry_unprotected(dp, &mut retry),
+            _ = std::future::ready(()), if handover => { dp.hand_over_egress(HANDOVER_SLICE); }
             _ = hup.recv() => reload(dp, path, "SIGHUP"),
             Some(()) = file_rx.recv() => reload(dp, path, "file changed"),
             Some(ev) = links.recv() => follow_links(dp, ev, &mut links),
@@ -280,6 +288,7 @@ async fn serve_etcd(
     let mut audit = tokio::time::interval(OWNER_AUDIT);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut retry = Retry::new();
+    state.update(dp, &source.problems());
     info!(
         "running; host {} from etcd {}",
         opts.host,
@@ -289,7 +298,9 @@ async fn serve_etcd(
         state.update(dp, &source.problems());
         let reconnect = tokio::time::sleep_until(source.next_attempt().into());
         let unprotected = !dp.all_in_force();
+        let handover = dp.egress_handover_pending() > 0;
         tokio::select! {
+            _ = std::future::ready(()), if handover => { dp.hand_over_egress(HANDOVER_SLICE); }
             _ = tokio::time::sleep_until(retry.at), if unprotected => {
                 retry_unprotected(dp, &mut retry);
                 source.reacknowledge(dp).await;

@@ -5,7 +5,7 @@
 //! owners the datapath learns), turns it into the exact contents of the datapath's maps ([`desired`]),
 //! loads and pins the XDP datapath and keeps its maps in line with that state
 //! ([`datapath`]), holds each port's programs by links pinned so they stay
-//! in force across agent restarts ([`attach`]), follows interfaces as they come and go ([`links`]), logs
+//! in force across agent restarts ([`attach`], [`qdisc`]), follows interfaces as they come and go ([`links`]), logs
 //! what the datapath reports ([`events`]), says which ports are protected and
 //! what could not be programmed ([`protection`], [`shortfall`]) and prints the
 //! pinned state for an operator ([`status`]). [`daemon`] ties these together for `havip-agent run`.
@@ -22,6 +22,7 @@ pub mod links;
 pub mod migrate;
 pub mod pins;
 pub mod protection;
+pub mod qdisc;
 pub mod shortfall;
 pub mod slots;
 pub mod status;

@@ -96,6 +96,10 @@ pub struct Protection {
     pub vips_not_programmed: Vec<NotProgrammed>,
     /// By port id.
     pub addrs_not_programmed: Vec<NotProgrammed>,
+    /// How many protected ports' TC egress is a netlink filter the agent
+    /// is still to move to a TCX link (see [`crate::attach`]).
+    #[serde(default)]
+    pub egress_handover: usize,
 }
 
 impl Protection {
@@ -192,6 +196,7 @@ impl Protection {
             ports,
             vips_not_programmed,
             addrs_not_programmed,
+            egress_handover: dp.egress_handover_pending(),
         }
     }
 
@@ -200,6 +205,7 @@ impl Protection {
         self.ports == other.ports
             && self.vips_not_programmed == other.vips_not_programmed
             && self.addrs_not_programmed == other.addrs_not_programmed
+            && self.egress_handover == other.egress_handover
     }
 
     /// Writes `self` to `path` (aside, then renamed over: a reader never
@@ -371,6 +377,7 @@ mod tests {
             }],
             vips_not_programmed: vec![],
             addrs_not_programmed: vec![],
+            egress_handover: 0,
         };
         p.write(&path).unwrap();
         let back = Protection::read(&path).unwrap().unwrap();

@@ -40,7 +40,8 @@
 //!                "reason": null | "tap-vm2: ..."}],
 //!     "vips_not_programmed": [{"id": 7, "name": "web" | null,
 //!                              "address": "10.0.6.19", "reason": "no free VIP slot ..."}],
-//!     "addrs_not_programmed": [{"id": 11, ...}]   // id: the port's
+//!     "addrs_not_programmed": [{"id": 11, ...}],  // id: the port's
+//!     "egress_handover": 0   // ports whose TC egress is still to move to TCX
 //!     // with --etcd, also the ports and VIPs whose record does not read or
 //!     // hold ("address": "?" when it cannot be told; a reason ending "its
 //!     // last valid record stays in force" when the old one does)
@@ -117,6 +118,9 @@ pub struct ProtectionStatus {
     pub ports: Vec<PortProtection>,
     pub vips_not_programmed: Vec<NotProgrammed>,
     pub addrs_not_programmed: Vec<NotProgrammed>,
+    /// Ports whose TC egress the agent is still moving from a netlink
+    /// filter to a TCX link (they are protected meanwhile).
+    pub egress_handover: usize,
 }
 
 /// Whether `pid` is a running havip-agent.
@@ -148,6 +152,7 @@ fn protection_status(
             ports: p.ports,
             vips_not_programmed: p.vips_not_programmed,
             addrs_not_programmed: p.addrs_not_programmed,
+            egress_handover: p.egress_handover,
         },
         _ => ProtectionStatus {
             source: "pinned links",
@@ -159,6 +164,7 @@ fn protection_status(
             ports: Protection::from_pins(pin_dir, in_ports_map, config),
             vips_not_programmed: Vec::new(),
             addrs_not_programmed: Vec::new(),
+            egress_handover: 0,
         },
     }
 }
@@ -543,6 +549,13 @@ impl ProtectionStatus {
                 (state, Some(why)) => format!("{}: {why}", state.name()),
             };
             let _ = writeln!(s, "  {port} on {}: {state}", p.interface);
+        }
+        if self.egress_handover > 0 {
+            let _ = writeln!(
+                s,
+                "  TC egress of {} port(s) still a netlink filter, moving to TCX links",
+                self.egress_handover
+            );
         }
         for (kind, what, list) in [
             ("vip", "vips", &self.vips_not_programmed),

@@ -154,6 +154,9 @@ pub struct Agent {
     args: Vec<OsString>,
     unpin_on_exit: bool,
     ready_timeout: Duration,
+    /// Ready once every tap has XDP, before TC egress has moved to TCX
+    /// links (to catch the agent in the middle of that move).
+    pub ready_when_protected: bool,
     /// When the process was last spawned.
     started_at: Option<Instant>,
     process: Option<Token>,
@@ -276,6 +279,7 @@ impl Agent {
             args,
             unpin_on_exit: opts.unpin_on_exit,
             ready_timeout: opts.ready_timeout.unwrap_or_else(ready_timeout),
+            ready_when_protected: false,
             started_at: None,
             process: None,
             pins,
@@ -318,7 +322,7 @@ impl Agent {
         let agent = &*self;
         let ready = wait::until(
             self.ready_timeout,
-            "the agent to attach XDP on every VM port",
+            "the agent to attach XDP on every VM port (and move TC egress to TCX)",
             || {
                 if agent.exit_status().is_some() {
                     return Ok(true); // reported below
@@ -332,7 +336,11 @@ impl Agent {
                 if !agent.taps.iter().all(|t| attached.contains(t)) {
                     return Ok(false);
                 }
-                agent.status().map(|_| true)
+                // Protected from the first; ready once TC egress is where
+                // it stays (moved to TCX links, where TCX is).
+                agent
+                    .status()
+                    .map(|s| agent.ready_when_protected || s.protection.egress_handover == 0)
             },
         );
         if let Some(status) = self.exit_status() {

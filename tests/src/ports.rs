@@ -53,6 +53,10 @@ pub struct Reconciled {
     pub first: Duration,
     /// From the agent's start to the last.
     pub all: Duration,
+    /// From the agent's start until every port's TC egress was a TCX link
+    /// of its program (new ports get a netlink filter first): `None` when
+    /// TC egress is not TCX.
+    pub tcx: Option<Duration>,
     pub ports: usize,
 }
 
@@ -175,31 +179,36 @@ impl ManyPorts {
     }
 
     /// Polls `pin_dir` on a thread until every port's links hold programs
-    /// not in `old`: when the first port and the last one got there. With
-    /// `running` (the agent's log, and how many `running` lines it had),
-    /// also done once every port has its links and the log says the new
-    /// agent runs: an agent may keep a program that is its own already.
+    /// not in `old`: when the first port and the last one got there. A
+    /// port with no TC egress link pinned has a netlink filter, attached
+    /// before its XDP link. With `running` (the agent's log, and how many
+    /// `running` lines it had), also done once every port has its links
+    /// and the log says the new agent runs: an agent may keep a program
+    /// that is its own already. Then, unless TC egress is through netlink
+    /// (`HAVIP_TC_ATTACH`, or a kernel without TCX), until every port's
+    /// egress is a TCX link.
     fn watch(
         &self,
         pin_dir: &Path,
         old: BTreeSet<u32>,
         running: Option<(PathBuf, usize)>,
-    ) -> JoinHandle<Result<(Instant, Instant)>> {
+    ) -> JoinHandle<Result<(Instant, Instant, Option<Instant>)>> {
         let ports: Vec<u32> = self.ifindex.values().copied().collect();
         let pin_dir = pin_dir.to_owned();
         let deadline = Instant::now() + self.attach_timeout() + Duration::from_secs(30);
+        let want_tcx = tcx_expected();
         std::thread::spawn(move || {
             let mut first = None;
+            let mut all = None;
             loop {
                 let links = pinned_links(&pin_dir).unwrap_or_default();
-                let tcx = links.values().any(|l| l.tc.is_some());
                 let new = |l: Option<(u32, u32)>| l.is_some_and(|(_, prog)| !old.contains(&prog));
                 let done = ports
                     .iter()
                     .filter(|i| {
                         links
                             .get(i)
-                            .is_some_and(|l| new(l.xdp) && (!tcx || new(l.tc)))
+                            .is_some_and(|l| new(l.xdp) && (l.tc.is_none() || new(l.tc)))
                     })
                     .count();
                 let kept = running.as_ref().is_some_and(|(log, before)| {
@@ -208,15 +217,36 @@ impl ManyPorts {
                         .all(|i| links.get(i).is_some_and(|l| l.xdp.is_some()));
                     linked && running_lines(log) > *before
                 });
+                let on_tcx = ports.iter().all(|i| {
+                    links
+                        .get(i)
+                        .is_some_and(|l| new(l.tc) || (kept && l.tc.is_some()))
+                });
                 let now = Instant::now();
                 if done > 0 {
                     first.get_or_insert(now);
                 }
                 if done == ports.len() || kept {
-                    return Ok((first.unwrap_or(now), now));
+                    all.get_or_insert(now);
+                }
+                if let Some(all) = all {
+                    if !want_tcx {
+                        return Ok((first.unwrap_or(now), all, None));
+                    }
+                    if on_tcx {
+                        return Ok((first.unwrap_or(now), all, Some(now)));
+                    }
                 }
                 if now > deadline {
-                    bail!("{done} of {} ports reconciled in time", ports.len());
+                    bail!(
+                        "{done} of {} ports reconciled in time{}",
+                        ports.len(),
+                        if all.is_some() {
+                            ", not all on TCX"
+                        } else {
+                            ""
+                        }
+                    );
                 }
                 std::thread::sleep(POLL);
             }
@@ -225,24 +255,26 @@ impl ManyPorts {
 
     fn finish(
         &self,
-        watch: JoinHandle<Result<(Instant, Instant)>>,
+        watch: JoinHandle<Result<(Instant, Instant, Option<Instant>)>>,
         agent: &Agent,
     ) -> Result<Reconciled> {
-        let (first, all) = watch
+        let (first, all, tcx) = watch
             .join()
             .map_err(|_| anyhow::anyhow!("the links watch panicked"))??;
         let started = agent.started_at().context("the agent never started")?;
         Ok(Reconciled {
             first: first.saturating_duration_since(started),
             all: all.saturating_duration_since(started),
+            tcx: tcx.map(|t| t.saturating_duration_since(started)),
             ports: self.count,
         })
     }
 
     /// Every port has its programs in force: the XDP program on its
-    /// interface is its pinned link's, and so is a TC egress program (TCX;
-    /// with TC through netlink no link is pinned for it, and a filter on
-    /// the clsact qdisc stands for it); `status` lists it on its interface
+    /// interface is its pinned link's, and so is a TC egress program (TCX,
+    /// with no netlink filter left beside it; with TC through netlink no
+    /// link is pinned for it, and a filter on the clsact qdisc stands for
+    /// it); `status` lists it on its interface
     /// and says it is protected. The problems, if any (at most 5 named).
     pub fn problems(&self, agent: &Agent) -> Result<Vec<String>> {
         let links = pinned_links(&agent.pin_dir)?;
@@ -266,6 +298,11 @@ impl ManyPorts {
                     let tcx = agent.tcx_egress_ids(tap)?;
                     if !tcx.contains(&prog) {
                         problems.push(format!("{tap}: TCX egress {tcx:?}, pinned {prog}"));
+                    }
+                    // Moved to TCX: the netlink filter went.
+                    let filters = agent.tc_egress_filters(tap)?;
+                    if !filters.is_empty() {
+                        problems.push(format!("{tap}: a TCX link and a filter {filters:?}"));
                     }
                 }
                 // TC egress through netlink: a filter on the clsact qdisc.
@@ -410,6 +447,15 @@ fn link_info(pin: &Path) -> Option<(u32, u32)> {
     let link = FdLink::from(PinnedLink::from_pin(pin).ok()?);
     let info = link.info().ok()?;
     Some((info.id(), info.program_id()))
+}
+
+/// Whether the agent's TC egress ends up on TCX links: a kernel with TCX
+/// (6.6 and later) and no `HAVIP_TC_ATTACH=netlink`.
+pub fn tcx_expected() -> bool {
+    let netlink = std::env::var("HAVIP_TC_ATTACH").is_ok_and(|v| v == "netlink");
+    !netlink
+        && aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 #[cfg(test)]

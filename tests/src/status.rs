@@ -31,6 +31,8 @@ pub struct Protection {
     pub ports: Vec<PortProtection>,
     pub vips_not_programmed: Vec<NotProgrammed>,
     pub addrs_not_programmed: Vec<NotProgrammed>,
+    /// Ports whose TC egress is still to move from netlink to TCX.
+    pub egress_handover: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,7 +12,9 @@
 //! - an agent that exits leaves its programs attached; `havip-agent detach`
 //!   takes them off;
 //! - TC egress through netlink (kernels without TCX) stays attached across a
-//!   restart and is replaced in place.
+//!   restart and is replaced in place; with TCX, a new port's filter moves
+//!   to a TCX link, and a port whose ingress qdisc leaves no room for a
+//!   filter gets its TCX link at once.
 //!
 //! Needs root and the built agent.
 
@@ -388,6 +390,70 @@ fn tc_egress_through_netlink_stays_across_restarts_and_is_replaced_in_place() ->
     ensure!(
         left.is_empty() && !agent.xdp_attached("tap-a")?,
         "left after detach: {left:?}"
+    );
+    agent.stop()
+}
+
+/// TC egress starts as a netlink filter on the clsact qdisc and moves to a
+/// pinned TCX link, the filter then deleted; a port whose `ingress` qdisc
+/// holds clsact's place (libvirt's inbound QoS sets one) gets its TCX link
+/// at once, the qdisc left alone. Without TCX (an older kernel, or
+/// `HAVIP_TC_ATTACH=netlink`) the filter stays, and that port is failed,
+/// saying why.
+#[test]
+fn tc_egress_moves_from_its_filter_to_tcx_and_an_ingress_qdisc_does_not_stop_it() -> Result<()> {
+    cmd::require_root()?;
+    cmd::require_tools(&["bpftool", "tc"])?;
+    let (hv, dir, cfg) = one_port()?;
+    add_port(&hv, "tap-late", "vm-late")?;
+    hv.exec("tc", &["qdisc", "add", "dev", "tap-late", "ingress"])?;
+    let tcx = havip_tests::ports::tcx_expected();
+    let taps: &[&str] = if tcx {
+        &["tap-a", "tap-late"]
+    } else {
+        &["tap-a"]
+    };
+    let agent = Agent::start(&hv, &cfg, &dir.path, taps)?;
+    let links = agent.links()?;
+    if !tcx {
+        netlink_filter(&agent)?;
+        wait::until(WAIT, "port 12 failed", || {
+            Ok(agent.status()?.protection.port(12)?.0 == "failed")
+        })?;
+        let p = agent.status()?.protection;
+        let (_, why) = p.port(12)?;
+        ensure!(why.contains("tap-late"), "port 12 failed: {why}");
+        return agent.stop();
+    }
+    for tap in ["tap-a", "tap-late"] {
+        let ids = agent.tcx_egress_ids(tap)?;
+        let filters = agent.tc_egress_filters(tap)?;
+        ensure!(
+            ids.len() == 1 && filters.is_empty(),
+            "{tap}: TCX {ids:?}, filters {filters:?}, links {links:?}"
+        );
+    }
+    ensure!(
+        links.keys().filter(|k| k.ends_with("/tc-egress")).count() == 2,
+        "a TCX link pinned per port: {links:?}"
+    );
+    let qdiscs = hv.exec("tc", &["qdisc", "show", "dev", "tap-late"])?;
+    ensure!(
+        qdiscs.contains("ingress"),
+        "the ingress qdisc went: {qdiscs}"
+    );
+    let log = agent.log_text();
+    ensure!(
+        log.contains(
+            "TC egress on tap-late through netlink: its ingress place holds an `ingress` qdisc"
+        ) && log.contains("attaching TC egress by TCX"),
+        "{}",
+        agent.log_tail(20)
+    );
+    let p = agent.status()?.protection;
+    ensure!(
+        p.egress_handover == 0 && p.port(11)?.0 == "protected" && p.port(12)?.0 == "protected",
+        "{p:?}"
     );
     agent.stop()
 }

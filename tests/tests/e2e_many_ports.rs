@@ -1,7 +1,9 @@
 //! A hypervisor with a thousand VM ports, from a config file: the agent
 //! starts and protects every one of them, a port's rogue frame is dropped
 //! while its own frames still reach its neighbours, and an agent restart
-//! adopts all thousand links in place and protects as before.
+//! adopts all thousand links in place and protects as before. An agent
+//! killed while it moves TC egress from netlink filters to TCX links
+//! leaves every port protected, and the next one finishes the move.
 //!
 //! `HAVIP_TEST_PORTS` sets the number of ports (default 1000): the test's
 //! time grows with it (some 30 s for a thousand, on a loaded 2-CPU machine).
@@ -108,6 +110,48 @@ fn report(what: &str, r: &Reconciled) {
     );
 }
 
+/// New ports' TC egress is a netlink filter first, moved to a TCX link in
+/// the background: an agent killed in the middle of that move (some ports
+/// on TCX, some on their filter, maybe one with both) leaves every port
+/// protected, and the next agent finishes the move, no filter left beside
+/// a link.
+fn killed_while_moving_egress_to_tcx(many: &ManyPorts, agent: &mut Agent) -> Result<()> {
+    agent.signal_and_wait(libc::SIGTERM)?;
+    agent.detach(false)?;
+    agent.ready_when_protected = true;
+    agent.start_again()?;
+    let pending = agent.status()?.protection.egress_handover;
+    agent.signal_and_wait(libc::SIGKILL)?;
+    let links = pinned_links(&agent.pin_dir)?;
+    let on_tcx = links.values().filter(|l| l.tc.is_some()).count();
+    println!(
+        "   a fresh start killed (SIGKILL) while moving TC egress to TCX: {pending} port(s)          were still to move; {on_tcx} of {} have a TCX link",
+        many.count
+    );
+    ensure!(
+        pending > 0 && on_tcx < many.count,
+        "the agent was not caught moving TC egress ({pending} to move, {on_tcx} on TCX)"
+    );
+    // No agent runs: every port still has its programs.
+    for (k, tap) in many.taps().iter().enumerate().step_by(many.count / 10 + 1) {
+        let l = many
+            .ifindex
+            .get(tap)
+            .and_then(|ifx| links.get(ifx))
+            .copied()
+            .unwrap_or_default();
+        let filters = agent.tc_egress_filters(tap)?;
+        ensure!(
+            l.xdp.is_some() && (l.tc.is_some() || !filters.is_empty()),
+            "port {k} ({tap}) without its programs while no agent runs: {l:?}, filters {filters:?}"
+        );
+    }
+    agent.ready_when_protected = false;
+    agent.start_again()?;
+    println!("   the next agent finished the move");
+    ensure_protected(many, agent)
+}
+
 #[test]
 fn a_thousand_ports_are_protected_from_the_start_and_adopted_by_a_restart() -> Result<()> {
     let count = ports::count_from_env("HAVIP_TEST_PORTS", 1000)?;
@@ -155,6 +199,9 @@ fn a_thousand_ports_are_protected_from_the_start_and_adopted_by_a_restart() -> R
         println!("   every port kept its links; each holds the new agent's programs");
         ensure_protected(&many, &agent)?;
         a_rogue_frame_is_dropped(&many, &agent, count - 2)?;
+        if ports::tcx_expected() {
+            killed_while_moving_egress_to_tcx(&many, &mut agent)?;
+        }
         agent.stop()?;
     }
     println!("took {:.0} s", started.elapsed().as_secs_f64());

@@ -37,6 +37,7 @@ use crate::{
     util::ifname_of,
 };
 
+mod handover;
 mod reconcile;
 
 /// The message `run` prints when no object is embedded and none was given.
@@ -112,6 +113,9 @@ struct Attachment {
     interface: String,
     port_id: u32,
     links: PortLinks,
+    /// Its TC egress stays a netlink filter: the move to TCX failed
+    /// (see [`Datapath::hand_over_egress`]).
+    netlink_kept: bool,
 }
 
 /// Entries of one map an apply wrote (inserted or updated) and removed.
@@ -421,7 +425,7 @@ impl Datapath {
             // The programs swapped in find the port by its interface.
             let adopted = self.set_if_port(ifx, slot).and_then(|()| {
                 let ebpf = self.programs.for_mode(mode);
-                Ok(links.adopt(ebpf, &interface, mode, self.tc)?)
+                Ok(links.adopt(ebpf, &interface, mode)?)
             });
             match adopted {
                 Ok(()) => {
@@ -451,6 +455,7 @@ impl Datapath {
                 interface,
                 port_id,
                 links,
+                netlink_kept: false,
             };
             self.attached.insert(ifx, a);
         }

@@ -265,6 +265,7 @@ impl Datapath {
                         interface,
                         port_id: port.port_id,
                         links,
+                        netlink_kept: false,
                     };
                     self.attached.insert(ifx, a);
                     s.attached += 1;

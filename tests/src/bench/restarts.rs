@@ -80,6 +80,16 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
             Unit::Microseconds,
             &r.per_port_us,
         ));
+        if !r.tcx_us.is_empty() {
+            figures.push(Figure::median(
+                format!(
+                    "{} ports' TC egress on TCX links after {}",
+                    opts.ports, r.what
+                ),
+                Unit::Microseconds,
+                &r.tcx_us,
+            ));
+        }
     }
     let hosts = [
         ("on the flooded host", &reports.flooded_us, true),
@@ -150,12 +160,17 @@ struct ReconcileTimes {
     what: String,
     all_us: Vec<f64>,
     per_port_us: Vec<f64>,
+    /// Until every port's TC egress was a TCX link (when it is TCX).
+    tcx_us: Vec<f64>,
 }
 
 impl ReconcileTimes {
     fn push(&mut self, r: &Reconciled) {
         self.all_us.push(r.all.as_secs_f64() * 1e6);
         self.per_port_us.push(r.per_port().as_secs_f64() * 1e6);
+        if let Some(tcx) = r.tcx {
+            self.tcx_us.push(tcx.as_secs_f64() * 1e6);
+        }
         eprintln!(
             "havip-bench: restarts: {} ports reconciled {:.1} s after {}",
             r.ports,
@@ -174,6 +189,7 @@ fn reconcile(opts: &Options) -> Result<Vec<ReconcileTimes>> {
             what: what.to_string(),
             all_us: Vec::new(),
             per_port_us: Vec::new(),
+            tcx_us: Vec::new(),
         })
         .collect();
     for _ in 0..opts.restart_rounds {
@@ -240,9 +256,12 @@ fn method(
         format!(
             "Many ports: {} veth pairs in a namespace of their own, each hypervisor side on one \
              bridge, and an agent config with a port on each. From the agent process's start \
-             to the moment every port's pinned XDP link (and TCX egress link, when TC egress \
-             is TCX) holds a program of this agent (read from the pins every 50 ms: the \
-             figure's resolution); on a restart the links stay and only their programs change. \
+             to the moment every port's pinned XDP link (and TCX egress link, where one is \
+             pinned; a port without has a netlink filter, attached before XDP) holds a program \
+             of this agent (read from the pins every 50 ms: the figure's resolution); on a \
+             restart the links stay and only their programs change. With TCX, new ports' egress \
+             starts as a netlink filter and moves to a TCX link in the background: the TCX \
+             figure is until every port's egress is a TCX link of this agent. \
              Per round: a fresh start on an empty pin dir, then each kind of restart; at the \
              end each port's XDP program is checked to be its link's, TCX likewise, and \
              `havip-agent status` to list the port. Medians over {} rounds; time per port: \
