@@ -169,6 +169,8 @@ struct VipFile {
     address: String,
     #[serde(default)]
     ports: Vec<u32>,
+    /// The VRRP virtual router id the HA software uses for it.
+    vrid: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -223,6 +225,10 @@ pub struct VipConfig {
     pub address: IpAddr,
     /// Bound port ids, in file order.
     pub ports: Vec<u32>,
+    /// The VRRP virtual router id (1-255) its HA software uses, when given:
+    /// its bound ports may send from that VRID's virtual MAC only (without
+    /// it, from any virtual MAC of the VIP's family).
+    pub vrid: Option<u8>,
 }
 
 /// The desired state of a host: its networks, ports and VIPs, keyed by id.
@@ -596,6 +602,16 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 limits.max_ports_per_vip
             ));
         }
+        let vrid = match v.vrid {
+            None => None,
+            Some(n) => match u8::try_from(n) {
+                Ok(n) if n != 0 => Some(n),
+                _ => {
+                    problems.push(format!("{who}: vrid {n} is not a VRRP router id (1-255)"));
+                    None
+                }
+            },
+        };
         config.vips.insert(
             v.id,
             VipConfig {
@@ -604,6 +620,7 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 network: v.network,
                 address: address.unwrap_or(IpAddr::V4([0; 4].into())),
                 ports: v.ports,
+                vrid,
             },
         );
     }

@@ -9,7 +9,11 @@ use std::{
     net::IpAddr,
 };
 
-use havip_common::{port::PORT_SECURITY, vip::MAX_BINDINGS, NetworkAddr, Owner, Port, Vip};
+use havip_common::{
+    port::{PORT_BOUND, PORT_SECURITY},
+    vip::MAX_BINDINGS,
+    NetworkAddr, Owner, Port, Vip, VirtualMac,
+};
 
 use crate::{config::Config, util::network_addr};
 
@@ -29,6 +33,9 @@ pub struct Desired {
     pub vip_addrs: BTreeMap<u32, NetworkAddr>,
     /// port id -> its interface name.
     pub port_interfaces: HashMap<u32, String>,
+    /// `havip_vmacs`: the VRRP virtual MACs each bound port may send from
+    /// (its VIPs' VRIDs, or VRID 0 for "any" when a VIP has none) -> 1.
+    pub vmacs: HashMap<VirtualMac, u32>,
 }
 
 impl Desired {
@@ -70,6 +77,21 @@ impl Desired {
             }
             d.vips.insert(key, vip);
             d.vip_addrs.insert(v.id, key);
+            for port_id in &v.ports {
+                let vmac = VirtualMac::new(*port_id, v.address.is_ipv6(), v.vrid.unwrap_or(0));
+                d.vmacs.insert(vmac, 1);
+            }
+        }
+        // A bound port takes part in VRRP (see havip-ebpf's vrrp.rs).
+        let bound: std::collections::HashSet<u32> = config
+            .vips
+            .values()
+            .flat_map(|v| v.ports.iter().copied())
+            .collect();
+        for port in d.ports.values_mut() {
+            if bound.contains(&port.port_id) {
+                port.flags |= PORT_BOUND;
+            }
         }
         d
     }

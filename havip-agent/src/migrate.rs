@@ -512,7 +512,8 @@ mod tests {
                 | maps::VIP_FILTER
                 | maps::IF_PORT
                 | maps::IF_PORT_HI
-                | maps::REDIRECT => assert_eq!(c, Carry::Entries),
+                | maps::REDIRECT
+                | maps::VMACS => assert_eq!(c, Carry::Entries),
                 _ => assert_ne!(c, Carry::Entries, "{}", spec.name),
             }
         }

@@ -11,9 +11,12 @@ use std::{
 use aya::maps::{MapInfo, MapType};
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
-    maps::{self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES},
+    maps::{
+        self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS,
+        REJECTS_BYTES,
+    },
     vip::HINT_BUCKETS,
-    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
+    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
 };
 use log::{debug, info, warn};
 use nix::{
@@ -59,7 +62,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 15] {
+pub fn map_specs() -> [MapSpec; 16] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -88,6 +91,7 @@ pub fn map_specs() -> [MapSpec; 15] {
         spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
         spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
         spec::<u32, u32>(maps::ABI, MapType::Array, 1),
+        spec::<VirtualMac, u32>(maps::VMACS, MapType::Hash, MAX_VMACS),
     ]
 }
 

@@ -32,10 +32,21 @@ pub enum DropReason {
     /// and could not be sent to the owner (a flooded copy, or the port is
     /// not bound to the VIP).
     NotOwner = 9,
+    /// VRRP (IP protocol 112) from a port bound to no VIP: only the ports
+    /// of a HAVIP may take part in its election.
+    VrrpNotBound = 10,
+    /// VRRP on its way to a port bound to no VIP: only the ports of a
+    /// HAVIP hear its election (adverts carry priorities, and PASS
+    /// authentication in clear).
+    VrrpToUnbound = 11,
+    /// A VRRP virtual MAC (00:00:5e:00:01:xx, 00:00:5e:00:02:xx) as source
+    /// from a port that may not use it (bound to no VIP of that family, or
+    /// not with that VRID).
+    VirtualMacNotAllowed = 12,
 }
 
 /// Number of [`DropReason`]s.
-pub const DROP_REASONS: usize = 10;
+pub const DROP_REASONS: usize = 13;
 /// The size of `havip_drops`: room for reasons to come.
 pub const DROP_SLOTS: usize = 64;
 /// The size of [`VipCounters::drops`]: room for VIP reasons to come.
@@ -57,6 +68,9 @@ impl DropReason {
         Self::ClaimNotBound,
         Self::VipSourceNotBound,
         Self::NotOwner,
+        Self::VrrpNotBound,
+        Self::VrrpToUnbound,
+        Self::VirtualMacNotAllowed,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -76,6 +90,9 @@ impl DropReason {
             Self::ClaimNotBound => "claim_not_bound",
             Self::VipSourceNotBound => "vip_source_not_bound",
             Self::NotOwner => "not_owner",
+            Self::VrrpNotBound => "vrrp_not_bound",
+            Self::VrrpToUnbound => "vrrp_to_unbound",
+            Self::VirtualMacNotAllowed => "virtual_mac_not_allowed",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod maps;
 pub mod owner;
 pub mod port;
 pub mod vip;
+pub mod vmac;
 
 pub use addr::NetworkAddr;
 pub use counters::{DropReason, Stat, VipCounters};
@@ -20,6 +21,7 @@ pub use event::{Event, EventKind};
 pub use owner::{Owner, BPF_F_LOCK};
 pub use port::Port;
 pub use vip::{Vip, VipHint};
+pub use vmac::VirtualMac;
 
 /// Implements `aya::Pod` for the userspace side of a shared type.
 #[cfg(feature = "user")]
@@ -34,4 +36,13 @@ macro_rules! impl_pod {
 }
 
 #[cfg(feature = "user")]
-impl_pod!(NetworkAddr, Port, Vip, VipHint, Owner, Event, VipCounters);
+impl_pod!(
+    NetworkAddr,
+    Port,
+    Vip,
+    VipHint,
+    Owner,
+    Event,
+    VipCounters,
+    VirtualMac
+);

@@ -39,6 +39,12 @@ pub const STATS: &str = "havip_stats";
 /// Per-CPU array, VIP slot -> [`crate::VipCounters`].
 pub const VIP_STATS: &str = "havip_vipstats";
 
+/// [`crate::VirtualMac`] -> 1: the VRRP virtual MACs each port may send
+/// from (its VIPs' VRIDs; VRID 0 stands for any VRID of that family).
+pub const VMACS: &str = "havip_vmacs";
+/// Entries of [`VMACS`]: a VRID per bound VIP of every port.
+pub const MAX_VMACS: u32 = 8192;
+
 /// ifindex (u32) -> ifindex: the local ports frames for a VIP can be
 /// redirected to (a `DEVMAP_HASH`).
 pub const REDIRECT: &str = "havip_redirect";
@@ -56,9 +62,9 @@ pub const MAX_SEGMENT: usize = 4096;
 pub const SEGMENT_BUF: usize = MAX_SEGMENT + 4;
 
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     PORTS, IF_PORT, IF_PORT_HI, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, REJECTS, DROPS, STATS,
-    VIP_STATS, REDIRECT, SEGMENT, ABI,
+    VIP_STATS, REDIRECT, SEGMENT, ABI, VMACS,
 ];
 
 /// Array of one u32: the [`ABI_VERSION`] of the datapath whose maps are

@@ -2,6 +2,9 @@
 
 /// Port security is enforced on this port (the default).
 pub const PORT_SECURITY: u32 = 1;
+/// The port is bound to a VIP (of its network): it may take part in VRRP
+/// and hear it.
+pub const PORT_BOUND: u32 = 2;
 
 /// Fixed addresses of each family a port entry holds itself, so the
 /// datapath checks a source without a map lookup. A port with more has all
@@ -23,7 +26,7 @@ pub struct Port {
     /// The only source MAC the VM may use when port security is on.
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
-    /// [`PORT_SECURITY`] or 0.
+    /// [`PORT_SECURITY`], [`PORT_BOUND`].
     pub flags: u32,
     /// The port's IPv6 link-local address, allowed as a source.
     pub link_local: [u8; 16],
@@ -47,6 +50,12 @@ impl Port {
     #[inline(always)]
     pub fn security(&self) -> bool {
         self.flags & PORT_SECURITY != 0
+    }
+
+    /// Whether the port is bound to a VIP ([`PORT_BOUND`]).
+    #[inline(always)]
+    pub fn bound(&self) -> bool {
+        self.flags & PORT_BOUND != 0
     }
 
     /// The MAC as a 4-byte and a 2-byte native-order word: how the

@@ -207,6 +207,12 @@ pub struct Havip {
     /// Operator override of the ports-per-VIP limit for this VIP.
     #[serde(default)]
     pub ports_per_vip: Option<u32>,
+    /// The VRRP virtual router id (1-255) of the HA software that holds
+    /// it, when it sends from virtual MACs (keepalived's `use_vmac`): the
+    /// bound ports may then use that VRID's virtual MAC only; without it,
+    /// any virtual MAC of the VIP's family.
+    #[serde(default)]
+    pub vrid: Option<u8>,
     pub created_at: DateTime<Utc>,
     /// Hosts of bound ports that have not acknowledged `generation` yet
     /// (computed on read, not stored).
@@ -322,6 +328,10 @@ pub struct CreateHavip {
     /// Ports to bind right away.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// The VRRP virtual router id (1-255) its HA software uses, if it
+    /// sends from virtual MACs.
+    #[serde(default)]
+    pub vrid: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -331,6 +341,9 @@ pub struct UpdateHavip {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// A new VRRP virtual router id (1-255); 0 removes it.
+    #[serde(default)]
+    pub vrid: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -56,6 +56,16 @@ pub fn check_description(description: &str) -> Result<()> {
     Ok(())
 }
 
+/// A VRRP virtual router id: 1-255 (RFC 9568; 0 is no router's).
+pub fn check_vrid(vrid: u8) -> Result<()> {
+    if vrid == 0 {
+        return Err(Error::invalid_argument(
+            "vrid must be a VRRP virtual router id, 1-255",
+        ));
+    }
+    Ok(())
+}
+
 /// `aa:bb:cc:dd:ee:ff`, hex, lower or upper case.
 pub fn check_mac(mac: &str) -> Result<()> {
     let parts: Vec<&str> = mac.split(':').collect();

@@ -651,6 +651,9 @@ impl Store {
             ));
         }
         rules::check_id("subnet", &req.subnet)?;
+        if let Some(vrid) = req.vrid {
+            rules::check_vrid(vrid)?;
+        }
         let subnet_key = keys::subnet(&req.subnet);
         let limits_key = keys::project_limits(&project);
         for attempt in 0..RETRIES {
@@ -716,6 +719,7 @@ impl Store {
                 status_reason: None,
                 generation: 1,
                 ports_per_vip: None,
+                vrid: req.vrid,
                 created_at: Utc::now(),
                 pending_hosts: Vec::new(),
                 master: None,
@@ -829,6 +833,9 @@ impl Store {
             }
             if let Some(d) = &req.description {
                 vip.description = d.clone();
+            }
+            if let Some(vrid) = req.vrid {
+                vip.vrid = (vrid != 0).then_some(vrid);
             }
             let addr_key = keys::addr(&vip.subnet, &vip.address);
             let claim = Claim::Vip {

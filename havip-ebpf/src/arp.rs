@@ -5,7 +5,7 @@ use havip_common::{DropReason, NetworkAddr, Port};
 use crate::{
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::{is_port_mac, own_ipv4_source},
+    policy::{may_use_mac, own_ipv4_source},
     vips,
 };
 
@@ -68,6 +68,8 @@ fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
 ///
 /// - The sender is a VIP: only a bound port may send it, and a gratuitous
 ///   request (sender IP == target IP) or any reply makes it the owner.
+/// - A probe (sender 0.0.0.0) whose target is a VIP: only from a bound
+///   port (it is not learned, and the responder does not answer it).
 /// - Otherwise, with port security, the sender MAC and IP must be the
 ///   port's own (0.0.0.0 is allowed for probes).
 #[inline(always)]
@@ -78,7 +80,7 @@ pub fn judge(
     from: &Claimant,
 ) -> Result<Arp, DropReason> {
     let arp = parse(pkt, link.l3())?;
-    if port.security() && !is_port_mac(port, &arp.sha) {
+    if port.security() && !may_use_mac(port, &arp.sha) {
         return Err(DropReason::ArpSpoof);
     }
 
@@ -102,7 +104,24 @@ pub fn judge(
         return Ok(arp);
     }
 
-    if port.security() && arp.spa != [0; 4] {
+    if arp.spa == [0; 4] {
+        // A probe (RFC 5227) for a VIP is a claim to be: another port's
+        // would make a bound VM that probes first think the VIP in use.
+        let target = NetworkAddr::v4(port.network, arp.tpa);
+        if let Some(vip) = vips::get(&target) {
+            if !vip.is_bound(port.port_id) {
+                return Err(owner::reject(
+                    &target,
+                    vip,
+                    from,
+                    arp.sha,
+                    DropReason::ClaimNotBound,
+                ));
+            }
+        }
+        return Ok(arp);
+    }
+    if port.security() {
         return Err(DropReason::ArpSpoof);
     }
     Ok(arp)

@@ -7,6 +7,7 @@
 //! receive the VIP's traffic at all (not bound). On the owner's port the
 //! destination MAC is made the owner's. Everything else, and anything this
 //! program cannot parse, passes: egress never drops what it does not judge.
+//! VRRP reaches only ports bound to a VIP (`vrrp.rs`).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -14,7 +15,7 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use havip_common::{DropReason, NetworkAddr, Port, Stat};
+use havip_common::{vmac::is_virtual_mac, DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, count_drop, count_vip_drop, vip_counters},
@@ -24,6 +25,7 @@ use crate::{
     packet::{is_group, parse_ethernet, set_dst_mac, Packet, ETH_P_IP, ETH_P_IPV6},
     policy::is_port_mac,
     vips,
+    vrrp::{self, IPPROTO_VRRP},
 };
 
 /// Enough of a frame to reach an IPv6 destination behind two VLAN tags.
@@ -54,12 +56,16 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         let _ = ctx.pull_data(wanted);
     }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let Ok(dst) = destination(&pkt, port) else {
+    let Ok(Some(Bound { link_dst, dst, protocol })) = destination(&pkt, port) else {
         return Ok(TC_ACT_OK);
     };
-    let Some((link_dst, dst)) = dst else {
+    // The election is for the VIPs' ports only, multicast or not.
+    if protocol == IPPROTO_VRRP {
+        vrrp::judge_received(port)?;
+    }
+    if is_group(&link_dst) {
         return Ok(TC_ACT_OK);
-    };
+    }
     let Some(found) = vips::find(&dst) else {
         return Ok(TC_ACT_OK);
     };
@@ -72,9 +78,15 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             }
             Ok(TC_ACT_OK)
         }
-        // Sent here by this port's MAC (a stale ARP entry): to the owner,
+        // Sent here by this port's MAC (a stale ARP entry), or by the
+        // owner's virtual MAC, which both members of a VRRP pair send
+        // from (the bridge may have learned it here): to the owner,
         // never back out of the port the frame came from (nor this one).
-        Some(o) if is_port_mac(port, &link_dst) && o.ifindex != 0 && !is_return(ctx, o.ifindex) => {
+        Some(o)
+            if (is_port_mac(port, &link_dst) || (is_virtual_mac(&link_dst) && link_dst == o.mac))
+                && o.ifindex != 0
+                && !is_return(ctx, o.ifindex) =>
+        {
             set_dst_mac(&pkt, o.mac)?;
             count(Stat::EgressRedirected);
             if let Some(c) = vip_counters(found.slot) {
@@ -104,18 +116,35 @@ fn is_return(ctx: &TcContext, ifindex: u32) -> bool {
     ifindex == came_from || ifindex == this
 }
 
-/// The unicast destination MAC and IP of a frame, if it is IP.
+/// Where an IP frame is bound.
+struct Bound {
+    link_dst: [u8; 6],
+    dst: NetworkAddr,
+    /// The IPv4 protocol, or the next header after the fixed IPv6 header.
+    protocol: u8,
+}
+
+/// The destination MAC, IP and protocol of a frame, if it is IP.
 #[inline(always)]
-fn destination(pkt: &Packet, port: &Port) -> Result<Option<([u8; 6], NetworkAddr)>, DropReason> {
+fn destination(pkt: &Packet, port: &Port) -> Result<Option<Bound>, DropReason> {
     let eth = parse_ethernet(pkt)?;
-    if is_group(&eth.dst_mac) {
-        return Ok(None);
-    }
     let l3 = eth.link.l3();
-    let dst = match eth.ethertype {
-        ETH_P_IP => NetworkAddr::v4(port.network, pkt.ipv4(l3 + ipv4::DST_OFFSET)?),
-        ETH_P_IPV6 => NetworkAddr::v6(port.network, pkt.ipv6(l3 + ipv6::DST_OFFSET)?),
+    let (dst, protocol) = match eth.ethertype {
+        ETH_P_IP => {
+            let [_, protocol]: [u8; 2] = pkt.read(l3 + ipv4::TTL_OFFSET)?;
+            let dst = pkt.ipv4(l3 + ipv4::DST_OFFSET)?;
+            (NetworkAddr::v4(port.network, dst), protocol)
+        }
+        ETH_P_IPV6 => {
+            let [_, _, protocol, _]: [u8; 4] = pkt.read(l3 + ipv6::PAYLOAD_LEN_OFFSET)?;
+            let dst = pkt.ipv6(l3 + ipv6::DST_OFFSET)?;
+            (NetworkAddr::v6(port.network, dst), protocol)
+        }
         _ => return Ok(None),
     };
-    Ok(Some((eth.dst_mac, dst)))
+    Ok(Some(Bound {
+        link_dst: eth.dst_mac,
+        dst,
+        protocol,
+    }))
 }

@@ -8,6 +8,7 @@ use crate::{
     packet::{Link, Packet},
     policy::own_ipv4_source,
     vips,
+    vrrp::{self, IPPROTO_VRRP},
 };
 
 /// Offsets of fields in the IPv4 header: total length, flags and fragment
@@ -22,7 +23,8 @@ pub const DST_OFFSET: usize = 16;
 /// pass:
 /// - sourced from a VIP: only a bound port may send it;
 /// - otherwise, with port security, the source must be a fixed address of
-///   the port or 0.0.0.0 (DHCP).
+///   the port or 0.0.0.0 (DHCP);
+/// - VRRP only from a port bound to a VIP.
 #[inline(always)]
 pub fn judge(
     pkt: &Packet,
@@ -44,23 +46,25 @@ pub fn judge(
     // multiple of four).
     pkt.at::<[u8; 4]>(link.l3() + header_len - 4)?;
 
-    let destination = NetworkAddr::v4(port.network, dst);
-    if own_ipv4_source(port, src) {
-        return Ok(destination);
-    }
-    let source = NetworkAddr::v4(port.network, src);
-    if let Some(vip) = vips::get(&source) {
-        if !vip.is_bound(port.port_id) {
-            return Err(owner::reject(
-                &source,
-                vip,
-                from,
-                link.src_mac,
-                DropReason::VipSourceNotBound,
-            ));
+    let [_, protocol]: [u8; 2] = pkt.read(link.l3() + TTL_OFFSET)?;
+    if !own_ipv4_source(port, src) {
+        let source = NetworkAddr::v4(port.network, src);
+        if let Some(vip) = vips::get(&source) {
+            if !vip.is_bound(port.port_id) {
+                return Err(owner::reject(
+                    &source,
+                    vip,
+                    from,
+                    link.src_mac,
+                    DropReason::VipSourceNotBound,
+                ));
+            }
+        } else if port.security() && src != [0; 4] {
+            return Err(DropReason::IpSpoof);
         }
-    } else if port.security() && src != [0; 4] {
-        return Err(DropReason::IpSpoof);
     }
-    Ok(destination)
+    if protocol == IPPROTO_VRRP {
+        vrrp::judge_sent(port)?;
+    }
+    Ok(NetworkAddr::v4(port.network, dst))
 }

@@ -7,8 +7,9 @@ use crate::{
     maps::SCRATCH,
     owner::{self, Claimant},
     packet::{Link, Packet},
-    policy::{is_port_mac, own_ipv6_source, owns_ipv6},
+    policy::{may_use_mac, own_ipv6_source, owns_ipv6},
     vips,
+    vrrp::{self, IPPROTO_VRRP},
 };
 
 const IPPROTO_HOPOPTS: u8 = 0;
@@ -140,10 +141,18 @@ pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<I
             Ok(Ipv6::Discovery)
         }
         ND_NEIGHBOR_SOLICIT => {
-            judge_solicit(pkt, l4, payload_end, port)?;
+            let dad = *src == UNSPECIFIED;
+            judge_solicit(pkt, link, (l4, payload_end), port, (from, dad))?;
             Ok(Ipv6::Solicit(Solicit { l4, payload_len }))
         }
-        _ => Ok(Ipv6::Data),
+        _ => {
+            // VRRPv3 follows the fixed header (it has no reason for
+            // extension headers).
+            if first[6] == IPPROTO_VRRP {
+                vrrp::judge_sent(port)?;
+            }
+            Ok(Ipv6::Data)
+        }
     }
 }
 
@@ -163,7 +172,7 @@ fn judge_advert(
     let link_addr = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_TARGET_LINKADDR)?;
     if port.security() {
         if let Some(mac) = link_addr {
-            if !is_port_mac(port, &mac) {
+            if !may_use_mac(port, &mac) {
                 return Err(DropReason::NdSpoof);
             }
         }
@@ -193,15 +202,37 @@ fn judge_advert(
 }
 
 /// A Neighbor Solicitation: with port security its source link-layer
-/// address must be the port's.
+/// address must be one the port may use. Duplicate Address Detection
+/// (`dad`: source ::) of a VIP is a claim to be: only from a bound port
+/// (another's would make a bound VM that probes think the VIP in use).
 #[inline(always)]
-fn judge_solicit(pkt: &Packet, l4: usize, end: usize, port: &Port) -> Result<(), DropReason> {
+fn judge_solicit(
+    pkt: &Packet,
+    link: Link,
+    (l4, end): (usize, usize),
+    port: &Port,
+    (from, dad): (&Claimant, bool),
+) -> Result<(), DropReason> {
     // The target, which the responder reads.
-    pkt.at::<[u8; 16]>(l4 + ND_TARGET_OFFSET)?;
+    let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;
     if port.security() {
         if let Some(mac) = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR)? {
-            if !is_port_mac(port, &mac) {
+            if !may_use_mac(port, &mac) {
                 return Err(DropReason::NdSpoof);
+            }
+        }
+    }
+    if dad {
+        let target = NetworkAddr::v6(port.network, target);
+        if let Some(vip) = vips::get(&target) {
+            if !vip.is_bound(port.port_id) {
+                return Err(owner::reject(
+                    &target,
+                    vip,
+                    from,
+                    link.src_mac,
+                    DropReason::ClaimNotBound,
+                ));
             }
         }
     }

@@ -5,16 +5,21 @@
 //!    interface the frame came in on (`maps::port_on`); an interface with
 //!    no port (a port being set up or torn down) passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
-//! 3. Port security: the source MAC must be the port's.
+//! 3. Port security: the source MAC must be the port's (or a VRRP virtual
+//!    MAC of one of its VIPs, `policy.rs`).
 //! 4. Classify by protocol and judge (claims and port security):
 //!    - ARP (`arp.rs`): a sender IP that is a VIP is a claim, accepted only
 //!      from a bound port; an accepted gratuitous request or reply makes the
 //!      sender the VIP's owner. Otherwise the sender must be the port's own.
+//!    - ARP probes (sender 0.0.0.0) for a VIP only from a bound port: a
+//!      probe is a claim to be, and is never answered here.
 //!    - IPv4 (`ipv4.rs`): a VIP source only from a bound port; otherwise the
-//!      source must be the port's own.
+//!      source must be the port's own. VRRP (`vrrp.rs`) only from a port
+//!      bound to a VIP.
 //!    - IPv6 (`ipv6.rs`): the same for sources; a Neighbor Advertisement
 //!      whose target is a VIP is a claim, and an unsolicited one from a
-//!      bound port makes it the owner.
+//!      bound port makes it the owner; a DAD Neighbor Solicitation (source
+//!      ::) for a VIP only from a bound port; VRRP as for IPv4.
 //! 5. Decide where what passed goes (the VIP fast path):
 //!    - an ARP request or Neighbor Solicitation for a VIP with an owner is
 //!      answered here with the owner's MAC (`responder.rs`), the answer
@@ -27,7 +32,8 @@
 //!    - everything else passes to the bridge.
 //!
 //! `havip_port_egress` (TC, `egress.rs`) catches frames for a VIP on their
-//! way to a port that is not its owner and sends them to the owner.
+//! way to a port that is not its owner and sends them to the owner, and
+//! keeps VRRP from ports bound to no VIP.
 //!
 //! Every drop names a `DropReason` and is counted per CPU (and per VIP when
 //! it concerns one). No input makes a program abort.
@@ -47,6 +53,7 @@ mod packet;
 mod policy;
 mod responder;
 mod vips;
+mod vrrp;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use havip_common::{DropReason, NetworkAddr, Port, Stat};
@@ -57,7 +64,7 @@ use crate::{
     maps::{port_on, REDIRECT},
     owner::Claimant,
     packet::{parse_ethernet, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
-    policy::is_port_mac,
+    policy::check_source_mac,
 };
 
 #[xdp]
@@ -80,9 +87,12 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
         Err(reason) => return verdict(Err(reason)),
     };
 
-    // 3. Port security on the link layer.
-    if port.security() && !is_port_mac(port, &link.src_mac) {
-        return verdict(Err(DropReason::MacSpoof));
+    // 3. Port security on the link layer: the port's MAC, or a VRRP
+    //    virtual MAC of its VIPs.
+    if port.security() {
+        if let Err(reason) = check_source_mac(port, &link.src_mac) {
+            return verdict(Err(reason));
+        }
     }
 
     // 4. Judge, then 5. decide, by protocol.

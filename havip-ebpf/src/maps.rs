@@ -11,10 +11,11 @@ use aya_ebpf::{
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
     maps::{
-        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, REJECTS_BYTES, SEGMENT_BUF,
+        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS, REJECTS_BYTES,
+        SEGMENT_BUF,
     },
     vip::HINT_BUCKETS,
-    Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint,
+    Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
 };
 
 /// 1 when the XDP program runs in the driver (native mode): a frame it
@@ -102,6 +103,11 @@ pub static STATS_MAP: PerCpuArray<u64, STAT_SLOTS> = PerCpuArray::new();
 /// VIP slot -> that VIP's counters.
 #[btf_map(name = "havip_vipstats")]
 pub static VIP_STATS: PerCpuArray<VipCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
+
+/// A port and a VRRP virtual MAC it may send from (VRID 0: any of that
+/// family) -> 1.
+#[btf_map(name = "havip_vmacs")]
+pub static VMACS: HashMap<VirtualMac, u32, { MAX_VMACS as usize }> = HashMap::new();
 
 /// ifindex -> ifindex of the local ports frames for a VIP can be redirected
 /// to (the owner's port).

@@ -4,9 +4,13 @@
 //! for a port with more addresses than its entry holds, so the common case
 //! keeps the address in a register.
 
-use havip_common::{port::INLINE_ADDRS, NetworkAddr, Port};
+use havip_common::{
+    port::INLINE_ADDRS,
+    vmac::{is_virtual_mac, VirtualMac},
+    DropReason, NetworkAddr, Port,
+};
 
-use crate::maps::ADDRS;
+use crate::maps::{ADDRS, VMACS};
 
 /// Whether `addr` is one of `port`'s fixed IPv4 addresses: from the port
 /// entry itself, or, for a port with more addresses than it holds, from the
@@ -47,6 +51,46 @@ pub fn own_ipv6_source(port: &Port, addr: &[u8; 16]) -> bool {
 pub fn is_port_mac(port: &Port, mac: &[u8; 6]) -> bool {
     let [a, b, c, d, e, f] = *mac;
     (u32::from_ne_bytes([a, b, c, d]), u16::from_ne_bytes([e, f])) == port.mac_words()
+}
+
+/// Whether `port` may send from `mac`: its own MAC, or a VRRP virtual MAC
+/// of one of its VIPs (see `havip_common::vmac`).
+#[inline(always)]
+pub fn may_use_mac(port: &Port, mac: &[u8; 6]) -> bool {
+    is_port_mac(port, mac) || may_use_virtual_mac(port, mac)
+}
+
+/// Port security on the link layer: the source MAC must be one `port` may
+/// use; a virtual MAC it may not use has a reason of its own.
+#[inline(always)]
+pub fn check_source_mac(port: &Port, mac: &[u8; 6]) -> Result<(), DropReason> {
+    if is_port_mac(port, mac) {
+        return Ok(());
+    }
+    if !is_virtual_mac(mac) {
+        return Err(DropReason::MacSpoof);
+    }
+    if may_use_virtual_mac(port, mac) {
+        Ok(())
+    } else {
+        Err(DropReason::VirtualMacNotAllowed)
+    }
+}
+
+/// Whether `mac` is a virtual MAC `port` may use: bound to a VIP of that
+/// family with that VRID, or with no VRID given (the entry for VRID 0).
+#[inline(always)]
+fn may_use_virtual_mac(port: &Port, mac: &[u8; 6]) -> bool {
+    if !port.bound() || !is_virtual_mac(mac) {
+        return false;
+    }
+    let key = VirtualMac {
+        port_id: port.port_id,
+        mac: *mac,
+        _pad: [0; 2],
+    };
+    // SAFETY: the values are read for presence only.
+    unsafe { VMACS.get(&key).is_some() || VMACS.get(&key.any_vrid()).is_some() }
 }
 
 #[inline(always)]

@@ -18,10 +18,10 @@ use aya::{
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use havip_common::{
     maps,
-    port::PORT_SECURITY,
+    port::{PORT_BOUND, PORT_SECURITY},
     vip::{hint_bucket, MAX_BINDINGS},
     DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
-    BPF_F_LOCK,
+    VirtualMac, BPF_F_LOCK,
 };
 use havip_tests::bench::frames::{self, ones_sum};
 use rand::{Rng, SeedableRng};
@@ -69,6 +69,8 @@ const ROGUE: Vm = vm(13, 13);
 const CLIENT: Vm = vm(14, 20);
 
 const VIP4_ID: u32 = 1;
+/// VIP4's VRRP router id (VIP6 has none).
+const VIP4_VRID: u8 = 111;
 const VIP6_ID: u32 = 2;
 const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 6, 19);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 6, 0, 0, 0, 0, 0, 0x19);
@@ -106,14 +108,21 @@ fn bound(vip_id: u32, ports: &[u32]) -> Vip {
 }
 
 /// `vm`'s port entry, on the interface `ifindex`, port security on if
-/// `security`.
+/// `security`; bound (to the fixture's VIPs) for vm1 and vm2, as the agent
+/// marks a port bound to a VIP.
 fn port_entry(vm: Vm, ifindex: u32, security: bool) -> Port {
+    let security = if security { PORT_SECURITY } else { 0 };
+    let bound = if [VM1, VM2].contains(&vm) {
+        PORT_BOUND
+    } else {
+        0
+    };
     let mut port = Port {
         port_id: vm.port_id,
         ifindex,
         network: NET,
         mac: vm.mac,
-        flags: if security { PORT_SECURITY } else { 0 },
+        flags: security | bound,
         link_local: vm.link_local.octets(),
         ..Port::default()
     };
@@ -189,6 +198,25 @@ impl Datapath {
         }
         dp.put_vip(v4(VIP4), bound(VIP4_ID, &[VM1.port_id, VM2.port_id]));
         dp.put_vip(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]));
+        // The virtual MACs of the bound ports, as the agent writes them:
+        // VIP4 with its VRID given, VIP6 without (any VRID of IPv6's).
+        let mut vmacs = dp.vmacs();
+        let old: Vec<VirtualMac> = vmacs.keys().map(Result::unwrap).collect();
+        for k in old {
+            vmacs.remove(&k).unwrap();
+        }
+        for vm in [VM1, VM2] {
+            vmacs
+                .insert(VirtualMac::new(vm.port_id, false, VIP4_VRID), 1, 0)
+                .unwrap();
+            vmacs
+                .insert(VirtualMac::new(vm.port_id, true, 0), 1, 0)
+                .unwrap();
+        }
+    }
+
+    fn vmacs(&mut self) -> HashMap<&mut MapData, VirtualMac, u32> {
+        HashMap::try_from(self.ebpf.map_mut(maps::VMACS).unwrap()).unwrap()
     }
 
     /// The port table. Frames come in on `lo`, whose `havip_ifport` entry
@@ -894,9 +922,9 @@ fn cases() -> Vec<Case> {
             ns(VM1.mac, VIP6, OTHER6, Some(VM1.mac)),
         ),
         case(
-            "DAD NS (source ::) for the VIP passes",
-            ROGUE,
-            ns(ROGUE.mac, Ipv6Addr::UNSPECIFIED, VIP6, None),
+            "DAD NS (source ::) for the VIP passes from a bound port",
+            VM2,
+            ns(VM2.mac, Ipv6Addr::UNSPECIFIED, VIP6, None),
         ),
         case(
             "rogue NA is dropped without port security too",
@@ -1023,7 +1051,7 @@ fn cases() -> Vec<Case> {
 fn policy_table() {
     let mut failures = Vec::new();
     let mut dp = Datapath::load();
-    for case in cases() {
+    for case in cases().into_iter().chain(vrrp_and_probe_cases()) {
         dp.reset();
         for (vm, frame) in &case.before {
             dp.from(*vm, true);
@@ -2277,4 +2305,315 @@ fn generic_redirects_leave_the_offload_to_the_socket_buffer() {
     assert_eq!(action, XDP_REDIRECT);
     assert_eq!(out, with_dst_mac(frame, VM1.mac));
     assert_eq!(dp.stat(Stat::ChecksumsCompleted), 0);
+}
+
+// ---------------------------------------------------------------------------
+// VRRP among the bound ports, virtual MACs, address probes.
+// ---------------------------------------------------------------------------
+
+/// VRRP's IP protocol.
+const IPPROTO_VRRP: u8 = 112;
+/// 224.0.0.18 and ff02::12, and their MACs.
+const VRRP_GROUP4: (Ipv4Addr, [u8; 6]) = (
+    Ipv4Addr::new(224, 0, 0, 18),
+    [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12],
+);
+const VRRP_GROUP6: (Ipv6Addr, [u8; 6]) = (
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+    [0x33, 0x33, 0x00, 0x00, 0x00, 0x12],
+);
+
+fn vmac4(vrid: u8) -> [u8; 6] {
+    [0, 0, 0x5e, 0, 1, vrid]
+}
+
+fn vmac6(vrid: u8) -> [u8; 6] {
+    [0, 0, 0x5e, 0, 2, vrid]
+}
+
+/// A VRRPv2 advertisement (RFC 3768) for VIP4, as keepalived sends it:
+/// version 2, type 1, the VRID, `priority`, one address, PASS auth.
+fn vrrp_advert4(
+    eth_src: [u8; 6],
+    src: Ipv4Addr,
+    (dst, eth_dst): (Ipv4Addr, [u8; 6]),
+    priority: u8,
+) -> Vec<u8> {
+    let mut body = vec![0x21, VIP4_VRID, priority, 1, 1, 1, 0, 0];
+    body.extend_from_slice(&VIP4.octets());
+    body.extend_from_slice(b"havip\0\0\0");
+    let builder = PacketBuilder::ethernet2(eth_src, eth_dst).ipv4(src.octets(), dst.octets(), 255);
+    let mut frame = Vec::new();
+    builder
+        .write(&mut frame, etherparse::IpNumber(IPPROTO_VRRP), &body)
+        .unwrap();
+    frame
+}
+
+/// A VRRPv3 advertisement (RFC 9568) for VIP6 from a link-local.
+fn vrrp_advert6(eth_src: [u8; 6], src: Ipv6Addr, (dst, eth_dst): (Ipv6Addr, [u8; 6])) -> Vec<u8> {
+    let mut body = vec![0x31, 7, 100, 1, 0, 100, 0, 0];
+    body.extend_from_slice(&VIP6.octets());
+    let builder = PacketBuilder::ethernet2(eth_src, eth_dst).ipv6(src.octets(), dst.octets(), 255);
+    let mut frame = Vec::new();
+    builder
+        .write(&mut frame, etherparse::IpNumber(IPPROTO_VRRP), &body)
+        .unwrap();
+    frame
+}
+
+/// An ARP probe (RFC 5227): sender 0.0.0.0, target `target`.
+fn arp_probe(vm: Vm, target: Ipv4Addr) -> Vec<u8> {
+    arp(
+        vm.mac,
+        ArpOperation::REQUEST,
+        vm.mac,
+        Ipv4Addr::UNSPECIFIED,
+        target,
+    )
+}
+
+/// Duplicate Address Detection (RFC 4862): an NS for `target` from ::,
+/// with no source link-layer address option.
+fn dad(vm: Vm, target: Ipv6Addr) -> Vec<u8> {
+    ns(vm.mac, Ipv6Addr::UNSPECIFIED, target, None)
+}
+
+fn vrrp_and_probe_cases() -> Vec<Case> {
+    use DropReason::*;
+    use Expect::*;
+    let advert = |vm: Vm| vrrp_advert4(vm.mac, vm.v4, VRRP_GROUP4, 100);
+    let from_vmac = |vm: Vm, mac: [u8; 6]| udp4(mac, vm.v4, CLIENT.v4);
+    let vmac_garp = || {
+        arp(
+            vmac4(VIP4_VRID),
+            ArpOperation::REQUEST,
+            vmac4(VIP4_VRID),
+            VIP4,
+            VIP4,
+        )
+    };
+    vec![
+        // VRRP: the bound ports take part, no other.
+        case(
+            "VRRP advert to 224.0.0.18 from a bound port passes",
+            VM1,
+            advert(VM1),
+        ),
+        case(
+            "unicast VRRP to the peer from a bound port passes",
+            VM1,
+            vrrp_advert4(VM1.mac, VM1.v4, (VM2.v4, VM2.mac), 100),
+        ),
+        case(
+            "VRRP from a port bound to no VIP is dropped",
+            ROGUE,
+            vrrp_advert4(ROGUE.mac, ROGUE.v4, VRRP_GROUP4, 255),
+        )
+        .drops(VrrpNotBound),
+        case(
+            "VRRP from an unbound port without port security is dropped too",
+            ROGUE,
+            vrrp_advert4(ROGUE.mac, ROGUE.v4, VRRP_GROUP4, 255),
+        )
+        .without_port_security()
+        .drops(VrrpNotBound),
+        case(
+            "VRRPv3 to ff02::12 from a bound port passes",
+            VM2,
+            vrrp_advert6(VM2.mac, VM2.link_local, VRRP_GROUP6),
+        ),
+        case(
+            "VRRPv3 from an unbound port is dropped",
+            ROGUE,
+            vrrp_advert6(ROGUE.mac, ROGUE.link_local, VRRP_GROUP6),
+        )
+        .drops(VrrpNotBound),
+        // Virtual MACs.
+        case(
+            "a bound port may send from its VIP's VRID's virtual MAC",
+            VM1,
+            from_vmac(VM1, vmac4(VIP4_VRID)),
+        ),
+        case(
+            "VRRP from the virtual MAC (keepalived's use_vmac) passes",
+            VM2,
+            vrrp_advert4(vmac4(VIP4_VRID), VM2.v4, VRRP_GROUP4, 100),
+        ),
+        case(
+            "a GARP from the virtual MAC makes the bound port the owner",
+            VM1,
+            vmac_garp(),
+        )
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "failover with the same virtual MAC moves the owner by port",
+            VM2,
+            vmac_garp(),
+        )
+        .after(VM1, vmac_garp())
+        .owner(VIP4_ID, OwnedBy(VM2, 2)),
+        case(
+            "another VRID's virtual MAC is dropped",
+            VM1,
+            from_vmac(VM1, vmac4(7)),
+        )
+        .drops(VirtualMacNotAllowed),
+        case(
+            "an IPv6 virtual MAC of any VRID passes when the IPv6 VIP has none",
+            VM1,
+            udp6(vmac6(9), VM1.v6, CLIENT.v6),
+        ),
+        case(
+            "an IPv6 virtual MAC from a port bound to no VIP is dropped",
+            ROGUE,
+            udp6(vmac6(9), ROGUE.v6, CLIENT.v6),
+        )
+        .drops(VirtualMacNotAllowed),
+        case(
+            "a virtual MAC from a port bound to no VIP is dropped",
+            ROGUE,
+            from_vmac(ROGUE, vmac4(VIP4_VRID)),
+        )
+        .drops(VirtualMacNotAllowed),
+        case(
+            "an unsolicited NA with a virtual MAC makes the owner",
+            VM1,
+            na(vmac6(5), VM1.link_local, VIP6, false, Some(vmac6(5))),
+        )
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "an NA naming another VRID's IPv4 virtual MAC is nd_spoof",
+            VM1,
+            na(VM1.mac, VM1.link_local, VIP6, false, Some(vmac4(7))),
+        )
+        .drops(NdSpoof),
+        case(
+            "an ARP whose sender MAC is another VRID's virtual MAC is arp_spoof",
+            VM1,
+            arp(VM1.mac, ArpOperation::REQUEST, vmac4(7), VIP4, VIP4),
+        )
+        .drops(ArpSpoof),
+        // Address probes are claims to be.
+        case(
+            "an ARP probe for the VIP from a bound port passes, not learned",
+            VM2,
+            arp_probe(VM2, VIP4),
+        ),
+        case(
+            "an ARP probe for the VIP from an unbound port is dropped",
+            ROGUE,
+            arp_probe(ROGUE, VIP4),
+        )
+        .drops(ClaimNotBound),
+        case(
+            "an ARP probe for the VIP from an unbound port, no port security",
+            ROGUE,
+            arp_probe(ROGUE, VIP4),
+        )
+        .without_port_security()
+        .drops(ClaimNotBound),
+        case(
+            "an ARP probe for the VIP is never answered, even with an owner",
+            VM2,
+            arp_probe(VM2, VIP4),
+        )
+        .after(VM1, garp(VM1, VIP4))
+        .owner(VIP4_ID, OwnedBy(VM1, 1)),
+        case(
+            "an ARP probe for another address passes from any port",
+            ROGUE,
+            arp_probe(ROGUE, OTHER4),
+        ),
+        case(
+            "DAD for the IPv6 VIP from an unbound port is dropped",
+            ROGUE,
+            dad(ROGUE, VIP6),
+        )
+        .drops(ClaimNotBound)
+        .owner(VIP6_ID, NoOwner),
+        case(
+            "DAD for the IPv6 VIP from a bound port passes, never answered",
+            VM2,
+            dad(VM2, VIP6),
+        )
+        .after(VM1, unsolicited_na(VM1, VIP6))
+        .owner(VIP6_ID, OwnedBy(VM1, 1)),
+        case(
+            "DAD for another address passes from any port",
+            ROGUE,
+            dad(ROGUE, OTHER6),
+        ),
+    ]
+}
+
+/// The owner learned from a claim sent from a virtual MAC has that MAC:
+/// frames for the VIP are delivered to its port with it.
+#[test]
+fn an_owner_learned_with_a_virtual_mac_is_delivered_to_by_port() {
+    let mut dp = Datapath::load();
+    dp.from(VM1, true);
+    let garp = arp(
+        vmac4(VIP4_VRID),
+        ArpOperation::REQUEST,
+        vmac4(VIP4_VRID),
+        VIP4,
+        VIP4,
+    );
+    assert_eq!(dp.run(&garp).0, XDP_PASS);
+    let owner = dp.owner(VIP4_ID).expect("vm1 owns VIP4");
+    assert_eq!((owner.port_id, owner.mac), (VM1.port_id, vmac4(VIP4_VRID)));
+    // A frame for the VIP that the bridge brought to vm2's port by the
+    // shared virtual MAC goes to the owner's port.
+    dp.put_owner(
+        VIP4_ID,
+        Owner {
+            ifindex: OWNER_IFINDEX,
+            ..owner
+        },
+    );
+    dp.from(VM2, true);
+    let frame = with_dst_mac(udp4(CLIENT.mac, CLIENT.v4, VIP4), vmac4(VIP4_VRID));
+    let before = dp.stat(Stat::EgressRedirected);
+    let (action, out) = dp.run_egress(&frame);
+    assert_eq!(action, TC_ACT_REDIRECT, "to the owner's port");
+    assert_eq!(out, frame, "its destination is the owner's MAC already");
+    assert_eq!(dp.stat(Stat::EgressRedirected), before + 1);
+}
+
+/// VRRP reaches only ports bound to a VIP: multicast or unicast, IPv4 or
+/// IPv6, on its way out of a port bound to none it is dropped, and counted.
+#[test]
+fn vrrp_reaches_only_the_bound_ports() {
+    let mut dp = Datapath::load();
+    let frames = [
+        (
+            "VRRP to 224.0.0.18",
+            vrrp_advert4(VM1.mac, VM1.v4, VRRP_GROUP4, 110),
+        ),
+        (
+            "unicast VRRP",
+            vrrp_advert4(VM1.mac, VM1.v4, (ROGUE.v4, ROGUE.mac), 110),
+        ),
+        (
+            "VRRPv3 to ff02::12",
+            vrrp_advert6(VM1.mac, VM1.link_local, VRRP_GROUP6),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, frame) in &frames {
+        for (to, want) in [(VM2, TC_ACT_OK), (ROGUE, TC_ACT_SHOT)] {
+            dp.from(to, true);
+            let before = dp.drops(DropReason::VrrpToUnbound);
+            let (action, out) = dp.run_egress(frame);
+            let counted = dp.drops(DropReason::VrrpToUnbound) - before;
+            let want_counted = u64::from(want == TC_ACT_SHOT);
+            if action != want || counted != want_counted || &out != frame {
+                failures.push(format!(
+                    "{what} to {to:?}: action {action} (want {want}), counted {counted}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -21,7 +21,7 @@ use aya_log::EbpfLogger;
 use havip_common::{
     maps::{self, IFINDEX_DIRECT, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     vip::HINT_BUCKETS,
-    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, BPF_F_LOCK,
+    NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac, BPF_F_LOCK,
 };
 use log::{debug, info, warn};
 
@@ -212,6 +212,7 @@ pub struct Datapath {
     if_port_hi: BpfHashMap<MapData, u32, u32>,
     addrs: BpfHashMap<MapData, NetworkAddr, u32>,
     vips: BpfHashMap<MapData, NetworkAddr, Vip>,
+    vmacs: BpfHashMap<MapData, VirtualMac, u32>,
     owners: Array<MapData, Owner>,
     filter: Array<MapData, VipHint>,
     /// What `filter` holds now, bucket by bucket (read once at load).
@@ -341,6 +342,7 @@ impl Datapath {
         let if_port = take(&mut ebpf, maps::IF_PORT)?;
         let if_port_hi = take(&mut ebpf, maps::IF_PORT_HI)?;
         let addrs = take(&mut ebpf, maps::ADDRS)?;
+        let vmacs = take(&mut ebpf, maps::VMACS)?;
         let owners = take(&mut ebpf, maps::OWNERS)?;
         let vipstats = take(&mut ebpf, maps::VIP_STATS)?;
         let redirect = take(&mut ebpf, maps::REDIRECT)?;
@@ -355,6 +357,7 @@ impl Datapath {
             if_port_hi,
             addrs,
             vips,
+            vmacs,
             owners,
             filter,
             filter_now,

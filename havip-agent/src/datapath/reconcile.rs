@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use aya::maps::MapError;
 use havip_common::{
-    maps::{self, MAX_ADDRS, MAX_PORTS, MAX_VIPS},
-    NetworkAddr, Port, Vip, BPF_F_LOCK,
+    maps::{self, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS},
+    NetworkAddr, Port, Vip, VirtualMac, BPF_F_LOCK,
 };
 use log::{info, warn};
 
@@ -39,6 +39,7 @@ struct MapPlan {
     vips: HashMap<NetworkAddr, Vip>,
     vip_writes: Diff<NetworkAddr, Vip>,
     addr_writes: Diff<NetworkAddr, u32>,
+    vmac_writes: Diff<VirtualMac, u32>,
     in_map: HashMap<NetworkAddr, Vip>,
     unprogrammed: Unprogrammed,
 }
@@ -105,6 +106,7 @@ impl Datapath {
     fn plan_maps(&mut self) -> Result<MapPlan, DatapathError> {
         let cur_vips = read_all(&self.vips, maps::VIPS)?;
         let cur_addrs = read_all(&self.addrs, maps::ADDRS)?;
+        let cur_vmacs = read_all(&self.vmacs, maps::VMACS)?;
         let vip_ids = self.desired.vip_addrs.keys().copied().collect();
         let assignment = self.vip_slots.assign(&vip_ids);
         let mut unprogrammed = Unprogrammed::default();
@@ -124,6 +126,7 @@ impl Datapath {
         Ok(MapPlan {
             vip_writes: vip_diff(&cur_vips, &vips),
             addr_writes: diff(&cur_addrs, &self.desired.addrs),
+            vmac_writes: diff(&cur_vmacs, &self.desired.vmacs),
             in_map: cur_vips.clone(),
             cur_vips,
             assignment,
@@ -166,6 +169,9 @@ impl Datapath {
         for addr in &p.addr_writes.remove {
             remove_entry(&mut self.addrs, maps::ADDRS, addr)?;
         }
+        for vmac in &p.vmac_writes.remove {
+            remove_entry(&mut self.vmacs, maps::VMACS, vmac)?;
+        }
         s.vips.removed = p.cur_vips.len() - p.in_map.len();
         s.addrs.removed = p.addr_writes.remove.len();
         Ok(())
@@ -196,6 +202,16 @@ impl Datapath {
             let port = self.desired.addrs[&addr];
             let why = insert_failure(maps::ADDRS, MAX_ADDRS, &e);
             p.unprogrammed.addrs.insert((port, ip_of(&addr)), why);
+        }
+        // A virtual MAC that does not fit is one its port may not use:
+        // its frames are dropped, as before it was bound.
+        for (vmac, e) in insert_each(&mut self.vmacs, &p.vmac_writes.upsert) {
+            let why = insert_failure(maps::VMACS, MAX_VMACS, &e);
+            warn!(
+                "port {}: may not send from virtual MAC {}: {why}",
+                vmac.port_id,
+                format_mac(&vmac.mac)
+            );
         }
         let failed = insert_each(&mut self.vips, &p.vip_writes.upsert);
         s.vips.written = p.vip_writes.upsert.len() - failed.len();

@@ -55,6 +55,11 @@ enum Cmd {
         /// Port to bind right away (repeatable).
         #[arg(long = "port")]
         ports: Vec<String>,
+        /// The VRRP virtual router id (1-255) of its HA software, when that
+        /// sends from virtual MACs (keepalived's use_vmac): the bound ports
+        /// may then use that VRID's virtual MAC only.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+        vrid: Option<u8>,
     },
     /// List HAVIPs, newest first.
     List {
@@ -93,6 +98,9 @@ enum Cmd {
     Rename { id: String, name: String },
     /// Change a HAVIP's description.
     Describe { id: String, description: String },
+    /// Set the VRRP virtual router id (1-255) its HA software uses; 0
+    /// removes it (any virtual MAC of the VIP's family).
+    Vrid { id: String, vrid: u8 },
     /// Delete HAVIPs (several ids: one result each).
     Delete {
         #[arg(required = true)]
@@ -247,6 +255,9 @@ fn print_vip(v: &Havip) {
     println!("network:      intranet, vpc {} subnet {}", v.vpc, v.subnet);
     println!("address:      {} ({})", v.address, v.ip_version.as_str());
     println!("ports:        {}", ports_of(v));
+    if let Some(vrid) = v.vrid {
+        println!("vrid:         {vrid} (virtual MACs of that VRID only)");
+    }
     if !v.pending_hosts.is_empty() {
         println!("waiting for:  {}", v.pending_hosts.join(", "));
     }
@@ -281,6 +292,7 @@ async fn main() -> anyhow::Result<()> {
             ip_version,
             description,
             ports,
+            vrid,
         } => {
             let req = CreateHavip {
                 name,
@@ -293,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 address,
                 ports,
+                vrid,
             };
             show(&c.create_havip(&req).await?)?;
         }
@@ -333,14 +346,21 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Rename { id, name } => {
             let req = UpdateHavip {
                 name: Some(name),
-                description: None,
+                ..UpdateHavip::default()
             };
             show(&c.update_havip(&id, &req).await?)?;
         }
         Cmd::Describe { id, description } => {
             let req = UpdateHavip {
-                name: None,
                 description: Some(description),
+                ..UpdateHavip::default()
+            };
+            show(&c.update_havip(&id, &req).await?)?;
+        }
+        Cmd::Vrid { id, vrid } => {
+            let req = UpdateHavip {
+                vrid: Some(vrid),
+                ..UpdateHavip::default()
             };
             show(&c.update_havip(&id, &req).await?)?;
         }

@@ -44,6 +44,7 @@ fn snapshot() -> Snapshot {
         status_reason: None,
         generation: 1,
         ports_per_vip: None,
+        vrid: None,
         created_at: Utc::now(),
         pending_hosts: vec![],
         master: None,
