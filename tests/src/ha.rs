@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 
-use crate::keepalived::{self, Keepalived};
+use crate::keepalived::{self, Flavour, Keepalived};
 use crate::lab::{Lab, ECHO_PORT, VIP4, VIP6};
 use crate::probe::EchoServer;
 
@@ -20,12 +20,19 @@ impl HaPair {
     /// Starts the echo services and keepalived in vm1 (MASTER, 110) and vm2
     /// (BACKUP, 100); returns once vm1 holds both VIPs.
     pub fn start(lab: &Lab) -> Result<Self> {
+        Self::start_flavour(lab, Flavour::Unicast)
+    }
+
+    /// [`HaPair::start`], keepalived configured in `flavour`; returns once
+    /// vm1 holds the flavour's VIPs.
+    pub fn start_flavour(lab: &Lab, flavour: Flavour) -> Result<Self> {
         let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
         let echo = [
             EchoServer::start(&lab.vm1, &vips, ECHO_PORT)?,
             EchoServer::start(&lab.vm2, &vips, ECHO_PORT)?,
         ];
-        let (master, backup) = keepalived::start_pair(lab.dir(), &lab.vm1, &lab.vm2)?;
+        let (master, backup) =
+            keepalived::start_pair_flavour(lab.dir(), (&lab.vm1, &lab.vm2), flavour)?;
         Ok(Self {
             master,
             backup,

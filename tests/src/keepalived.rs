@@ -48,10 +48,59 @@ impl Role {
 /// `virtual_router_id` of the lab's instance (the guide's).
 pub const VIRTUAL_ROUTER_ID: u8 = 111;
 
-/// keepalived.conf for `vm` with `peer` as its unicast peer.
+/// How keepalived is configured: as the HA guide says, or as people run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// The guide's (15.6.1): unicast VRRP between the two VMs, both VIPs.
+    Unicast,
+    /// keepalived's default: multicast VRRP to 224.0.0.18, both VIPs.
+    Multicast,
+    /// `use_vmac`: the master speaks from 00:00:5e:00:01:VRID on a
+    /// macvlan holding the IPv4 VIP (multicast VRRPv2).
+    VirtualMac,
+    /// VRRPv3 for the IPv6 VIP alone, multicast to ff02::12 from the
+    /// interface's link-local.
+    Ipv6,
+}
+
+impl Flavour {
+    /// The VIPs the master holds.
+    pub fn vips(self) -> Vec<IpAddr> {
+        match self {
+            Flavour::Unicast | Flavour::Multicast => vec![VIP4.into(), VIP6.into()],
+            Flavour::VirtualMac => vec![VIP4.into()],
+            Flavour::Ipv6 => vec![VIP6.into()],
+        }
+    }
+}
+
+/// keepalived.conf for `vm` with `peer` as its unicast peer (the guide's).
 pub fn config(vm: &Vm, peer: &Vm, role: Role) -> String {
+    config_for(vm, peer, role, Flavour::Unicast)
+}
+
+/// keepalived.conf for `vm`, its peer `peer`, in `flavour`.
+pub fn config_for(vm: &Vm, peer: &Vm, role: Role, flavour: Flavour) -> String {
+    let auth = "    authentication {\n        auth_type PASS\n        auth_pass havip\n    }\n";
+    let both = format!(
+        "    virtual_ipaddress {{\n        {VIP4}/24 dev eth0\n    }}\n    \
+         virtual_ipaddress_excluded {{\n        {VIP6}/64 dev eth0\n    }}\n"
+    );
+    let body = match flavour {
+        Flavour::Unicast => format!(
+            "{auth}    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n{both}",
+            vm.spec.ipv4, peer.spec.ipv4
+        ),
+        Flavour::Multicast => format!("{auth}{both}"),
+        Flavour::VirtualMac => {
+            format!("{auth}    use_vmac\n    virtual_ipaddress {{\n        {VIP4}/24\n    }}\n")
+        }
+        Flavour::Ipv6 => {
+            format!("    version 3\n    virtual_ipaddress {{\n        {VIP6}/64 dev eth0\n    }}\n")
+        }
+    };
     format!(
-        r#"! Configuration File for keepalived (havip lab, {name})
+        r#"! Configuration File for keepalived (havip lab, {name}, {flavour:?})
 global_defs {{
     router_id {name}
     script_user root
@@ -64,30 +113,12 @@ vrrp_instance VI_HAVIP {{
     priority {prio}
     interface eth0
     virtual_router_id {vrid}
-    authentication {{
-        auth_type PASS
-        auth_pass havip
-    }}
-    unicast_src_ip {src}
-    unicast_peer {{
-        {peer}
-    }}
-    virtual_ipaddress {{
-        {vip4}/24 dev eth0
-    }}
-    virtual_ipaddress_excluded {{
-        {vip6}/64 dev eth0
-    }}
-}}
+{body}}}
 "#,
         name = vm.role(),
         state = role.state(),
         prio = role.priority(),
         vrid = VIRTUAL_ROUTER_ID,
-        src = vm.spec.ipv4,
-        peer = peer.spec.ipv4,
-        vip4 = VIP4,
-        vip6 = VIP6,
     )
 }
 
@@ -108,9 +139,19 @@ impl Keepalived {
 
     /// [`Keepalived::start`] with its files in `dir`.
     pub fn start_in(dir: &Path, vm: &Vm, peer: &Vm, role: Role) -> Result<Self> {
+        Self::start_flavour(dir, vm, peer, (role, Flavour::Unicast))
+    }
+
+    /// [`Keepalived::start_in`], configured in `flavour`.
+    pub fn start_flavour(
+        dir: &Path,
+        vm: &Vm,
+        peer: &Vm,
+        (role, flavour): (Role, Flavour),
+    ) -> Result<Self> {
         let name = vm.role();
         let conf = dir.join(format!("keepalived-{name}.conf"));
-        std::fs::write(&conf, config(vm, peer, role))?;
+        std::fs::write(&conf, config_for(vm, peer, role, flavour))?;
         let log = dir.join(format!("keepalived-{name}.log"));
         let log_file = File::create(&log)?;
         let pid_file = |what: &str| dir.join(format!("keepalived-{name}{what}.pid"));
@@ -180,10 +221,22 @@ impl Drop for Keepalived {
 
 /// Waits until `vm` holds both VIPs (keepalived made it MASTER).
 pub fn wait_master(vm: &Vm, timeout: Duration) -> Result<()> {
+    wait_holds(vm, &Flavour::Unicast.vips(), timeout)
+}
+
+/// Waits until `vm` holds `vips` (keepalived made it MASTER).
+pub fn wait_holds(vm: &Vm, vips: &[IpAddr], timeout: Duration) -> Result<()> {
     wait::until(
         timeout,
         &format!("{} to hold the VIPs (keepalived MASTER)", vm.role()),
-        || Ok(vm.has_address(VIP4.into())? && vm.has_address(VIP6.into())?),
+        || {
+            for vip in vips {
+                if !vm.has_address(*vip)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
     )
 }
 
@@ -192,18 +245,28 @@ pub fn wait_master(vm: &Vm, timeout: Duration) -> Result<()> {
 /// none, twice half a second apart. (Started together, both may be master
 /// for a moment, and the backup's announcements can come last.)
 pub fn start_pair(dir: &Path, vm1: &Vm, vm2: &Vm) -> Result<(Keepalived, Keepalived)> {
-    let master = Keepalived::start_in(dir, vm1, vm2, Role::Master)?;
-    if let Err(e) = wait_master(vm1, Duration::from_secs(15)) {
+    start_pair_flavour(dir, (vm1, vm2), Flavour::Unicast)
+}
+
+/// [`start_pair`], keepalived configured in `flavour`.
+pub fn start_pair_flavour(
+    dir: &Path,
+    (vm1, vm2): (&Vm, &Vm),
+    flavour: Flavour,
+) -> Result<(Keepalived, Keepalived)> {
+    let vips = flavour.vips();
+    let master = Keepalived::start_flavour(dir, vm1, vm2, (Role::Master, flavour))?;
+    if let Err(e) = wait_holds(vm1, &vips, Duration::from_secs(15)) {
         anyhow::bail!(
             "{e:#}\n--- keepalived {} ---\n{}",
             vm1.role(),
             master.log_text()
         );
     }
-    let backup = Keepalived::start_in(dir, vm2, vm1, Role::Backup)?;
+    let backup = Keepalived::start_flavour(dir, vm2, vm1, (Role::Backup, flavour))?;
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(500));
-        let vm2_holds = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
+        let vm2_holds = vips
             .iter()
             .map(|vip| vm2.has_address(*vip))
             .collect::<Result<Vec<_>>>()?;
@@ -215,7 +278,7 @@ pub fn start_pair(dir: &Path, vm1: &Vm, vm2: &Vm) -> Result<(Keepalived, Keepali
                 backup.log_text()
             );
         }
-        wait_master(vm1, Duration::from_secs(5))?;
+        wait_holds(vm1, &vips, Duration::from_secs(5))?;
     }
     Ok((master, backup))
 }

@@ -148,13 +148,16 @@ pub fn agent_config_binding(comment: &str, vip_ports: &[u32]) -> String {
             s.link_local()
         );
     }
-    for (id, name, addr) in [
-        (VIP4_ID, "web-v4", IpAddr::V4(VIP4)),
-        (VIP6_ID, "web-v6", IpAddr::V6(VIP6)),
+    // VIP4 names keepalived's VRID: its ports may use that virtual MAC
+    // only; VIP6 names none (any IPv6 virtual MAC).
+    let vrid4 = format!("vrid = {}\n", crate::keepalived::VIRTUAL_ROUTER_ID);
+    for (id, name, addr, vrid) in [
+        (VIP4_ID, "web-v4", IpAddr::V4(VIP4), vrid4.as_str()),
+        (VIP6_ID, "web-v6", IpAddr::V6(VIP6), ""),
     ] {
         let _ = writeln!(
             c,
-            "[[vips]]\nid = {id}\nname = \"{name}\"\nnetwork = {NETWORK_ID}\naddress = \"{addr}\"\nports = [{bound}]\n"
+            "[[vips]]\nid = {id}\nname = \"{name}\"\nnetwork = {NETWORK_ID}\naddress = \"{addr}\"\nports = [{bound}]\n{vrid}"
         );
     }
     c
@@ -327,9 +330,11 @@ impl Vm {
         self.spec.role
     }
 
-    /// Whether `addr` is configured on the VM's eth0 (keepalived holds the VIP).
+    /// Whether `addr` is configured on one of the VM's interfaces: eth0, or
+    /// the macvlan keepalived's `use_vmac` puts on it (keepalived holds the
+    /// VIP).
     pub fn has_address(&self, addr: IpAddr) -> Result<bool> {
-        let out = self.ns.ip(&["-br", "addr", "show", "dev", "eth0"])?;
+        let out = self.ns.ip(&["-br", "addr", "show"])?;
         let want = addr.to_string();
         Ok(out
             .split_whitespace()

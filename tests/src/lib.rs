@@ -66,6 +66,7 @@ pub mod restart;
 pub mod rogue;
 pub mod status;
 pub mod timeline;
+pub mod vrrp;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -2311,55 +2311,24 @@ fn generic_redirects_leave_the_offload_to_the_socket_buffer() {
 // VRRP among the bound ports, virtual MACs, address probes.
 // ---------------------------------------------------------------------------
 
-/// VRRP's IP protocol.
-const IPPROTO_VRRP: u8 = 112;
-/// 224.0.0.18 and ff02::12, and their MACs.
-const VRRP_GROUP4: (Ipv4Addr, [u8; 6]) = (
-    Ipv4Addr::new(224, 0, 0, 18),
-    [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12],
-);
-const VRRP_GROUP6: (Ipv6Addr, [u8; 6]) = (
-    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
-    [0x33, 0x33, 0x00, 0x00, 0x00, 0x12],
-);
+use havip_tests::vrrp::{self, vmac4, vmac6, Advert, GROUP4 as VRRP_GROUP4, GROUP6 as VRRP_GROUP6};
 
-fn vmac4(vrid: u8) -> [u8; 6] {
-    [0, 0, 0x5e, 0, 1, vrid]
+/// VIP4's advert as keepalived sends it, at `priority`.
+fn vrrp_advert4(eth_src: [u8; 6], src: Ipv4Addr, to: (Ipv4Addr, [u8; 6]), priority: u8) -> Vec<u8> {
+    let a = Advert {
+        vrid: VIP4_VRID,
+        priority,
+    };
+    vrrp::advert_v2((eth_src, src), to, a, VIP4, "havip")
 }
 
-fn vmac6(vrid: u8) -> [u8; 6] {
-    [0, 0, 0x5e, 0, 2, vrid]
-}
-
-/// A VRRPv2 advertisement (RFC 3768) for VIP4, as keepalived sends it:
-/// version 2, type 1, the VRID, `priority`, one address, PASS auth.
-fn vrrp_advert4(
-    eth_src: [u8; 6],
-    src: Ipv4Addr,
-    (dst, eth_dst): (Ipv4Addr, [u8; 6]),
-    priority: u8,
-) -> Vec<u8> {
-    let mut body = vec![0x21, VIP4_VRID, priority, 1, 1, 1, 0, 0];
-    body.extend_from_slice(&VIP4.octets());
-    body.extend_from_slice(b"havip\0\0\0");
-    let builder = PacketBuilder::ethernet2(eth_src, eth_dst).ipv4(src.octets(), dst.octets(), 255);
-    let mut frame = Vec::new();
-    builder
-        .write(&mut frame, etherparse::IpNumber(IPPROTO_VRRP), &body)
-        .unwrap();
-    frame
-}
-
-/// A VRRPv3 advertisement (RFC 9568) for VIP6 from a link-local.
-fn vrrp_advert6(eth_src: [u8; 6], src: Ipv6Addr, (dst, eth_dst): (Ipv6Addr, [u8; 6])) -> Vec<u8> {
-    let mut body = vec![0x31, 7, 100, 1, 0, 100, 0, 0];
-    body.extend_from_slice(&VIP6.octets());
-    let builder = PacketBuilder::ethernet2(eth_src, eth_dst).ipv6(src.octets(), dst.octets(), 255);
-    let mut frame = Vec::new();
-    builder
-        .write(&mut frame, etherparse::IpNumber(IPPROTO_VRRP), &body)
-        .unwrap();
-    frame
+/// A VRRPv3 advert for VIP6 from a link-local.
+fn vrrp_advert6(eth_src: [u8; 6], src: Ipv6Addr, to: (Ipv6Addr, [u8; 6])) -> Vec<u8> {
+    let a = Advert {
+        vrid: 7,
+        priority: 100,
+    };
+    vrrp::advert_v3((eth_src, src), to, a, VIP6)
 }
 
 /// An ARP probe (RFC 5227): sender 0.0.0.0, target `target`.
