@@ -68,6 +68,7 @@ pub mod status;
 pub mod timeline;
 pub mod vrrp;
 pub mod wait;
+pub mod wsfc;
 
 use std::path::PathBuf;
 

@@ -35,15 +35,16 @@ use aya::maps::{Array, DevMapHash, HashMap, MapData, RingBuf};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use havip_common::maps::{self, EVENTS_BYTES};
-use havip_common::port::PORT_SECURITY;
+use havip_common::port::{PORT_BOUND, PORT_SECURITY};
 use havip_common::vip::{hint_bucket, MAX_BINDINGS};
-use havip_common::{Event, NetworkAddr, Owner, Port, Vip, VipHint};
+use havip_common::{Event, NetworkAddr, Owner, Port, Vip, VipHint, VirtualMac};
 
 use crate::bench::chart::Chart;
 use crate::bench::raw_xdp::{ConstantXdp, XDP_DROP, XDP_PASS};
 use crate::bench::{frames, stats, wire, Context as BenchContext, Figure, Section, Target, Unit};
 use crate::lab::{VmSpec, CLIENT, NETWORK_ID, ROGUE, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
 use crate::netns::{self, Netns};
+use crate::vrrp::{self, Advert};
 
 const XDP_REDIRECT: u32 = 4;
 /// Calls per round for the paths run within the event ring: each call
@@ -218,7 +219,55 @@ fn paths() -> Vec<Path> {
             XDP_DROP,
             Runs::WithinRing,
         ),
+        path(
+            "VRRP advert from a bound port",
+            VM1,
+            vrrp_advert(&VM1),
+            XDP_PASS,
+            Runs::Repeated,
+        ),
+        path(
+            "VRRP advert from an unbound port (dropped)",
+            ROGUE,
+            vrrp_advert(&ROGUE),
+            XDP_DROP,
+            Runs::Repeated,
+        ),
+        path(
+            "frame from its VIP's virtual MAC",
+            VM1,
+            frames::udp4(&from_vmac(&VM1), VM2.mac, VM2.ipv4, &[0; 18]),
+            XDP_PASS,
+            Runs::Repeated,
+        ),
+        path(
+            "ARP probe for a VIP from a bound port",
+            VM2,
+            frames::arp_request(&VM2, Ipv4Addr::UNSPECIFIED, VIP4),
+            XDP_PASS,
+            Runs::Repeated,
+        ),
     ]
+}
+
+/// The VRRP router id the fixture's VIP4 names.
+const VRID: u8 = 111;
+
+/// `vm`'s advert for VIP4 at priority 100, to 224.0.0.18.
+fn vrrp_advert(vm: &VmSpec) -> Vec<u8> {
+    let a = Advert {
+        vrid: VRID,
+        priority: 100,
+    };
+    vrrp::advert_v2((vm.mac, vm.ipv4), vrrp::GROUP4, a, VIP4, "havip")
+}
+
+/// `vm` sending from VIP4's virtual MAC (keepalived's use_vmac).
+fn from_vmac(vm: &VmSpec) -> VmSpec {
+    VmSpec {
+        mac: vrrp::vmac4(VRID),
+        ..*vm
+    }
 }
 
 pub fn run(ctx: &mut BenchContext) -> Result<Section> {
@@ -594,7 +643,12 @@ impl Datapath {
                 ifindex,
                 network: NETWORK_ID,
                 mac: vm.mac,
-                flags: PORT_SECURITY,
+                flags: PORT_SECURITY
+                    | if [VM1.port_id, VM2.port_id].contains(&vm.port_id) {
+                        PORT_BOUND
+                    } else {
+                        0
+                    },
                 link_local: vm.link_local().octets(),
                 ..Port::default()
             };
@@ -628,6 +682,10 @@ impl Datapath {
             let bucket = hint_bucket(addr);
             let hint = filter.get(&bucket, 0)?.with(addr, vip);
             filter.set(bucket, hint, 0)?;
+        }
+        let mut vmacs: HashMap<_, VirtualMac, u32> = HashMap::try_from(self.map(maps::VMACS)?)?;
+        for vm in [VM1, VM2] {
+            vmacs.insert(VirtualMac::new(vm.port_id, false, VRID), 1, 0)?;
         }
         let targets: Vec<u32> = self.ports.iter().map(|(_, ifindex)| *ifindex).collect();
         let mut redirect = DevMapHash::try_from(self.map(maps::REDIRECT)?)?;
