@@ -11,6 +11,7 @@
 //! ```text
 //! <pin_dir>/links/if<ifindex>-slot<slot>/xdp-generic   the XDP link (or xdp-native)
 //! <pin_dir>/links/if<ifindex>-slot<slot>/tc-egress     the TCX egress link
+//! <pin_dir>/links/if<ifindex>-slot<slot>/tc-moving     the same, while its netlink filter goes
 //! ```
 //!
 //! The slot is the port's slot in `havip_ports` (where `havip_ifport`
@@ -67,6 +68,10 @@ use crate::{
 pub const LINKS_DIR: &str = "links";
 /// The pin of a port's TCX egress link.
 const TC_PIN: &str = "tc-egress";
+/// Where [`PortLinks::hand_over`] pins a TCX egress link until the port's
+/// netlink filter is gone; then it is renamed [`TC_PIN`]. A port directory
+/// holding it was left in the middle of that: its filter may be there too.
+const TC_MOVING: &str = "tc-moving";
 /// The priority of the netlink TC egress filter (lower runs first).
 pub const NETLINK_PRIORITY: u16 = 0x4856;
 /// The handle of the netlink TC egress filter.
@@ -306,12 +311,23 @@ impl PortLinks {
         if self.egress == Egress::Tcx {
             return Ok(true);
         }
-        if !attach_tcx(ebpf, &self.tc_pin(), interface)? {
+        if !attach_tcx(ebpf, &self.dir.join(TC_MOVING), interface)? {
             return Ok(false);
         }
-        detach_netlink(interface);
         self.egress = Egress::Tcx;
+        self.finish_move(interface)?;
         Ok(true)
+    }
+
+    /// The end of a move to TCX (see [`TC_MOVING`]): the filter goes, then
+    /// the link takes its usual pin.
+    fn finish_move(&self, interface: &str) -> Result<(), AttachError> {
+        let moving = self.dir.join(TC_MOVING);
+        if !moving.exists() {
+            return Ok(());
+        }
+        detach_netlink(interface);
+        std::fs::rename(&moving, self.tc_pin()).map_err(io_err(&moving))
     }
 
     fn attach_xdp(&self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
@@ -341,6 +357,8 @@ impl PortLinks {
     ) -> Result<(), AttachError> {
         match self.egress {
             Egress::Tcx => {
+                // An agent stopped in the middle of a move left it.
+                self.finish_move(interface)?;
                 let pinned = open_pin(&self.tc_pin())?;
                 let link =
                     SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|source| {
@@ -354,9 +372,6 @@ impl PortLinks {
                     .attach_to_link(link)
                     .map_err(prog_err("cannot replace the TC egress program in its link"))?;
                 drop(prog.take_link(id).map_err(prog_err("TC egress link"))?);
-                // An agent that stopped between attaching the link and
-                // deleting the filter (see `hand_over`) left it.
-                detach_netlink(interface);
             }
             Egress::Netlink => attach_netlink(egress_program(ebpf)?, interface)?,
         }
@@ -450,7 +465,7 @@ pub fn pinned(pin_dir: &Path) -> Vec<PortLinks> {
             });
             continue;
         };
-        let egress = if dir.join(TC_PIN).exists() {
+        let egress = if dir.join(TC_PIN).exists() || dir.join(TC_MOVING).exists() {
             Egress::Tcx
         } else {
             Egress::Netlink

@@ -432,7 +432,9 @@ pub fn pinned_links(pin_dir: &Path) -> Result<BTreeMap<u32, PortLinks>> {
             };
             if file.starts_with("xdp-") {
                 links.xdp = Some(info);
-            } else if file == "tc-egress" {
+            } else if file == "tc-egress" || file == "tc-moving" {
+                // tc-moving: a TCX link whose port's filter the agent is
+                // deleting (see havip-agent's attach.rs).
                 links.tc = Some(info);
             }
         }
