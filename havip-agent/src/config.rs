@@ -908,6 +908,18 @@ ports = [11]
             ),
             ("vip id zero", "id = 2\nnetwork = 1", "id = 0\nnetwork = 1", "vip 0: id must be nonzero"),
             (
+                "vrid zero",
+                "id = 2\nnetwork = 1",
+                "id = 2\nvrid = 0\nnetwork = 1",
+                "vip 2: vrid 0 is not a VRRP router id (1-255)",
+            ),
+            (
+                "vrid too large",
+                "id = 2\nnetwork = 1",
+                "id = 2\nvrid = 256\nnetwork = 1",
+                "vip 2: vrid 256 is not a VRRP router id (1-255)",
+            ),
+            (
                 "duplicate vip id",
                 "id = 2\nnetwork = 1",
                 "id = 1\nnetwork = 1",

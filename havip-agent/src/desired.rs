@@ -253,6 +253,7 @@ id = 1
 network = 1
 address = "10.0.6.19"
 ports = [11, 12]
+vrid = 111
 
 [[vips]]
 id = 2
@@ -276,7 +277,7 @@ ports = [12]
         assert_eq!(vm1.port_id, 11);
         assert_eq!(vm1.network, 1);
         assert_eq!(vm1.mac, [2, 0, 0, 0, 0, 0x11]);
-        assert_eq!(vm1.flags, PORT_SECURITY);
+        assert_eq!(vm1.flags, PORT_SECURITY | PORT_BOUND, "bound to vip 1");
         assert_eq!(
             vm1.link_local,
             "fe80::ff:fe00:11"
@@ -284,7 +285,7 @@ ports = [12]
                 .unwrap()
                 .octets()
         );
-        assert_eq!(d.ports["tap-vm2"].flags, 0);
+        assert_eq!(d.ports["tap-vm2"].flags, PORT_BOUND);
         // The port's own addresses, inline for the datapath.
         assert_eq!((vm1.ipv4_count, vm1.ipv4[0]), (1, [10, 0, 6, 9]));
         assert_eq!(vm1.ipv6_count, 1);
@@ -310,6 +311,25 @@ ports = [12]
         assert!(web.is_bound(12) && !web.is_bound(13));
         assert_eq!(d.vip(2).unwrap().ports[..2], [12, 0]);
         assert_eq!(d.vip_addrs.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        // Vip 1's VRID for its ports; vip 2 names none: any IPv6 VRID.
+        assert_eq!(
+            d.vmacs,
+            HashMap::from([
+                (VirtualMac::new(11, false, 111), 1),
+                (VirtualMac::new(12, false, 111), 1),
+                (VirtualMac::new(12, true, 0), 1),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_port_bound_to_no_vip_is_not_marked_bound() {
+        let unbound = CONFIG
+            .replace("ports = [12]\n", "ports = []\n")
+            .replace("ports = [11, 12]", "ports = [11]");
+        let d = Desired::from_config(&unbound.parse().unwrap());
+        assert_eq!(d.ports["tap-vm2"].flags & PORT_BOUND, 0);
+        assert!(d.vmacs.keys().all(|k| k.port_id == 11));
     }
 
     #[test]

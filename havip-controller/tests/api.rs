@@ -24,13 +24,16 @@ async fn create_with_given_or_allocated_address() {
     assert_eq!((v1.vpc.as_str(), v1.project.as_str()), ("vpc-a", "proj-a"));
     let v2 = a.create_havip(&create("web2", "sn-a")).await.unwrap();
     assert_eq!(v2.address, ip("10.0.0.2"));
+    assert_eq!(v2.vrid, None, "no VRRP router id unless given");
 
     // Given by hand.
     let mut req = create("db", "sn-a");
     req.address = Some(ip("10.0.0.100"));
     req.description = Some("primary database".into());
+    req.vrid = Some(51);
     let v3 = a.create_havip(&req).await.unwrap();
     assert_eq!(v3.address, ip("10.0.0.100"));
+    assert_eq!(v3.vrid, Some(51));
     assert_eq!(v3.description, "primary database");
 
     // IPv6, allocated and given.
@@ -116,6 +119,15 @@ async fn create_with_given_or_allocated_address() {
             },
             ErrorCode::InvalidArgument,
             "intranet",
+        ),
+        (
+            "vrid 0",
+            CreateHavip {
+                vrid: Some(0),
+                ..create("x", "sn-a")
+            },
+            ErrorCode::InvalidArgument,
+            "vrid must be a VRRP virtual router id, 1-255",
         ),
         (
             "version mismatch",
@@ -444,14 +456,27 @@ async fn states_acks_owner_and_delete() {
             &UpdateHavip {
                 name: Some("web-renamed".into()),
                 description: Some("d".into()),
+                vrid: Some(111),
             },
         )
         .await
         .unwrap();
     assert_eq!(
-        (r.name.as_str(), r.description.as_str(), r.status),
-        ("web-renamed", "d", Status::Creating)
+        (r.name.as_str(), r.description.as_str(), r.status, r.vrid),
+        ("web-renamed", "d", Status::Creating, Some(111))
     );
+    // The VRRP router id: 0 takes it away, an update without it keeps it.
+    let r = a
+        .update_havip(
+            id,
+            &UpdateHavip {
+                vrid: Some(0),
+                ..UpdateHavip::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.vrid, r.name.as_str()), (None, "web-renamed"));
 
     // Acks: available once every bound port's host acknowledged.
     assert_eq!(
@@ -729,7 +754,7 @@ async fn list_search_filters_pages_export_and_isolation() {
                 &made[2].id,
                 &UpdateHavip {
                     name: Some("x".into()),
-                    description: None
+                    ..UpdateHavip::default()
                 }
             )
             .await
@@ -879,6 +904,8 @@ async fn authentication_and_error_format() {
         (http.post(url("/v1/havips")).bearer_auth(PA).json(&serde_json::json!({"name": "x", "subnet": "sn-a", "colour": 1})), 400, "invalid_argument"),
         (http.post(url("/v1/havips")).bearer_auth(PA).json(&serde_json::json!({"name": "x", "subnet": "sn-a", "address": "10.0.0.300"})), 400, "invalid_argument"),
         (http.post(url("/v1/havips")).bearer_auth(PA).body("{}"), 400, "invalid_argument"),
+        (http.post(url("/v1/havips")).bearer_auth(PA).json(&serde_json::json!({"name": "x", "subnet": "sn-a", "vrid": 300})), 400, "invalid_argument"),
+        (http.post(url("/v1/havips")).bearer_auth(PA).json(&serde_json::json!({"name": "x", "subnet": "sn-a", "vrid": -1})), 400, "invalid_argument"),
         (http.get(url("/v1/havips?status=sleeping")).bearer_auth(PA), 400, "invalid_argument"),
         (http.get(url("/v1/havips/bad%2Fid")).bearer_auth(PA), 400, "invalid_argument"),
         (http.get(url("/v1/nothing")).bearer_auth(PA), 404, "not_found"),
