@@ -60,7 +60,8 @@ print("online")
 /// The rogue's probes: an ARP probe and a DAD NS for the VIPs every 50 ms.
 const PROBE_FLOOD: &str = r#"
 import sys, time
-from scapy.all import Ether, ARP, IPv6, ICMPv6ND_NS, sendp, conf, in6_getnsma, in6_getnsmac, inet_pton, inet_ntop, AF_INET6
+from socket import inet_pton, inet_ntop, AF_INET6
+from scapy.all import Ether, ARP, IPv6, ICMPv6ND_NS, sendp, conf, in6_getnsma, in6_getnsmac
 conf.verb = 0
 mac, vip4, vip6 = sys.argv[1], sys.argv[2], sys.argv[3]
 group = inet_ntop(AF_INET6, in6_getnsma(inet_pton(AF_INET6, vip6)))
@@ -112,8 +113,12 @@ pub fn bring_online(vm: &Vm, vip4: Ipv4Addr, vip6: Ipv6Addr) -> Result<Online> {
                 .to_string(),
         ),
     };
-    vm.ns
-        .exec("sysctl", &["-qw", "net.ipv6.conf.eth0.ndisc_notify=1"])?;
+    // Windows always runs DAD (the lab's VMs skip it) and announces the
+    // address once it is valid.
+    for setting in ["accept_dad=1", "ndisc_notify=1"] {
+        vm.ns
+            .exec("sysctl", &["-qw", &format!("net.ipv6.conf.eth0.{setting}")])?;
+    }
     vm.ns
         .ip(&["-6", "addr", "add", &format!("{vip6}/64"), "dev", "eth0"])?;
     let mut failed = false;
