@@ -6,7 +6,7 @@ use crate::{
     owner::{self, Claimant},
     packet::{Link, Packet},
     policy::{may_use_mac, own_ipv4_source},
-    vips,
+    probe, vips,
 };
 
 pub const ARP_REQUEST: u16 = 1;
@@ -105,20 +105,8 @@ pub fn judge(
     }
 
     if arp.spa == [0; 4] {
-        // A probe (RFC 5227) for a VIP is a claim to be: another port's
-        // would make a bound VM that probes first think the VIP in use.
         let target = NetworkAddr::v4(port.network, arp.tpa);
-        if let Some(vip) = vips::get(&target) {
-            if !vip.is_bound(port.port_id) {
-                return Err(owner::reject(
-                    &target,
-                    vip,
-                    from,
-                    arp.sha,
-                    DropReason::ClaimNotBound,
-                ));
-            }
-        }
+        probe::judge(&target, port, from, arp.sha)?;
         return Ok(arp);
     }
     if port.security() {

@@ -8,7 +8,7 @@ use crate::{
     owner::{self, Claimant},
     packet::{Link, Packet},
     policy::{may_use_mac, own_ipv6_source, owns_ipv6},
-    vips,
+    probe, vips,
     vrrp::{self, IPPROTO_VRRP},
 };
 
@@ -203,8 +203,7 @@ fn judge_advert(
 
 /// A Neighbor Solicitation: with port security its source link-layer
 /// address must be one the port may use. Duplicate Address Detection
-/// (`dad`: source ::) of a VIP is a claim to be: only from a bound port
-/// (another's would make a bound VM that probes think the VIP in use).
+/// (`dad`: source ::) of a VIP is a probe (`probe.rs`).
 #[inline(always)]
 fn judge_solicit(
     pkt: &Packet,
@@ -223,18 +222,7 @@ fn judge_solicit(
         }
     }
     if dad {
-        let target = NetworkAddr::v6(port.network, target);
-        if let Some(vip) = vips::get(&target) {
-            if !vip.is_bound(port.port_id) {
-                return Err(owner::reject(
-                    &target,
-                    vip,
-                    from,
-                    link.src_mac,
-                    DropReason::ClaimNotBound,
-                ));
-            }
-        }
+        probe::judge(&NetworkAddr::v6(port.network, target), port, from, link.src_mac)?;
     }
     Ok(())
 }

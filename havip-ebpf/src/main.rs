@@ -51,6 +51,7 @@ mod maps;
 mod owner;
 mod packet;
 mod policy;
+mod probe;
 mod responder;
 mod vips;
 mod vrrp;

@@ -526,6 +526,16 @@ impl Lab {
         }
     }
 
+    /// The end of a test: the agent stops cleanly (XDP detached, pins
+    /// removed), the lab goes, and nothing of it is left behind.
+    pub fn tear_down(mut self) -> Result<()> {
+        self.stop_agent()?;
+        drop(self);
+        let left = crate::leftovers();
+        anyhow::ensure!(left.is_empty(), "left behind: {left:?}");
+        Ok(())
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

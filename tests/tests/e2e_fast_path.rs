@@ -27,7 +27,7 @@ use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, Vm, CLIENT, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
 use havip_tests::probe::Prober;
 use havip_tests::wait::{self, now_us};
-use havip_tests::{leftovers, neighbour, rogue};
+use havip_tests::{neighbour, rogue};
 
 const VIPS: [(IpAddr, u32); 2] = [(IpAddr::V4(VIP4), VIP4_ID), (IpAddr::V6(VIP6), VIP6_ID)];
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -90,13 +90,9 @@ impl Setup {
     /// Stops keepalived, then the agent (which must detach and unpin), and
     /// checks nothing is left behind.
     fn finish(self) -> Result<()> {
-        let Self { ha, mut lab } = self;
+        let Self { ha, lab } = self;
         drop(ha);
-        lab.stop_agent()?;
-        drop(lab);
-        let left = leftovers();
-        ensure!(left.is_empty(), "left behind: {left:?}");
-        Ok(())
+        lab.tear_down()
     }
 }
 

@@ -19,7 +19,6 @@ use havip_tests::failover;
 use havip_tests::ha::HaPair;
 use havip_tests::keepalived::{Flavour, VIRTUAL_ROUTER_ID};
 use havip_tests::lab::{mac_string, Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
-use havip_tests::leftovers;
 use havip_tests::probe::Prober;
 use havip_tests::vrrp::{self, Advert, GROUP4, GROUP6};
 
@@ -137,11 +136,7 @@ fn vrrp_stays_among_the_bound_ports(flavour: Flavour, vip: IpAddr, vip_id: u32) 
         heard[0].line
     );
     drop(ha);
-    lab.stop_agent()?;
-    drop(lab);
-    let left = leftovers();
-    ensure!(left.is_empty(), "left behind: {left:?}");
-    Ok(())
+    lab.tear_down()
 }
 
 #[test]

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
-use havip_tests::leftovers;
 use havip_tests::probe::{EchoServer, Prober};
 use havip_tests::wsfc::{self, ProbeFlood};
 
@@ -97,11 +96,7 @@ fn cluster_ip_moves(rogue_probes: bool) -> Result<()> {
         );
     }
     drop(probers);
-    lab.stop_agent()?;
-    drop(lab);
-    let left = leftovers();
-    ensure!(left.is_empty(), "left behind: {left:?}");
-    Ok(())
+    lab.tear_down()
 }
 
 #[test]
