@@ -5,16 +5,21 @@
 //!    interface the frame came in on (`maps::port_on`); an interface with
 //!    no port (a port being set up or torn down) passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
-//! 3. Port security: the source MAC must be the port's.
+//! 3. Port security on the link layer: the source MAC must be the port's,
+//!    and a VLAN tag one the port allows (a priority tag, VLAN id 0, counts
+//!    as none; a second tag with a VLAN id, QinQ, is never allowed).
 //! 4. Classify by protocol and judge (claims and port security):
 //!    - ARP (`arp.rs`): a sender IP that is a VIP is a claim, accepted only
 //!      from a bound port; an accepted gratuitous request or reply makes the
 //!      sender the VIP's owner. Otherwise the sender must be the port's own.
 //!    - IPv4 (`ipv4.rs`): a VIP source only from a bound port; otherwise the
 //!      source must be the port's own.
-//!    - IPv6 (`ipv6.rs`): the same for sources; a Neighbor Advertisement
-//!      whose target is a VIP is a claim, and an unsolicited one from a
-//!      bound port makes it the owner.
+//!    - IPv6 (`ipv6.rs`): the same for sources, and a link-local source
+//!      must be one the port holds (`link_local.rs`: its own, registered,
+//!      or the one it used first, learned); a Neighbor Advertisement whose
+//!      target is a VIP is a claim, and an unsolicited one from a bound
+//!      port makes it the owner; every link-layer address option of an NS
+//!      or NA must be the port's MAC.
 //! 5. Decide where what passed goes (the VIP fast path):
 //!    - an ARP request or Neighbor Solicitation for a VIP with an owner is
 //!      answered here with the owner's MAC (`responder.rs`), the answer
@@ -41,6 +46,7 @@ mod deliver;
 mod egress;
 mod ipv4;
 mod ipv6;
+mod link_local;
 mod maps;
 mod owner;
 mod packet;
@@ -75,14 +81,19 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
 
     // 2. Parse.
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let (ethertype, link) = match parse_ethernet(&pkt) {
-        Ok(eth) => (eth.ethertype, eth.link),
+    let (ethertype, vlan, link) = match parse_ethernet(&pkt) {
+        Ok(eth) => (eth.ethertype, eth.vlan, eth.link),
         Err(reason) => return verdict(Err(reason)),
     };
 
     // 3. Port security on the link layer.
-    if port.security() && !is_port_mac(port, &link.src_mac) {
-        return verdict(Err(DropReason::MacSpoof));
+    if port.security() {
+        if !is_port_mac(port, &link.src_mac) {
+            return verdict(Err(DropReason::MacSpoof));
+        }
+        if !port.allows_vlan(vlan) {
+            return verdict(Err(DropReason::VlanNotAllowed));
+        }
     }
 
     // 4. Judge, then 5. decide, by protocol.
