@@ -1351,6 +1351,54 @@ fn policy_table() {
     );
 }
 
+/// A link-local no port holds is learned for the first port to use it:
+/// once (counted once, in both maps), held against every other port, and
+/// free again once forgotten (as `havip-agent reset-link-local` does).
+#[test]
+fn a_link_local_is_learned_once_and_held_until_forgotten() {
+    let mut dp = Datapath::load();
+    let learned_before = dp.stat(Stat::LinkLocalsLearned);
+    dp.from(VM1, true);
+    let from_vm1 = udp6(VM1.mac, STABLE_LL, OTHER6);
+    assert_eq!(dp.run(&from_vm1).0, XDP_PASS);
+    assert_eq!(dp.run(&from_vm1).0, XDP_PASS);
+    assert_eq!(
+        dp.stat(Stat::LinkLocalsLearned),
+        learned_before + 1,
+        "learned once"
+    );
+    assert_eq!(dp.learned().get(&v6(STABLE_LL), 0).unwrap(), VM1.port_id);
+    assert_eq!(
+        dp.learned_by_port().get(&VM1.port_id, 0).unwrap(),
+        v6(STABLE_LL)
+    );
+
+    // Held: VM2 may not use it, and learns nothing for trying.
+    dp.from(VM2, true);
+    let from_vm2 = udp6(VM2.mac, STABLE_LL, OTHER6);
+    let taken = dp.drops(DropReason::LinkLocalTaken);
+    assert_eq!(dp.run(&from_vm2).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::LinkLocalTaken), taken + 1);
+    assert!(dp.learned_by_port().get(&VM2.port_id, 0).is_err());
+
+    // Forgotten: the next port to use it holds it.
+    dp.learned().remove(&v6(STABLE_LL)).unwrap();
+    dp.learned_by_port().remove(&VM1.port_id).unwrap();
+    assert_eq!(dp.run(&from_vm2).0, XDP_PASS);
+    assert_eq!(dp.learned().get(&v6(STABLE_LL), 0).unwrap(), VM2.port_id);
+    assert_eq!(
+        dp.stat(Stat::LinkLocalsLearned),
+        learned_before + 2,
+        "learned again"
+    );
+
+    // A port without port security may use any source: nothing is learned.
+    dp.from(CLIENT, false);
+    assert_eq!(dp.run(&udp6(CLIENT.mac, STABLE_LL2, OTHER6)).0, XDP_PASS);
+    assert!(dp.learned().get(&v6(STABLE_LL2), 0).is_err());
+    dp.reset();
+}
+
 #[test]
 fn owner_record_holds_mac_time_and_generation() {
     let mut dp = Datapath::load();
