@@ -66,6 +66,7 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
 use havip_common::{
+    addr::AF_INET6,
     counters::{DROP_REASONS, STATS},
     maps::{self, MAX_PORTS},
     DropReason, NetworkAddr, Owner, Port, Stat, Vip, VipCounters,
@@ -231,7 +232,7 @@ pub struct PortStatus {
     pub link_local: String,
     /// The VLANs it may tag frames with.
     pub vlans: Vec<u16>,
-    /// The link-locals registered for it (from the config given).
+    /// The link-locals registered for it (in `havip_addrs`).
     pub link_locals: Vec<String>,
     /// The link-local the datapath learned for it (`havip_llports`).
     pub learned_link_local: Option<String>,
@@ -304,6 +305,19 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     } else {
         BTreeMap::new()
     };
+
+    // Port id -> its link-locals in the address map (its own included).
+    let addrs: BpfHashMap<MapData, NetworkAddr, u32> =
+        BpfHashMap::try_from(open(pin_dir, maps::ADDRS)?).map_err(map_err(pin_dir, maps::ADDRS))?;
+    let mut link_locals: BTreeMap<u32, Vec<Ipv6Addr>> = BTreeMap::new();
+    for entry in addrs.iter() {
+        let (addr, port_id) = entry.map_err(map_err(pin_dir, maps::ADDRS))?;
+        let a = Ipv6Addr::from(addr.addr);
+        if addr.family == AF_INET6 && a.is_unicast_link_local() {
+            link_locals.entry(port_id).or_default().push(a);
+        }
+    }
+    link_locals.values_mut().for_each(|v| v.sort());
 
     let port_name = |id: u32| {
         config
@@ -385,10 +399,13 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
             port_security: p.security(),
             link_local: Ipv6Addr::from(p.link_local).to_string(),
             vlans: p.vlans[..(p.vlan_count as usize).min(p.vlans.len())].to_vec(),
-            link_locals: config
-                .and_then(|c| c.ports.get(&p.port_id))
-                .map(|c| c.link_locals.iter().map(|a| a.to_string()).collect())
-                .unwrap_or_default(),
+            link_locals: link_locals
+                .get(&p.port_id)
+                .into_iter()
+                .flatten()
+                .filter(|a| a.octets() != p.link_local)
+                .map(Ipv6Addr::to_string)
+                .collect(),
             learned_link_local: learned
                 .get(&p.port_id)
                 .map(|a| Ipv6Addr::from(a.addr).to_string()),
