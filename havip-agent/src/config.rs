@@ -21,6 +21,8 @@
 //! ips = ["10.0.6.9", "fd00:6::9"]
 //! port_security = true     # default true
 //! link_local = "fe80::1"   # optional, default: EUI-64 from mac
+//! link_locals = ["fe80::5:1"]  # optional: more link-locals it may use (at most 8)
+//! vlans = [10, 20]         # optional: VLAN ids it may tag frames with (at most 8, 1..=4094)
 //!
 //! [[vips]]
 //! id = 1                   # nonzero, unique
@@ -41,7 +43,10 @@ use std::{
     str::FromStr,
 };
 
-use havip_common::vip::{DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT, MAX_BINDINGS};
+use havip_common::{
+    port::{check_vlans, MAX_LINK_LOCALS},
+    vip::{DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT, MAX_BINDINGS},
+};
 use ipnet::IpNet;
 use macaddr::MacAddr6;
 use serde::Deserialize;
@@ -154,6 +159,10 @@ struct PortFile {
     #[serde(default = "yes")]
     port_security: bool,
     link_local: Option<String>,
+    #[serde(default)]
+    link_locals: Vec<String>,
+    #[serde(default)]
+    vlans: Vec<i64>,
 }
 
 fn yes() -> bool {
@@ -214,6 +223,12 @@ pub struct PortConfig {
     pub port_security: bool,
     /// Given, or derived from `mac` (EUI-64).
     pub link_local: Ipv6Addr,
+    /// More link-locals the port may use (registered for it; at most
+    /// [`MAX_LINK_LOCALS`]).
+    pub link_locals: Vec<Ipv6Addr>,
+    /// VLAN ids the port may tag frames with (at most
+    /// [`havip_common::port::MAX_VLANS`]).
+    pub vlans: Vec<u16>,
 }
 
 /// A HAVIP and the ports that may claim it.
@@ -480,35 +495,25 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                     continue;
                 }
             }
-            match fixed.get(&(p.network, addr)) {
-                Some(&other) if other == p.id => {
-                    problems.push(format!("{who}: ip {addr} is listed twice"));
-                }
-                Some(&other) => problems.push(format!(
-                    "{who}: ip {addr} is already port {other}'s in network {}",
-                    p.network
-                )),
-                None => {
-                    fixed.insert((p.network, addr), p.id);
-                    ips.push(addr);
-                }
+            match hold(&mut fixed, (p.network, addr), p.id, "ip") {
+                Ok(()) => ips.push(addr),
+                Err(why) => problems.push(format!("{who}: {why}")),
             }
         }
-        let link_local = match &p.link_local {
-            None => eui64_link_local(&mac),
-            Some(s) => match s.parse::<Ipv6Addr>() {
-                Ok(a) if a.is_unicast_link_local() => a,
-                Ok(a) => {
-                    problems.push(format!(
-                        "{who}: link_local {a} is not an IPv6 link-local address (fe80::/10)"
-                    ));
-                    a
-                }
-                Err(_) => {
-                    problems.push(format!("{who}: link_local {s:?} is not an IPv6 address"));
-                    Ipv6Addr::UNSPECIFIED
-                }
-            },
+        // A port's link-locals are its fixed addresses too.
+        let (link_local, link_locals) = port_link_locals(&who, &p, &mac, &mut problems);
+        for a in std::iter::once(&link_local).chain(&link_locals) {
+            let key = (p.network, IpAddr::V6(*a));
+            if let Err(why) = hold(&mut fixed, key, p.id, "link-local") {
+                problems.push(format!("{who}: {why}"));
+            }
+        }
+        let vlans = match check_vlans(&p.vlans) {
+            Ok(ids) => ids[..p.vlans.len()].to_vec(),
+            Err(why) => {
+                problems.push(format!("{who}: {why}"));
+                Vec::new()
+            }
         };
         config.ports.insert(
             p.id,
@@ -521,6 +526,8 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 ips,
                 port_security: p.port_security,
                 link_local,
+                link_locals,
+                vlans,
             },
         );
     }
@@ -641,6 +648,66 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// Gives `address` (in its network) to `port` if no port holds it yet; else
+/// why not (`what`: how the address is named).
+fn hold(
+    held: &mut HashMap<(u32, IpAddr), u32>,
+    address: (u32, IpAddr),
+    port: u32,
+    what: &str,
+) -> Result<(), String> {
+    let (network, addr) = address;
+    match held.get(&address) {
+        Some(&other) if other == port => Err(format!("{what} {addr} is listed twice")),
+        Some(&other) => Err(format!(
+            "{what} {addr} is already port {other}'s in network {network}"
+        )),
+        None => {
+            held.insert(address, port);
+            Ok(())
+        }
+    }
+}
+
+/// A port's own link-local (given, or the EUI-64 of its MAC) and the ones
+/// registered for it, each an IPv6 link-local (fe80::/10).
+fn port_link_locals(
+    who: &str,
+    p: &PortFile,
+    mac: &[u8; 6],
+    problems: &mut Vec<String>,
+) -> (Ipv6Addr, Vec<Ipv6Addr>) {
+    let mut parse = |field: &str, s: &str| match s.parse::<Ipv6Addr>() {
+        Ok(a) if a.is_unicast_link_local() => Some(a),
+        Ok(a) => {
+            problems.push(format!(
+                "{who}: {field} {a} is not an IPv6 link-local address (fe80::/10)"
+            ));
+            None
+        }
+        Err(_) => {
+            problems.push(format!("{who}: {field} {s:?} is not an IPv6 address"));
+            None
+        }
+    };
+    let own = match &p.link_local {
+        None => eui64_link_local(mac),
+        Some(s) => parse("link_local", s).unwrap_or(Ipv6Addr::UNSPECIFIED),
+    };
+    let registered: Vec<Ipv6Addr> = p
+        .link_locals
+        .iter()
+        .filter_map(|s| parse("link_local in link_locals", s))
+        .collect();
+    if p.link_locals.len() > MAX_LINK_LOCALS {
+        problems.push(format!(
+            "{who}: {} link-locals in link_locals, at most {MAX_LINK_LOCALS} are allowed per port",
+            p.link_locals.len()
+        ));
+    }
+    (own, registered)
 }
 
 #[cfg(test)]
@@ -905,6 +972,63 @@ ports = [11]
                 "link_local = \"fe80::12\"",
                 "link_local = \"fe80::zz\"",
                 "port 12 (vm2): link_local \"fe80::zz\" is not an IPv6 address",
+            ),
+            (
+                "registered link-local not link-local",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nlink_locals = [\"fe80::5\", \"fd00:6::5\"]",
+                "port 12 (vm2): link_local in link_locals fd00:6::5 is not an IPv6 link-local \
+                 address (fe80::/10)",
+            ),
+            (
+                "registered link-local is another port's own",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nlink_locals = [\"fe80::ff:fe00:11\"]",
+                "port 12 (vm2): link-local fe80::ff:fe00:11 is already port 11's in network 1",
+            ),
+            (
+                "link-local registered on two ports",
+                "ips = [\"10.0.6.9\", \"fd00:6::9\"]",
+                "ips = [\"10.0.6.9\", \"fd00:6::9\"]\nlink_locals = [\"fe80::12\"]",
+                "port 12 (vm2): link-local fe80::12 is already port 11's in network 1",
+            ),
+            (
+                "link-local listed twice",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nlink_locals = [\"fe80::12\"]",
+                "port 12 (vm2): link-local fe80::12 is listed twice",
+            ),
+            (
+                "too many registered link-locals",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nlink_locals = [\"fe80::1:1\", \"fe80::1:2\", \
+                 \"fe80::1:3\", \"fe80::1:4\", \"fe80::1:5\", \"fe80::1:6\", \"fe80::1:7\", \
+                 \"fe80::1:8\", \"fe80::1:9\"]",
+                "port 12 (vm2): 9 link-locals in link_locals, at most 8 are allowed per port",
+            ),
+            (
+                "too many VLANs",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nvlans = [1, 2, 3, 4, 5, 6, 7, 8, 9]",
+                "port 12 (vm2): 9 VLANs in vlans, at most 8 are allowed per port",
+            ),
+            (
+                "VLAN id 4095",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nvlans = [10, 4095]",
+                "port 12 (vm2): vlan 4095 in vlans is not a VLAN id (1 to 4094)",
+            ),
+            (
+                "VLAN id 0",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nvlans = [0]",
+                "port 12 (vm2): vlan 0 in vlans is the priority tag",
+            ),
+            (
+                "VLAN listed twice",
+                "link_local = \"fe80::12\"",
+                "link_local = \"fe80::12\"\nvlans = [10, 10]",
+                "port 12 (vm2): vlan 10 is listed twice in vlans",
             ),
             ("vip id zero", "id = 2\nnetwork = 1", "id = 0\nnetwork = 1", "vip 0: id must be nonzero"),
             (

@@ -24,7 +24,8 @@ pub struct Desired {
     /// only once the interface exists, and its slot in `havip_ports` once
     /// its programs are attached there.
     pub ports: BTreeMap<String, Port>,
-    /// `havip_addrs`: each fixed address -> its port id.
+    /// `havip_addrs`: each fixed address (link-locals included) -> its
+    /// port id.
     pub addrs: HashMap<NetworkAddr, u32>,
     /// `havip_vips`: each VIP address -> the VIP and its bound ports (slot
     /// 0 here: the datapath gives each VIP its slot).
@@ -51,6 +52,7 @@ impl Desired {
                 link_local: p.link_local.octets(),
                 ..Port::default()
             };
+            port.set_vlans(&p.vlans);
             for ip in &p.ips {
                 match ip {
                     IpAddr::V4(a) => port.add_ipv4(a.octets()),
@@ -59,8 +61,17 @@ impl Desired {
             }
             d.ports.insert(p.interface.clone(), port);
             d.port_interfaces.insert(p.id, p.interface.clone());
-            for ip in &p.ips {
-                d.addrs.insert(network_addr(p.network, *ip), p.id);
+            // Its own and its registered link-locals are its fixed
+            // addresses too: the datapath accepts them from it, and learns
+            // none of them for another port.
+            let link_locals = std::iter::once(&p.link_local).chain(&p.link_locals);
+            for ip in p
+                .ips
+                .iter()
+                .copied()
+                .chain(link_locals.map(|a| IpAddr::V6(*a)))
+            {
+                d.addrs.insert(network_addr(p.network, ip), p.id);
             }
         }
         for v in config.vips.values() {
@@ -239,6 +250,8 @@ interface = "tap-vm1"
 network = 1
 mac = "02:00:00:00:00:11"
 ips = ["10.0.6.9", "fd00:6::9"]
+link_locals = ["fe80::5:11"]
+vlans = [10, 20]
 
 [[ports]]
 id = 12
@@ -295,12 +308,21 @@ ports = [12]
         v6[..2].copy_from_slice(&[0xfd, 0x00]);
         v6[3] = 6;
         v6[15] = 9;
+        // Allowed VLANs, inline too.
+        assert_eq!((vm1.vlan_count, &vm1.vlans[..2]), (2, &[10, 20][..]));
+        assert_eq!(d.ports["tap-vm2"].vlan_count, 0);
+        // Fixed addresses: the IPs, each port's own link-local and the
+        // registered ones.
+        let ll = |s: &str| NetworkAddr::v6(1, s.parse::<std::net::Ipv6Addr>().unwrap().octets());
         assert_eq!(
             d.addrs,
             HashMap::from([
                 (v4([10, 0, 6, 9]), 11),
                 (NetworkAddr::v6(1, v6), 11),
+                (ll("fe80::ff:fe00:11"), 11),
+                (ll("fe80::5:11"), 11),
                 (v4([10, 0, 6, 10]), 12),
+                (ll("fe80::ff:fe00:12"), 12),
             ])
         );
 

@@ -18,6 +18,7 @@ pub mod datapath;
 pub mod desired;
 pub mod etcd;
 pub mod events;
+pub mod learned;
 pub mod links;
 pub mod migrate;
 pub mod pins;

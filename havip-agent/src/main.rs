@@ -9,7 +9,7 @@ use havip_agent::{
     daemon::{self, RunOptions, Source},
     datapath::{AttachMode, TcAttach},
     etcd::EtcdOptions,
-    pins, protection, shortfall, status,
+    learned, pins, protection, shortfall, status,
 };
 use havip_common::maps::PIN_DIR;
 
@@ -129,6 +129,22 @@ enum Command {
         /// Print JSON (shape documented in havip_agent::status) instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Forget the IPv6 link-local the datapath learned for a port.
+    ///
+    /// A port may use one link-local besides its own (the EUI-64 of its MAC,
+    /// or link_local) and its registered ones (link_locals): the first other
+    /// one it uses that no port holds, learned and held for it (another
+    /// port using it is dropped as link_local_taken) until this command, or
+    /// until the port leaves the config. Afterwards the address is free and
+    /// the port learns the next one it uses. Works on the pinned maps,
+    /// whether or not `run` is running.
+    ResetLinkLocal {
+        /// The port's id (as in the config, or as `status` shows it).
+        port: u32,
+        /// Where the maps are pinned.
+        #[arg(long, default_value = PIN_DIR)]
+        pin_dir: PathBuf,
     },
 }
 
@@ -257,6 +273,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{}: ok: {}", config.display(), c.summary());
             for warning in shortfall::over_capacity(&c) {
                 eprintln!("{}: warning: {warning}", config.display());
+            }
+            Ok(())
+        }
+        Command::ResetLinkLocal { port, pin_dir } => {
+            match learned::forget_pinned(&pin_dir, port)? {
+                Some(a) => println!(
+                    "port {port}: forgot its learned link-local {} (network {})",
+                    std::net::Ipv6Addr::from(a.addr),
+                    a.network
+                ),
+                None => println!("port {port}: no learned link-local"),
             }
             Ok(())
         }

@@ -14,7 +14,8 @@
 //!    owners), each value cut or zero-extended to its new size.
 //! 3. The agent swaps its programs into the ports' links.
 //! 4. [`Migration::finish`]: takes the owners the old programs learned
-//!    after the copy (a higher generation), adds the old counters to the
+//!    after the copy (a higher generation) and the link-locals they learned
+//!    after it (where the new maps have none), adds the old counters to the
 //!    new ones (the old programs counted until the swap, the new ones since),
 //!    unpins the old maps and records the new ABI version.
 //!
@@ -34,6 +35,9 @@ use havip_common::{
     Owner,
 };
 use log::{info, warn};
+
+/// `BPF_NOEXIST`: an update that adds a key, never replaces one.
+const BPF_NOEXIST: u64 = 1;
 
 use crate::{
     pins::{aside, map_specs, Shape, ASIDE_DIR},
@@ -73,6 +77,10 @@ enum Carry {
     Entries,
     /// Copied before the swap, and owners learned since taken after it.
     Owners,
+    /// Copied before the swap, and entries learned since taken after it
+    /// where the new map has none (the learned link-locals: the first
+    /// learner holds an address).
+    Learned,
     /// Added to the new counters after the swap.
     Counters,
     /// Nothing: events in flight, scratch, the ABI record.
@@ -82,6 +90,7 @@ enum Carry {
 fn carry(name: &str) -> Carry {
     match name {
         maps::OWNERS => Carry::Owners,
+        maps::LL_ADDRS | maps::LL_PORTS => Carry::Learned,
         maps::DROPS | maps::STATS | maps::VIP_STATS => Carry::Counters,
         maps::EVENTS | maps::REJECTS | maps::SEGMENT | maps::ABI => Carry::Nothing,
         _ => Carry::Entries,
@@ -171,6 +180,24 @@ impl Moved {
             if !found || generation(&old) > generation(&now) {
                 new.update(&key, &old, F_LOCK).map_err(io_err(&self.path))?;
                 taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Step 4, learned entries: the ones the old programs learned after
+    /// the copy, where the new programs learned nothing of that key.
+    fn take_later_learned(&self, cpus: usize) -> Result<usize, MigrateError> {
+        let new = self.new_map()?;
+        let mut taken = 0;
+        for key in self.keys()? {
+            let Some(old) = self.old_value(&key, cpus)? else {
+                continue;
+            };
+            match new.update(&key, &old, BPF_NOEXIST) {
+                Ok(()) => taken += 1,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(&self.path)(e)),
             }
         }
         Ok(taken)
@@ -356,7 +383,7 @@ impl Migration {
     /// entries the agent wrote, and the owners, into the new maps.
     pub fn carry(&self) -> Result<(), MigrateError> {
         for m in &self.moved {
-            if matches!(m.carry, Carry::Entries | Carry::Owners) {
+            if matches!(m.carry, Carry::Entries | Carry::Owners | Carry::Learned) {
                 let n = m.copy(self.cpus)?;
                 info!("{}: carried {n} entr(ies) over", m.name);
             }
@@ -374,6 +401,15 @@ impl Migration {
                     if n > 0 {
                         info!(
                             "{}: {n} owner(s) learned during the swap carried over",
+                            m.name
+                        );
+                    }
+                }
+                Carry::Learned => {
+                    let n = m.take_later_learned(self.cpus)?;
+                    if n > 0 {
+                        info!(
+                            "{}: {n} entr(ies) learned during the swap carried over",
                             m.name
                         );
                     }
@@ -514,6 +550,7 @@ mod tests {
                 | maps::IF_PORT_HI
                 | maps::REDIRECT
                 | maps::VMACS => assert_eq!(c, Carry::Entries),
+                maps::LL_ADDRS | maps::LL_PORTS => assert_eq!(c, Carry::Learned),
                 _ => assert_ne!(c, Carry::Entries, "{}", spec.name),
             }
         }

@@ -12,8 +12,8 @@ use aya::maps::{MapInfo, MapType};
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
     maps::{
-        self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS,
-        REJECTS_BYTES,
+        self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS, MAX_PORTS,
+        MAX_VIPS, MAX_VMACS, REJECTS_BYTES,
     },
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
@@ -62,7 +62,7 @@ pub struct MapSpec {
 }
 
 /// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 16] {
+pub fn map_specs() -> [MapSpec; 18] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -92,6 +92,8 @@ pub fn map_specs() -> [MapSpec; 16] {
         spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
         spec::<u32, u32>(maps::ABI, MapType::Array, 1),
         spec::<VirtualMac, u32>(maps::VMACS, MapType::Hash, MAX_VMACS),
+        spec::<NetworkAddr, u32>(maps::LL_ADDRS, MapType::Hash, MAX_LEARNED_LINK_LOCALS),
+        spec::<u32, NetworkAddr>(maps::LL_PORTS, MapType::Hash, MAX_LEARNED_LINK_LOCALS),
     ]
 }
 

@@ -20,7 +20,13 @@ use crate::config::Config;
 /// addresses than its maps have room for): what `check` warns of, before
 /// the agent finds out by not programming the rest.
 pub fn over_capacity(config: &Config) -> Vec<String> {
-    let addrs: usize = config.ports.values().map(|p| p.ips.len()).sum();
+    // Each port's own link-local and its registered ones are fixed
+    // addresses too.
+    let addrs: usize = config
+        .ports
+        .values()
+        .map(|p| p.ips.len() + 1 + p.link_locals.len())
+        .sum();
     [
         ("port(s)", config.ports.len(), MAX_PORTS),
         ("vip(s)", config.vips.len(), MAX_VIPS),

@@ -26,7 +26,9 @@
 //!   }],
 //!   "ports": [{"ifindex": 5, "interface": "tap-vm2" | null, "port_id": 12,
 //!              "name": "vm2", "network": 1, "mac": "02:..", "port_security": true,
-//!              "link_local": "fe80::..."}],
+//!              "link_local": "fe80::...", "vlans": [10, 20],
+//!              "link_locals": ["fe80::..."],       // registered for it
+//!              "learned_link_local": "fe80::..." | null}],  // learned, held until reset
 //!   "drops": {"truncated": 0, ...},         // every reason, summed over CPUs
 //!   "stats": {"passed": 0, ...},            // every stat, summed over CPUs
 //!   "protection": {
@@ -64,6 +66,8 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
 use havip_common::{
+    addr::AF_INET6,
+    counters::{DROP_REASONS, STATS},
     maps::{self, MAX_PORTS},
     DropReason, NetworkAddr, Owner, Port, Stat, Vip, VipCounters,
 };
@@ -71,6 +75,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
+    learned::{LearnedError, LearnedMaps},
     pins::{map_specs, Shape},
     protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
@@ -225,6 +230,12 @@ pub struct PortStatus {
     pub mac: String,
     pub port_security: bool,
     pub link_local: String,
+    /// The VLANs it may tag frames with.
+    pub vlans: Vec<u16>,
+    /// The link-locals registered for it (in `havip_addrs`).
+    pub link_locals: Vec<String>,
+    /// The link-local the datapath learned for it (`havip_llports`).
+    pub learned_link_local: Option<String>,
 }
 
 fn open(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
@@ -285,6 +296,28 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
     let vipstats: PerCpuArray<MapData, VipCounters> =
         PerCpuArray::try_from(open(pin_dir, maps::VIP_STATS)?)
             .map_err(map_err(pin_dir, maps::VIP_STATS))?;
+    // Pins of an ABI from before learned link-locals have none.
+    let learned = if pin_dir.join(maps::LL_PORTS).exists() {
+        LearnedMaps::open(pin_dir)
+            .map_err(|LearnedError::Map { path, source }| StatusError::Map { path, source })?
+            .all()
+            .map_err(map_err(pin_dir, maps::LL_PORTS))?
+    } else {
+        BTreeMap::new()
+    };
+
+    // Port id -> its link-locals in the address map (its own included).
+    let addrs: BpfHashMap<MapData, NetworkAddr, u32> =
+        BpfHashMap::try_from(open(pin_dir, maps::ADDRS)?).map_err(map_err(pin_dir, maps::ADDRS))?;
+    let mut link_locals: BTreeMap<u32, Vec<Ipv6Addr>> = BTreeMap::new();
+    for entry in addrs.iter() {
+        let (addr, port_id) = entry.map_err(map_err(pin_dir, maps::ADDRS))?;
+        let a = Ipv6Addr::from(addr.addr);
+        if addr.family == AF_INET6 && a.is_unicast_link_local() {
+            link_locals.entry(port_id).or_default().push(a);
+        }
+    }
+    link_locals.values_mut().for_each(|v| v.sort());
 
     let port_name = |id: u32| {
         config
@@ -365,12 +398,23 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
             mac: format_mac(&p.mac),
             port_security: p.security(),
             link_local: Ipv6Addr::from(p.link_local).to_string(),
+            vlans: p.vlans[..(p.vlan_count as usize).min(p.vlans.len())].to_vec(),
+            link_locals: link_locals
+                .get(&p.port_id)
+                .into_iter()
+                .flatten()
+                .filter(|a| a.octets() != p.link_local)
+                .map(Ipv6Addr::to_string)
+                .collect(),
+            learned_link_local: learned
+                .get(&p.port_id)
+                .map(|a| Ipv6Addr::from(a.addr).to_string()),
         });
     }
     out_ports.sort_by_key(|p| p.ifindex);
 
-    let drops = sum_array(pin_dir, maps::DROPS, DropReason::ALL.len())?;
-    let stats = sum_array(pin_dir, maps::STATS, Stat::ALL.len())?;
+    let drops = sum_array(pin_dir, maps::DROPS, DROP_REASONS)?;
+    let stats = sum_array(pin_dir, maps::STATS, STATS)?;
     Ok(Report {
         pin_dir: pin_dir.display().to_string(),
         abi: crate::migrate::pinned_abi(pin_dir),
@@ -502,6 +546,23 @@ impl Report {
                 p.mac,
                 if p.port_security { "on" } else { "off" }
             );
+            let _ = write!(s, "    link-local {}", p.link_local);
+            if !p.link_locals.is_empty() {
+                let _ = write!(s, ", registered {}", p.link_locals.join(", "));
+            }
+            match &p.learned_link_local {
+                Some(a) => {
+                    let _ = write!(s, ", learned {a}");
+                }
+                None => {
+                    let _ = write!(s, ", none learned");
+                }
+            }
+            if !p.vlans.is_empty() {
+                let vlans: Vec<String> = p.vlans.iter().map(u16::to_string).collect();
+                let _ = write!(s, "; vlans {}", vlans.join(", "));
+            }
+            let _ = writeln!(s);
         }
         self.protection.write_text(&mut s);
         let _ = writeln!(s, "\ndrops (all CPUs):");

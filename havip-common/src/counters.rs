@@ -43,10 +43,25 @@ pub enum DropReason {
     /// from a port that may not use it (bound to no VIP of that family, or
     /// not with that VRID).
     VirtualMacNotAllowed = 12,
+    /// A tagged frame from a port in a VLAN the port does not allow (or
+    /// with a second, stacked VLAN id: QinQ is not a VM's to send).
+    VlanNotAllowed = 13,
+    /// A Neighbor Solicitation or Advertisement with more options than
+    /// the datapath walks (`MAX_ND_OPTIONS`): one it could not check whole.
+    NdTooManyOptions = 14,
+    /// An IPv6 link-local source another port of the network holds (learned
+    /// by it first).
+    LinkLocalTaken = 15,
 }
 
-/// Number of [`DropReason`]s.
-pub const DROP_REASONS: usize = 13;
+/// The options the datapath walks in one Neighbor Solicitation or
+/// Advertisement, every one checked; a message with more is dropped
+/// ([`DropReason::NdTooManyOptions`]). Real messages carry one or two
+/// (SEND's, five).
+pub const MAX_ND_OPTIONS: usize = 8;
+
+/// Number of [`DropReason`]s (one more than the highest code).
+pub const DROP_REASONS: usize = 16;
 /// The size of `havip_drops`: room for reasons to come.
 pub const DROP_SLOTS: usize = 64;
 /// The size of [`VipCounters::drops`]: room for VIP reasons to come.
@@ -57,6 +72,8 @@ const _: () = assert!(DROP_REASONS <= DROP_SLOTS && DROP_REASONS <= VIP_DROP_SLO
 const _: () = assert!(STATS <= STAT_SLOTS);
 
 impl DropReason {
+    /// Every reason, in code order (not indexed by code: codes may have
+    /// gaps; use [`DropReason::from_u32`]).
     pub const ALL: [DropReason; DROP_REASONS] = [
         Self::Truncated,
         Self::Malformed,
@@ -71,10 +88,13 @@ impl DropReason {
         Self::VrrpNotBound,
         Self::VrrpToUnbound,
         Self::VirtualMacNotAllowed,
+        Self::VlanNotAllowed,
+        Self::NdTooManyOptions,
+        Self::LinkLocalTaken,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
-        Self::ALL.get(v as usize).copied()
+        Self::ALL.iter().copied().find(|r| *r as u32 == v)
     }
 
     /// Stable snake_case name, as printed by `havip-agent status`.
@@ -93,6 +113,9 @@ impl DropReason {
             Self::VrrpNotBound => "vrrp_not_bound",
             Self::VrrpToUnbound => "vrrp_to_unbound",
             Self::VirtualMacNotAllowed => "virtual_mac_not_allowed",
+            Self::VlanNotAllowed => "vlan_not_allowed",
+            Self::NdTooManyOptions => "nd_too_many_options",
+            Self::LinkLocalTaken => "link_local_taken",
         }
     }
 }
@@ -136,13 +159,19 @@ pub enum Stat {
     /// Rejected claims not reported because `havip_rejects` was full (a
     /// flood: the drops are counted all the same).
     RejectsLost = 12,
+    /// IPv6 link-locals a port used first, learned and held for it
+    /// (`havip_lladdrs`).
+    LinkLocalsLearned = 14,
 }
 
-/// Number of [`Stat`]s. Codes are stable, as for [`DropReason`].
-pub const STATS: usize = 13;
+/// One more than the highest [`Stat`] code (see [`DROP_REASONS`]). Codes
+/// are stable, as for [`DropReason`].
+pub const STATS: usize = 15;
 
 impl Stat {
-    pub const ALL: [Stat; STATS] = [
+    /// Every counter, in code order (not indexed by code: see
+    /// [`DropReason::ALL`]).
+    pub const ALL: [Stat; 14] = [
         Self::Passed,
         Self::UnknownPort,
         Self::ClaimsAccepted,
@@ -156,6 +185,7 @@ impl Stat {
         Self::ChecksumsCompleted,
         Self::OffloadViaBridge,
         Self::RejectsLost,
+        Self::LinkLocalsLearned,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,7 +203,34 @@ impl Stat {
             Self::ChecksumsCompleted => "checksums_completed",
             Self::OffloadViaBridge => "offload_via_bridge",
             Self::RejectsLost => "rejects_lost",
+            Self::LinkLocalsLearned => "link_locals_learned",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_in_order_within_the_slots_and_found_by_code() {
+        for w in DropReason::ALL.windows(2) {
+            assert!((w[0] as u32) < (w[1] as u32), "{w:?}");
+        }
+        for w in Stat::ALL.windows(2) {
+            assert!((w[0] as u32) < (w[1] as u32), "{w:?}");
+        }
+        assert_eq!(
+            DropReason::ALL.last().map(|r| *r as usize + 1),
+            Some(DROP_REASONS)
+        );
+        assert_eq!(Stat::ALL.last().map(|s| *s as usize + 1), Some(STATS));
+        for r in DropReason::ALL {
+            assert_eq!(DropReason::from_u32(r as u32), Some(r));
+        }
+        assert_eq!(DropReason::from_u32(10), None);
+        assert_eq!(DropReason::from_u32(DROP_REASONS as u32), None);
+        assert_eq!(DropReason::from_u32(14), Some(DropReason::NdTooManyOptions));
     }
 }
 

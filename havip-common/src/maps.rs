@@ -18,6 +18,14 @@ pub const IF_PORT_HI: &str = "havip_ifport_hi";
 pub const IFINDEX_DIRECT: u32 = 65536;
 /// [`crate::NetworkAddr`] -> port id (u32): the ports' fixed addresses.
 pub const ADDRS: &str = "havip_addrs";
+/// [`crate::NetworkAddr`] (an IPv6 link-local) -> the port id (u32) that
+/// used it first and holds it (the datapath learns it, `BPF_NOEXIST`: the
+/// first port to use an address holds it until the agent resets it).
+pub const LL_ADDRS: &str = "havip_lladdrs";
+/// Port id (u32) -> the [`crate::NetworkAddr`] of the one link-local it
+/// learned: the datapath takes this entry (`BPF_NOEXIST`) before
+/// [`LL_ADDRS`]', so a port holds at most one learned link-local.
+pub const LL_PORTS: &str = "havip_llports";
 /// [`crate::NetworkAddr`] -> [`crate::Vip`].
 pub const VIPS: &str = "havip_vips";
 /// VIP slot (u32, an array index; [`crate::Vip::slot`]) ->
@@ -62,9 +70,9 @@ pub const MAX_SEGMENT: usize = 4096;
 pub const SEGMENT_BUF: usize = MAX_SEGMENT + 4;
 
 /// Every map the agent pins, in one list.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 18] = [
     PORTS, IF_PORT, IF_PORT_HI, ADDRS, VIPS, OWNERS, VIP_FILTER, EVENTS, REJECTS, DROPS, STATS,
-    VIP_STATS, REDIRECT, SEGMENT, ABI, VMACS,
+    VIP_STATS, REDIRECT, SEGMENT, ABI, VMACS, LL_ADDRS, LL_PORTS,
 ];
 
 /// Array of one u32: the [`ABI_VERSION`] of the datapath whose maps are
@@ -79,7 +87,7 @@ pub const ABI: &str = "havip_abi";
 /// the counters. A change may append fields to a value (zero is what an
 /// older version meant) or change a map's size; anything else needs a
 /// conversion of its own there.
-pub const ABI_VERSION: u32 = if cfg!(feature = "next-abi") { 3 } else { 2 };
+pub const ABI_VERSION: u32 = if cfg!(feature = "next-abi") { 4 } else { 3 };
 
 /// Name of the global (1 or 0) that tells the programs whether their
 /// XDP program runs in the driver (native), where a redirected frame leaves
@@ -90,6 +98,8 @@ pub const COMPLETE_CHECKSUMS: &str = "COMPLETE_CHECKSUMS";
 /// Port slots (and redirect targets) on one host.
 pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
+/// Learned link-locals on one host: one per port.
+pub const MAX_LEARNED_LINK_LOCALS: u32 = MAX_PORTS;
 /// VIPs (and VIP slots) on one host.
 pub const MAX_VIPS: u32 = if cfg!(feature = "next-abi") {
     8192

@@ -1,7 +1,7 @@
 //! Resources as stored in etcd and answered by the API, and the request
 //! bodies that change them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -63,6 +63,26 @@ pub struct Port {
     /// Operator override of the VIPs-per-port limit for this port.
     #[serde(default)]
     pub vips_per_port: Option<u32>,
+    /// VLAN ids the VM may send tagged frames into (at most 8, each 1 to
+    /// 4094); untagged and priority-tagged frames need none.
+    #[serde(default)]
+    pub vlans: Vec<u16>,
+    /// IPv6 link-locals the VM may use besides the EUI-64 of its MAC (at
+    /// most 8, each in fe80::/10), claimed in the subnet like its fixed IPs.
+    #[schema(value_type = Vec<String>)]
+    #[serde(default)]
+    pub link_locals: Vec<Ipv6Addr>,
+}
+
+impl Port {
+    /// The addresses the port claims in its subnet: its fixed IPs and its
+    /// registered link-locals.
+    pub fn claimed_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.fixed_ips
+            .iter()
+            .copied()
+            .chain(self.link_locals.iter().map(|a| IpAddr::V6(*a)))
+    }
 }
 
 /// What a host agent watches under `/havip/v1/hosts/<host>/ports/<port>`.
@@ -77,6 +97,11 @@ pub struct HostPort {
     #[schema(value_type = Vec<String>)]
     pub fixed_ips: Vec<IpAddr>,
     pub vips: Vec<PortVip>,
+    #[serde(default)]
+    pub vlans: Vec<u16>,
+    #[schema(value_type = Vec<String>)]
+    #[serde(default)]
+    pub link_locals: Vec<Ipv6Addr>,
 }
 
 impl From<&Port> for HostPort {
@@ -90,6 +115,8 @@ impl From<&Port> for HostPort {
             interface: p.interface.clone(),
             fixed_ips: p.fixed_ips.clone(),
             vips: p.vips.clone(),
+            vlans: p.vlans.clone(),
+            link_locals: p.link_locals.clone(),
         }
     }
 }
@@ -306,6 +333,14 @@ pub struct PutPort {
     pub fixed_ips: Vec<IpAddr>,
     pub host: String,
     pub interface: String,
+    /// VLAN ids the VM may tag frames with (at most 8, each 1 to 4094).
+    #[serde(default)]
+    pub vlans: Vec<i64>,
+    /// IPv6 link-locals (fe80::/10) the VM may use besides its EUI-64 one
+    /// (at most 8).
+    #[schema(value_type = Vec<String>)]
+    #[serde(default)]
+    pub link_locals: Vec<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

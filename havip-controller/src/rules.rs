@@ -2,7 +2,9 @@
 //! subnet, search matching.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+use havip_common::port::{self as port_rules, MAX_LINK_LOCALS};
 
 use ipnet::IpNet;
 
@@ -80,6 +82,36 @@ pub fn check_mac(mac: &str) -> Result<()> {
             "mac {mac:?} is not of the form aa:bb:cc:dd:ee:ff"
         )))
     }
+}
+
+/// A port's allowed VLANs: at most 8, each 1 to 4094, none twice (the
+/// rule the datapath's port entry holds; see `havip_common::port`).
+pub fn check_vlans(vlans: &[i64]) -> Result<Vec<u16>> {
+    port_rules::check_vlans(vlans)
+        .map(|ids| ids[..vlans.len()].to_vec())
+        .map_err(|why| Error::invalid_argument(why.to_string()))
+}
+
+/// A port's registered link-locals: at most [`MAX_LINK_LOCALS`], each in
+/// fe80::/10; repeats are dropped.
+pub fn check_link_locals(link_locals: &[Ipv6Addr]) -> Result<Vec<Ipv6Addr>> {
+    if link_locals.len() > MAX_LINK_LOCALS {
+        return Err(Error::invalid_argument(format!(
+            "{} link-locals in link_locals, at most {MAX_LINK_LOCALS} are allowed per port",
+            link_locals.len()
+        )));
+    }
+    if let Some(a) = link_locals.iter().find(|a| !a.is_unicast_link_local()) {
+        return Err(Error::invalid_argument(format!(
+            "link_local {a} in link_locals is not an IPv6 link-local address (fe80::/10)"
+        )));
+    }
+    let mut seen = HashSet::new();
+    Ok(link_locals
+        .iter()
+        .filter(|a| seen.insert(**a))
+        .copied()
+        .collect())
 }
 
 /// The range of `subnet` for `version`.
@@ -220,5 +252,27 @@ mod tests {
         assert!(check_name(" ").is_err());
         assert!(check_name(&"n".repeat(65)).is_err());
         assert!(check_name("web-vip").is_ok());
+    }
+
+    #[test]
+    fn vlans_and_link_locals() {
+        assert_eq!(check_vlans(&[10, 20]).unwrap(), vec![10, 20]);
+        for (bad, text) in [
+            (vec![4095], "not a VLAN id (1 to 4094)"),
+            (vec![0], "priority tag"),
+            ((1..=9).collect(), "at most 8"),
+            (vec![5, 5], "twice"),
+        ] {
+            let e = check_vlans(&bad).expect_err("refused");
+            assert!(e.message.contains(text), "{bad:?}: {}", e.message);
+        }
+        let ll = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            check_link_locals(&[ll("fe80::1"), ll("fe80::1")]).unwrap(),
+            vec![ll("fe80::1")]
+        );
+        let e = check_link_locals(&[ll("fd00::1")]).expect_err("not link-local");
+        assert!(e.message.contains("fe80::/10"), "{}", e.message);
+        assert!(check_link_locals(&[ll("fe80::1"); 9]).is_err());
     }
 }

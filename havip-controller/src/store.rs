@@ -296,6 +296,8 @@ impl Store {
         rules::check_id("host", &req.host)?;
         rules::check_id("interface", &req.interface)?;
         rules::check_mac(&req.mac)?;
+        let vlans = rules::check_vlans(&req.vlans)?;
+        let link_locals = rules::check_link_locals(&req.link_locals)?;
         let fixed_ips: Vec<IpAddr> = {
             let mut seen = HashSet::new();
             req.fixed_ips
@@ -327,6 +329,8 @@ impl Store {
                 interface: req.interface.clone(),
                 vips: Vec::new(),
                 vips_per_port: None,
+                vlans: vlans.clone(),
+                link_locals: link_locals.clone(),
             };
             let mut compares = vec![unchanged(&subnet_key, subnet_rev)];
             let mut ops = Vec::new();
@@ -352,9 +356,8 @@ impl Store {
                         ops.push(TxnOp::delete(keys::host_port(&old.host, id), None));
                     }
                     old_claims = old
-                        .fixed_ips
-                        .iter()
-                        .map(|ip| keys::addr(&old.subnet, ip))
+                        .claimed_addresses()
+                        .map(|ip| keys::addr(&old.subnet, &ip))
                         .collect();
                 }
                 None => compares.push(absent(&key)),
@@ -364,8 +367,8 @@ impl Store {
                 vm: port.vm.clone(),
             };
             let mut new_claims = HashSet::new();
-            for ip in &port.fixed_ips {
-                let ckey = keys::addr(&port.subnet, ip);
+            for ip in port.claimed_addresses() {
+                let ckey = keys::addr(&port.subnet, &ip);
                 if !old_claims.contains(&ckey) {
                     if let Some((holder, _)) = self.get::<Claim>(&ckey).await? {
                         return Err(Error::address_in_use(format!(
@@ -429,8 +432,8 @@ impl Store {
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(keys::host_port(&port.host, id), None),
             ];
-            for ip in &port.fixed_ips {
-                ops.push(TxnOp::delete(keys::addr(&port.subnet, ip), None));
+            for ip in port.claimed_addresses() {
+                ops.push(TxnOp::delete(keys::addr(&port.subnet, &ip), None));
             }
             if self.commit(vec![unchanged(&key, rev)], ops).await? {
                 return Ok(());

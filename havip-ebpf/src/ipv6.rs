@@ -1,9 +1,10 @@
 //! IPv6: who may use a VIP or an address as source, and Neighbor Discovery
 //! claims (NA target, NS source).
 
-use havip_common::{DropReason, NetworkAddr, Port};
+use havip_common::{counters::MAX_ND_OPTIONS, DropReason, NetworkAddr, Port};
 
 use crate::{
+    link_local,
     maps::SCRATCH,
     owner::{self, Claimant},
     packet::{Link, Packet},
@@ -24,8 +25,6 @@ const IPPROTO_SHIM6: u8 = 140;
 
 /// At most this many extension headers are walked to find ICMPv6.
 const MAX_EXT_HEADERS: usize = 6;
-/// At most this many ND options are walked to find a link-layer address.
-const MAX_ND_OPTIONS: usize = 4;
 
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
@@ -131,7 +130,7 @@ pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<I
                 return Err(owner::reject(&source, vip, from, link.src_mac, reason));
             }
         } else if port.security() && *src != UNSPECIFIED && *src != port.link_local {
-            return Err(DropReason::IpSpoof);
+            link_local::judge_source(port, &source)?;
         }
     }
 
@@ -169,14 +168,7 @@ fn judge_advert(
     // Flags and reserved, then the target.
     let flags: [u8; 4] = pkt.read(l4 + 4)?;
     let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;
-    let link_addr = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_TARGET_LINKADDR)?;
-    if port.security() {
-        if let Some(mac) = link_addr {
-            if !may_use_mac(port, &mac) {
-                return Err(DropReason::NdSpoof);
-            }
-        }
-    }
+    let link_addr = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_TARGET_LINKADDR, port)?;
     let mac = link_addr.unwrap_or(link.src_mac);
 
     let target = NetworkAddr::v6(port.network, target);
@@ -195,15 +187,20 @@ fn judge_advert(
         }
         return Ok(());
     }
-    if port.security() && target.addr != port.link_local && !owns_ipv6(port, &target.addr) {
+    if port.security()
+        && target.addr != port.link_local
+        && !owns_ipv6(port, &target.addr)
+        && !link_local::holds(port, &target)
+    {
         return Err(DropReason::NdSpoof);
     }
     Ok(())
 }
 
 /// A Neighbor Solicitation: with port security its source link-layer
-/// address must be one the port may use. Duplicate Address Detection
-/// (`dad`: source ::) of a VIP is a probe (`probe.rs`).
+/// addresses must be ones the port may use (its MAC, or a VRRP virtual MAC
+/// of its VIPs). Duplicate Address Detection (`dad`: source ::) of a VIP is
+/// a probe (`probe.rs`).
 #[inline(always)]
 fn judge_solicit(
     pkt: &Packet,
@@ -214,13 +211,7 @@ fn judge_solicit(
 ) -> Result<(), DropReason> {
     // The target, which the responder reads.
     let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;
-    if port.security() {
-        if let Some(mac) = nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR)? {
-            if !may_use_mac(port, &mac) {
-                return Err(DropReason::NdSpoof);
-            }
-        }
-    }
+    nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR, port)?;
     if dad {
         probe::judge(&NetworkAddr::v6(port.network, target), port, from, link.src_mac)?;
     }
@@ -286,18 +277,24 @@ fn icmpv6_offset(pkt: &Packet, first: u8, start: usize) -> Result<Option<usize>,
     }
 }
 
-/// The link-layer address option `kind` among the ND options that start at
-/// `off` and end at `end`, if present.
+/// The link-layer address of the first option `kind` among the ND options
+/// that start at `off` and end at `end`, if there is one. Every option is
+/// walked and, with port security, every link-layer address of that kind
+/// must be the port's MAC (`NdSpoof`); a message with more than
+/// [`MAX_ND_OPTIONS`] options is not walked to its end and is dropped
+/// (`NdTooManyOptions`).
 #[inline(always)]
 fn nd_link_addr(
     pkt: &Packet,
     mut off: usize,
     end: usize,
     kind: u8,
+    port: &Port,
 ) -> Result<Option<[u8; 6]>, DropReason> {
+    let mut first = None;
     for _ in 0..MAX_ND_OPTIONS {
         if off + 2 > end {
-            return Ok(None);
+            return Ok(first);
         }
         let h: [u8; 2] = pkt.read(off)?;
         if h[1] == 0 {
@@ -307,9 +304,17 @@ fn nd_link_addr(
             if h[1] != 1 {
                 return Err(DropReason::Malformed);
             }
-            return Ok(Some(pkt.mac(off + 2)?));
+            let mac = pkt.mac(off + 2)?;
+            if port.security() && !may_use_mac(port, &mac) {
+                return Err(DropReason::NdSpoof);
+            }
+            first = first.or(Some(mac));
         }
         off += h[1] as usize * 8;
     }
-    Ok(None)
+    if off + 2 > end {
+        Ok(first)
+    } else {
+        Err(DropReason::NdTooManyOptions)
+    }
 }

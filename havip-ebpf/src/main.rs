@@ -5,8 +5,10 @@
 //!    interface the frame came in on (`maps::port_on`); an interface with
 //!    no port (a port being set up or torn down) passes.
 //! 2. Parse the link layer (Ethernet, up to two VLAN tags).
-//! 3. Port security: the source MAC must be the port's (or a VRRP virtual
-//!    MAC of one of its VIPs, `policy.rs`).
+//! 3. Port security on the link layer: the source MAC must be the port's
+//!    (or a VRRP virtual MAC of one of its VIPs, `policy.rs`), and a VLAN
+//!    tag one the port allows (a priority tag, VLAN id 0, counts as none; a
+//!    second tag with a VLAN id, QinQ, is never allowed).
 //! 4. Classify by protocol and judge (claims and port security):
 //!    - ARP (`arp.rs`): a sender IP that is a VIP is a claim, accepted only
 //!      from a bound port; an accepted gratuitous request or reply makes the
@@ -16,10 +18,13 @@
 //!    - IPv4 (`ipv4.rs`): a VIP source only from a bound port; otherwise the
 //!      source must be the port's own. VRRP (`vrrp.rs`) only from a port
 //!      bound to a VIP.
-//!    - IPv6 (`ipv6.rs`): the same for sources; a Neighbor Advertisement
-//!      whose target is a VIP is a claim, and an unsolicited one from a
-//!      bound port makes it the owner; a DAD Neighbor Solicitation (source
-//!      ::) for a VIP only from a bound port; VRRP as for IPv4.
+//!    - IPv6 (`ipv6.rs`): the same for sources, and a link-local source
+//!      must be one the port holds (`link_local.rs`: its own, registered,
+//!      or the one it used first, learned); a Neighbor Advertisement whose
+//!      target is a VIP is a claim, and an unsolicited one from a bound
+//!      port makes it the owner; every link-layer address option of an NS
+//!      or NA must be one the port may use; a DAD Neighbor Solicitation
+//!      (source ::) for a VIP only from a bound port; VRRP as for IPv4.
 //! 5. Decide where what passed goes (the VIP fast path):
 //!    - an ARP request or Neighbor Solicitation for a VIP with an owner is
 //!      answered here with the owner's MAC (`responder.rs`), the answer
@@ -47,6 +52,7 @@ mod deliver;
 mod egress;
 mod ipv4;
 mod ipv6;
+mod link_local;
 mod maps;
 mod owner;
 mod packet;
@@ -83,16 +89,19 @@ pub fn havip_port_ingress(ctx: XdpContext) -> u32 {
 
     // 2. Parse.
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let (ethertype, link) = match parse_ethernet(&pkt) {
-        Ok(eth) => (eth.ethertype, eth.link),
+    let (ethertype, vlan, link) = match parse_ethernet(&pkt) {
+        Ok(eth) => (eth.ethertype, eth.vlan, eth.link),
         Err(reason) => return verdict(Err(reason)),
     };
 
-    // 3. Port security on the link layer: the port's MAC, or a VRRP
-    //    virtual MAC of its VIPs.
+    // 3. Port security on the link layer: the port's MAC (or a VRRP
+    //    virtual MAC of its VIPs), a VLAN the port allows.
     if port.security() {
         if let Err(reason) = check_source_mac(port, &link.src_mac) {
             return verdict(Err(reason));
+        }
+        if !port.allows_vlan(vlan) {
+            return verdict(Err(DropReason::VlanNotAllowed));
         }
     }
 

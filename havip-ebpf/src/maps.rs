@@ -11,8 +11,8 @@ use aya_ebpf::{
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
     maps::{
-        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS, REJECTS_BYTES,
-        SEGMENT_BUF,
+        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS, MAX_PORTS, MAX_VIPS,
+        MAX_VMACS, REJECTS_BYTES, SEGMENT_BUF,
     },
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
@@ -69,6 +69,18 @@ pub static IF_PORT_HI: HashMap<u32, u32, { MAX_PORTS as usize }> = HashMap::new(
 /// A port's fixed address -> its port id.
 #[btf_map(name = "havip_addrs")]
 pub static ADDRS: HashMap<NetworkAddr, u32, { MAX_ADDRS as usize }> = HashMap::new();
+
+/// An IPv6 link-local a port used first -> that port's id: learned here,
+/// inserted only if absent, so the first port holds it (`link_local.rs`).
+#[btf_map(name = "havip_lladdrs")]
+pub static LL_ADDRS: HashMap<NetworkAddr, u32, { MAX_LEARNED_LINK_LOCALS as usize }> =
+    HashMap::new();
+
+/// Port id -> the one link-local it learned (taken first: a port learns at
+/// most one).
+#[btf_map(name = "havip_llports")]
+pub static LL_PORTS: HashMap<u32, NetworkAddr, { MAX_LEARNED_LINK_LOCALS as usize }> =
+    HashMap::new();
 
 /// A VIP's address -> the VIP and its bound ports.
 #[btf_map(name = "havip_vips")]

@@ -194,8 +194,18 @@ pub struct Ethernet {
     pub dst_mac: [u8; 6],
     /// Ethertype after any VLAN tags.
     pub ethertype: u16,
+    /// The VLAN the frame is tagged for: 0 when it carries no tag with a
+    /// VLAN id (untagged, or priority-tagged: VLAN id 0), [`STACKED_VLANS`]
+    /// when two of its tags carry one (QinQ).
+    pub vlan: u16,
     pub link: Link,
 }
+
+/// [`Ethernet::vlan`] of a frame with two VLAN ids: no VLAN id (at most
+/// 4094), so no port allows it.
+pub const STACKED_VLANS: u16 = 0xffff;
+/// The VLAN id in a tag's control field (the rest is priority and DEI).
+const VLAN_ID_MASK: u32 = 0x0fff;
 
 /// Parses the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags.
 #[inline(always)]
@@ -206,12 +216,18 @@ pub fn parse_ethernet(pkt: &Packet) -> Result<Ethernet, DropReason> {
     let src_mac = pkt.mac(6)?;
     let mut ethertype = u16::from_be(pkt.load(12)?);
     let mut l3 = EthHdr::LEN;
+    let mut vlan = 0;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        // Tag control (2), then the next ethertype (2).
-        ethertype = u16::from_be(pkt.load(l3 + 2)?);
+        // Tag control (2), then the next ethertype (2): one load.
+        let tag = u32::from_be(pkt.load(l3)?);
+        let id = (tag >> 16) & VLAN_ID_MASK;
+        if id != 0 {
+            vlan = if vlan == 0 { id as u16 } else { STACKED_VLANS };
+        }
+        ethertype = tag as u16;
         l3 += VlanHdr::LEN;
     }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -220,6 +236,7 @@ pub fn parse_ethernet(pkt: &Packet) -> Result<Ethernet, DropReason> {
     Ok(Ethernet {
         dst_mac,
         ethertype,
+        vlan,
         link: Link {
             src_mac,
             l3: l3 as u16,

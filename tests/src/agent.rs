@@ -476,6 +476,17 @@ impl Agent {
         std::fs::rename(&tmp, config).with_context(|| format!("replace {}", config.display()))
     }
 
+    /// `havip-agent reset-link-local PORT` on this agent's pin dir; its
+    /// output.
+    pub fn reset_link_local(&self, port_id: u32) -> Result<String> {
+        let mut c = netns::command_in(&self.hv, &self.bin)?;
+        c.arg("reset-link-local")
+            .arg(port_id.to_string())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir);
+        cmd::output(&mut c)
+    }
+
     /// `havip-agent status` in its human form.
     pub fn status_text(&self) -> Result<String> {
         self.status_cmd(false)

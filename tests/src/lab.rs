@@ -120,6 +120,12 @@ pub fn agent_config(comment: &str) -> String {
 
 /// [`agent_config`] with both VIPs bound to `vip_ports`.
 pub fn agent_config_binding(comment: &str, vip_ports: &[u32]) -> String {
+    agent_config_of(comment, &[VM1, VM2, CLIENT, ROGUE], vip_ports)
+}
+
+/// The agent config for the lab's network with only the ports of `vms`,
+/// both VIPs bound to `vip_ports`.
+pub fn agent_config_of(comment: &str, vms: &[VmSpec], vip_ports: &[u32]) -> String {
     let bound = vip_ports
         .iter()
         .map(u32::to_string)
@@ -135,7 +141,7 @@ pub fn agent_config_binding(comment: &str, vip_ports: &[u32]) -> String {
         c,
         "[[networks]]\nid = {NETWORK_ID}\nname = \"subnet-a\"\ncidrs = [\"{CIDR4}\", \"{CIDR6}\"]\n"
     );
-    for s in [VM1, VM2, CLIENT, ROGUE] {
+    for s in vms {
         let _ = writeln!(
             c,
             "[[ports]]\nid = {}\nname = \"{}\"\ninterface = \"{}\"\nnetwork = {NETWORK_ID}\nmac = \"{}\"\nips = [\"{}\", \"{}\"]\nport_security = true\nlink_local = \"{}\"\n",
@@ -319,6 +325,16 @@ pub fn add_vm(hv: &Netns, stem: &str, spec: VmSpec) -> Result<Vm> {
     Ok(Vm { spec, ns })
 }
 
+/// How a guest makes its IPv6 link-local, other than from its MAC.
+#[derive(Clone, Copy, Debug)]
+pub enum LinkLocalMode {
+    /// Stable privacy (RFC 7217; `addr_gen_mode` 2 with a `stable_secret`):
+    /// NetworkManager's default on RHEL and Fedora.
+    StablePrivacy { secret: Ipv6Addr },
+    /// A random interface id (`addr_gen_mode` 3), as Windows guests have.
+    Random,
+}
+
 /// A VM: its namespace and its spec. Its NIC is `eth0`.
 pub struct Vm {
     pub spec: VmSpec,
@@ -339,6 +355,56 @@ impl Vm {
         Ok(out
             .split_whitespace()
             .any(|w| w.split('/').next() == Some(want.as_str())))
+    }
+
+    /// Makes eth0 take a link-local as `mode` says, the way such a guest
+    /// boots: the sysctls set, eth0 brought down and up (which makes the
+    /// link-local afresh), its IPv6 address added again. Returns the new
+    /// link-local: not the EUI-64 of the MAC that the port has in the
+    /// agent's config.
+    pub fn use_link_local(&self, mode: LinkLocalMode) -> Result<Ipv6Addr> {
+        let conf = "net.ipv6.conf.eth0";
+        let gen_mode = match mode {
+            LinkLocalMode::StablePrivacy { secret } => {
+                self.ns
+                    .sysctl(&format!("{conf}.stable_secret"), &secret.to_string())?;
+                "2"
+            }
+            LinkLocalMode::Random => "3",
+        };
+        self.ns.sysctl(&format!("{conf}.addr_gen_mode"), gen_mode)?;
+        self.ns.ip(&["link", "set", "eth0", "down"])?;
+        self.ns.ip(&["link", "set", "eth0", "up"])?;
+        let ipv6 = format!("{}/64", self.spec.ipv6);
+        self.ns
+            .ip(&["addr", "replace", &ipv6, "dev", "eth0", "nodad"])?;
+        let mut found = None;
+        crate::wait::until(
+            Duration::from_secs(5),
+            &format!("{} to make a {mode:?} link-local", self.role()),
+            || {
+                found = self.link_locals()?.into_iter().next();
+                Ok(found.is_some())
+            },
+        )?;
+        let ll = found.expect("set when the wait succeeded");
+        anyhow::ensure!(
+            ll != self.spec.link_local(),
+            "{}: {mode:?} made the EUI-64 link-local {ll}",
+            self.role()
+        );
+        Ok(ll)
+    }
+
+    /// The link-locals on eth0.
+    pub fn link_locals(&self) -> Result<Vec<Ipv6Addr>> {
+        let out = self
+            .ns
+            .ip(&["-6", "-br", "addr", "show", "dev", "eth0", "scope", "link"])?;
+        Ok(out
+            .split_whitespace()
+            .filter_map(|w| w.split('/').next()?.parse().ok())
+            .collect())
     }
 
     /// The VM "crashes": its NIC goes down, so it neither sends nor answers.

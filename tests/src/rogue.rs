@@ -94,12 +94,10 @@ pub fn scapy_claims(
     count: u32,
     attack: &mut Attack,
 ) -> Result<()> {
-    let py = cmd::scapy_python()?;
-    let out = rogue.ns.exec(
-        &py.to_string_lossy(),
+    let out = scapy(
+        rogue,
+        SCAPY,
         &[
-            "-c",
-            SCAPY,
             &rogue.spec.mac_str(),
             &vip4.to_string(),
             &vip6.to_string(),
@@ -111,6 +109,17 @@ pub fn scapy_claims(
         .sent
         .extend(out.lines().map(|l| format!("{l} for {vip4} / {vip6}")));
     Ok(())
+}
+
+/// Runs the scapy `script` in the rogue VM with `args` (its `sys.argv[1:]`);
+/// its output.
+fn scapy(rogue: &Vm, script: &str, args: &[&str]) -> Result<String> {
+    let py = cmd::scapy_python()?;
+    let argv: Vec<&str> = ["-c", script]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    rogue.ns.exec(&py.to_string_lossy(), &argv)
 }
 
 /// Frames that port security drops: UDP from another VM's MAC
@@ -126,12 +135,10 @@ bcast = "ff:ff:ff:ff:ff:ff"
 sendp(Ether(src=victim_mac, dst=bcast) / IP(src=victim_ip, dst="10.0.6.255") / UDP(dport=9), iface="eth0", count=count, inter=0.01)
 sendp(Ether(src=mac, dst=bcast) / IP(src="10.0.6.77", dst="10.0.6.255") / UDP(dport=9), iface="eth0", count=count, inter=0.01)
 "#;
-    let py = cmd::scapy_python()?;
-    rogue.ns.exec(
-        &py.to_string_lossy(),
+    scapy(
+        rogue,
+        SCRIPT,
         &[
-            "-c",
-            SCRIPT,
             &rogue.spec.mac_str(),
             &victim.mac_str(),
             &victim.ipv4.to_string(),
@@ -142,6 +149,38 @@ sendp(Ether(src=mac, dst=bcast) / IP(src="10.0.6.77", dst="10.0.6.255") / UDP(dp
         "{count} x UDP from {}'s MAC and address, {count} x UDP from 10.0.6.77 (scapy)",
         victim.role
     ));
+    Ok(())
+}
+
+/// ICMPv6 echo requests to all nodes from `link_local`, another port's
+/// (learned) link-local, with the rogue's own MAC, with scapy: what the
+/// datapath drops as `link_local_taken`.
+pub fn from_link_local(
+    rogue: &Vm,
+    link_local: Ipv6Addr,
+    count: u32,
+    attack: &mut Attack,
+) -> Result<()> {
+    const SCRIPT: &str = r#"
+import sys
+from scapy.all import Ether, IPv6, ICMPv6EchoRequest, sendp, conf
+conf.verb = 0
+mac, src, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+f = Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=src, dst="ff02::1") / ICMPv6EchoRequest()
+sendp(f, iface="eth0", count=count, inter=0.01)
+"#;
+    scapy(
+        rogue,
+        SCRIPT,
+        &[
+            &rogue.spec.mac_str(),
+            &link_local.to_string(),
+            &count.to_string(),
+        ],
+    )?;
+    attack
+        .sent
+        .push(format!("{count} x ICMPv6 echo from {link_local} (scapy)"));
     Ok(())
 }
 

@@ -75,6 +75,16 @@ impl Status {
             .with_context(|| format!("no vip at {address} in the datapath"))
     }
 
+    /// The link-local the datapath learned for port `port_id` (which must
+    /// be in the datapath), if any.
+    pub fn learned_link_local(&self, port_id: u32) -> Result<Option<&str>> {
+        self.ports
+            .iter()
+            .find(|p| p.port_id == port_id)
+            .map(|p| p.learned_link_local.as_deref())
+            .with_context(|| format!("no port {port_id} in the datapath"))
+    }
+
     /// The port id of the port on `interface`.
     pub fn port_on(&self, interface: &str) -> Result<u32> {
         self.ports
@@ -91,6 +101,8 @@ pub struct PortStatus {
     pub port_id: u32,
     pub ifindex: u32,
     pub interface: Option<String>,
+    /// The link-local the datapath learned for the port, if any.
+    pub learned_link_local: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

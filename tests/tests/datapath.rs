@@ -17,13 +17,16 @@ use aya::{
 };
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use havip_common::{
+    counters::MAX_ND_OPTIONS,
     maps,
     port::{PORT_BOUND, PORT_SECURITY},
     vip::{hint_bucket, MAX_BINDINGS},
     DropReason, Event, EventKind, NetworkAddr, Owner, Port, Stat, Vip, VipCounters, VipHint,
     VirtualMac, BPF_F_LOCK,
 };
-use havip_tests::bench::frames::{self, ones_sum};
+use havip_tests::bench::frames::{
+    self, ones_sum, NdKind, NdOption, ND_OPT_NONCE, ND_OPT_SLLA, ND_OPT_TLLA,
+};
 use rand::{Rng, SeedableRng};
 
 const XDP_ABORTED: u32 = 0;
@@ -78,6 +81,14 @@ const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 0, 6, 77);
 const OTHER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 6, 0, 0, 0, 0, 0, 0x77);
 const BROADCAST: [u8; 6] = [0xff; 6];
 const FOREIGN_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0xee];
+/// The VLAN every fixture port allows.
+const ALLOWED_VLAN: u16 = 100;
+const OTHER_VLAN: u16 = 200;
+/// A link-local registered for VM1 (`link_locals`).
+const REGISTERED_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 5, 9);
+/// Stable-privacy link-locals no port has: learned by the first to use one.
+const STABLE_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x1c2d, 0x3e4f, 0x5a6b, 0x7c8d);
+const STABLE_LL2: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x9a8b, 0x7c6d, 0x5e4f, 0x3a2b);
 
 fn v4(a: Ipv4Addr) -> NetworkAddr {
     NetworkAddr::v4(NET, a.octets())
@@ -128,6 +139,7 @@ fn port_entry(vm: Vm, ifindex: u32, security: bool) -> Port {
     };
     port.add_ipv4(vm.v4.octets());
     port.add_ipv6(vm.v6.octets());
+    port.set_vlans(&[ALLOWED_VLAN]);
     port
 }
 
@@ -195,7 +207,13 @@ impl Datapath {
         for vm in [VM1, VM2, ROGUE, CLIENT] {
             dp.addrs().insert(v4(vm.v4), vm.port_id, 0).unwrap();
             dp.addrs().insert(v6(vm.v6), vm.port_id, 0).unwrap();
+            // As the agent: every port's own link-local is its fixed address.
+            dp.addrs().insert(v6(vm.link_local), vm.port_id, 0).unwrap();
         }
+        dp.addrs()
+            .insert(v6(REGISTERED_LL), VM1.port_id, 0)
+            .unwrap();
+        dp.forget_learned();
         dp.put_vip(v4(VIP4), bound(VIP4_ID, &[VM1.port_id, VM2.port_id]));
         dp.put_vip(v6(VIP6), bound(VIP6_ID, &[VM1.port_id, VM2.port_id]));
         // The virtual MACs of the bound ports, as the agent writes them:
@@ -228,6 +246,28 @@ impl Datapath {
 
     fn addrs(&mut self) -> HashMap<&mut MapData, NetworkAddr, u32> {
         HashMap::try_from(self.ebpf.map_mut(maps::ADDRS).unwrap()).unwrap()
+    }
+
+    /// Learned link-locals: address -> port id.
+    fn learned(&mut self) -> HashMap<&mut MapData, NetworkAddr, u32> {
+        HashMap::try_from(self.ebpf.map_mut(maps::LL_ADDRS).unwrap()).unwrap()
+    }
+
+    /// Learned link-locals: port id -> address.
+    fn learned_by_port(&mut self) -> HashMap<&mut MapData, u32, NetworkAddr> {
+        HashMap::try_from(self.ebpf.map_mut(maps::LL_PORTS).unwrap()).unwrap()
+    }
+
+    /// Empties both learned link-local maps (as a reset of every port).
+    fn forget_learned(&mut self) {
+        let addrs: Vec<NetworkAddr> = self.learned().keys().map(Result::unwrap).collect();
+        for a in addrs {
+            self.learned().remove(&a).unwrap();
+        }
+        let ports: Vec<u32> = self.learned_by_port().keys().map(Result::unwrap).collect();
+        for p in ports {
+            self.learned_by_port().remove(&p).unwrap();
+        }
     }
 
     fn vips(&mut self) -> HashMap<&mut MapData, NetworkAddr, Vip> {
@@ -545,13 +585,45 @@ fn hop_by_hop() -> (u8, Vec<u8>) {
     (0, vec![0, 0, 1, 4, 0, 0, 0, 0])
 }
 
-/// Adds 802.1Q tags after the source MAC.
+/// Adds `tags` 802.1Q tags for the allowed VLAN after the source MAC.
 fn tagged(mut frame: Vec<u8>, tags: usize) -> Vec<u8> {
     for _ in 0..tags {
-        frame.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+        frame = frames::tagged(frame, ALLOWED_VLAN);
     }
     frame
 }
+
+/// Adds an 802.1Q tag for `vlan` (VLAN id 0: a priority tag, priority 5)
+/// outside any tags the frame has.
+fn in_vlan(frame: Vec<u8>, vlan: u16) -> Vec<u8> {
+    frames::tagged(frame, if vlan == 0 { 5 << 13 } else { vlan })
+}
+
+/// Adds an 802.1ad (QinQ service) tag for `vlan` outside any tags.
+fn in_service_vlan(frame: Vec<u8>, vlan: u16) -> Vec<u8> {
+    let mut f = frames::tagged(frame, vlan);
+    f[12..14].copy_from_slice(&[0x88, 0xa8]);
+    f
+}
+
+/// An ND message from `vm`'s link-local carrying `options` (for NA, an
+/// unsolicited one for `target`).
+fn nd_options(vm: Vm, kind: NdKind, target: Ipv6Addr, options: &[NdOption]) -> Vec<u8> {
+    let ends = frames::Ends6 {
+        eth_src: vm.mac,
+        eth_dst: frames::ALL_NODES.1,
+        src: vm.link_local,
+        dst: frames::ALL_NODES.0,
+    };
+    frames::nd_message(ends, kind, target, options)
+}
+
+/// `n` nonce options (RFC 3971; enhanced DAD's).
+fn nonces(n: usize) -> Vec<NdOption> {
+    (0..n).map(|i| (ND_OPT_NONCE, [i as u8; 6])).collect()
+}
+
+const UNSOLICITED: NdKind = NdKind::Advert { solicited: false };
 
 /// An IPv4 frame whose header carries `options` (a multiple of 4 bytes).
 fn with_ipv4_options(mut frame: Vec<u8>, options: &[u8]) -> Vec<u8> {
@@ -711,7 +783,7 @@ fn cases() -> Vec<Case> {
         case(
             "VLAN-tagged GARP from a bound port is a claim",
             VM1,
-            tagged(garp(VM1, VIP4), 2),
+            tagged(garp(VM1, VIP4), 1),
         )
         .owner(VIP4_ID, OwnedBy(VM1, 1)),
         case(
@@ -720,6 +792,69 @@ fn cases() -> Vec<Case> {
             tagged(garp(ROGUE, VIP4), 1),
         )
         .drops(ClaimNotBound),
+        // VLANs.
+        case(
+            "a frame in a VLAN the port allows passes",
+            VM1,
+            in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), ALLOWED_VLAN),
+        ),
+        case(
+            "a frame in a VLAN the port does not allow",
+            VM1,
+            in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), OTHER_VLAN),
+        )
+        .drops(VlanNotAllowed),
+        case(
+            "a claim in a VLAN the port does not allow is not judged",
+            VM1,
+            in_vlan(garp(VM1, VIP4), OTHER_VLAN),
+        )
+        .drops(VlanNotAllowed),
+        case(
+            "a priority tag (VLAN id 0) counts as untagged",
+            VM1,
+            in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), 0),
+        ),
+        case(
+            "an 802.1ad tag in a VLAN the port does not allow",
+            VM1,
+            in_service_vlan(udp4(VM1.mac, VM1.v4, OTHER4), OTHER_VLAN),
+        )
+        .drops(VlanNotAllowed),
+        case(
+            "QinQ: a second VLAN id, even an allowed one, is refused",
+            VM1,
+            in_service_vlan(
+                in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), ALLOWED_VLAN),
+                ALLOWED_VLAN,
+            ),
+        )
+        .drops(VlanNotAllowed),
+        case(
+            "QinQ: an allowed VLAN inside another is refused",
+            VM1,
+            in_service_vlan(
+                in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), ALLOWED_VLAN),
+                OTHER_VLAN,
+            ),
+        )
+        .drops(VlanNotAllowed),
+        case(
+            "a priority tag inside an allowed VLAN passes",
+            VM1,
+            in_vlan(in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), 0), ALLOWED_VLAN),
+        ),
+        case(
+            "a priority tag outside an allowed VLAN passes",
+            VM1,
+            in_vlan(in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), ALLOWED_VLAN), 0),
+        ),
+        case(
+            "without port security any VLAN passes",
+            VM1,
+            in_vlan(udp4(VM1.mac, VM1.v4, OTHER4), OTHER_VLAN),
+        )
+        .without_port_security(),
         // ARP port security.
         case(
             "ARP with a foreign sender MAC",
@@ -980,6 +1115,81 @@ fn cases() -> Vec<Case> {
             VM1,
             ns(VM1.mac, VM1.v6, OTHER6, Some(VM1.mac)),
         ),
+        // Every ND option is checked.
+        case(
+            "NA whose foreign link-layer address follows four other options",
+            VM1,
+            nd_options(VM1, UNSOLICITED, VM1.v6, &{
+                let mut o = nonces(4);
+                o.push((ND_OPT_TLLA, FOREIGN_MAC));
+                o
+            }),
+        )
+        .drops(NdSpoof),
+        case(
+            "NA with two target link-layer addresses, the second foreign",
+            VM1,
+            nd_options(
+                VM1,
+                UNSOLICITED,
+                VM1.v6,
+                &[(ND_OPT_TLLA, VM1.mac), (ND_OPT_TLLA, FOREIGN_MAC)],
+            ),
+        )
+        .drops(NdSpoof),
+        case(
+            "a VIP claim whose second link-layer address is foreign does not move the owner",
+            VM1,
+            nd_options(
+                VM1,
+                UNSOLICITED,
+                VIP6,
+                &[(ND_OPT_TLLA, VM1.mac), (ND_OPT_TLLA, FOREIGN_MAC)],
+            ),
+        )
+        .drops(NdSpoof)
+        .owner(VIP6_ID, NoOwner),
+        case(
+            "NS with two source link-layer addresses, the second foreign",
+            VM1,
+            nd_options(
+                VM1,
+                NdKind::Solicit,
+                OTHER6,
+                &[(ND_OPT_SLLA, VM1.mac), (ND_OPT_SLLA, FOREIGN_MAC)],
+            ),
+        )
+        .drops(NdSpoof),
+        case(
+            "NA with as many options as walked, all the port's, passes",
+            VM1,
+            nd_options(VM1, UNSOLICITED, VM1.v6, &{
+                let mut o = nonces(MAX_ND_OPTIONS - 1);
+                o.push((ND_OPT_TLLA, VM1.mac));
+                o
+            }),
+        ),
+        case(
+            "NS with more options than walked",
+            VM1,
+            nd_options(VM1, NdKind::Solicit, OTHER6, &nonces(MAX_ND_OPTIONS + 1)),
+        )
+        .drops(NdTooManyOptions),
+        case(
+            "NA with more options than walked, its address hidden beyond them",
+            VM1,
+            nd_options(VM1, UNSOLICITED, VM1.v6, &{
+                let mut o = nonces(MAX_ND_OPTIONS);
+                o.push((ND_OPT_TLLA, FOREIGN_MAC));
+                o
+            }),
+        )
+        .drops(NdTooManyOptions),
+        case(
+            "a foreign link-layer address in another kind of option is not ours to judge",
+            VM1,
+            nd_options(VM1, NdKind::Solicit, OTHER6, &[(ND_OPT_TLLA, FOREIGN_MAC)]),
+        ),
         case("ND option of length zero", VM1, {
             let mut f = na(VM1.mac, VM1.v6, VM1.v6, false, Some(VM1.mac));
             let at = f.len() - 7;
@@ -1005,6 +1215,67 @@ fn cases() -> Vec<Case> {
             udp6(VM1.mac, VM2.link_local, OTHER6),
         )
         .drops(IpSpoof),
+        // Link-locals beyond the port's own.
+        case(
+            "IPv6 from a link-local registered for the port passes",
+            VM1,
+            udp6(VM1.mac, REGISTERED_LL, OTHER6),
+        ),
+        case(
+            "IPv6 from a link-local registered for another port",
+            VM2,
+            udp6(VM2.mac, REGISTERED_LL, OTHER6),
+        )
+        .drops(IpSpoof),
+        case(
+            "IPv6 from a link-local no port holds passes (and is learned)",
+            VM1,
+            udp6(VM1.mac, STABLE_LL, OTHER6),
+        ),
+        case(
+            "IPv6 from the link-local the port learned passes",
+            VM1,
+            udp6(VM1.mac, STABLE_LL, OTHER6),
+        )
+        .after(VM1, udp6(VM1.mac, STABLE_LL, OTHER6)),
+        case(
+            "IPv6 from a link-local another port learned",
+            VM1,
+            udp6(VM1.mac, STABLE_LL, OTHER6),
+        )
+        .after(VM2, udp6(VM2.mac, STABLE_LL, OTHER6))
+        .drops(LinkLocalTaken),
+        case(
+            "a second link-local is not learned",
+            VM1,
+            udp6(VM1.mac, STABLE_LL2, OTHER6),
+        )
+        .after(VM1, udp6(VM1.mac, STABLE_LL, OTHER6))
+        .drops(IpSpoof),
+        case(
+            "NA for the link-local the port learned passes",
+            VM1,
+            na(VM1.mac, STABLE_LL, STABLE_LL, false, Some(VM1.mac)),
+        )
+        .after(VM1, udp6(VM1.mac, STABLE_LL, OTHER6)),
+        case(
+            "NA for a link-local another port learned",
+            VM1,
+            na(VM1.mac, VM1.link_local, STABLE_LL, false, Some(VM1.mac)),
+        )
+        .after(VM2, udp6(VM2.mac, STABLE_LL, OTHER6))
+        .drops(NdSpoof),
+        case(
+            "NA for a link-local registered for another port",
+            VM2,
+            na(VM2.mac, VM2.link_local, REGISTERED_LL, false, Some(VM2.mac)),
+        )
+        .drops(NdSpoof),
+        case(
+            "DAD for a new link-local (from ::) passes",
+            VM1,
+            ns(VM1.mac, Ipv6Addr::UNSPECIFIED, STABLE_LL, None),
+        ),
         case(
             "IPv6 from the VIP by a bound port passes",
             VM1,
@@ -1106,6 +1377,54 @@ fn policy_table() {
         "failing cases:\n  {}",
         failures.join("\n  ")
     );
+}
+
+/// A link-local no port holds is learned for the first port to use it:
+/// once (counted once, in both maps), held against every other port, and
+/// free again once forgotten (as `havip-agent reset-link-local` does).
+#[test]
+fn a_link_local_is_learned_once_and_held_until_forgotten() {
+    let mut dp = Datapath::load();
+    let learned_before = dp.stat(Stat::LinkLocalsLearned);
+    dp.from(VM1, true);
+    let from_vm1 = udp6(VM1.mac, STABLE_LL, OTHER6);
+    assert_eq!(dp.run(&from_vm1).0, XDP_PASS);
+    assert_eq!(dp.run(&from_vm1).0, XDP_PASS);
+    assert_eq!(
+        dp.stat(Stat::LinkLocalsLearned),
+        learned_before + 1,
+        "learned once"
+    );
+    assert_eq!(dp.learned().get(&v6(STABLE_LL), 0).unwrap(), VM1.port_id);
+    assert_eq!(
+        dp.learned_by_port().get(&VM1.port_id, 0).unwrap(),
+        v6(STABLE_LL)
+    );
+
+    // Held: VM2 may not use it, and learns nothing for trying.
+    dp.from(VM2, true);
+    let from_vm2 = udp6(VM2.mac, STABLE_LL, OTHER6);
+    let taken = dp.drops(DropReason::LinkLocalTaken);
+    assert_eq!(dp.run(&from_vm2).0, XDP_DROP);
+    assert_eq!(dp.drops(DropReason::LinkLocalTaken), taken + 1);
+    assert!(dp.learned_by_port().get(&VM2.port_id, 0).is_err());
+
+    // Forgotten: the next port to use it holds it.
+    dp.learned().remove(&v6(STABLE_LL)).unwrap();
+    dp.learned_by_port().remove(&VM1.port_id).unwrap();
+    assert_eq!(dp.run(&from_vm2).0, XDP_PASS);
+    assert_eq!(dp.learned().get(&v6(STABLE_LL), 0).unwrap(), VM2.port_id);
+    assert_eq!(
+        dp.stat(Stat::LinkLocalsLearned),
+        learned_before + 2,
+        "learned again"
+    );
+
+    // A port without port security may use any source: nothing is learned.
+    dp.from(CLIENT, false);
+    assert_eq!(dp.run(&udp6(CLIENT.mac, STABLE_LL2, OTHER6)).0, XDP_PASS);
+    assert!(dp.learned().get(&v6(STABLE_LL2), 0).is_err());
+    dp.reset();
 }
 
 #[test]

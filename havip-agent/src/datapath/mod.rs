@@ -30,6 +30,7 @@ use crate::{
     attach::{self, AttachError, PinDirLock, PortLinks},
     config::Config,
     desired::Desired,
+    learned::LearnedMaps,
     migrate::{MigrateError, Migration},
     pins::{ensure_pin_dir, PinError},
     shortfall::Unprogrammed,
@@ -218,6 +219,8 @@ pub struct Datapath {
     /// What `filter` holds now, bucket by bucket (read once at load).
     filter_now: Vec<VipHint>,
     vipstats: PerCpuArray<MapData, VipCounters>,
+    /// The link-locals the datapath learned (see [`crate::learned`]).
+    learned: LearnedMaps,
     /// ifindex -> the same ifindex, for each port the programs are attached
     /// to: where the datapath may redirect frames for a VIP's owner.
     redirect: DevMapHash<MapData>,
@@ -346,6 +349,12 @@ impl Datapath {
         let owners = take(&mut ebpf, maps::OWNERS)?;
         let vipstats = take(&mut ebpf, maps::VIP_STATS)?;
         let redirect = take(&mut ebpf, maps::REDIRECT)?;
+        let mut map = |name| ebpf.take_map(name).ok_or(DatapathError::MissingMap(name));
+        let (ll_addrs, ll_ports) = (map(maps::LL_ADDRS)?, map(maps::LL_PORTS)?);
+        let learned = LearnedMaps::new(ll_addrs, ll_ports).map_err(map_err(
+            maps::LL_ADDRS,
+            "the datapath object does not match this agent's havip-common",
+        ))?;
         let mut dp = Datapath {
             programs: Programs {
                 generic: ebpf,
@@ -362,6 +371,7 @@ impl Datapath {
             filter,
             filter_now,
             vipstats,
+            learned,
             redirect,
             mode,
             tc,

@@ -55,11 +55,29 @@ impl Datapath {
         let mut plan = self.plan_maps()?;
         self.delete_stale_entries(&mut plan, &mut s)?;
         self.write_entries(&resolved, &mut plan, &mut s)?;
+        self.forget_learned_link_locals()?;
         self.attach_new_ports(&resolved, &mut s)?;
         let redirects = self.add_redirect_targets()?;
         self.vacate_owners(&resolved, &plan, &mut s)?;
         self.remove_redirect_targets(redirects)?;
         Ok(s)
+    }
+
+    /// 2d. Learned link-locals of ports that are gone (or moved to another
+    ///     network), and of addresses a port now has registered, are
+    ///     forgotten (see [`crate::learned`]).
+    fn forget_learned_link_locals(&mut self) -> Result<(), DatapathError> {
+        let gone = self
+            .learned
+            .forget_stale(&self.desired)
+            .map_err(map_err(maps::LL_PORTS, "cannot forget learned link-locals"))?;
+        for (port_id, addr) in gone {
+            info!(
+                "port {port_id}: forgot the link-local it learned, {}",
+                std::net::Ipv6Addr::from(addr.addr)
+            );
+        }
+        Ok(())
     }
 
     /// Which interfaces the desired ports are on now. A port gone, or

@@ -9,7 +9,10 @@ use std::{
 };
 
 use etcd_client::{Client, GetOptions};
-use havip_common::vip::MAX_BINDINGS;
+use havip_common::{
+    port::{check_vlans, MAX_LINK_LOCALS},
+    vip::MAX_BINDINGS,
+};
 use havip_controller::{
     keys,
     model::{Havip, HostPort, Owner as OwnerRecord, Port as PortRecord, Subnet},
@@ -23,6 +26,26 @@ use crate::{
     config::{Config, Network, PortConfig, VipConfig},
     util::eui64_link_local,
 };
+
+/// What in a port record the datapath cannot hold (the controller refuses
+/// it; a record written past it is not programmed): its VLANs and
+/// link-locals, by the rules of the agent's config.
+fn port_record_problem(hp: &HostPort) -> Option<String> {
+    let vlans: Vec<i64> = hp.vlans.iter().map(|v| i64::from(*v)).collect();
+    if let Err(why) = check_vlans(&vlans) {
+        return Some(why.to_string());
+    }
+    if hp.link_locals.len() > MAX_LINK_LOCALS {
+        return Some(format!(
+            "{} link-locals in link_locals, at most {MAX_LINK_LOCALS}",
+            hp.link_locals.len()
+        ));
+    }
+    hp.link_locals
+        .iter()
+        .find(|a| !a.is_unicast_link_local())
+        .map(|a| format!("link_local {a} is not an IPv6 link-local address (fe80::/10)"))
+}
 
 /// The datapath id of a controller id: 32-bit FNV-1a of its text, never 0
 /// (0 means "no owner"). Stable across hosts and restarts; [`to_config`]
@@ -340,6 +363,10 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             not_programmed(&mut p.port_problems, "port", &hp.port, problem);
             continue;
         };
+        if let Some(problem) = port_record_problem(hp) {
+            not_programmed(&mut p.port_problems, "port", &hp.port, problem);
+            continue;
+        }
         let id = numeric_id(&hp.port);
         if p.port_ids.contains_key(&id) {
             error!(
@@ -360,6 +387,8 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 ips: hp.fixed_ips.clone(),
                 port_security: true,
                 link_local: eui64_link_local(&mac),
+                link_locals: hp.link_locals.clone(),
+                vlans: hp.vlans.clone(),
             },
         );
     }

@@ -194,6 +194,14 @@ enum RegisterCmd {
         /// The port's interface on that hypervisor (its tap or veth).
         #[arg(long)]
         interface: String,
+        /// A VLAN id the VM may tag frames with (repeatable, at most 8, each
+        /// 1 to 4094; untagged frames need none).
+        #[arg(long = "vlan")]
+        vlans: Vec<i64>,
+        /// An IPv6 link-local (fe80::/10) the VM may use besides the EUI-64
+        /// of its MAC (repeatable, at most 8).
+        #[arg(long = "link-local")]
+        link_locals: Vec<std::net::Ipv6Addr>,
     },
 }
 
@@ -446,6 +454,8 @@ async fn main() -> anyhow::Result<()> {
                 fixed_ips,
                 host,
                 interface,
+                vlans,
+                link_locals,
             } => {
                 let req = PutPort {
                     vm,
@@ -454,6 +464,8 @@ async fn main() -> anyhow::Result<()> {
                     fixed_ips,
                     host,
                     interface,
+                    vlans,
+                    link_locals,
                 };
                 print_json(&c.put_port(&id, &req).await?)?;
             }

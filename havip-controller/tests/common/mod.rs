@@ -188,6 +188,8 @@ pub fn port_req(vm: &str, subnet: &str, ip: &str, host: &str) -> PutPort {
         fixed_ips: vec![ip.parse().unwrap()],
         host: host.into(),
         interface: format!("tap-{vm}"),
+        vlans: vec![],
+        link_locals: vec![],
     }
 }
 

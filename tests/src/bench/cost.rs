@@ -55,6 +55,12 @@ const RING_CALLS: usize = 25;
 /// port's slot is its place here.
 const VMS: [VmSpec; 4] = [VM1, VM2, CLIENT, ROGUE];
 /// The VIPs' slots in the owner and counter arrays.
+/// The VLAN every port of the fixture allows (the tagged path's).
+const BENCH_VLAN: u16 = 10;
+/// The options of the several-option NA: enhanced DAD's nonces before the
+/// target link-layer address, every one walked.
+const NA_OPTIONS: usize = 4;
+
 const VIP4_SLOT: u32 = 0;
 const VIP6_SLOT: u32 = 1;
 
@@ -171,6 +177,23 @@ fn paths() -> Vec<Path> {
             )
         },
         path(
+            "non-VIP pass, tagged in an allowed VLAN",
+            CLIENT,
+            frames::tagged(
+                frames::udp4(&CLIENT, VM2.mac, VM2.ipv4, &[0; 18]),
+                BENCH_VLAN,
+            ),
+            XDP_PASS,
+            Runs::Repeated,
+        ),
+        path(
+            "NA of the port's own address, 4 options walked",
+            VM1,
+            na_with_options(&VM1),
+            XDP_PASS,
+            Runs::Repeated,
+        ),
+        path(
             "ARP answer",
             CLIENT,
             frames::arp_request(&CLIENT, CLIENT.ipv4, VIP4),
@@ -268,6 +291,23 @@ fn from_vmac(vm: &VmSpec) -> VmSpec {
         mac: vrrp::vmac4(VRID),
         ..*vm
     }
+}
+
+/// An unsolicited NA from `vm` for its own address: three nonces, then
+/// its MAC as target link-layer address ([`NA_OPTIONS`] options).
+fn na_with_options(vm: &VmSpec) -> Vec<u8> {
+    let ends = frames::Ends6 {
+        eth_src: vm.mac,
+        eth_dst: frames::ALL_NODES.1,
+        src: vm.link_local(),
+        dst: frames::ALL_NODES.0,
+    };
+    let mut options: Vec<frames::NdOption> = (1..NA_OPTIONS as u8)
+        .map(|i| (frames::ND_OPT_NONCE, [i; 6]))
+        .collect();
+    options.push((frames::ND_OPT_TLLA, vm.mac));
+    let kind = frames::NdKind::Advert { solicited: false };
+    frames::nd_message(ends, kind, vm.ipv6, &options)
 }
 
 pub fn run(ctx: &mut BenchContext) -> Result<Section> {
@@ -654,6 +694,7 @@ impl Datapath {
             };
             port.add_ipv4(vm.ipv4.octets());
             port.add_ipv6(vm.ipv6.octets());
+            port.set_vlans(&[BENCH_VLAN]);
             ports.set(slot as u32, port, 0)?;
         }
         let on = self.ports.clone();
@@ -665,6 +706,8 @@ impl Datapath {
         for vm in &VMS {
             addrs.insert(v4(vm.ipv4), vm.port_id, 0)?;
             addrs.insert(NetworkAddr::v6(NETWORK_ID, vm.ipv6.octets()), vm.port_id, 0)?;
+            let link_local = NetworkAddr::v6(NETWORK_ID, vm.link_local().octets());
+            addrs.insert(link_local, vm.port_id, 0)?;
         }
         let vips = [
             (v4(VIP4), bound(VIP4_ID, VIP4_SLOT, &[VM1, VM2])),

@@ -132,23 +132,60 @@ pub fn neighbor_advertisement(
     solicited: bool,
     tlla: Option<[u8; 6]>,
 ) -> Vec<u8> {
-    let flags = NeighborAdvertisementHeader {
-        router: false,
-        solicited,
-        r#override: true,
+    let options: Vec<NdOption> = tlla.map(|mac| (ND_OPT_TLLA, mac)).into_iter().collect();
+    nd_message(ends, NdKind::Advert { solicited }, target, &options)
+}
+
+/// An ND option of one 8-byte unit: its type and its six bytes (a
+/// link-layer address, or a nonce).
+pub type NdOption = (u8, [u8; 6]);
+/// Source link-layer address (RFC 4861).
+pub const ND_OPT_SLLA: u8 = 1;
+/// Target link-layer address (RFC 4861).
+pub const ND_OPT_TLLA: u8 = 2;
+/// Nonce (RFC 3971), as enhanced DAD sends it.
+pub const ND_OPT_NONCE: u8 = 14;
+
+/// Which ND message [`nd_message`] builds.
+#[derive(Clone, Copy, Debug)]
+pub enum NdKind {
+    Solicit,
+    Advert { solicited: bool },
+}
+
+/// A Neighbor Solicitation or Advertisement for `target` carrying
+/// `options`, in order.
+pub fn nd_message(ends: Ends6, kind: NdKind, target: Ipv6Addr, options: &[NdOption]) -> Vec<u8> {
+    let icmp = match kind {
+        NdKind::Solicit => Icmpv6Type::NeighborSolicitation,
+        NdKind::Advert { solicited } => {
+            Icmpv6Type::NeighborAdvertisement(NeighborAdvertisementHeader {
+                router: false,
+                solicited,
+                r#override: true,
+            })
+        }
     };
     let mut body = target.octets().to_vec();
-    if let Some(mac) = tlla {
-        body.extend_from_slice(&[2, 1]);
-        body.extend_from_slice(&mac);
+    for (kind, bytes) in options {
+        body.extend_from_slice(&[*kind, 1]);
+        body.extend_from_slice(bytes);
     }
     let mut frame = Vec::new();
     PacketBuilder::ethernet2(ends.eth_src, ends.eth_dst)
         .ipv6(ends.src.octets(), ends.dst.octets(), 255)
-        .icmpv6(Icmpv6Type::NeighborAdvertisement(flags))
+        .icmpv6(icmp)
         .write(&mut frame, &body)
-        .expect("an NA frame builds");
+        .expect("an ND frame builds");
     pad(frame)
+}
+
+/// `frame` with an 802.1Q tag for VLAN `vlan` (priority 0) after its
+/// source MAC, outside any tags it has.
+pub fn tagged(mut frame: Vec<u8>, vlan: u16) -> Vec<u8> {
+    let [hi, lo] = vlan.to_be_bytes();
+    frame.splice(12..12, [0x81, 0x00, hi, lo]);
+    frame
 }
 
 /// An unsolicited Neighbor Advertisement for `target` from `from`'s

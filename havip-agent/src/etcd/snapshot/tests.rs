@@ -61,6 +61,8 @@ fn snapshot() -> Snapshot {
             id: "havip-web".into(),
             address: "10.0.6.19".parse().unwrap(),
         }],
+        vlans: vec![10],
+        link_locals: vec!["fe80::5:11".parse().unwrap()],
     };
     Snapshot {
         revision: 7,
@@ -105,6 +107,12 @@ fn a_snapshot_becomes_the_hosts_config() {
     assert_eq!(
         port.link_local,
         "fe80::ff:fe00:11".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    // The VLANs and registered link-locals of the port record.
+    assert_eq!(port.vlans, vec![10]);
+    assert_eq!(
+        port.link_locals,
+        vec!["fe80::5:11".parse::<std::net::Ipv6Addr>().unwrap()]
     );
     assert_eq!(c.ports.len(), 1, "only this host's ports");
 
