@@ -119,10 +119,14 @@ pub enum Stat {
     /// Rejected claims not reported because `havip_rejects` was full (a
     /// flood: the drops are counted all the same).
     RejectsLost = 12,
+    /// Claims by a bound port deferred because another port's claim moved
+    /// the VIP within its hold-down (split brain): applied when the
+    /// hold-down ends if no later claim replaces them.
+    ClaimsDeferred = 13,
 }
 
 /// Number of [`Stat`]s. Codes are stable, as for [`DropReason`].
-pub const STATS: usize = 13;
+pub const STATS: usize = 14;
 
 impl Stat {
     pub const ALL: [Stat; STATS] = [
@@ -139,6 +143,7 @@ impl Stat {
         Self::ChecksumsCompleted,
         Self::OffloadViaBridge,
         Self::RejectsLost,
+        Self::ClaimsDeferred,
     ];
 
     pub fn name(self) -> &'static str {
@@ -156,6 +161,7 @@ impl Stat {
             Self::ChecksumsCompleted => "checksums_completed",
             Self::OffloadViaBridge => "offload_via_bridge",
             Self::RejectsLost => "rejects_lost",
+            Self::ClaimsDeferred => "claims_deferred",
         }
     }
 }
@@ -172,6 +178,8 @@ pub struct VipCounters {
     pub delivered: u64,
     /// Indexed by [`DropReason`] (the rest is room to grow).
     pub drops: [u64; VIP_DROP_SLOTS],
+    /// Claims deferred by the VIP's hold-down (see [`Stat::ClaimsDeferred`]).
+    pub claims_deferred: u64,
     /// The counter the `next-abi` build appends (an upgrade test's).
     #[cfg(feature = "next-abi")]
     pub next_abi: u64,
@@ -188,6 +196,7 @@ impl core::ops::AddAssign for VipCounters {
             self.drops[i] += o.drops[i];
             i += 1;
         }
+        self.claims_deferred += o.claims_deferred;
         #[cfg(feature = "next-abi")]
         {
             self.next_abi += o.next_abi;

@@ -73,7 +73,7 @@ pub const ABI: &str = "havip_abi";
 /// the counters. A change may append fields to a value (zero is what an
 /// older version meant) or change a map's size; anything else needs a
 /// conversion of its own there.
-pub const ABI_VERSION: u32 = if cfg!(feature = "next-abi") { 3 } else { 2 };
+pub const ABI_VERSION: u32 = if cfg!(feature = "next-abi") { 4 } else { 3 };
 
 /// Name of the global (1 or 0) that tells the programs whether their
 /// XDP program runs in the driver (native), where a redirected frame leaves
