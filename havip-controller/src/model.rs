@@ -179,6 +179,26 @@ pub struct Owner {
     pub port: String,
     pub host: String,
     pub since: DateTime<Utc>,
+    /// Set while two bound ports claim the VIP within its hold-down (both
+    /// VMs believe they are master): the owner's host reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain: Option<SplitBrain>,
+}
+
+/// A split brain: bound ports that claimed a VIP within its hold-down.
+/// Their claims are damped: the owner changes at most once a hold-down,
+/// to the latest claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SplitBrain {
+    /// The ports claiming the VIP, the owner first.
+    pub ports: Vec<String>,
+    /// The port whose claim waits for the end of the hold-down, if any.
+    #[serde(default)]
+    pub pending: Option<String>,
+}
+
+fn default_hold_down_ms() -> u32 {
+    havip_common::vip::DEFAULT_HOLD_DOWN_MS
 }
 
 /// A high-availability virtual IP.
@@ -207,6 +227,11 @@ pub struct Havip {
     /// Operator override of the ports-per-VIP limit for this VIP.
     #[serde(default)]
     pub ports_per_vip: Option<u32>,
+    /// Split-brain damping: a claim by another bound port within this many
+    /// milliseconds of the last owner change waits for its end (the latest
+    /// claim then wins). 0: no damping. Default 1000.
+    #[serde(default = "default_hold_down_ms")]
+    pub hold_down_ms: u32,
     pub created_at: DateTime<Utc>,
     /// Hosts of bound ports that have not acknowledged `generation` yet
     /// (computed on read, not stored).
@@ -322,6 +347,9 @@ pub struct CreateHavip {
     /// Ports to bind right away.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// 0..=3600000; default 1000 (see [`Havip::hold_down_ms`]).
+    #[serde(default)]
+    pub hold_down_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -331,6 +359,9 @@ pub struct UpdateHavip {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// 0..=3600000 (see [`Havip::hold_down_ms`]).
+    #[serde(default)]
+    pub hold_down_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

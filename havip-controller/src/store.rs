@@ -651,6 +651,11 @@ impl Store {
             ));
         }
         rules::check_id("subnet", &req.subnet)?;
+        let hold_down_ms = req
+            .hold_down_ms
+            .map(rules::check_hold_down)
+            .transpose()?
+            .unwrap_or(havip_common::vip::DEFAULT_HOLD_DOWN_MS);
         let subnet_key = keys::subnet(&req.subnet);
         let limits_key = keys::project_limits(&project);
         for attempt in 0..RETRIES {
@@ -716,6 +721,7 @@ impl Store {
                 status_reason: None,
                 generation: 1,
                 ports_per_vip: None,
+                hold_down_ms,
                 created_at: Utc::now(),
                 pending_hosts: Vec::new(),
                 master: None,
@@ -813,7 +819,7 @@ impl Store {
         Err(lost_race("bind ports"))
     }
 
-    /// Renames or re-describes a HAVIP, in any state.
+    /// Renames or re-describes a HAVIP, or sets its hold-down, in any state.
     pub async fn update_havip(&self, scope: &Scope, id: &str, req: &UpdateHavip) -> Result<Havip> {
         if let Some(n) = &req.name {
             rules::check_name(n)?;
@@ -821,6 +827,7 @@ impl Store {
         if let Some(d) = &req.description {
             rules::check_description(d)?;
         }
+        let hold_down_ms = req.hold_down_ms.map(rules::check_hold_down).transpose()?;
         let vip_key = keys::vip(id);
         for attempt in 0..RETRIES {
             let (mut vip, rev) = self.vip_in_scope(scope, id).await?;
@@ -829,6 +836,9 @@ impl Store {
             }
             if let Some(d) = &req.description {
                 vip.description = d.clone();
+            }
+            if let Some(ms) = hold_down_ms {
+                vip.hold_down_ms = ms;
             }
             let addr_key = keys::addr(&vip.subnet, &vip.address);
             let claim = Claim::Vip {
@@ -1017,6 +1027,7 @@ impl Store {
             port: port.to_string(),
             host: host.to_string(),
             since,
+            split_brain: None,
         };
         if self
             .commit(

@@ -444,6 +444,7 @@ async fn states_acks_owner_and_delete() {
             &UpdateHavip {
                 name: Some("web-renamed".into()),
                 description: Some("d".into()),
+                ..UpdateHavip::default()
             },
         )
         .await
@@ -452,6 +453,34 @@ async fn states_acks_owner_and_delete() {
         (r.name.as_str(), r.description.as_str(), r.status),
         ("web-renamed", "d", Status::Creating)
     );
+
+    // The split-brain hold-down: 1 s unless set; a value that is none is
+    // refused with the range, and the one in force stays.
+    assert_eq!(r.hold_down_ms, 1000);
+    let hold_down = |ms| UpdateHavip {
+        hold_down_ms: Some(ms),
+        ..UpdateHavip::default()
+    };
+    let r = a.update_havip(id, &hold_down(250)).await.unwrap();
+    assert_eq!(r.hold_down_ms, 250);
+    for bad in [-1, 3_600_001, i64::MAX] {
+        let (c, msg) = code(a.update_havip(id, &hold_down(bad)).await);
+        assert_eq!(c, ErrorCode::InvalidArgument, "{bad}: {msg}");
+        assert!(
+            msg.contains(&format!("hold_down_ms = {bad} must be between 0")),
+            "{msg}"
+        );
+    }
+    assert_eq!(a.get_havip(id).await.unwrap().hold_down_ms, 250);
+    let mut bad = create("web-bad", "sn-a");
+    bad.hold_down_ms = Some(-5);
+    let (c, msg) = code(a.create_havip(&bad).await);
+    assert_eq!(c, ErrorCode::InvalidArgument, "{msg}");
+    let mut damped = create("web-damped", "sn-a");
+    damped.hold_down_ms = Some(0);
+    let d = a.create_havip(&damped).await.unwrap();
+    assert_eq!(d.hold_down_ms, 0);
+    a.delete_havip(&d.id).await.unwrap();
 
     // Acks: available once every bound port's host acknowledged.
     assert_eq!(
@@ -729,7 +758,7 @@ async fn list_search_filters_pages_export_and_isolation() {
                 &made[2].id,
                 &UpdateHavip {
                     name: Some("x".into()),
-                    description: None
+                    ..UpdateHavip::default()
                 }
             )
             .await

@@ -55,6 +55,10 @@ enum Cmd {
         /// Port to bind right away (repeatable).
         #[arg(long = "port")]
         ports: Vec<String>,
+        /// Split-brain hold-down in ms: another port's claim within it of
+        /// an owner change waits for its end (0: none; default 1000).
+        #[arg(long, allow_negative_numbers = true)]
+        hold_down_ms: Option<i64>,
     },
     /// List HAVIPs, newest first.
     List {
@@ -93,6 +97,12 @@ enum Cmd {
     Rename { id: String, name: String },
     /// Change a HAVIP's description.
     Describe { id: String, description: String },
+    /// Set a HAVIP's split-brain hold-down in ms (0..=3600000; 0: none).
+    SetHoldDown {
+        id: String,
+        #[arg(allow_negative_numbers = true)]
+        hold_down_ms: i64,
+    },
     /// Delete HAVIPs (several ids: one result each).
     Delete {
         #[arg(required = true)]
@@ -281,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             ip_version,
             description,
             ports,
+            hold_down_ms,
         } => {
             let req = CreateHavip {
                 name,
@@ -293,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 address,
                 ports,
+                hold_down_ms,
             };
             show(&c.create_havip(&req).await?)?;
         }
@@ -333,14 +345,21 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Rename { id, name } => {
             let req = UpdateHavip {
                 name: Some(name),
-                description: None,
+                ..UpdateHavip::default()
             };
             show(&c.update_havip(&id, &req).await?)?;
         }
         Cmd::Describe { id, description } => {
             let req = UpdateHavip {
-                name: None,
                 description: Some(description),
+                ..UpdateHavip::default()
+            };
+            show(&c.update_havip(&id, &req).await?)?;
+        }
+        Cmd::SetHoldDown { id, hold_down_ms } => {
+            let req = UpdateHavip {
+                hold_down_ms: Some(hold_down_ms),
+                ..UpdateHavip::default()
             };
             show(&c.update_havip(&id, &req).await?)?;
         }
