@@ -28,6 +28,7 @@
 //! network = 1
 //! address = "10.0.6.19"
 //! ports = [11, 12]
+//! hold_down_ms = 1000      # optional, 0..=3600000, default 1000 (0: no damping)
 //! ```
 //!
 //! [`Config::parse`] checks every rule and reports every problem it finds,
@@ -41,7 +42,9 @@ use std::{
     str::FromStr,
 };
 
-use havip_common::vip::{DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT, MAX_BINDINGS};
+use havip_common::vip::{
+    self, DEFAULT_HOLD_DOWN_MS, DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT, MAX_BINDINGS,
+};
 use ipnet::IpNet;
 use macaddr::MacAddr6;
 use serde::Deserialize;
@@ -169,6 +172,8 @@ struct VipFile {
     address: String,
     #[serde(default)]
     ports: Vec<u32>,
+    /// Signed, so that a negative one gets its own message.
+    hold_down_ms: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -223,6 +228,10 @@ pub struct VipConfig {
     pub address: IpAddr,
     /// Bound port ids, in file order.
     pub ports: Vec<u32>,
+    /// Split-brain damping: a claim by another port within this long of
+    /// the last owner change waits for its end (see
+    /// [`havip_common::Vip::hold_down_ms`]).
+    pub hold_down_ms: u32,
 }
 
 /// The desired state of a host: its networks, ports and VIPs, keyed by id.
@@ -596,6 +605,11 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 limits.max_ports_per_vip
             ));
         }
+        let hold_down_ms = vip::hold_down_ms(v.hold_down_ms.unwrap_or(DEFAULT_HOLD_DOWN_MS.into()))
+            .unwrap_or_else(|e| {
+                problems.push(format!("{who}: {e}"));
+                DEFAULT_HOLD_DOWN_MS
+            });
         config.vips.insert(
             v.id,
             VipConfig {
@@ -604,6 +618,7 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 network: v.network,
                 address: address.unwrap_or(IpAddr::V4([0; 4].into())),
                 ports: v.ports,
+                hold_down_ms,
             },
         );
     }
@@ -690,6 +705,12 @@ ports = [11]
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.ports.len(), 3);
         assert_eq!(c.vips[&1].ports, vec![11, 12]);
+        assert_eq!(c.vips[&1].hold_down_ms, DEFAULT_HOLD_DOWN_MS);
+        let no_damping = GOOD.replacen("ports = [11, 12]", "ports = [11, 12]\nhold_down_ms = 0", 1);
+        assert_eq!(
+            no_damping.parse::<Config>().unwrap().vips[&1].hold_down_ms,
+            0
+        );
         assert_eq!(c.vips[&1].address, "10.0.6.19".parse::<IpAddr>().unwrap());
         let vm1 = &c.ports[&11];
         assert!(vm1.port_security);
@@ -955,6 +976,18 @@ ports = [11]
                 "max_vips_per_port = 5",
                 "max_vips_per_port = 1",
                 "port 11 (vm1): bound to 2 vips (1, 2), more than max_vips_per_port = 1",
+            ),
+            (
+                "negative hold-down",
+                "ports = [11, 12]",
+                "ports = [11, 12]\nhold_down_ms = -1",
+                "vip 1 (web): hold_down_ms = -1 must be between 0 (no damping) and 3600000 (an hour)",
+            ),
+            (
+                "hold-down over an hour",
+                "ports = [11, 12]",
+                "ports = [11, 12]\nhold_down_ms = 3600001",
+                "vip 1 (web): hold_down_ms = 3600001 must be between 0",
             ),
             (
                 "missing required field",

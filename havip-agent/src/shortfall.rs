@@ -125,6 +125,7 @@ mod tests {
                     network: 1,
                     address: std::net::Ipv4Addr::from(0x0a00_0000 + id).into(),
                     ports: vec![],
+                    hold_down_ms: 0,
                 },
             );
         }

@@ -411,6 +411,7 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 network,
                 address: v.address,
                 ports: v.ports.iter().map(|b| numeric_id(&b.port)).collect(),
+                hold_down_ms: v.hold_down_ms.min(havip_common::vip::MAX_HOLD_DOWN_MS),
             },
         );
     }
