@@ -260,14 +260,6 @@ fn bind_latencies(f: &Fabric) -> Result<(Vec<f64>, Vec<f64>)> {
     Ok((binds, unbinds))
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the datapath's timestamps.
-fn mono_ns() -> u64 {
-    // SAFETY: clock_gettime fills a timespec we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A VIP's record in one host's `havip_owners`: at the slot that host's
 /// `havip_vips` entry for the VIP names (each host picks its own slots).
 struct OwnerRecord {
@@ -333,7 +325,7 @@ fn claim_to_remote_owner(f: &Fabric) -> Result<Vec<f64>> {
                     .get()
                     .is_some_and(|o| o.port_id == port && o.ifindex == 0))
             })?;
-            mono_ns()
+            super::wire::mono_ns()
         };
         let claim = claimer
             .get()
