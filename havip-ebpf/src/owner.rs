@@ -86,7 +86,9 @@ enum Claim {
 /// brain is damped, never frozen: a claim by another port within the VIP's
 /// hold-down of the last change is deferred (recorded as the pending claim
 /// and counted); the next claim after the hold-down, or the agent when
-/// nobody claims again, applies the latest one.
+/// nobody claims again, applies the latest one. Only a local owner's VIP
+/// is damped: a remote owner's record says when this host learned it, not
+/// when it was claimed, and that host damps its own ports.
 #[inline(never)]
 pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let now = unsafe { bpf_ktime_get_ns() };
@@ -131,6 +133,7 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
             Claim::Repeated
         } else if ours
             && r.port_id != 0
+            && r.ifindex != 0
             && r.port_id != from.port_id
             && now.wrapping_sub(r.since_ns) < hold_down_ns
         {

@@ -1114,8 +1114,9 @@ enum Step {
 struct DampCase {
     name: &'static str,
     hold_down_ms: u32,
-    /// The owner before the steps, and how long ago it took over.
-    owner: Option<(Vm, Duration)>,
+    /// The owner before the steps, how long ago it took over, and its
+    /// ifindex (0: a port on another host, learned from etcd).
+    owner: Option<(Vm, Duration, u32)>,
     steps: Vec<Step>,
     /// The owner and generation afterwards.
     expect: (Vm, u64),
@@ -1141,7 +1142,16 @@ fn damping_cases() -> Vec<DampCase> {
         case(
             "a failover after a quiet hold-down moves the owner on the next packet",
             1000,
-            Some((VM1, Duration::from_secs(5))),
+            Some((VM1, Duration::from_secs(5), LO)),
+            vec![Claims(VM2)],
+            (VM2, 2),
+            None,
+            0,
+        ),
+        case(
+            "a claim against another host's owner is that host's to damp: applied",
+            1000,
+            Some((VM1, Duration::ZERO, 0)),
             vec![Claims(VM2)],
             (VM2, 2),
             None,
@@ -1246,14 +1256,14 @@ fn split_brain_is_damped_never_frozen() {
             ..bound(VIP4_ID, &[VM1.port_id, VM2.port_id])
         };
         dp.put_vip(v4(VIP4), vip);
-        if let Some((vm, ago)) = case.owner {
+        if let Some((vm, ago, ifindex)) = case.owner {
             let since = wire::mono_ns() - ago.as_nanos() as u64;
             dp.put_owner(
                 VIP4_ID,
                 Owner {
                     vip_id: VIP4_ID,
                     port_id: vm.port_id,
-                    ifindex: LO,
+                    ifindex,
                     mac: vm.mac,
                     generation: 1,
                     since_ns: since,
