@@ -30,6 +30,7 @@
 //! network = 1
 //! address = "10.0.6.19"
 //! ports = [11, 12]
+//! hold_down_ms = 1000      # optional, 0..=3600000, default 1000 (0: no damping)
 //! ```
 //!
 //! [`Config::parse`] checks every rule and reports every problem it finds,
@@ -45,7 +46,10 @@ use std::{
 
 use havip_common::{
     port::{check_vlans, MAX_LINK_LOCALS},
-    vip::{DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT, MAX_BINDINGS},
+    vip::{
+        self, DEFAULT_HOLD_DOWN_MS, DEFAULT_MAX_PORTS_PER_VIP, DEFAULT_MAX_VIPS_PER_PORT,
+        MAX_BINDINGS,
+    },
 };
 use ipnet::IpNet;
 use macaddr::MacAddr6;
@@ -180,6 +184,8 @@ struct VipFile {
     ports: Vec<u32>,
     /// The VRRP virtual router id the HA software uses for it.
     vrid: Option<i64>,
+    /// Signed, so that a negative one gets its own message.
+    hold_down_ms: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -244,6 +250,10 @@ pub struct VipConfig {
     /// its bound ports may send from that VRID's virtual MAC only (without
     /// it, from any virtual MAC of the VIP's family).
     pub vrid: Option<u8>,
+    /// Split-brain damping: a claim by another port within this long of
+    /// the last owner change waits for its end (see
+    /// [`havip_common::Vip::hold_down_ms`]).
+    pub hold_down_ms: u32,
 }
 
 /// The desired state of a host: its networks, ports and VIPs, keyed by id.
@@ -619,6 +629,11 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 }
             },
         };
+        let hold_down_ms = vip::hold_down_ms(v.hold_down_ms.unwrap_or(DEFAULT_HOLD_DOWN_MS.into()))
+            .unwrap_or_else(|e| {
+                problems.push(format!("{who}: {e}"));
+                DEFAULT_HOLD_DOWN_MS
+            });
         config.vips.insert(
             v.id,
             VipConfig {
@@ -628,6 +643,7 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
                 address: address.unwrap_or(IpAddr::V4([0; 4].into())),
                 ports: v.ports,
                 vrid,
+                hold_down_ms,
             },
         );
     }
@@ -774,6 +790,12 @@ ports = [11]
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.ports.len(), 3);
         assert_eq!(c.vips[&1].ports, vec![11, 12]);
+        assert_eq!(c.vips[&1].hold_down_ms, DEFAULT_HOLD_DOWN_MS);
+        let no_damping = GOOD.replacen("ports = [11, 12]", "ports = [11, 12]\nhold_down_ms = 0", 1);
+        assert_eq!(
+            no_damping.parse::<Config>().unwrap().vips[&1].hold_down_ms,
+            0
+        );
         assert_eq!(c.vips[&1].address, "10.0.6.19".parse::<IpAddr>().unwrap());
         let vm1 = &c.ports[&11];
         assert!(vm1.port_security);
@@ -1108,6 +1130,18 @@ ports = [11]
                 "max_vips_per_port = 5",
                 "max_vips_per_port = 1",
                 "port 11 (vm1): bound to 2 vips (1, 2), more than max_vips_per_port = 1",
+            ),
+            (
+                "negative hold-down",
+                "ports = [11, 12]",
+                "ports = [11, 12]\nhold_down_ms = -1",
+                "vip 1 (web): hold_down_ms = -1 must be between 0 (no damping) and 3600000 (an hour)",
+            ),
+            (
+                "hold-down over an hour",
+                "ports = [11, 12]",
+                "ports = [11, 12]\nhold_down_ms = 3600001",
+                "vip 1 (web): hold_down_ms = 3600001 must be between 0",
             ),
             (
                 "missing required field",

@@ -10,6 +10,7 @@ use std::{
 };
 
 use aya_log::EbpfLogger;
+use havip_common::{Event, EventKind as DatapathEvent};
 use log::{debug, error, info, warn};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
@@ -21,6 +22,7 @@ use tokio::{
 
 use crate::{
     config::{Config, ConfigError},
+    damping::Damper,
     datapath::{AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
     events, links, pins,
@@ -42,6 +44,16 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// How often the etcd source compares `havip_owners` with what it reported.
 const OWNER_AUDIT: Duration = Duration::from_secs(1);
+
+/// How often the damper looks at every VIP for a pending claim or a split
+/// brain whose report the ring lost (it is told of the others at once).
+const DAMPER_SWEEP: Duration = Duration::from_secs(5);
+
+fn sweep_timer() -> tokio::time::Interval {
+    let mut t = tokio::time::interval(DAMPER_SWEEP);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    t
+}
 
 /// How long the daemon spends moving TC egress to TCX links before it
 /// looks at its other work again (a TCX attach takes ~14 ms).
@@ -174,9 +186,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             return Err(e.into());
         }
     };
-    let (owner_tx, owner_rx) = mpsc::unbounded_channel();
-    let owner_tx = matches!(opts.source, Source::Etcd(_)).then_some(owner_tx);
-    tokio::spawn(events::owner_changes(pollables.events, owner_tx));
+    let (claims_tx, claims) = mpsc::unbounded_channel();
+    tokio::spawn(events::owner_changes(pollables.events, claims_tx));
     tokio::spawn(events::rejections(pollables.rejects));
     if let Some(logger) = pollables.logger {
         tokio::spawn(poll_logger(logger));
@@ -185,10 +196,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let mut state = StateFile::new(&opts.pin_dir);
     let result = match (&opts.source, config) {
         (Source::File(path), Some(config)) => {
-            serve_file(&mut dp, config, path, (links, signals), &mut state).await
+            serve_file(&mut dp, config, path, (links, signals, claims), &mut state).await
         }
         (Source::Etcd(etcd), _) => {
-            serve_etcd(&mut dp, etcd, (links, signals), owner_rx, &mut state).await
+            serve_etcd(&mut dp, etcd, (links, signals, claims), &mut state).await
         }
         (Source::File(_), None) => unreachable!("a file source is loaded above"),
     };
@@ -226,11 +237,30 @@ impl Signals {
     }
 }
 
+/// What the daemon listens to besides its source: interfaces coming and
+/// going, signals, and the datapath's owner changes and deferred claims.
+type Inputs = (
+    mpsc::UnboundedReceiver<links::LinkEvent>,
+    Signals,
+    mpsc::UnboundedReceiver<Event>,
+);
+
+/// When the damper next needs a look (forever when it watches nothing).
+async fn damper_due(damper: &Damper) {
+    match damper.next_at() {
+        Some(at) => {
+            let wait = at.saturating_sub(crate::util::BpfClock::now().mono_now_ns());
+            tokio::time::sleep(Duration::from_nanos(wait)).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve_file(
     dp: &mut Datapath,
     config: Config,
     path: &Path,
-    (mut links, signals): (mpsc::UnboundedReceiver<links::LinkEvent>, Signals),
+    (mut links, signals, mut claims): Inputs,
     state: &mut StateFile,
 ) -> Result<(), DaemonError> {
     let Signals {
@@ -244,6 +274,10 @@ async fn serve_file(
     apply(dp, &config, path);
     // What is in force is on record before the agent says it runs.
     state.update(dp, &SourceProblems::default());
+    // Claims deferred before this agent ran are applied from here on.
+    let mut damper = Damper::default();
+    damper.sweep(dp);
+    let mut sweep = sweep_timer();
     info!(
         "running; reload with SIGHUP or by editing {}",
         path.display()
@@ -259,6 +293,9 @@ async fn serve_file(
             _ = std::future::ready(()), if handover => { dp.hand_over_egress(HANDOVER_SLICE); }
             _ = hup.recv() => reload(dp, path, "SIGHUP"),
             Some(()) = file_rx.recv() => reload(dp, path, "file changed"),
+            Some(e) = claims.recv() => if e.kind == DatapathEvent::ClaimDeferred as u32 { damper.watch(e.vip_id) },
+            _ = damper_due(&damper) => { damper.settle(dp); }
+            _ = sweep.tick() => damper.sweep(dp),
             Some(ev) = links.recv() => follow_links(dp, ev, &mut links),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
@@ -272,8 +309,7 @@ async fn serve_file(
 async fn serve_etcd(
     dp: &mut Datapath,
     opts: &EtcdOptions,
-    (mut links, signals): (mpsc::UnboundedReceiver<links::LinkEvent>, Signals),
-    mut owner_changes: mpsc::UnboundedReceiver<havip_common::Event>,
+    (mut links, signals, mut claims): Inputs,
     state: &mut StateFile,
 ) -> Result<(), DaemonError> {
     let Signals {
@@ -288,6 +324,9 @@ async fn serve_etcd(
     let mut audit = tokio::time::interval(OWNER_AUDIT);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut retry = Retry::new();
+    let mut damper = Damper::default();
+    damper.sweep(dp);
+    let mut sweep = sweep_timer();
     state.update(dp, &source.problems());
     info!(
         "running; host {} from etcd {}",
@@ -307,7 +346,19 @@ async fn serve_etcd(
             }
             _ = reconnect, if !source.connected() => source.resync(dp).await,
             change = source.next_change() => source.on_change(dp, change).await,
-            Some(event) = owner_changes.recv() => source.owner_changed(dp, event).await,
+            Some(event) = claims.recv() => {
+                if event.kind == DatapathEvent::ClaimDeferred as u32 {
+                    damper.watch(event.vip_id);
+                } else {
+                    source.owner_changed(dp, event).await;
+                }
+            }
+            _ = damper_due(&damper) => {
+                for (vip_id, settled) in damper.settle(dp) {
+                    source.settled(dp, vip_id, settled).await;
+                }
+            }
+            _ = sweep.tick() => damper.sweep(dp),
             _ = audit.tick() => source.audit_owners(dp).await,
             Some(ev) = links.recv() => follow_links(dp, ev, &mut links),
             _ = hup.recv() => { info!("SIGHUP: reading etcd again"); source.resync(dp).await }

@@ -81,6 +81,7 @@ impl Desired {
                 slot: 0,
                 port_count: v.ports.len() as u32,
                 ports: [0; MAX_BINDINGS],
+                hold_down_ms: v.hold_down_ms,
             };
             // Validation bounds ports.len() by max_ports_per_vip <= MAX_BINDINGS.
             for (slot, port) in vip.ports.iter_mut().zip(&v.ports) {
@@ -180,6 +181,7 @@ pub fn vacated(owner: &Owner) -> Owner {
         port_id: 0,
         ifindex: 0,
         mac: [0; 6],
+        pending: 0,
         ..*owner
     }
 }
@@ -545,6 +547,7 @@ ports = [12]
                 p[0] = port;
                 p
             },
+            hold_down_ms: 0,
         };
         let (a, b, c) = (v4([10, 0, 6, 1]), v4([10, 0, 6, 2]), v4([10, 0, 6, 3]));
         // (what, current, desired, removed, upserted)

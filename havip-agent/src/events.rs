@@ -97,17 +97,34 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     }
 }
 
-/// Logs every owner change in `havip_events` until the ring buffer fails,
-/// and sends each to `owner_changes` when given.
-pub async fn owner_changes(ring: RingBuf<MapData>, owner_changes: Option<UnboundedSender<Event>>) {
-    read(ring, maps::EVENTS, |e| match EventKind::from_u32(e.kind) {
-        Some(EventKind::OwnerChanged) => {
-            info!("{}", owner_line(&e, ifname_of(e.ifindex).as_deref()));
-            if let Some(tx) = &owner_changes {
-                let _ = tx.send(e);
+/// The log line of a claim the VIP's hold-down deferred.
+pub fn deferred_line(e: &Event, interface: Option<&str>) -> String {
+    format!(
+        "vip {} {}: claim by port {} ({}) on {} deferred: the owner changed within the \
+         hold-down (split brain?); the latest claim wins when it ends",
+        e.vip_id,
+        ip_of(&e.vip),
+        e.port_id,
+        format_mac(&e.mac),
+        interface.map_or_else(|| format!("ifindex {}", e.ifindex), str::to_string),
+    )
+}
+
+/// Logs every owner change and deferred claim in `havip_events` until the
+/// ring buffer fails, and sends each to `claims` (the daemon reports owner
+/// changes and watches the VIPs of deferred claims).
+pub async fn owner_changes(ring: RingBuf<MapData>, claims: UnboundedSender<Event>) {
+    read(ring, maps::EVENTS, |e| {
+        let interface = ifname_of(e.ifindex);
+        match EventKind::from_u32(e.kind) {
+            Some(EventKind::OwnerChanged) => info!("{}", owner_line(&e, interface.as_deref())),
+            Some(EventKind::ClaimDeferred) => info!("{}", deferred_line(&e, interface.as_deref())),
+            _ => {
+                debug!("{}: unexpected event kind {}", maps::EVENTS, e.kind);
+                return;
             }
         }
-        _ => debug!("{}: unexpected event kind {}", maps::EVENTS, e.kind),
+        let _ = claims.send(e);
     })
     .await
 }
@@ -188,6 +205,12 @@ mod tests {
         assert_eq!(
             owner_line(&e, Some("tap-vm2")),
             "vip 1 10.0.6.19: owner port 12 (02:00:00:00:00:12) on tap-vm2, generation 3"
+        );
+        let d = event(EventKind::ClaimDeferred, 0);
+        assert_eq!(
+            deferred_line(&d, Some("tap-vm2")),
+            "vip 1 10.0.6.19: claim by port 12 (02:00:00:00:00:12) on tap-vm2 deferred: the owner \
+             changed within the hold-down (split brain?); the latest claim wins when it ends"
         );
         let r = event(EventKind::ClaimRejected, DropReason::ClaimNotBound as u32);
         assert_eq!(

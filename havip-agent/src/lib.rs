@@ -14,6 +14,7 @@ pub mod attach;
 pub mod config;
 pub mod connection;
 pub mod daemon;
+pub mod damping;
 pub mod datapath;
 pub mod desired;
 pub mod etcd;

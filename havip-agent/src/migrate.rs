@@ -464,6 +464,8 @@ fn count_beyond(m: &Moved, cpus: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::mem::size_of;
+
     use aya::maps::MapType;
 
     use super::*;
@@ -499,6 +501,38 @@ mod tests {
             convert(&[1, 2, 3, 4, 5, 6, 7, 8], &a, &b, 2),
             vec![1, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn an_owner_of_abi_2_is_kept_with_no_claim_pending() {
+        // ABI 2's record is the first 56 bytes of this one's.
+        let o = Owner {
+            vip_id: 7,
+            port_id: 12,
+            ifindex: 5,
+            mac: [2, 0, 0, 0, 0, 0x12],
+            generation: 3,
+            since_ns: 10,
+            last_claim_ns: 20,
+            ..Owner::default()
+        }
+        .sealed();
+        // SAFETY: the bytes of a Pod value.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&o as *const Owner).cast::<u8>(), size_of::<Owner>())
+        };
+        let new_size = size_of::<Owner>() as u32;
+        let carried = convert(
+            &bytes[..56],
+            &shape(MapType::Array, 56, 4),
+            &shape(MapType::Array, new_size, 4),
+            2,
+        );
+        // SAFETY: `carried` holds one whole `Owner`; the read is unaligned.
+        let back = unsafe { std::ptr::read_unaligned(carried.as_ptr().cast::<Owner>()) };
+        assert_eq!(back, o);
+        assert!(back.is_whole());
+        assert_eq!((back.pending, back.rival_port_id), (0, 0));
     }
 
     #[test]

@@ -132,6 +132,7 @@ mod tests {
                     address: std::net::Ipv4Addr::from(0x0a00_0000 + id).into(),
                     ports: vec![],
                     vrid: None,
+                    hold_down_ms: 0,
                 },
             );
         }

@@ -19,8 +19,14 @@
 //!       "since_unix_ms": 1700000000123, "last_claim_unix_ms": 1700000001123,
 //!       "since_ktime_ns": 81234567890, "last_claim_ktime_ns": 82234567890
 //!     },
+//!     "hold_down_ms": 1000,                  // split-brain damping, 0: none
+//!     "split_brain": null | {                // two bound ports claiming within it
+//!       "ports": [12, 11],                   // the owner, then its rival
+//!       "pending": 11 | null                 // whose claim waits for the hold-down's end
+//!     },
 //!     "counters": {
-//!       "claims_accepted": 4, "owner_changes": 3, "answered": 7, "delivered": 120,
+//!       "claims_accepted": 4, "owner_changes": 3, "claims_deferred": 0,
+//!       "answered": 7, "delivered": 120,
 //!       "drops": {"claim_not_bound": 2, ...}  // every reason, zeros included
 //!     }
 //!   }],
@@ -76,6 +82,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     learned::{LearnedError, LearnedMaps},
+    damping::split_brain,
     pins::{map_specs, Shape},
     protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
@@ -184,7 +191,18 @@ pub struct VipStatus {
     pub ports: Vec<u32>,
     pub generation: u64,
     pub owner: Option<OwnerStatus>,
+    pub hold_down_ms: u32,
+    pub split_brain: Option<SplitBrainStatus>,
     pub counters: CountersStatus,
+}
+
+/// A split brain (see [`crate::damping`]).
+#[derive(Debug, Serialize)]
+pub struct SplitBrainStatus {
+    /// The owner, then the rival.
+    pub ports: Vec<u32>,
+    /// The port whose claim waits for the end of the hold-down.
+    pub pending: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,6 +230,8 @@ pub struct OwnerStatus {
 pub struct CountersStatus {
     pub claims_accepted: u64,
     pub owner_changes: u64,
+    /// Claims deferred by the hold-down.
+    pub claims_deferred: u64,
     /// ARP requests and Neighbor Solicitations answered for the VIP.
     pub answered: u64,
     /// Frames delivered to the owner (redirected or MAC rewritten).
@@ -365,9 +385,20 @@ pub fn read(pin_dir: &Path, config: Option<&Config>) -> Result<Report, StatusErr
                 since_age: clock.age(o.since_ns),
                 last_claim_age: clock.age(o.last_claim_ns),
             }),
+            hold_down_ms: vip.hold_down_ms,
+            split_brain: owner
+                .and_then(|o| {
+                    let hold_down_ns = u64::from(vip.hold_down_ms) * 1_000_000;
+                    split_brain(&o, hold_down_ns, clock.mono_now_ns())
+                })
+                .map(|c| SplitBrainStatus {
+                    ports: c.ports.to_vec(),
+                    pending: c.pending.then_some(c.ports[1]),
+                }),
             counters: CountersStatus {
                 claims_accepted: counters.claims_accepted,
                 owner_changes: counters.owner_changes,
+                claims_deferred: counters.claims_deferred,
                 answered: counters.answered,
                 delivered: counters.delivered,
                 drops: DropReason::ALL
@@ -509,6 +540,18 @@ impl Report {
                     );
                 }
             }
+            if let Some(b) = &v.split_brain {
+                let ports: Vec<String> = b.ports.iter().map(|p| port_label(*p)).collect();
+                let _ = writeln!(
+                    s,
+                    "    split brain: {} claim it; the owner changes at most once per {} ms hold-down{}",
+                    ports.join(" and "),
+                    v.hold_down_ms,
+                    b.pending
+                        .map(|p| format!(", {}'s claim waits for its end", port_label(p)))
+                        .unwrap_or_default()
+                );
+            }
             let c = &v.counters;
             let drops: Vec<String> = DropReason::ALL
                 .iter()
@@ -519,9 +562,10 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                "    counts:  {} claim(s) accepted, {} owner change(s), {} answered, {} delivered; drops: {}",
+                "    counts:  {} claim(s) accepted, {} owner change(s), {} deferred, {} answered, {} delivered; drops: {}",
                 c.claims_accepted,
                 c.owner_changes,
+                c.claims_deferred,
                 c.answered,
                 c.delivered,
                 if drops.is_empty() {

@@ -159,19 +159,22 @@ pub enum Stat {
     /// Rejected claims not reported because `havip_rejects` was full (a
     /// flood: the drops are counted all the same).
     RejectsLost = 12,
+    /// Claims by a bound port deferred because another port's claim moved
+    /// the VIP within its hold-down (split brain): applied when the
+    /// hold-down ends if no later claim replaces them.
+    ClaimsDeferred = 13,
     /// IPv6 link-locals a port used first, learned and held for it
     /// (`havip_lladdrs`).
     LinkLocalsLearned = 14,
 }
 
-/// One more than the highest [`Stat`] code (see [`DROP_REASONS`]). Codes
-/// are stable, as for [`DropReason`].
+/// Number of [`Stat`]s. Codes are stable, as for [`DropReason`].
 pub const STATS: usize = 15;
 
 impl Stat {
     /// Every counter, in code order (not indexed by code: see
     /// [`DropReason::ALL`]).
-    pub const ALL: [Stat; 14] = [
+    pub const ALL: [Stat; STATS] = [
         Self::Passed,
         Self::UnknownPort,
         Self::ClaimsAccepted,
@@ -185,6 +188,7 @@ impl Stat {
         Self::ChecksumsCompleted,
         Self::OffloadViaBridge,
         Self::RejectsLost,
+        Self::ClaimsDeferred,
         Self::LinkLocalsLearned,
     ];
 
@@ -203,6 +207,7 @@ impl Stat {
             Self::ChecksumsCompleted => "checksums_completed",
             Self::OffloadViaBridge => "offload_via_bridge",
             Self::RejectsLost => "rejects_lost",
+            Self::ClaimsDeferred => "claims_deferred",
             Self::LinkLocalsLearned => "link_locals_learned",
         }
     }
@@ -246,6 +251,8 @@ pub struct VipCounters {
     pub delivered: u64,
     /// Indexed by [`DropReason`] (the rest is room to grow).
     pub drops: [u64; VIP_DROP_SLOTS],
+    /// Claims deferred by the VIP's hold-down (see [`Stat::ClaimsDeferred`]).
+    pub claims_deferred: u64,
     /// The counter the `next-abi` build appends (an upgrade test's).
     #[cfg(feature = "next-abi")]
     pub next_abi: u64,
@@ -262,6 +269,7 @@ impl core::ops::AddAssign for VipCounters {
             self.drops[i] += o.drops[i];
             i += 1;
         }
+        self.claims_deferred += o.claims_deferred;
         #[cfg(feature = "next-abi")]
         {
             self.next_abi += o.next_abi;

@@ -9,6 +9,10 @@ pub enum EventKind {
     OwnerChanged = 1,
     /// A claim (or a packet sourced from the VIP) came from an unbound port.
     ClaimRejected = 2,
+    /// A bound port's claim was deferred by the VIP's hold-down and the
+    /// port had not claimed within it before (a split brain begins, or a
+    /// new port joins it): the agent watches the VIP until it settles.
+    ClaimDeferred = 3,
 }
 
 impl EventKind {
@@ -16,6 +20,7 @@ impl EventKind {
         match v {
             1 => Some(Self::OwnerChanged),
             2 => Some(Self::ClaimRejected),
+            3 => Some(Self::ClaimDeferred),
             _ => None,
         }
     }
@@ -37,7 +42,8 @@ pub struct Event {
     /// The MAC that was claimed (or attempted).
     pub mac: [u8; 6],
     pub _pad2: [u8; 2],
-    /// New generation for `OwnerChanged`, 0 otherwise.
+    /// New generation for `OwnerChanged`, the owner's for `ClaimDeferred`,
+    /// 0 otherwise.
     pub generation: u64,
     /// `bpf_ktime_get_ns()` of the claim.
     pub ts_ns: u64,

@@ -34,6 +34,21 @@ pub struct Owner {
     pub since_ns: u64,
     /// `bpf_ktime_get_ns()` of the latest accepted claim by this owner.
     pub last_claim_ns: u64,
+    /// The other bound port that claimed the VIP within its hold-down
+    /// ([`crate::Vip::hold_down_ms`]): the one whose claim was deferred, or
+    /// the owner this one took over from. 0: none. Not sealed: the fast
+    /// path never reads it.
+    pub rival_port_id: u32,
+    pub rival_ifindex: u32,
+    pub rival_mac: [u8; 6],
+    pub _pad3: [u8; 2],
+    /// 1 when the rival's claim is the latest (a deferred claim, to be
+    /// applied when the hold-down ends: by the next claim, or by the
+    /// agent); 0 when the owner has claimed since, or there is no rival.
+    pub pending: u32,
+    pub _pad4: u32,
+    /// `bpf_ktime_get_ns()` of the rival's latest claim.
+    pub rival_claim_ns: u64,
 }
 
 /// The kernel's `struct bpf_spin_lock`: the verifier and `BPF_F_LOCK`
@@ -50,7 +65,8 @@ pub struct bpf_spin_lock {
 pub const BPF_F_LOCK: u64 = 4;
 
 const _: () = assert!(
-    core::mem::size_of::<Owner>() == 56
+    core::mem::size_of::<Owner>() == 88
+        && core::mem::offset_of!(Owner, rival_mac) % 4 == 0
         && core::mem::offset_of!(Owner, lock) % 4 == 0
         && core::mem::offset_of!(Owner, mac) % 4 == 0
 );
@@ -100,6 +116,13 @@ impl Owner {
     #[inline(always)]
     pub fn is_vacant(&self) -> bool {
         self.port_id == 0
+    }
+
+    /// The rival's MAC as a word and a half-word.
+    #[inline(always)]
+    pub fn rival_mac_words(&self) -> (u32, u16) {
+        // SAFETY: `rival_mac` is 4-aligned (asserted above).
+        unsafe { crate::port::mac_words(&self.rival_mac) }
     }
 
     /// Whether this is a record of vip `vip_id` with an owner.

@@ -22,6 +22,42 @@ pub struct Vip {
     pub port_count: u32,
     /// Port ids bound to this VIP (the ports allowed to claim it).
     pub ports: [u32; MAX_BINDINGS],
+    /// Split-brain damping: a claim by another port within this many
+    /// milliseconds of the last owner change is deferred, not applied (the
+    /// latest such claim wins when the hold-down ends). 0: every claim
+    /// moves the owner at once.
+    pub hold_down_ms: u32,
+}
+
+/// The hold-down a VIP gets when the operator names none: a real failover
+/// (the old owner silent, often for seconds) is never inside it, and a
+/// split brain moves the owner at most once a second.
+pub const DEFAULT_HOLD_DOWN_MS: u32 = 1000;
+/// The longest hold-down accepted: an hour (longer would freeze a VIP on
+/// one side of a split brain rather than damp it).
+pub const MAX_HOLD_DOWN_MS: u32 = 3_600_000;
+
+/// A hold-down an operator asked for that is not one (negative, or longer
+/// than [`MAX_HOLD_DOWN_MS`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HoldDownOutOfRange(pub i64);
+
+impl core::fmt::Display for HoldDownOutOfRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "hold_down_ms = {} must be between 0 (no damping) and {MAX_HOLD_DOWN_MS} (an hour)",
+            self.0
+        )
+    }
+}
+
+/// The hold-down of `ms` milliseconds, if it is one.
+pub fn hold_down_ms(ms: i64) -> Result<u32, HoldDownOutOfRange> {
+    u32::try_from(ms)
+        .ok()
+        .filter(|ms| *ms <= MAX_HOLD_DOWN_MS)
+        .ok_or(HoldDownOutOfRange(ms))
 }
 
 impl Vip {

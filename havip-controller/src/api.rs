@@ -452,7 +452,8 @@ async fn get_havip(
     Ok(Json(st.store.get_havip(&scope, &id).await?))
 }
 
-/// Change name and/or description (any state).
+/// Change name, description and/or the split-brain hold-down
+/// (`hold_down_ms`, 0..=3600000) in any state.
 #[utoipa::path(patch, path = "/v1/havips/{id}", tag = "havip", request_body = UpdateHavip,
     params(("id" = String, Path, description = "HAVIP id")),
     responses((status = 200, description = "The HAVIP", body = Havip)))]

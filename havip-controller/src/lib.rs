@@ -41,7 +41,7 @@
 //! | `/havip/v1/addrs/<subnet>/<ip>` | [`model::Claim`]: `{"kind":"vip","id","name"}` or `{"kind":"port","id","vm"}` | controller |
 //! | `/havip/v1/hosts/<host>/ports/<port>` | [`model::HostPort`]: the port's interface, MAC, fixed IPs and bound VIPs `[{id,address}]` | controller |
 //! | `/havip/v1/acks/<vip>/<host>` | [`model::Ack`]: `{"generation","result":"programmed"\|"failed","reason","at"}` | agent of `<host>` |
-//! | `/havip/v1/owners/<vip>` | [`model::Owner`]: `{"port","host","since"}` | agent of the master's host |
+//! | `/havip/v1/owners/<vip>` | [`model::Owner`]: `{"port","host","since"}`, and `"split_brain":{"ports","pending"}` while two bound ports claim the VIP within its hold-down | agent of the master's host |
 //! | `/havip/v1/limits/projects/<project>` | [`model::ProjectLimits`] | controller (operator) |
 //!
 //! IPv6 addresses in keys are in canonical RFC 5952 form (`fd00::1`).
@@ -64,7 +64,9 @@
 //!    the VIP), put `/havip/v1/owners/<vip>` = `{"port","host","since"}`;
 //!    watch that key to learn remote owners. Guard the put with a compare
 //!    that `/havip/v1/vips/<vip>` exists ([`store::Store::report_owner`]
-//!    does) so a deleted VIP is not resurrected.
+//!    does) so a deleted VIP is not resurrected. While a split brain lasts
+//!    (two bound ports claiming within the VIP's `hold_down_ms`), put it
+//!    again with `split_brain` as it begins and without it when it clears.
 //!
 //! The controller deletes `acks/<vip>/`, `owners/<vip>` and the address
 //! claim with the VIP.

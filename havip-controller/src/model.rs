@@ -206,6 +206,26 @@ pub struct Owner {
     pub port: String,
     pub host: String,
     pub since: DateTime<Utc>,
+    /// Set while two bound ports claim the VIP within its hold-down (both
+    /// VMs believe they are master): the owner's host reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain: Option<SplitBrain>,
+}
+
+/// A split brain: bound ports that claimed a VIP within its hold-down.
+/// Their claims are damped: the owner changes at most once a hold-down,
+/// to the latest claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SplitBrain {
+    /// The ports claiming the VIP, the owner first.
+    pub ports: Vec<String>,
+    /// The port whose claim waits for the end of the hold-down, if any.
+    #[serde(default)]
+    pub pending: Option<String>,
+}
+
+fn default_hold_down_ms() -> u32 {
+    havip_common::vip::DEFAULT_HOLD_DOWN_MS
 }
 
 /// A high-availability virtual IP.
@@ -240,6 +260,11 @@ pub struct Havip {
     /// any virtual MAC of the VIP's family.
     #[serde(default)]
     pub vrid: Option<u8>,
+    /// Split-brain damping: a claim by another bound port within this many
+    /// milliseconds of the last owner change waits for its end (the latest
+    /// claim then wins). 0: no damping. Default 1000.
+    #[serde(default = "default_hold_down_ms")]
+    pub hold_down_ms: u32,
     pub created_at: DateTime<Utc>,
     /// Hosts of bound ports that have not acknowledged `generation` yet
     /// (computed on read, not stored).
@@ -367,6 +392,9 @@ pub struct CreateHavip {
     /// sends from virtual MACs.
     #[serde(default)]
     pub vrid: Option<u8>,
+    /// 0..=3600000; default 1000 (see [`Havip::hold_down_ms`]).
+    #[serde(default)]
+    pub hold_down_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -379,6 +407,9 @@ pub struct UpdateHavip {
     /// A new VRRP virtual router id (1-255); 0 removes it.
     #[serde(default)]
     pub vrid: Option<u8>,
+    /// 0..=3600000 (see [`Havip::hold_down_ms`]).
+    #[serde(default)]
+    pub hold_down_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

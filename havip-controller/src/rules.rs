@@ -68,6 +68,12 @@ pub fn check_vrid(vrid: u8) -> Result<()> {
     Ok(())
 }
 
+/// A HAVIP's split-brain hold-down, in milliseconds: 0 (no damping) up to
+/// an hour.
+pub fn check_hold_down(ms: i64) -> Result<u32> {
+    havip_common::vip::hold_down_ms(ms).map_err(|e| Error::invalid_argument(e.to_string()))
+}
+
 /// `aa:bb:cc:dd:ee:ff`, hex, lower or upper case.
 pub fn check_mac(mac: &str) -> Result<()> {
     let parts: Vec<&str> = mac.split(':').collect();

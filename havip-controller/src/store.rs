@@ -657,6 +657,11 @@ impl Store {
         if let Some(vrid) = req.vrid {
             rules::check_vrid(vrid)?;
         }
+        let hold_down_ms = req
+            .hold_down_ms
+            .map(rules::check_hold_down)
+            .transpose()?
+            .unwrap_or(havip_common::vip::DEFAULT_HOLD_DOWN_MS);
         let subnet_key = keys::subnet(&req.subnet);
         let limits_key = keys::project_limits(&project);
         for attempt in 0..RETRIES {
@@ -723,6 +728,7 @@ impl Store {
                 generation: 1,
                 ports_per_vip: None,
                 vrid: req.vrid,
+                hold_down_ms,
                 created_at: Utc::now(),
                 pending_hosts: Vec::new(),
                 master: None,
@@ -820,7 +826,7 @@ impl Store {
         Err(lost_race("bind ports"))
     }
 
-    /// Renames or re-describes a HAVIP, in any state.
+    /// Renames or re-describes a HAVIP, or sets its hold-down, in any state.
     pub async fn update_havip(&self, scope: &Scope, id: &str, req: &UpdateHavip) -> Result<Havip> {
         if let Some(n) = &req.name {
             rules::check_name(n)?;
@@ -828,6 +834,7 @@ impl Store {
         if let Some(d) = &req.description {
             rules::check_description(d)?;
         }
+        let hold_down_ms = req.hold_down_ms.map(rules::check_hold_down).transpose()?;
         let vip_key = keys::vip(id);
         for attempt in 0..RETRIES {
             let (mut vip, rev) = self.vip_in_scope(scope, id).await?;
@@ -839,6 +846,9 @@ impl Store {
             }
             if let Some(vrid) = req.vrid {
                 vip.vrid = (vrid != 0).then_some(vrid);
+            }
+            if let Some(ms) = hold_down_ms {
+                vip.hold_down_ms = ms;
             }
             let addr_key = keys::addr(&vip.subnet, &vip.address);
             let claim = Claim::Vip {
@@ -1027,6 +1037,7 @@ impl Store {
             port: port.to_string(),
             host: host.to_string(),
             since,
+            split_brain: None,
         };
         if self
             .commit(

@@ -457,6 +457,7 @@ async fn states_acks_owner_and_delete() {
                 name: Some("web-renamed".into()),
                 description: Some("d".into()),
                 vrid: Some(111),
+                ..UpdateHavip::default()
             },
         )
         .await
@@ -477,6 +478,34 @@ async fn states_acks_owner_and_delete() {
         .await
         .unwrap();
     assert_eq!((r.vrid, r.name.as_str()), (None, "web-renamed"));
+
+    // The split-brain hold-down: 1 s unless set; a value that is none is
+    // refused with the range, and the one in force stays.
+    assert_eq!(r.hold_down_ms, 1000);
+    let hold_down = |ms| UpdateHavip {
+        hold_down_ms: Some(ms),
+        ..UpdateHavip::default()
+    };
+    let r = a.update_havip(id, &hold_down(250)).await.unwrap();
+    assert_eq!(r.hold_down_ms, 250);
+    for bad in [-1, 3_600_001, i64::MAX] {
+        let (c, msg) = code(a.update_havip(id, &hold_down(bad)).await);
+        assert_eq!(c, ErrorCode::InvalidArgument, "{bad}: {msg}");
+        assert!(
+            msg.contains(&format!("hold_down_ms = {bad} must be between 0")),
+            "{msg}"
+        );
+    }
+    assert_eq!(a.get_havip(id).await.unwrap().hold_down_ms, 250);
+    let mut bad = create("web-bad", "sn-a");
+    bad.hold_down_ms = Some(-5);
+    let (c, msg) = code(a.create_havip(&bad).await);
+    assert_eq!(c, ErrorCode::InvalidArgument, "{msg}");
+    let mut damped = create("web-damped", "sn-a");
+    damped.hold_down_ms = Some(0);
+    let d = a.create_havip(&damped).await.unwrap();
+    assert_eq!(d.hold_down_ms, 0);
+    a.delete_havip(&d.id).await.unwrap();
 
     // Acks: available once every bound port's host acknowledged.
     assert_eq!(

@@ -66,9 +66,29 @@ pub fn reject(
     reason
 }
 
+/// What an accepted claim did to the VIP's owner record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// The owner announcing itself again: `last_claim_ns` refreshed.
+    Repeated,
+    /// Another port took the VIP over (the first change after a quiet
+    /// hold-down, a vacant VIP, or a damping the VIP does not have).
+    Changed,
+    /// Another port claimed within the hold-down: recorded as the pending
+    /// claim, the owner unchanged. `first`: the port had not claimed within
+    /// the hold-down before (the agent is told, to watch the VIP).
+    Deferred { first: bool },
+}
+
 /// An accepted claim by a bound port: `from` announcing `mac` becomes the
 /// VIP's owner. A repeated claim by the current owner only refreshes
-/// `last_claim_ns`; a change bumps the generation and is reported.
+/// `last_claim_ns`; a change bumps the generation and is reported. Split
+/// brain is damped, never frozen: a claim by another port within the VIP's
+/// hold-down of the last change is deferred (recorded as the pending claim
+/// and counted); the next claim after the hold-down, or the agent when
+/// nobody claims again, applies the latest one. Only a local owner's VIP
+/// is damped: a remote owner's record says when this host learned it, not
+/// when it was claimed, and that host damps its own ports.
 #[inline(never)]
 pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let now = unsafe { bpf_ktime_get_ns() };
@@ -82,6 +102,7 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let Some(record) = OWNERS.get_ptr_mut(vip.slot) else {
         return;
     };
+    let hold_down_ns = vip.hold_down_ms as u64 * 1_000_000;
     // The record as it will be if the claim changes the owner, sealed
     // before the lock (no helper or function call while it is held).
     let mut owner = Owner {
@@ -97,19 +118,40 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
     let (mac_hi, mac_lo) = owner.mac_words();
     // SAFETY: a map value pointer of a map whose values hold a lock; the
     // lock is taken and released below, with no call in between.
-    let changed = unsafe {
+    let claim = unsafe {
         let r = &mut *record;
         let lock = core::ptr::addr_of_mut!(r.lock).cast();
         bpf_spin_lock(lock);
-        let same = r.vip_id == vip.vip_id
+        let ours = r.vip_id == vip.vip_id;
+        let same = ours
             && r.port_id == from.port_id
             && r.ifindex == from.ifindex
             && r.mac_words() == (mac_hi, mac_lo);
-        if same {
+        let claim = if same {
             r.last_claim_ns = now;
+            r.pending = 0;
+            Claim::Repeated
+        } else if ours
+            && r.port_id != 0
+            && r.ifindex != 0
+            && r.port_id != from.port_id
+            && now.wrapping_sub(r.since_ns) < hold_down_ns
+        {
+            let first = r.rival_port_id != from.port_id
+                || now.wrapping_sub(r.rival_claim_ns) >= hold_down_ns;
+            set_rival(r, from.port_id, from.ifindex, mac, now);
+            r.pending = 1;
+            owner.generation = r.generation;
+            Claim::Deferred { first }
         } else {
-            if r.vip_id == vip.vip_id {
+            if ours {
                 owner.generation = r.generation + 1;
+                // The owner taken over from is the rival: if it claims
+                // again within the hold-down, that is a split brain.
+                let (port_id, ifindex, mac, at) = (r.port_id, r.ifindex, r.mac, r.last_claim_ns);
+                set_rival(r, port_id, ifindex, mac, at);
+            } else {
+                set_rival(r, 0, 0, [0; 6], 0);
             }
             owner.seal = owner.compute_seal();
             r.vip_id = owner.vip_id;
@@ -119,34 +161,52 @@ pub fn learn(addr: &NetworkAddr, vip: &Vip, from: &Claimant, mac: [u8; 6]) {
             r.generation = owner.generation;
             r.since_ns = now;
             r.last_claim_ns = now;
+            r.pending = 0;
             r.seal = owner.seal;
-        }
+            Claim::Changed
+        };
         bpf_spin_unlock(lock);
-        !same
+        claim
     };
-    if !changed {
-        return;
-    }
     let generation = owner.generation;
-    count(Stat::OwnerChanges);
-    if let Some(c) = counters {
-        // SAFETY: per-CPU value.
-        unsafe { (*c).owner_changes += 1 };
-    }
-    report(
-        EventKind::OwnerChanged,
-        0,
-        addr,
-        vip,
-        from,
-        mac,
-        generation,
-        now,
-    );
+    let kind = match claim {
+        Claim::Repeated => return,
+        Claim::Deferred { first } => {
+            count(Stat::ClaimsDeferred);
+            if let Some(c) = counters {
+                // SAFETY: per-CPU value.
+                unsafe { (*c).claims_deferred += 1 };
+            }
+            if !first {
+                return;
+            }
+            EventKind::ClaimDeferred
+        }
+        Claim::Changed => {
+            count(Stat::OwnerChanges);
+            if let Some(c) = counters {
+                // SAFETY: per-CPU value.
+                unsafe { (*c).owner_changes += 1 };
+            }
+            EventKind::OwnerChanged
+        }
+    };
+    report(kind, 0, addr, vip, from, mac, generation, now);
+}
+
+/// Records the rival of `r`'s owner. Inlined: it runs under the record's
+/// lock, where no call may be made.
+#[inline(always)]
+fn set_rival(r: &mut Owner, port_id: u32, ifindex: u32, mac: [u8; 6], claim_ns: u64) {
+    r.rival_port_id = port_id;
+    r.rival_ifindex = ifindex;
+    r.rival_mac = mac;
+    r.rival_claim_ns = claim_ns;
 }
 
 /// Writes an event straight into its ring buffer (no copy on the stack):
-/// owner changes to `havip_events`, rejected claims to `havip_rejects`.
+/// owner changes and deferred claims to `havip_events`, rejected claims
+/// to `havip_rejects`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn report(
@@ -160,7 +220,9 @@ fn report(
     ts_ns: u64,
 ) {
     let (entry, lost) = match kind {
-        EventKind::OwnerChanged => (EVENTS.reserve(0), Stat::EventsLost),
+        EventKind::OwnerChanged | EventKind::ClaimDeferred => {
+            (EVENTS.reserve(0), Stat::EventsLost)
+        }
         EventKind::ClaimRejected => (REJECTS.reserve(0), Stat::RejectsLost),
     };
     let Some(mut entry) = entry else {

@@ -115,7 +115,19 @@ pub struct VipStatus {
     /// The owner generation, kept when the owner is vacated (0: never owned).
     pub generation: u64,
     pub owner: Option<OwnerStatus>,
+    pub hold_down_ms: u32,
+    /// Two bound ports claiming the VIP within its hold-down.
+    pub split_brain: Option<SplitBrain>,
     pub counters: VipCounters,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SplitBrain {
+    /// The owner, then its rival.
+    pub ports: Vec<u32>,
+    /// The port whose claim waits for the end of the hold-down.
+    pub pending: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -134,6 +146,8 @@ pub struct OwnerStatus {
 pub struct VipCounters {
     pub claims_accepted: u64,
     pub owner_changes: u64,
+    /// Claims the hold-down deferred.
+    pub claims_deferred: u64,
     /// ARP requests and Neighbor Solicitations the datapath answered.
     pub answered: u64,
     /// Frames delivered to the owner (redirected or MAC rewritten).

@@ -7,7 +7,10 @@
 //!
 //! Needs root and the datapath object (`cargo xtask test` provides both).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
@@ -16,6 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
+use havip_agent::damping::{self, Settle};
 use havip_common::{
     counters::MAX_ND_OPTIONS,
     maps,
@@ -27,6 +31,7 @@ use havip_common::{
 use havip_tests::bench::frames::{
     self, ones_sum, NdKind, NdOption, ND_OPT_NONCE, ND_OPT_SLLA, ND_OPT_TLLA,
 };
+use havip_tests::bench::wire;
 use rand::{Rng, SeedableRng};
 
 const XDP_ABORTED: u32 = 0;
@@ -113,6 +118,9 @@ fn bound(vip_id: u32, ports: &[u32]) -> Vip {
         slot: slot(vip_id),
         port_count: ports.len() as u32,
         ports: [0; MAX_BINDINGS],
+        // The tables of single claims: every change at once (the damping
+        // table sets its own).
+        hold_down_ms: 0,
     };
     vip.ports[..ports.len()].copy_from_slice(ports);
     vip
@@ -1372,6 +1380,11 @@ fn policy_table() {
             failures.push(format!("{}: {}", case.name, problems.join("; ")));
         }
     }
+    assert_cases_pass(&failures);
+}
+
+/// Fails with every failing case of a table, one a line.
+fn assert_cases_pass(failures: &[String]) {
     assert!(
         failures.is_empty(),
         "failing cases:\n  {}",
@@ -1425,6 +1438,279 @@ fn a_link_local_is_learned_once_and_held_until_forgotten() {
     assert_eq!(dp.run(&udp6(CLIENT.mac, STABLE_LL2, OTHER6)).0, XDP_PASS);
     assert!(dp.learned().get(&v6(STABLE_LL2), 0).is_err());
     dp.reset();
+}
+
+// ---------------------------------------------------------------------------
+// Split brain: damped, never frozen.
+// ---------------------------------------------------------------------------
+
+/// One step of a damping case.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// `vm` sends a GARP for the VIP.
+    Claims(Vm),
+    /// Time passes.
+    Wait(Duration),
+    /// The agent looks at the record (as its damper does when a hold-down
+    /// ends): applies a pending claim whose hold-down is over.
+    AgentSettles,
+}
+
+struct DampCase {
+    name: &'static str,
+    hold_down_ms: u32,
+    /// The owner before the steps, how long ago it took over, and its
+    /// ifindex (0: a port on another host, learned from etcd).
+    owner: Option<(Vm, Duration, u32)>,
+    steps: Vec<Step>,
+    /// The owner and generation afterwards.
+    expect: (Vm, u64),
+    /// The port whose claim is pending afterwards.
+    pending: Option<Vm>,
+    /// Claims deferred (and counted).
+    deferred: u64,
+}
+
+fn damping_cases() -> Vec<DampCase> {
+    use Step::*;
+    let ms = Duration::from_millis;
+    let case = |name, hold_down_ms, owner, steps, expect, pending, deferred| DampCase {
+        name,
+        hold_down_ms,
+        owner,
+        steps,
+        expect,
+        pending,
+        deferred,
+    };
+    vec![
+        case(
+            "a failover after a quiet hold-down moves the owner on the next packet",
+            1000,
+            Some((VM1, Duration::from_secs(5), LO)),
+            vec![Claims(VM2)],
+            (VM2, 2),
+            None,
+            0,
+        ),
+        case(
+            "a claim against another host's owner is that host's to damp: applied",
+            1000,
+            Some((VM1, Duration::ZERO, 0)),
+            vec![Claims(VM2)],
+            (VM2, 2),
+            None,
+            0,
+        ),
+        case(
+            "a second change within the hold-down is deferred, not applied",
+            1000,
+            None,
+            vec![Claims(VM1), Claims(VM2)],
+            (VM1, 1),
+            Some(VM2),
+            1,
+        ),
+        case(
+            "the same port announcing again is no change and is not deferred",
+            1000,
+            None,
+            vec![Claims(VM1), Claims(VM1), Claims(VM1)],
+            (VM1, 1),
+            None,
+            0,
+        ),
+        case(
+            "the owner's claim after the deferred one is the latest: nothing pending",
+            1000,
+            None,
+            vec![Claims(VM1), Claims(VM2), Claims(VM1)],
+            (VM1, 1),
+            None,
+            1,
+        ),
+        case(
+            "the agent keeps a pending claim while the hold-down lasts",
+            1000,
+            None,
+            vec![Claims(VM1), Claims(VM2), AgentSettles],
+            (VM1, 1),
+            Some(VM2),
+            1,
+        ),
+        case(
+            "when the hold-down ends the latest claim wins with no new packet",
+            50,
+            None,
+            vec![
+                Claims(VM1),
+                Claims(VM2),
+                Claims(VM1),
+                Claims(VM2),
+                Wait(ms(60)),
+                AgentSettles,
+            ],
+            (VM2, 2),
+            None,
+            2,
+        ),
+        case(
+            "after the hold-down the next claim applies the latest one itself",
+            50,
+            None,
+            vec![Claims(VM1), Claims(VM2), Wait(ms(60)), Claims(VM2)],
+            (VM2, 2),
+            None,
+            1,
+        ),
+        case(
+            "the owner the pending claim replaced is damped in its turn",
+            50,
+            None,
+            vec![
+                Claims(VM1),
+                Claims(VM2),
+                Wait(ms(60)),
+                AgentSettles,
+                Claims(VM1),
+            ],
+            (VM2, 2),
+            Some(VM1),
+            2,
+        ),
+        case(
+            "hold_down_ms = 0: every change at once",
+            0,
+            None,
+            vec![Claims(VM1), Claims(VM2), Claims(VM1)],
+            (VM1, 3),
+            None,
+            0,
+        ),
+    ]
+}
+
+#[test]
+fn split_brain_is_damped_never_frozen() {
+    let mut failures = Vec::new();
+    let mut dp = Datapath::load();
+    for case in damping_cases() {
+        dp.reset();
+        let vip = Vip {
+            hold_down_ms: case.hold_down_ms,
+            ..bound(VIP4_ID, &[VM1.port_id, VM2.port_id])
+        };
+        dp.put_vip(v4(VIP4), vip);
+        if let Some((vm, ago, ifindex)) = case.owner {
+            let since = wire::mono_ns() - ago.as_nanos() as u64;
+            dp.put_owner(
+                VIP4_ID,
+                Owner {
+                    vip_id: VIP4_ID,
+                    port_id: vm.port_id,
+                    ifindex,
+                    mac: vm.mac,
+                    generation: 1,
+                    since_ns: since,
+                    last_claim_ns: since,
+                    ..Owner::default()
+                },
+            );
+        }
+        let counted = (
+            dp.stat(Stat::ClaimsDeferred),
+            dp.vip_counters(VIP4_ID).claims_deferred,
+        );
+        let hold_down_ns = u64::from(case.hold_down_ms) * 1_000_000;
+        for step in &case.steps {
+            match *step {
+                Step::Claims(vm) => {
+                    dp.from(vm, true);
+                    assert_eq!(dp.run(&garp(vm, VIP4)).0, XDP_PASS, "{}", case.name);
+                }
+                Step::Wait(d) => std::thread::sleep(d),
+                Step::AgentSettles => {
+                    let o = dp.owner(VIP4_ID).expect("an owner record");
+                    let now = wire::mono_ns();
+                    if let Settle::Apply(new) = damping::settle(&o, hold_down_ns, now) {
+                        dp.put_owner(VIP4_ID, new);
+                    }
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        let o = dp.owner(VIP4_ID).unwrap_or_default();
+        let (vm, generation) = case.expect;
+        if (o.port_id, o.generation) != (vm.port_id, generation) {
+            problems.push(format!(
+                "owner port {} generation {}, expected {vm:?} generation {generation}",
+                o.port_id, o.generation
+            ));
+        }
+        let pending = (o.pending == 1).then_some(o.rival_port_id);
+        if pending != case.pending.map(|v| v.port_id) {
+            problems.push(format!("pending {pending:?}, expected {:?}", case.pending));
+        }
+        let deferred = (
+            dp.stat(Stat::ClaimsDeferred) - counted.0,
+            dp.vip_counters(VIP4_ID).claims_deferred - counted.1,
+        );
+        if deferred != (case.deferred, case.deferred) {
+            problems.push(format!(
+                "deferred (stat, vip) {deferred:?}, expected {}",
+                case.deferred
+            ));
+        }
+        // The fast path follows the record, whoever wrote it.
+        dp.redirect().insert(LO, LO, None, 0).unwrap();
+        dp.from(CLIENT, true);
+        let (action, out) = dp.run(&udp4(CLIENT.mac, CLIENT.v4, VIP4));
+        if (action, out[..6].to_vec()) != (XDP_REDIRECT, vm.mac.to_vec()) {
+            problems.push(format!(
+                "traffic to the VIP: action {action}, to {:02x?}, expected {vm:?}'s MAC",
+                &out[..6]
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert_cases_pass(&failures);
+}
+
+#[test]
+fn a_split_brain_is_reported_once_per_rival() {
+    let mut dp = Datapath::load();
+    let vip = Vip {
+        hold_down_ms: 1000,
+        ..bound(VIP4_ID, &[VM1.port_id, VM2.port_id])
+    };
+    dp.put_vip(v4(VIP4), vip);
+    dp.from(VM1, true);
+    dp.run(&garp(VM1, VIP4));
+    dp.events();
+    // VM2 and VM1 alternate: one report of the deferred claim, however
+    // many there are.
+    for _ in 0..10 {
+        dp.from(VM2, true);
+        dp.run(&garp(VM2, VIP4));
+        dp.from(VM1, true);
+        dp.run(&garp(VM1, VIP4));
+    }
+    let events = dp.events();
+    let kinds: Vec<(u32, u32)> = events.iter().map(|e| (e.kind, e.port_id)).collect();
+    assert_eq!(
+        kinds,
+        vec![(EventKind::ClaimDeferred as u32, VM2.port_id)],
+        "{events:?}"
+    );
+    assert_eq!(dp.vip_counters(VIP4_ID).claims_deferred, 10);
+    let o = dp.owner(VIP4_ID).unwrap();
+    assert_eq!(
+        (o.port_id, o.generation, o.rival_port_id),
+        (VM1.port_id, 1, VM2.port_id)
+    );
+    assert_eq!(o.rival_mac, VM2.mac);
 }
 
 #[test]
@@ -2065,11 +2351,7 @@ fn fast_path_table() {
             failures.push(format!("{}: {}", case.name, problems.join("; ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "failing cases:\n  {}",
-        failures.join("\n  ")
-    );
+    assert_cases_pass(&failures);
 }
 
 /// The switch happens in the datapath: the frame right after an accepted
@@ -2273,11 +2555,7 @@ fn egress_table() {
             failures.push(format!("{}: {}", c.name, problems.join("; ")));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "failing cases:\n  {}",
-        failures.join("\n  ")
-    );
+    assert_cases_pass(&failures);
 }
 
 /// Where the egress table's owners are (an ifindex no device has: a

@@ -39,6 +39,7 @@ use crate::{
 };
 
 mod handover;
+mod holddown;
 mod reconcile;
 
 /// The message `run` prints when no object is embedded and none was given.

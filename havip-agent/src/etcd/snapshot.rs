@@ -441,6 +441,7 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 address: v.address,
                 ports: v.ports.iter().map(|b| numeric_id(&b.port)).collect(),
                 vrid: v.vrid,
+                hold_down_ms: v.hold_down_ms.min(havip_common::vip::MAX_HOLD_DOWN_MS),
             },
         );
     }

@@ -60,6 +60,10 @@ enum Cmd {
         /// may then use that VRID's virtual MAC only.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
         vrid: Option<u8>,
+        /// Split-brain hold-down in ms: another port's claim within it of
+        /// an owner change waits for its end (0: none; default 1000).
+        #[arg(long, allow_negative_numbers = true)]
+        hold_down_ms: Option<i64>,
     },
     /// List HAVIPs, newest first.
     List {
@@ -101,6 +105,12 @@ enum Cmd {
     /// Set the VRRP virtual router id (1-255) its HA software uses; 0
     /// removes it (any virtual MAC of the VIP's family).
     Vrid { id: String, vrid: u8 },
+    /// Set a HAVIP's split-brain hold-down in ms (0..=3600000; 0: none).
+    SetHoldDown {
+        id: String,
+        #[arg(allow_negative_numbers = true)]
+        hold_down_ms: i64,
+    },
     /// Delete HAVIPs (several ids: one result each).
     Delete {
         #[arg(required = true)]
@@ -301,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
             description,
             ports,
             vrid,
+            hold_down_ms,
         } => {
             let req = CreateHavip {
                 name,
@@ -314,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
                 address,
                 ports,
                 vrid,
+                hold_down_ms,
             };
             show(&c.create_havip(&req).await?)?;
         }
@@ -368,6 +380,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Vrid { id, vrid } => {
             let req = UpdateHavip {
                 vrid: Some(vrid),
+                ..UpdateHavip::default()
+            };
+            show(&c.update_havip(&id, &req).await?)?;
+        }
+        Cmd::SetHoldDown { id, hold_down_ms } => {
+            let req = UpdateHavip {
+                hold_down_ms: Some(hold_down_ms),
                 ..UpdateHavip::default()
             };
             show(&c.update_havip(&id, &req).await?)?;

@@ -9,15 +9,15 @@
 //! every 100 µs from this process.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
-use havip_common::{maps, NetworkAddr, Owner, Vip};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use havip_common::{maps, NetworkAddr, Vip};
 use serde_json::{json, Value};
 
 use crate::bench::frames;
+use crate::bench::owners::{pinned, OwnerRecord};
 use crate::bench::wire::{PacketSocket, SocketOptions};
 use crate::bench::{Context, Figure, Section, Target, Unit};
 use crate::fabric::{self, port_id, Fabric, API_URL, OPERATOR_TOKEN, PROJECT_TOKEN, SUBNET};
@@ -176,16 +176,6 @@ fn create_round(f: &Fabric, round: usize) -> Result<f64> {
     Ok(CREATES_PER_ROUND as f64 / elapsed)
 }
 
-/// A pinned map of an agent.
-fn pinned<V: aya::Pod, K: aya::Pod>(
-    pin_dir: &Path,
-    name: &str,
-) -> Result<BpfHashMap<MapData, K, V>> {
-    let data =
-        MapData::from_pin(pin_dir.join(name)).with_context(|| format!("open pinned {name}"))?;
-    Ok(BpfHashMap::try_from(Map::HashMap(data))?)
-}
-
 /// Polls `check` every [`POLL`] for up to 10 s; the time it first held.
 fn poll_until(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<Instant> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -260,49 +250,6 @@ fn bind_latencies(f: &Fabric) -> Result<(Vec<f64>, Vec<f64>)> {
     Ok((binds, unbinds))
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the datapath's timestamps.
-fn mono_ns() -> u64 {
-    // SAFETY: clock_gettime fills a timespec we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A VIP's record in one host's `havip_owners`: at the slot that host's
-/// `havip_vips` entry for the VIP names (each host picks its own slots).
-struct OwnerRecord {
-    owners: Array<MapData, Owner>,
-    slot: u32,
-    vip_id: u32,
-}
-
-impl OwnerRecord {
-    fn open(pin_dir: &Path, vip_id: u32) -> Result<Self> {
-        let vips: BpfHashMap<MapData, NetworkAddr, Vip> = pinned(pin_dir, maps::VIPS)?;
-        let slot = vips
-            .iter()
-            .filter_map(Result::ok)
-            .find(|(_, vip)| vip.vip_id == vip_id)
-            .map(|(_, vip)| vip.slot)
-            .with_context(|| format!("vip {vip_id} is not in {}", pin_dir.display()))?;
-        let data = MapData::from_pin(pin_dir.join(maps::OWNERS))
-            .with_context(|| format!("open pinned {}", maps::OWNERS))?;
-        Ok(Self {
-            owners: Array::try_from(Map::Array(data))?,
-            slot,
-            vip_id,
-        })
-    }
-
-    /// The record, if the slot holds one for the VIP.
-    fn get(&self) -> Option<Owner> {
-        self.owners
-            .get(&self.slot, havip_common::BPF_F_LOCK)
-            .ok()
-            .filter(|o| o.vip_id == self.vip_id)
-    }
-}
-
 /// Claim -> remote owner latencies (µs), alternating vm2 and vm1.
 fn claim_to_remote_owner(f: &Fabric) -> Result<Vec<f64>> {
     let vip = f.create_vip("bench-switch", IpAddr::V4(VIP4), &[&VM1, &VM2])?;
@@ -333,7 +280,7 @@ fn claim_to_remote_owner(f: &Fabric) -> Result<Vec<f64>> {
                     .get()
                     .is_some_and(|o| o.port_id == port && o.ifindex == 0))
             })?;
-            mono_ns()
+            super::wire::mono_ns()
         };
         let claim = claimer
             .get()

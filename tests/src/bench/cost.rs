@@ -36,7 +36,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use havip_common::maps::{self, EVENTS_BYTES};
 use havip_common::port::{PORT_BOUND, PORT_SECURITY};
-use havip_common::vip::{hint_bucket, MAX_BINDINGS};
+use havip_common::vip::{hint_bucket, DEFAULT_HOLD_DOWN_MS, MAX_BINDINGS};
 use havip_common::{Event, NetworkAddr, Owner, Port, Vip, VipHint, VirtualMac};
 
 use crate::bench::chart::Chart;
@@ -103,6 +103,23 @@ struct Path {
     /// set: the TCP/UDP checksum of a redirected frame is summed, and
     /// completed when the VM left it to the offload).
     native: bool,
+    /// The owner record vm1's ownership starts from.
+    start: Start,
+    /// Whether every call starts from it again (a claim that moves the
+    /// owner each time is a failover after a quiet hold-down, never a
+    /// claim the hold-down defers).
+    restart_each_call: bool,
+}
+
+/// How vm1 owns the VIPs when a path (or a call) starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Long since, alone: the next claim by vm2 moves the owner.
+    Quiet,
+    /// Just now, vm2 claiming too (a split brain): the next claim by vm2
+    /// is deferred by the hold-down, and reports nothing (vm2 is the known
+    /// rival).
+    SplitBrain,
 }
 
 /// The reader of the event ring (the agent), for paths that report events.
@@ -127,13 +144,10 @@ fn paths() -> Vec<Path> {
         reader: Reader::KeepsUp,
         target: None,
         native: false,
+        start: Start::Quiet,
+        restart_each_call: false,
     };
-    let owner_moves = || {
-        vec![
-            (VM2, frames::garp(&VM2, VIP4)),
-            (VM1, frames::garp(&VM1, VIP4)),
-        ]
-    };
+    let owner_moves = || vec![(VM2, frames::garp(&VM2, VIP4))];
     vec![
         Path {
             target: Some(Target::AtMost(PASS_TARGET_NS)),
@@ -216,6 +230,7 @@ fn paths() -> Vec<Path> {
         ),
         Path {
             sends: owner_moves(),
+            restart_each_call: true,
             ..path(
                 "accepted claim that moves the owner",
                 VM2,
@@ -226,6 +241,7 @@ fn paths() -> Vec<Path> {
         },
         Path {
             sends: owner_moves(),
+            restart_each_call: true,
             reader: Reader::Behind,
             ..path(
                 "accepted claim that moves the owner, event reader behind",
@@ -233,6 +249,16 @@ fn paths() -> Vec<Path> {
                 Vec::new(),
                 XDP_PASS,
                 Runs::Single,
+            )
+        },
+        Path {
+            start: Start::SplitBrain,
+            ..path(
+                "accepted claim deferred by the hold-down (split brain)",
+                VM2,
+                frames::garp(&VM2, VIP4),
+                XDP_PASS,
+                Runs::Repeated,
             )
         },
         path(
@@ -527,10 +553,13 @@ impl Bench {
     fn time_path(&mut self, i: usize) -> Result<f64> {
         let path = &self.paths[i];
         let (calls, repeat) = self.calls(path.runs);
-        self.datapath.own(&VM1)?;
+        self.datapath.own(&VM1, path.start)?;
         self.datapath.drain_events();
         let mut per_call = Vec::with_capacity(calls);
         for call in 0..calls {
+            if path.restart_each_call {
+                self.datapath.own(&VM1, path.start)?;
+            }
             let (from, frame) = &path.sends[call % path.sends.len()];
             let port = self.datapath.ifindex(from);
             let program = self.datapath.program(path.native)?;
@@ -762,9 +791,10 @@ impl Datapath {
             .expect("every VM of the fixture has a port")
     }
 
-    /// `vm` owns both VIPs, as the datapath records a claim from its port.
-    fn own(&mut self, vm: &VmSpec) -> Result<()> {
-        let owner = Owner {
+    /// `vm` owns both VIPs, as the datapath records a claim from its port,
+    /// from `start`.
+    fn own(&mut self, vm: &VmSpec, start: Start) -> Result<()> {
+        let mut owner = Owner {
             vip_id: 0,
             port_id: vm.port_id,
             ifindex: self.ifindex(vm),
@@ -774,6 +804,16 @@ impl Datapath {
             last_claim_ns: 1,
             ..Owner::default()
         };
+        if start == Start::SplitBrain {
+            let now = super::wire::mono_ns();
+            owner.since_ns = now;
+            owner.last_claim_ns = now;
+            owner.rival_port_id = VM2.port_id;
+            owner.rival_ifindex = self.ifindex(&VM2);
+            owner.rival_mac = VM2.mac;
+            owner.rival_claim_ns = now;
+            owner.pending = 1;
+        }
         let mut owners: Array<_, Owner> = Array::try_from(self.map(maps::OWNERS)?)?;
         for (vip_id, slot) in [(VIP4_ID, VIP4_SLOT), (VIP6_ID, VIP6_SLOT)] {
             let owner = Owner { vip_id, ..owner }.sealed();
@@ -798,6 +838,8 @@ fn bound(vip_id: u32, slot: u32, vms: &[VmSpec]) -> Vip {
         slot,
         port_count: vms.len() as u32,
         ports: [0; MAX_BINDINGS],
+        // Damping on, as the agent programs a VIP by default.
+        hold_down_ms: DEFAULT_HOLD_DOWN_MS,
     };
     for (slot, vm) in vip.ports.iter_mut().zip(vms) {
         *slot = vm.port_id;

@@ -33,6 +33,7 @@ pub mod frames;
 pub mod labs;
 pub mod machine;
 pub mod owner_report;
+pub mod owners;
 pub mod raw_xdp;
 pub mod report;
 pub mod restart_window;

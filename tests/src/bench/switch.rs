@@ -9,7 +9,10 @@
 //! socket; the kernel's receive timestamp (SO_TIMESTAMPNS, also
 //! CLOCK_REALTIME) is t1. The old owner's socket is watched too: a frame
 //! that reaches it is a switch the datapath missed. Switches alternate
-//! between vm1 and vm2, and between the XDP modes.
+//! between vm1 and vm2, and between the XDP modes. Damping is on (the
+//! VIP's default hold-down): before each switch the owner record is aged
+//! by a hold-down, as a real failover finds it after the old master's
+//! silence, so each switch is a failover and never a deferred claim.
 
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 
 use crate::bench::chart::Chart;
 use crate::bench::labs::{BenchLab, Forwarding};
+use crate::bench::owners::OwnerRecord;
 use crate::bench::wire::{realtime_ns, PacketSocket, SocketOptions};
 use crate::bench::{frames, Context, Figure, Section, Target, Unit};
 use crate::lab::{Vm, VmSpec, CLIENT, VIP4, VIP4_ID};
@@ -52,6 +56,8 @@ struct Switcher<'a> {
     client: PacketSocket,
     /// vm1 owns the VIP now (else vm2).
     vm1_owns: bool,
+    /// The VIP's owner record, aged before each switch.
+    record: OwnerRecord,
     owner_changes_before: u64,
     latencies: Latencies,
 }
@@ -79,6 +85,7 @@ impl<'a> Switcher<'a> {
             vm2: PacketSocket::open(&lab.vm2.ns, "eth0", receiver)?,
             client: PacketSocket::open(&lab.client.ns, "eth0", SocketOptions::default())?,
             vm1_owns: owner == lab.vm1.spec.port_id,
+            record: OwnerRecord::open(&lab.agent()?.pin_dir, VIP4_ID)?,
             owner_changes_before: status.vip(VIP4_ID)?.counters.owner_changes,
             latencies: Latencies::default(),
         })
@@ -95,6 +102,7 @@ impl<'a> Switcher<'a> {
         };
         new.drain()?;
         old.drain()?;
+        self.record.quiet()?;
         let claim = frames::garp(&new_vm.spec, VIP4);
         let mut payload = MAGIC.to_vec();
         payload.extend_from_slice(&number.to_be_bytes());
@@ -283,7 +291,10 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
             ),
             format!(
                 "{} switches per mode, alternating vm1 and vm2 as the new owner, the modes \
-                 interleaved, {} ms apart. Afterwards the agent's status must show the last \
+                 interleaved, {} ms apart. Damping is on, with the VIP's default hold-down: \
+                 before each switch the owner record is aged by the hold-down (as a real \
+                 failover finds it, after the master's silence), so no switch is deferred. \
+                 Afterwards the agent's status must show the last \
                  claimant as owner and one owner change per switch. Figures: percentiles by \
                  nearest rank over the switches that arrived; spread: fastest and slowest.",
                 opts.switches,

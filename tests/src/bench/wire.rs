@@ -237,10 +237,20 @@ fn kernel_timestamp(msg: &libc::msghdr) -> Option<i64> {
 
 /// CLOCK_REALTIME in ns: the clock of the kernel's receive timestamps.
 pub fn realtime_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the datapath's timestamps
+/// (`bpf_ktime_get_ns`).
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
     // SAFETY: plain data; clock_gettime fills it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: a valid clock and out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 

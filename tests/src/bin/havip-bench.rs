@@ -19,7 +19,8 @@ use havip_tests::{cleanup, leftovers};
 
 /// Benchmark the havip datapath: cost per packet through BPF_PROG_TEST_RUN
 /// against an empty XDP program, 64-byte UDP packets per second through the
-/// fast path against the Linux bridge alone, the owner switch latency, the
+/// fast path against the Linux bridge alone, the owner switch latency (with
+/// split-brain damping on, every switch a failover after a quiet hold-down), the
 /// agent's restarts under a rogue flood (probes lost, rogue frames passed,
 /// time to reconcile every port, owner-report delay) and the controller's
 /// operations. Writes report.md and report.png into --out and prints the figures.

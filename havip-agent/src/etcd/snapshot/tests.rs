@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
         generation: 1,
         ports_per_vip: None,
         vrid: None,
+        hold_down_ms: 250,
         created_at: Utc::now(),
         pending_hosts: vec![],
         master: None,
@@ -122,6 +123,7 @@ fn a_snapshot_becomes_the_hosts_config() {
         vec![numeric_id("port-1"), numeric_id("port-2")],
         "bound ports of every host"
     );
+    assert_eq!(web.hold_down_ms, 250, "the HAVIP's hold-down");
     assert!(
         c.vips.contains_key(&numeric_id("havip-db")),
         "VIPs of the subnet bound elsewhere are programmed too (ARP answers, delivery)"
