@@ -43,21 +43,28 @@ const MAX_L4_OFFSET: usize = 0x3fff;
 
 const UNSPECIFIED: [u8; 16] = [0; 16];
 
-/// A Neighbor Solicitation, as the responder needs it: where its fields
-/// are, not copies of them.
+/// A Neighbor Solicitation or Advertisement, as its judgement and the
+/// responder need it: where its fields are, not copies of them.
 #[derive(Clone, Copy)]
 pub struct Solicit {
     /// Offset of the ICMPv6 header (after any extension headers).
     pub l4: usize,
+    /// Where the IPv6 payload (and the ND options) ends.
+    pub end: usize,
     /// The IPv6 payload length: extension headers, ICMPv6 and options.
     pub payload_len: u16,
+    /// Duplicate Address Detection: the source is ::.
+    pub dad: bool,
 }
 
-/// What an IPv6 packet that may pass is, for the decision that follows.
+/// What an IPv6 packet whose source may send it is, for the judgement
+/// (of an NS or NA) and the decision that follow.
 #[derive(Clone, Copy)]
 pub enum Ipv6 {
-    /// A Neighbor Solicitation.
+    /// A Neighbor Solicitation ([`judge_solicit`]).
     Solicit(Solicit),
+    /// A Neighbor Advertisement ([`judge_advert`]).
+    Advert(Solicit),
     /// Any other Neighbor Discovery message.
     Discovery,
     /// Anything else (its destination is at [`DST_OFFSET`]).
@@ -134,16 +141,15 @@ pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<I
         }
     }
 
+    let nd = Solicit {
+        l4,
+        end: payload_end,
+        payload_len,
+        dad: *src == UNSPECIFIED,
+    };
     match nd_type {
-        ND_NEIGHBOR_ADVERT => {
-            judge_advert(pkt, link, l4, payload_end, port, from)?;
-            Ok(Ipv6::Discovery)
-        }
-        ND_NEIGHBOR_SOLICIT => {
-            let dad = *src == UNSPECIFIED;
-            judge_solicit(pkt, link, (l4, payload_end), port, (from, dad))?;
-            Ok(Ipv6::Solicit(Solicit { l4, payload_len }))
-        }
+        ND_NEIGHBOR_ADVERT => Ok(Ipv6::Advert(nd)),
+        ND_NEIGHBOR_SOLICIT => Ok(Ipv6::Solicit(nd)),
         _ => {
             // VRRPv3 follows the fixed header (it has no reason for
             // extension headers).
@@ -157,11 +163,10 @@ pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<I
 
 /// A Neighbor Advertisement: a claim when its target is a VIP.
 #[inline(always)]
-fn judge_advert(
+pub fn judge_advert(
     pkt: &Packet,
     link: Link,
-    l4: usize,
-    end: usize,
+    &Solicit { l4, end, .. }: &Solicit,
     port: &Port,
     from: &Claimant,
 ) -> Result<(), DropReason> {
@@ -202,12 +207,12 @@ fn judge_advert(
 /// of its VIPs). Duplicate Address Detection (`dad`: source ::) of a VIP is
 /// a probe (`probe.rs`).
 #[inline(always)]
-fn judge_solicit(
+pub fn judge_solicit(
     pkt: &Packet,
     link: Link,
-    (l4, end): (usize, usize),
+    &Solicit { l4, end, dad, .. }: &Solicit,
     port: &Port,
-    (from, dad): (&Claimant, bool),
+    from: &Claimant,
 ) -> Result<(), DropReason> {
     // The target, which the responder reads.
     let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;

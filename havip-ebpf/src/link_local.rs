@@ -54,7 +54,7 @@ pub fn judge_source(port: &Port, source: &NetworkAddr) -> Result<(), DropReason>
             Err(DropReason::LinkLocalTaken)
         };
     }
-    learn(port, source)
+    learn(port.port_id, source)
 }
 
 /// Whether `port` may announce `addr` (an NA target): one of its
@@ -69,11 +69,11 @@ pub fn holds(port: &Port, addr: &NetworkAddr) -> bool {
     held(unsafe { ADDRS.get(addr) }) || held(unsafe { LL_ADDRS.get(addr) })
 }
 
-/// Learns `addr` for `port`: the port's one place first, then the address.
-#[inline(always)]
-fn learn(port: &Port, addr: &NetworkAddr) -> Result<(), DropReason> {
-    // Keys and values from the stack.
-    let port_id = port.port_id;
+/// Learns `addr` for the port `port_id`: the port's one place first,
+/// then the address. A BPF function of its own: learning is rare, and its
+/// keys stay off the IPv6 path's stack (near the verifier's limit).
+#[inline(never)]
+fn learn(port_id: u32, addr: &NetworkAddr) -> Result<(), DropReason> {
     if LL_PORTS.insert(&port_id, addr, BPF_NOEXIST as u64).is_err() {
         // It holds a learned link-local already: this one is not its.
         return Err(DropReason::IpSpoof);

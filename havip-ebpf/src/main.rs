@@ -67,7 +67,7 @@ use havip_common::{DropReason, NetworkAddr, Port, Stat};
 
 use crate::{
     counters::{count, count_drop},
-    ipv6::Ipv6,
+    ipv6::{Ipv6, Solicit},
     maps::{port_on, REDIRECT},
     owner::Claimant,
     packet::{parse_ethernet, Link, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
@@ -141,23 +141,58 @@ fn on_ipv4(ctx: &XdpContext, pkt: &Packet, link: Link, port: &Port, from: &Claim
     })())
 }
 
-/// IPv6, Neighbor Discovery included.
-#[inline(never)]
+/// IPv6, Neighbor Discovery included: the source judged, then an NS or NA
+/// judged, then the decision, each a BPF function of its own called from
+/// the entry, so that no two of their frames are on the stack together
+/// (as one function they were over the verifier's 512 bytes for a chain of
+/// calls).
+#[inline(always)]
 fn on_ipv6(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
-    let pkt = match Packet::frame(ctx.data(), ctx.data_end()) {
-        Ok(pkt) => pkt,
-        Err(reason) => return verdict(Err(reason)),
-    };
-    verdict((|| match ipv6::judge(&pkt, link, port, &from)? {
-        Ipv6::Solicit(solicit) => Ok(responder::neighbor(&ctx, &pkt, link, &solicit, port)?
-            .then(|| back_to_sender(&from))),
-        Ipv6::Discovery => Ok(None),
-        Ipv6::Data => {
-            let dst = pkt.ipv6(link.l3() + ipv6::DST_OFFSET)?;
-            deliver::to_owner(&ctx, &pkt, port, &NetworkAddr::v6(port.network, dst), || {
-                checksum::ipv6(XdpContext::new(ctx.ctx), link.l3())
-            })
-        }
+    match judge_ipv6(XdpContext::new(ctx.ctx), link, port, &from) {
+        Ok(Ipv6::Solicit(nd)) => on_solicit(ctx, link, &nd, port, &from),
+        Ok(Ipv6::Advert(nd)) => on_advert(ctx, link, &nd, port, &from),
+        Ok(Ipv6::Discovery) => verdict(Ok(None)),
+        Ok(Ipv6::Data) => deliver_ipv6(ctx, link, port),
+        Err(reason) => verdict(Err(reason)),
+    }
+}
+
+/// The IPv6 source, and what the packet is.
+#[inline(never)]
+fn judge_ipv6(ctx: XdpContext, link: Link, port: &Port, from: &Claimant) -> Result<Ipv6, DropReason> {
+    let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
+    ipv6::judge(&pkt, link, port, from)
+}
+
+/// A Neighbor Advertisement: a claim when its target is a VIP.
+#[inline(never)]
+fn on_advert(ctx: XdpContext, link: Link, nd: &Solicit, port: &Port, from: &Claimant) -> u32 {
+    verdict((|| {
+        let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
+        ipv6::judge_advert(&pkt, link, nd, port, from).map(|()| None)
+    })())
+}
+
+/// A Neighbor Solicitation: judged, then, for a VIP with an owner,
+/// answered here.
+#[inline(never)]
+fn on_solicit(ctx: XdpContext, link: Link, nd: &Solicit, port: &Port, from: &Claimant) -> u32 {
+    verdict((|| {
+        let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
+        ipv6::judge_solicit(&pkt, link, nd, port, from)?;
+        Ok(responder::neighbor(&ctx, &pkt, link, nd, port)?.then(|| back_to_sender(from)))
+    })())
+}
+
+/// IPv6 for a VIP: to its owner.
+#[inline(never)]
+fn deliver_ipv6(ctx: XdpContext, link: Link, port: &Port) -> u32 {
+    verdict((|| {
+        let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
+        let dst = pkt.ipv6(link.l3() + ipv6::DST_OFFSET)?;
+        deliver::to_owner(&ctx, &pkt, port, &NetworkAddr::v6(port.network, dst), || {
+            checksum::ipv6(XdpContext::new(ctx.ctx), link.l3())
+        })
     })())
 }
 

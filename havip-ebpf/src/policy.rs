@@ -84,9 +84,20 @@ fn may_use_virtual_mac(port: &Port, mac: &[u8; 6]) -> bool {
     if !port.bound() || !is_virtual_mac(mac) {
         return false;
     }
+    let [a, b, c, d, e, f] = *mac;
+    in_vmacs(port.port_id, u64::from_le_bytes([a, b, c, d, e, f, 0, 0]))
+}
+
+/// The lookups of [`may_use_virtual_mac`], a BPF function of its own: the
+/// keys live on its stack, not on that of every path that checks a MAC
+/// (the IPv6 path's is near the verifier's limit). Only a frame from a
+/// virtual MAC gets here.
+#[inline(never)]
+fn in_vmacs(port_id: u32, mac: u64) -> bool {
+    let [a, b, c, d, e, f, _, _] = mac.to_le_bytes();
     let key = VirtualMac {
-        port_id: port.port_id,
-        mac: *mac,
+        port_id,
+        mac: [a, b, c, d, e, f],
         _pad: [0; 2],
     };
     // SAFETY: the values are read for presence only.

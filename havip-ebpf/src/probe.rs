@@ -14,8 +14,10 @@ use crate::{
 };
 
 /// A probe from `port` for `target`: rejected (and reported) when
-/// `target` is a VIP the port is not bound to.
-#[inline(always)]
+/// `target` is a VIP the port is not bound to. A BPF function of its own:
+/// its key is not on the stack of the paths that call it (IPv6's is near
+/// the verifier's limit), and probes are rare.
+#[inline(never)]
 pub fn judge(
     target: &NetworkAddr,
     port: &Port,
