@@ -8,6 +8,9 @@
 //! for a hold-down. Then keepalived runs as usual, the master crashes, and
 //! the backup's first claim moves the owner, as without damping.
 //!
+//! The pending claim survives the agent: with none running it waits in the
+//! pinned owner record, and the next agent applies it as it starts.
+//!
 //! Needs root, the built agent, keepalived, arping, tcpdump.
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use havip_tests::agent::AgentOptions;
 use havip_tests::bench::frames;
 use havip_tests::bench::wire::{PacketSocket, SocketOptions};
 use havip_tests::failover;
@@ -256,6 +260,64 @@ fn split_brain_is_damped_and_a_failover_stays_immediate() -> Result<()> {
             "the failover's claims were deferred"
         );
         drop(ha);
+        lab.stop_agent()?;
+    }
+    let left = leftovers();
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+/// The pending claim lives in the pinned owner record: with no agent
+/// running it waits (only a claim would apply it), and the next agent to
+/// start applies it.
+#[test]
+fn a_pending_claim_outlives_the_agent_and_the_next_one_applies_it() -> Result<()> {
+    {
+        let mut lab = Lab::build()?;
+        lab.start_agent_with(AgentOptions {
+            unpin_on_exit: false,
+            ..AgentOptions::default()
+        })?;
+        let garp = |vm: &Vm| -> Result<()> {
+            PacketSocket::open(&vm.ns, "eth0", SocketOptions::default())?
+                .send(&frames::garp(&vm.spec, VIP4))
+                .context("GARP")
+        };
+        // The agent goes (its programs stay); vm1 claims, then vm2 within
+        // the hold-down of vm1's change.
+        lab.agent_mut()?.signal_and_wait(libc::SIGTERM)?;
+        garp(&lab.vm1)?;
+        garp(&lab.vm2)?;
+        let agent = lab.agent()?;
+        let vip = agent.status()?.vip(VIP4_ID)?.clone();
+        ensure!(
+            vip.owner.as_ref().map(|o| o.port_id) == Some(VM1.port_id)
+                && vip.split_brain.as_ref().and_then(|b| b.pending) == Some(VM2.port_id),
+            "vm2's claim is not pending behind vm1: {vip:?}"
+        );
+        // A hold-down later, with no agent and no claim, it still waits.
+        thread::sleep(HOLD_DOWN + Duration::from_millis(200));
+        let waiting = agent.status()?;
+        ensure!(
+            waiting.owner(VIP4_ID)?.map(|o| o.port_id) == Some(VM1.port_id),
+            "the owner moved with no agent and no claim: {:?}",
+            waiting.vip(VIP4_ID)?
+        );
+        // The next agent applies it as it starts.
+        let started = Instant::now();
+        lab.agent_mut()?.start_again()?;
+        let owner = lab
+            .agent()?
+            .wait_owner(VIP4_ID, VM2.port_id, Duration::from_secs(5))?;
+        println!(
+            "the pending claim was applied {} ms after the agent was started: {owner:?}",
+            started.elapsed().as_millis()
+        );
+        ensure!(
+            lab.agent()?.log_text().contains("applied at its end"),
+            "the agent did not say it applied the pending claim:\n{}",
+            lab.agent()?.log_tail(20)
+        );
         lab.stop_agent()?;
     }
     let left = leftovers();

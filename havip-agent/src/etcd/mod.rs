@@ -29,6 +29,7 @@
 
 mod acks;
 mod snapshot;
+mod split_brain;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -43,7 +44,7 @@ use etcd_client::{
 use havip_common::Event;
 use havip_controller::{
     keys,
-    model::{AckResult, Owner as OwnerRecord, SplitBrain as SplitBrainRecord},
+    model::{AckResult, Owner as OwnerRecord},
 };
 use log::{debug, error, info, warn};
 
@@ -51,7 +52,6 @@ use self::snapshot::decode;
 pub use self::snapshot::{keep_in_force, numeric_id, to_config, Programmed, Snapshot};
 use crate::{
     connection::{retry_delay, Connection},
-    damping::{split_brain, Settled},
     datapath::Datapath,
     protection::SourceProblems,
     util::{format_mac, BpfClock},
@@ -330,38 +330,6 @@ impl EtcdSource {
             .collect()
     }
 
-    /// A port's etcd id (its datapath id when it is not one of ours).
-    fn port_name(&self, port_id: u32) -> String {
-        self.programmed
-            .port_ids
-            .get(&port_id)
-            .cloned()
-            .unwrap_or_else(|| port_id.to_string())
-    }
-
-    /// Reports what the damper did: a pending claim applied is an owner
-    /// change; a split brain that begins or clears rewrites the owner
-    /// record with its condition.
-    pub async fn settled(&mut self, dp: &mut Datapath, vip_id: u32, settled: Settled) {
-        match settled {
-            Settled::Applied(o) => self.owner_changed(dp, owner_event(vip_id, &o)).await,
-            Settled::Began(_) | Settled::Cleared => {
-                let Some(o) = dp.owner(vip_id).filter(is_local) else {
-                    return; // the owner's host reports the condition
-                };
-                let Some(vip) = self.programmed.vip_ids.get(&vip_id).cloned() else {
-                    return;
-                };
-                if !self.connected() {
-                    return; // the resync reports the owner, condition and all
-                }
-                if let Err(e) = self.report_current(dp, &vip, vip_id, o).await {
-                    warn!("etcd: cannot report the split brain of {vip}: {e}");
-                }
-            }
-        }
-    }
-
     /// Reports an owner change the datapath learned, or keeps it for when
     /// etcd is back.
     pub async fn owner_changed(&mut self, dp: &mut Datapath, event: Event) {
@@ -399,13 +367,7 @@ impl EtcdSource {
         }
         let clock = BpfClock::now();
         let since: DateTime<Utc> = clock.wall(event.ts_ns).into();
-        let split_brain = dp
-            .damped_owner(event.vip_id)
-            .and_then(|(o, hold_down_ns)| split_brain(&o, hold_down_ns, clock.mono_now_ns()))
-            .map(|c| SplitBrainRecord {
-                ports: c.ports.iter().map(|p| self.port_name(*p)).collect(),
-                pending: c.pending.then(|| self.port_name(c.ports[1])),
-            });
+        let split_brain = self.split_brain_record(dp, event.vip_id, &clock);
         let record = OwnerRecord {
             port,
             host: self.opts.host.clone(),
