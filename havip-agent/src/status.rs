@@ -81,8 +81,8 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    learned::{LearnedError, LearnedMaps},
     damping::split_brain,
+    learned::{LearnedError, LearnedMaps},
     pins::{map_specs, Shape},
     protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
