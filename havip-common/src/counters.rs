@@ -233,7 +233,14 @@ mod tests {
         for r in DropReason::ALL {
             assert_eq!(DropReason::from_u32(r as u32), Some(r));
         }
-        assert_eq!(DropReason::from_u32(10), None);
+        // No code is missing: each is its index.
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
+        assert_eq!(DropReason::from_u32(10), Some(DropReason::VrrpNotBound));
         assert_eq!(DropReason::from_u32(DROP_REASONS as u32), None);
         assert_eq!(DropReason::from_u32(14), Some(DropReason::NdTooManyOptions));
     }

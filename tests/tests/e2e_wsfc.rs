@@ -1,6 +1,6 @@
 //! A Windows Failover Cluster moves its cluster IP from vm1 to vm2, scripted
 //! as Windows does it (`tests/src/wsfc.rs`): ARP probes and announcements,
-//! DAD and an unsolicited NA. With the agent, vm2 takes the address and the
+//! DAD and an unsolicited NA, from nodes with random link-locals. With the agent, vm2 takes the address and the
 //! client follows it, also while the rogue VM probes for the address the
 //! whole time (which, with no agent, makes vm2 find a conflict and keep the
 //! address offline: the test shows that first).
@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
+use havip_tests::lab::{Lab, LinkLocalMode, ECHO_PORT, VIP4, VIP4_ID, VIP6, VIP6_ID, VM1, VM2};
 use havip_tests::probe::{EchoServer, Prober};
 use havip_tests::wsfc::{self, ProbeFlood};
 
@@ -19,6 +19,11 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn cluster_ip_moves(rogue_probes: bool) -> Result<()> {
     let mut lab = Lab::build()?;
+    // Windows gives each interface a random link-local, not the EUI-64 of
+    // its MAC that the ports have in the agent's config.
+    for vm in [&lab.vm1, &lab.vm2] {
+        vm.use_link_local(LinkLocalMode::Random)?;
+    }
     let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];
     let _echo = [
         EchoServer::start(&lab.vm1, &vips, ECHO_PORT)?,
