@@ -216,12 +216,22 @@ fn sum(ctx: &XdpContext, pkt: &Packet, offset: usize, len: usize) -> Result<u64,
         return Err(DropReason::Truncated);
     };
     let buf = buf as *mut u8;
-    // SAFETY: `buf` has MAX_SEGMENT + 4 bytes and 0 < len <= MAX_SEGMENT
-    // (`finish` checked both bounds); the helper checks the segment against
-    // the frame's end.
-    let copied = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf as *mut c_void, len as u32)
-    };
+    // The bounds `finish` checked, checked again on the very register the
+    // helper gets: the compiler may keep `len` on the stack in between,
+    // and Linux 6.1's verifier can lose a spilled length's bounds there.
+    // (A 32-bit read: the register checked is the only one it is in.)
+    let len32 = len as u32;
+    // SAFETY: a read of a local.
+    let n = unsafe { core::ptr::read_volatile(&len32) };
+    // (A lower bound by `<=`: 6.1 learns no bound from `== 0`.)
+    if n <= SHORT_SEGMENT as u32 || n > MAX_SEGMENT as u32 {
+        return Err(DropReason::Truncated);
+    }
+    // From here on, the length whose bounds the verifier knows.
+    let len = n as usize;
+    // SAFETY: `buf` has MAX_SEGMENT + 4 bytes and 0 < n <= MAX_SEGMENT; the
+    // helper checks the segment against the frame's end.
+    let copied = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf as *mut c_void, n) };
     if copied < 0 {
         // The IP header says the segment runs past the frame's end.
         return Err(DropReason::Truncated);

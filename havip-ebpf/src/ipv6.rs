@@ -65,8 +65,6 @@ pub enum Ipv6 {
     Solicit(Solicit),
     /// A Neighbor Advertisement ([`judge_advert`]).
     Advert(Solicit),
-    /// Any other Neighbor Discovery message.
-    Discovery,
     /// Anything else (its destination is at [`DST_OFFSET`]).
     Data,
 }

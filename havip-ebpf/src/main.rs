@@ -151,7 +151,6 @@ fn on_ipv6(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
     match judge_ipv6(XdpContext::new(ctx.ctx), link, port, &from) {
         Ok(Ipv6::Solicit(nd)) => on_solicit(ctx, link, &nd, port, &from),
         Ok(Ipv6::Advert(nd)) => on_advert(ctx, link, &nd, port, &from),
-        Ok(Ipv6::Discovery) => verdict(Ok(None)),
         Ok(Ipv6::Data) => deliver_ipv6(ctx, link, port),
         Err(reason) => verdict(Err(reason)),
     }

@@ -63,11 +63,20 @@ pub fn run(args: &Args) -> Result<()> {
         util::timing("host tests (build included)", host_started);
         let privileged_started = Instant::now();
         let mut cmd = build::host_cargo(&artifacts.ebpf_object);
-        cmd.args(["test", "--release", "-p", TESTS_PACKAGE, "--"])
-            .arg("--test-threads=1")
-            .args(&args.filters)
-            .env("HAVIP_AGENT_BIN", &artifacts.agent)
-            .env("HAVIP_CONTROLLER_BIN_DIR", &artifacts.controller_bin_dir);
+        // Every test binary runs, whichever fails: one failure must not
+        // hide the others' results.
+        cmd.args([
+            "test",
+            "--no-fail-fast",
+            "--release",
+            "-p",
+            TESTS_PACKAGE,
+            "--",
+        ])
+        .arg("--test-threads=1")
+        .args(&args.filters)
+        .env("HAVIP_AGENT_BIN", &artifacts.agent)
+        .env("HAVIP_CONTROLLER_BIN_DIR", &artifacts.controller_bin_dir);
         if let Some(lab) = &artifacts.lab {
             cmd.env("HAVIP_LAB_BIN", lab);
         }
@@ -131,7 +140,13 @@ pub fn run(args: &Args) -> Result<()> {
 /// The unprivileged tests of every crate but the tests crate.
 fn host_tests(ebpf_object: &Path, filters: &[OsString], tally: &mut Tally) -> Result<ExitStatus> {
     let mut cmd = build::host_cargo(ebpf_object);
-    cmd.args(["test", "--workspace", "--exclude", TESTS_PACKAGE]);
+    cmd.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        TESTS_PACKAGE,
+    ]);
     if !filters.is_empty() {
         cmd.arg("--").args(filters);
     }
