@@ -81,10 +81,11 @@ enum Command {
         unpin_on_exit: bool,
         /// How TC egress is attached: auto (a pinned TCX link where the kernel
         /// has TCX, else netlink) or netlink (a cls_bpf filter on the clsact
-        /// qdisc). Each new TCX attach waits for an RCU grace period (some
-        /// 14 ms: 1,000 new ports take 14 s, restarts none); netlink attaches
-        /// them in well under a second, but a `tc qdisc del` of the port's
-        /// clsact takes its filter off.
+        /// qdisc, which a `tc qdisc del` takes off). With auto, a new port
+        /// gets a filter first (in force in well under a millisecond) and
+        /// then, in the background, its TCX link (each TCX attach waits ~14
+        /// ms for an RCU grace period); a port whose ingress qdisc leaves no
+        /// room for clsact gets its TCX link at once.
         #[arg(long, value_enum, default_value_t = TcAttachArg::Auto)]
         tc_attach: TcAttachArg,
     },
