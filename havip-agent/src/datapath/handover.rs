@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use super::Datapath;
+use super::{Attachment, Datapath};
 use crate::attach::Egress;
+
+/// Whether `a`'s TC egress is a netlink filter still to be moved to TCX.
+fn to_move(a: &Attachment) -> bool {
+    a.links.egress == Egress::Netlink && !a.netlink_kept
+}
 
 impl Datapath {
     /// How many ports' TC egress is a netlink filter still to be moved to
@@ -20,10 +25,7 @@ impl Datapath {
         if !self.tc.tcx() {
             return 0;
         }
-        self.attached
-            .values()
-            .filter(|a| a.links.egress == Egress::Netlink && !a.netlink_kept)
-            .count()
+        self.attached.values().filter(|a| to_move(a)).count()
     }
 
     /// Moves ports' TC egress to TCX links for about `budget` (at least
@@ -38,7 +40,7 @@ impl Datapath {
         let pending: Vec<u32> = self
             .attached
             .iter()
-            .filter(|(_, a)| a.links.egress == Egress::Netlink && !a.netlink_kept)
+            .filter(|(_, a)| to_move(a))
             .map(|(ifx, _)| *ifx)
             .collect();
         for ifx in pending {
