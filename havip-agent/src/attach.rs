@@ -178,7 +178,7 @@ impl AttachMode {
         }
     }
 
-    fn xdp(self) -> XdpMode {
+    pub fn xdp(self) -> XdpMode {
         match self {
             Self::Native => XdpMode::Driver,
             Self::Auto | Self::Generic => XdpMode::Skb,

@@ -19,6 +19,7 @@ pub mod datapath;
 pub mod desired;
 pub mod etcd;
 pub mod events;
+pub mod gateway;
 pub mod learned;
 pub mod links;
 pub mod migrate;

@@ -9,7 +9,7 @@ use havip_agent::{
     daemon::{self, RunOptions, Source},
     datapath::{AttachMode, TcAttach},
     etcd::EtcdOptions,
-    learned, pins, protection, shortfall, status,
+    gateway, learned, pins, protection, shortfall, status,
 };
 use havip_common::maps::PIN_DIR;
 
@@ -147,6 +147,52 @@ enum Command {
         #[arg(long, default_value = PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// The agent in its EIP gateway role: public addresses (EIPs)
+    /// translated 1:1 to the VIPs they are associated with, on a host
+    /// between the internet and the VIPs' network.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Load the gateway's XDP programs on its two interfaces, write the
+    /// config file's EIPs into its maps and keep them so (SIGHUP reads the
+    /// file again). Packets for an EIP go to the VIP's current owner, whose
+    /// MAC the gateway learns from the owner's announcements (gratuitous
+    /// ARP, unsolicited NA) on the internal interface; replies from the VIP
+    /// leave with the EIP as source. The links stay pinned on exit: a
+    /// restart or an upgrade never stops the translation.
+    Run {
+        /// The gateway's config file (TOML: external, internal, network,
+        /// [[eip]] eip/vip; see havip_agent::gateway::config).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where the gateway's maps and links are pinned.
+        #[arg(long, default_value = havip_agent::gateway::GATEWAY_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// generic (the default: any interface) or native (a NIC whose
+        /// driver runs XDP and takes redirects: the fastest).
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Generic)]
+        xdp_mode: XdpModeArg,
+        /// Load this datapath object instead of the one built in.
+        #[arg(long)]
+        bpf_object: Option<PathBuf>,
+    },
+    /// Print every EIP with its VIP and owner, and the gateway's counters,
+    /// from the pinned maps.
+    Status {
+        #[arg(long, default_value = havip_agent::gateway::GATEWAY_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Take the gateway's programs off its interfaces (EIP traffic stops);
+    /// with --unpin, also remove its maps.
+    Detach {
+        #[arg(long, default_value = havip_agent::gateway::GATEWAY_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long)]
+        unpin: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -267,6 +313,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("removed the pinned maps and {}", pin_dir.display());
             }
             drop(lock);
+            Ok(())
+        }
+        Command::Gateway(GatewayCommand::Run {
+            config,
+            pin_dir,
+            xdp_mode,
+            bpf_object,
+        }) => {
+            let opts = gateway::RunOptions {
+                config,
+                pin_dir,
+                mode: xdp_mode.into(),
+                bpf_object,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(rt.block_on(gateway::run(opts))?)
+        }
+        Command::Gateway(GatewayCommand::Status { pin_dir }) => {
+            print!("{}", gateway::status(&pin_dir)?);
+            Ok(())
+        }
+        Command::Gateway(GatewayCommand::Detach { pin_dir, unpin }) => {
+            let n = gateway::detach(&pin_dir, unpin);
+            println!(
+                "detached {n} gateway program(s) pinned under {}",
+                pin_dir.display()
+            );
             Ok(())
         }
         Command::Check { config } => {

@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod counters;
 pub mod event;
+pub mod gateway;
 pub mod maps;
 pub mod owner;
 pub mod port;
@@ -44,5 +45,7 @@ impl_pod!(
     Owner,
     Event,
     VipCounters,
-    VirtualMac
+    VirtualMac,
+    gateway::GatewayConf,
+    gateway::GatewayOwner
 );

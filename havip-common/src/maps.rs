@@ -113,3 +113,31 @@ pub const REJECTS_BYTES: u32 = 64 * 1024;
 pub const XDP_PROGRAM: &str = "havip_port_ingress";
 /// Name of the TC egress program: frames on their way to a VM.
 pub const TC_EGRESS_PROGRAM: &str = "havip_port_egress";
+
+/// The EIP gateway's maps (`crate::gateway`). A hypervisor's agent does not
+/// pin them and creates them with one entry each (they are in the object
+/// every agent loads); the gateway's agent pins them under its own pin
+/// directory and sizes [`GW_EIPS`], [`GW_EIP_OF`] and [`GW_OWNERS`] by its
+/// config's `max_eips`.
+///
+/// Array of one [`crate::gateway::GatewayConf`].
+pub const GW_CONF: &str = "havip_gw_conf";
+/// EIP ([`crate::NetworkAddr`] in network 0) -> its VIP.
+pub const GW_EIPS: &str = "havip_gw_eips";
+/// VIP -> its EIP.
+pub const GW_EIP_OF: &str = "havip_gw_eip_of";
+/// VIP -> [`crate::gateway::GatewayOwner`].
+pub const GW_OWNERS: &str = "havip_gw_owners";
+/// Per-CPU u64 counters, indexed by [`crate::gateway::GatewayCounter`].
+pub const GW_STATS: &str = "havip_gw_stats";
+/// The gateway's maps, in one list.
+pub const GATEWAY_MAPS: [&str; 5] = [GW_CONF, GW_EIPS, GW_EIP_OF, GW_OWNERS, GW_STATS];
+/// The maps a gateway sizes by its EIPs.
+pub const GATEWAY_SIZED: [&str; 3] = [GW_EIPS, GW_EIP_OF, GW_OWNERS];
+/// Entries of the sized gateway maps in the object (a gateway's agent sets
+/// its own number).
+pub const DEFAULT_MAX_EIPS: u32 = 4096;
+/// The XDP program on a gateway's external interface.
+pub const GW_IN_PROGRAM: &str = "havip_gw_in";
+/// The XDP program on a gateway's internal interface.
+pub const GW_OUT_PROGRAM: &str = "havip_gw_out";

@@ -37,7 +37,7 @@ pub struct Arp {
 
 /// Parses an Ethernet/IPv4 ARP request or reply.
 #[inline(always)]
-fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
+pub fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
     // The header is checked once, whole, and every field is read through
     // that one checked pointer: a field pointer computed again from `l3`
     // is one Linux 6.1's verifier knows no bounds of, once LLVM has dropped
@@ -73,12 +73,7 @@ fn parse(pkt: &Packet, l3: usize) -> Result<Arp, DropReason> {
 /// - Otherwise, with port security, the sender MAC and IP must be the
 ///   port's own (0.0.0.0 is allowed for probes).
 #[inline(always)]
-pub fn judge(
-    pkt: &Packet,
-    link: Link,
-    port: &Port,
-    from: &Claimant,
-) -> Result<Arp, DropReason> {
+pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<Arp, DropReason> {
     let arp = parse(pkt, link.l3())?;
     if port.security() && !may_use_mac(port, &arp.sha) {
         return Err(DropReason::ArpSpoof);

@@ -331,7 +331,7 @@ fn words<const N: usize>(pkt: &Packet, offset: usize) -> Result<u64, DropReason>
 
 /// Folds a ones' complement sum to 16 bits.
 #[inline(always)]
-fn fold(mut sum: u64) -> u16 {
+pub fn fold(mut sum: u64) -> u16 {
     sum = (sum & 0xffff_ffff) + (sum >> 32);
     sum = (sum & 0xffff_ffff) + (sum >> 32);
     sum = (sum & 0xffff) + (sum >> 16);

@@ -56,7 +56,12 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         let _ = ctx.pull_data(wanted);
     }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let Ok(Some(Bound { link_dst, dst, protocol })) = destination(&pkt, port) else {
+    let Ok(Some(Bound {
+        link_dst,
+        dst,
+        protocol,
+    })) = destination(&pkt, port)
+    else {
         return Ok(TC_ACT_OK);
     };
     // The election is for the VIPs' ports only, multicast or not.
@@ -83,7 +88,8 @@ fn port_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         // from (the bridge may have learned it here): to the owner,
         // never back out of the port the frame came from (nor this one).
         Some(o)
-            if (is_port_mac(port, &link_dst) || (is_virtual_mac(&link_dst) && link_dst == o.mac))
+            if (is_port_mac(port, &link_dst)
+                || (is_virtual_mac(&link_dst) && link_dst == o.mac))
                 && o.ifindex != 0
                 && !is_return(ctx, o.ifindex) =>
         {

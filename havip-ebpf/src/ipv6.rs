@@ -105,7 +105,8 @@ pub fn judge(pkt: &Packet, link: Link, port: &Port, from: &Claimant) -> Result<I
     if first[0] >> 4 != 6 {
         return Err(DropReason::Malformed);
     }
-    let payload_len = u16::from_be_bytes([first[PAYLOAD_LEN_OFFSET], first[PAYLOAD_LEN_OFFSET + 1]]);
+    let payload_len =
+        u16::from_be_bytes([first[PAYLOAD_LEN_OFFSET], first[PAYLOAD_LEN_OFFSET + 1]]);
     let payload_end = link.l3() + HEADER_LEN + payload_len as usize;
     let (nd_type, l4) = match icmpv6_offset(pkt, first[6], link.l3() + HEADER_LEN)? {
         Some(l4) => {
@@ -216,7 +217,12 @@ pub fn judge_solicit(
     let target = pkt.ipv6(l4 + ND_TARGET_OFFSET)?;
     nd_link_addr(pkt, l4 + ND_LEN, end, ND_OPT_SOURCE_LINKADDR, port)?;
     if dad {
-        probe::judge(&NetworkAddr::v6(port.network, target), port, from, link.src_mac)?;
+        probe::judge(
+            &NetworkAddr::v6(port.network, target),
+            port,
+            from,
+            link.src_mac,
+        )?;
     }
     Ok(())
 }

@@ -36,6 +36,9 @@
 //!      MTU;
 //!    - everything else passes to the bridge.
 //!
+//! `havip_gw_in` and `havip_gw_out` (XDP, `gateway.rs`) are the EIP
+//! gateway's, on a gateway host rather than a hypervisor.
+//!
 //! `havip_port_egress` (TC, `egress.rs`) catches frames for a VIP on their
 //! way to a port that is not its owner and sends them to the owner, and
 //! keeps VRRP from ports bound to no VIP.
@@ -50,10 +53,12 @@ mod checksum;
 mod counters;
 mod deliver;
 mod egress;
+mod gateway;
 mod ipv4;
 mod ipv6;
 mod link_local;
 mod maps;
+mod nat;
 mod owner;
 mod packet;
 mod policy;
@@ -158,7 +163,12 @@ fn on_ipv6(ctx: XdpContext, link: Link, port: &Port, from: Claimant) -> u32 {
 
 /// The IPv6 source, and what the packet is.
 #[inline(never)]
-fn judge_ipv6(ctx: XdpContext, link: Link, port: &Port, from: &Claimant) -> Result<Ipv6, DropReason> {
+fn judge_ipv6(
+    ctx: XdpContext,
+    link: Link,
+    port: &Port,
+    from: &Claimant,
+) -> Result<Ipv6, DropReason> {
     let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
     ipv6::judge(&pkt, link, port, from)
 }
@@ -189,9 +199,13 @@ fn deliver_ipv6(ctx: XdpContext, link: Link, port: &Port) -> u32 {
     verdict((|| {
         let pkt = Packet::frame(ctx.data(), ctx.data_end())?;
         let dst = pkt.ipv6(link.l3() + ipv6::DST_OFFSET)?;
-        deliver::to_owner(&ctx, &pkt, port, &NetworkAddr::v6(port.network, dst), || {
-            checksum::ipv6(XdpContext::new(ctx.ctx), link.l3())
-        })
+        deliver::to_owner(
+            &ctx,
+            &pkt,
+            port,
+            &NetworkAddr::v6(port.network, dst),
+            || checksum::ipv6(XdpContext::new(ctx.ctx), link.l3()),
+        )
     })())
 }
 

@@ -10,9 +10,10 @@ use aya_ebpf::{
 };
 use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
+    gateway::{GatewayConf, GatewayOwner, GATEWAY_COUNTER_SLOTS},
     maps::{
-        EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS, MAX_PORTS, MAX_VIPS,
-        MAX_VMACS, REJECTS_BYTES, SEGMENT_BUF,
+        DEFAULT_MAX_EIPS, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS,
+        MAX_PORTS, MAX_VIPS, MAX_VMACS, REJECTS_BYTES, SEGMENT_BUF,
     },
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
@@ -130,6 +131,30 @@ pub static REDIRECT: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
 /// shared by every port's programs.
 #[btf_map(name = "havip_segment")]
 pub static SEGMENT: PerCpuArray<[u8; SEGMENT_BUF], 1> = PerCpuArray::new();
+
+/// The EIP gateway's configuration (`gateway.rs`; one entry).
+#[btf_map(name = "havip_gw_conf")]
+pub static GW_CONF: Array<GatewayConf, 1> = Array::new();
+
+/// EIP (network 0) -> the VIP it is associated with.
+#[btf_map(name = "havip_gw_eips")]
+pub static GW_EIPS: HashMap<NetworkAddr, NetworkAddr, { DEFAULT_MAX_EIPS as usize }> =
+    HashMap::new();
+
+/// VIP -> its EIP.
+#[btf_map(name = "havip_gw_eip_of")]
+pub static GW_EIP_OF: HashMap<NetworkAddr, NetworkAddr, { DEFAULT_MAX_EIPS as usize }> =
+    HashMap::new();
+
+/// VIP -> its owner as the gateway knows it (learned there, or written by
+/// the agent).
+#[btf_map(name = "havip_gw_owners")]
+pub static GW_OWNERS: HashMap<NetworkAddr, GatewayOwner, { DEFAULT_MAX_EIPS as usize }> =
+    HashMap::new();
+
+/// The gateway's counters (index: `GatewayCounter`).
+#[btf_map(name = "havip_gw_stats")]
+pub static GW_STATS: PerCpuArray<u64, GATEWAY_COUNTER_SLOTS> = PerCpuArray::new();
 
 /// The ABI version of these maps (written by the agent, read by no
 /// program; see `havip_common::maps::ABI`).

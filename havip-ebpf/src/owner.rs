@@ -220,9 +220,7 @@ fn report(
     ts_ns: u64,
 ) {
     let (entry, lost) = match kind {
-        EventKind::OwnerChanged | EventKind::ClaimDeferred => {
-            (EVENTS.reserve(0), Stat::EventsLost)
-        }
+        EventKind::OwnerChanged | EventKind::ClaimDeferred => (EVENTS.reserve(0), Stat::EventsLost),
         EventKind::ClaimRejected => (REJECTS.reserve(0), Stat::RejectsLost),
     };
     let Some(mut entry) = entry else {

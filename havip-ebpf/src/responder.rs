@@ -23,7 +23,6 @@ const ND_OPT_TARGET_LINKADDR: u8 = 2;
 /// ICMPv6 header, NA body and one target link-layer address option.
 const NA_LEN: usize = 32;
 
-
 /// The owner of the VIP at `addr`, unless `port` is the owner itself.
 #[inline(always)]
 fn owner_for_others(addr: &NetworkAddr, port: &Port) -> Option<(VipRef, Owner)> {

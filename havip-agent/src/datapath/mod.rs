@@ -690,6 +690,11 @@ fn load_object(object: &ObjectSource, pin_dir: &Path, native: bool) -> Result<Eb
         loader.map_pin_path(name, path.as_path());
     }
     loader.override_global(maps::COMPLETE_CHECKSUMS, &complete_checksums, true);
+    // The EIP gateway's maps are a gateway's (`crate::gateway`), not pinned
+    // here: at their least.
+    for name in maps::GATEWAY_SIZED {
+        loader.map_max_entries(name, 1);
+    }
     Ok(match object {
         ObjectSource::Embedded(bytes) => loader.load(bytes)?,
         ObjectSource::File(path) => loader.load_file(path)?,
