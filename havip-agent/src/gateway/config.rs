@@ -231,7 +231,7 @@ vip = "fd00:6::19"
     #[test]
     fn bad_configs_are_refused_with_the_reason() {
         let cases: [(&str, &str); 9] = [
-            ("ext0\"\ninternal = \"ext0", "both \"ext0\""),
+            ("int0", "both \"int0\""),
             ("", "not one family"),
             ("", "given twice"),
             ("", "has two EIPs"),
