@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -72,6 +72,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(e @ JsonRejection::MissingJsonContentType(_)) => {
                 Err(Error::invalid_argument(e.body_text()).into())
             }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::payload_too_large(
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            )
+            .into()),
             Err(e) => {
                 Err(Error::invalid_argument(format!("request body: {}", e.body_text())).into())
             }
@@ -150,7 +154,8 @@ Errors are `{\"error\":{\"code\":...,\"message\":...}}` with a stable code.",
     tags(
         (name = "havip", description = "High-availability virtual IPs"),
         (name = "network", description = "VPCs, subnets and ports (registered by orchestration with an operator token)"),
-        (name = "limits", description = "Ports-per-VIP and VIPs-per-port limits (operator)"),
+        (name = "limits", description = "Ports-per-VIP, VIPs-per-port, VIPs-per-project and VIPs-per-subnet limits (operator)"),
+        (name = "records", description = "Stored records that cannot be read (operator)"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -167,6 +172,7 @@ pub fn router(store: Store, tokens: HashMap<String, Scope>) -> Router {
         openapi: Arc::new(doc),
     };
     router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -196,6 +202,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_havips))
         .routes(routes!(set_vip_limits))
         .routes(routes!(get_project_limits, set_project_limits))
+        .routes(routes!(corrupt_records))
 }
 
 /// Adds the bearer scheme and the error responses every authenticated
@@ -216,8 +223,9 @@ fn finish_doc(doc: &mut OpenApiDoc) {
         (404, "not_found"),
         (
             409,
-            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict",
+            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict, corrupt_record",
         ),
+        (413, "payload_too_large"),
         (500, "internal"),
         (503, "unavailable"),
     ];
@@ -426,17 +434,26 @@ async fn list_havips(
 }
 
 /// Create a HAVIP with a given or allocated address, optionally binding
-/// ports.
+/// ports. With an `Idempotency-Key` header (or `client_token`), a retry
+/// within 24 hours answers the first create's HAVIP, never a second one.
 #[utoipa::path(post, path = "/v1/havips", tag = "havip", request_body = CreateHavip,
-    responses((status = 201, description = "Created", body = Havip)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-128 of A-Z a-z 0-9 . _ - :")),
+    responses((status = 201, description = "Created (or the first create's HAVIP, on a retry)", body = Havip)))]
 async fn create_havip(
     State(st): State<AppState>,
     Auth(scope): Auth,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateHavip>,
 ) -> ApiResult<(StatusCode, Json<Havip>)> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::invalid_argument("Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ - :")
+        })?),
+    };
     Ok((
         StatusCode::CREATED,
-        Json(st.store.create_havip(&scope, &req).await?),
+        Json(st.store.create_havip(&scope, &req, key).await?),
     ))
 }
 
@@ -537,8 +554,12 @@ async fn batch_delete(
     Auth(scope): Auth,
     ApiJson(req): ApiJson<BatchDelete>,
 ) -> ApiResult<Json<BatchDeleteResult>> {
-    if req.ids.len() > 1000 {
-        return Err(Error::invalid_argument("at most 1000 ids per batch").into());
+    if req.ids.len() > MAX_BATCH {
+        return Err(Error::invalid_argument(format!(
+            "{} ids given, at most {MAX_BATCH} per batch",
+            req.ids.len()
+        ))
+        .into());
     }
     Ok(Json(BatchDeleteResult {
         results: st.store.batch_delete(&scope, &req.ids).await,
@@ -562,7 +583,10 @@ async fn export_havips(
         ExportFormat::Xlsx => (export::to_xlsx(&vips), XLSX, "xlsx"),
         ExportFormat::Csv => (export::to_csv(&vips), "text/csv; charset=utf-8", "csv"),
     };
-    let bytes = bytes.map_err(|e| Error::internal(e.to_string()))?;
+    let bytes = bytes.map_err(|e| {
+        log::error!("export: {e}");
+        Error::internal("the export could not be written")
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
@@ -613,5 +637,19 @@ async fn set_project_limits(
     ApiJson(req): ApiJson<ProjectLimits>,
 ) -> ApiResult<Json<EffectiveLimits>> {
     auth.operator()?;
-    Ok(Json(st.store.set_project_limits(&project, &req).await?))
+    Ok(Json(
+        st.store.set_project_limits(&project, &req.into()).await?,
+    ))
+}
+
+/// Every stored record that cannot be read or breaks the schema's rules
+/// (operator): reads skip them; repair or delete them in etcd.
+#[utoipa::path(get, path = "/v1/records/corrupt", tag = "records",
+    responses((status = 200, description = "The corrupt records", body = CorruptRecords)))]
+async fn corrupt_records(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<CorruptRecords>> {
+    auth.operator()?;
+    Ok(Json(st.store.corrupt_records().await?))
 }
