@@ -193,7 +193,7 @@ fn a_bad_etcd_record_fails_only_what_it_concerns_and_fixing_it_programs_it() -> 
     let ack = wait_ack(&f, &web, g + 2, "failed")?;
     ensure!(
         ack["reason"].as_str().is_some_and(|r| r.contains(&format!(
-            "port {} on host {HOST} is not programmed: its record {port_key} is not valid",
+            "port {} is not programmed on its host: its record {port_key} is not valid",
             port_id(&VM2)
         ))),
         "{ack}"

@@ -6,9 +6,9 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use chrono::Utc;
-use havip_controller::{
+use havip_schema::{
     keys,
-    model::{Ack, AckResult},
+    records::{Ack, AckResult},
 };
 use log::{debug, warn};
 
@@ -103,7 +103,6 @@ impl EtcdSource {
         local: &[&str],
         apply_error: Option<&str>,
     ) -> Option<String> {
-        let host = &self.opts.host;
         if let Some(problem) = self.programmed.problems.get(id) {
             return Some(problem.clone());
         }
@@ -111,17 +110,17 @@ impl EtcdSource {
             return Some(e.to_owned());
         }
         if let Some(why) = unprogrammed.vips.get(&numeric_id(id)) {
-            return Some(format!("not programmed on host {host}: {why}"));
+            return Some(format!("not programmed on its host: {why}"));
         }
         local.iter().find_map(|port| {
             if let Some(problem) = self.programmed.port_problems.get(*port) {
                 return Some(format!(
-                    "port {port} on host {host} is not programmed: {problem}"
+                    "port {port} is not programmed on its host: {problem}"
                 ));
             }
             let why = unprotected.get(&numeric_id(port))?;
             Some(format!(
-                "port {port} on host {host} is not protected: {why}"
+                "port {port} is not protected on its host: {why}"
             ))
         })
     }
@@ -171,20 +170,20 @@ mod tests {
                 what: "a full map",
                 full: true,
                 unprotected: true,
-                reason: Some("not programmed on host hv-a: no free VIP slot"),
+                reason: Some("not programmed on its host: no free VIP slot"),
                 ..Case::default()
             },
             Case {
                 what: "its port's record",
                 port_problem: true,
                 unprotected: true,
-                reason: Some("port port-1 on host hv-a is not programmed: its record is bad"),
+                reason: Some("port port-1 is not programmed on its host: its record is bad"),
                 ..Case::default()
             },
             Case {
                 what: "its port's programs",
                 unprotected: true,
-                reason: Some("port port-1 on host hv-a is not protected: tap-vm1: busy"),
+                reason: Some("port port-1 is not protected on its host: tap-vm1: busy"),
                 ..Case::default()
             },
         ];

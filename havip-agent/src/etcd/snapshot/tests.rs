@@ -2,7 +2,8 @@
 
 use super::*;
 use chrono::Utc;
-use havip_controller::model::{Binding, IpVersion, NetworkType, PortVip, Status};
+use havip_common::vip::MAX_BINDINGS;
+use havip_schema::records::{Binding, IpVersion, NetworkType, PortVip, Status};
 
 #[test]
 fn numeric_ids_are_stable_and_never_zero() {
@@ -21,8 +22,11 @@ fn snapshot() -> Snapshot {
         name: String::new(),
         cidr_v4: Some("10.0.6.0/24".parse().unwrap()),
         cidr_v6: Some("fd00:6::/64".parse().unwrap()),
+        gateway_v4: None,
+        gateway_v6: None,
+        reserved: vec![],
     };
-    let vip = |id: &str, addr: &str, ports: &[(&str, &str)]| Havip {
+    let vip = |id: &str, addr: &str, ports: &[(&str, &str)]| Vip {
         id: id.into(),
         project: "p".into(),
         name: id.into(),
@@ -47,15 +51,13 @@ fn snapshot() -> Snapshot {
         vrid: None,
         hold_down_ms: 250,
         created_at: Utc::now(),
-        pending_hosts: vec![],
-        master: None,
     };
     let host_port = HostPort {
         port: "port-1".into(),
         vm: "vm-1".into(),
         vpc: "vpc-1".into(),
         subnet: "subnet-a".into(),
-        mac: "02:00:00:00:00:11".into(),
+        mac: "02:00:00:00:00:11".parse().unwrap(),
         interface: "tap-vm1".into(),
         fixed_ips: vec!["10.0.6.9".parse().unwrap()],
         vips: vec![PortVip {
@@ -203,12 +205,12 @@ fn a_kept_snapshot_reads_back_the_same_config() {
 #[test]
 fn only_changes_that_concern_the_host_reread() {
     let s = snapshot();
-    let other_subnet = serde_json::to_vec(&Havip {
+    let other_subnet = serde_json::to_vec(&Vip {
         subnet: "subnet-z".into(),
         ..s.vips["havip-db"].clone()
     })
     .unwrap();
-    let new_here = serde_json::to_vec(&Havip {
+    let new_here = serde_json::to_vec(&Vip {
         id: "havip-new".into(),
         ..s.vips["havip-db"].clone()
     })
@@ -234,7 +236,7 @@ fn only_changes_that_concern_the_host_reread() {
 
 /// A bad record as [`Snapshot::read`] keeps it.
 fn bad(key: &str, value: &[u8]) -> BadRecord {
-    let e = serde_json::from_slice::<Havip>(value).expect_err("a bad record");
+    let e = serde_json::from_slice::<Vip>(value).expect_err("a bad record");
     BadRecord::of(key, value, &e)
 }
 
@@ -310,15 +312,190 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
             port_problems: &["port-1"],
             reason: "its record /havip/v1/hosts/hv-a/ports/port-1 is not valid",
         },
+        // This host's record of a port, field by field.
         Case {
-            what: "a port whose MAC is not one",
-            change: |s| {
-                s.host_ports[0].mac = "02:00:zz".into();
-                s.port_macs.remove("port-1");
-            },
+            what: "a port whose MAC is a group address",
+            change: |s| s.host_ports[0].mac = "01:00:5e:00:00:01".parse().unwrap(),
             vip_problems: &[],
             port_problems: &["port-1"],
-            reason: "MAC \"02:00:zz\" is not a MAC address",
+            reason: "mac 01:00:5e:00:00:01 is a multicast (group) MAC address",
+        },
+        Case {
+            what: "a port whose MAC is all zero",
+            change: |s| s.host_ports[0].mac = "00:00:00:00:00:00".parse().unwrap(),
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "mac 00:00:00:00:00:00 is all zero",
+        },
+        Case {
+            what: "a port whose interface is no Linux name",
+            change: |s| s.host_ports[0].interface = "tap-of-a-very-long-name".into(),
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "interface \"tap-of-a-very-long-name\" is longer than 15 bytes",
+        },
+        Case {
+            what: "a port whose fixed IP is 0.0.0.0",
+            change: |s| s.host_ports[0].fixed_ips = vec!["0.0.0.0".parse().unwrap()],
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "fixed ip 0.0.0.0 is not a unicast address",
+        },
+        Case {
+            what: "a port whose fixed IP is outside its subnet",
+            change: |s| s.host_ports[0].fixed_ips = vec!["10.9.9.9".parse().unwrap()],
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "fixed ip 10.9.9.9 is outside subnet subnet-a",
+        },
+        Case {
+            what: "a port with a VLAN that is none",
+            change: |s| s.host_ports[0].vlans = vec![4095],
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "vlan 4095 in vlans is not a VLAN id (1 to 4094)",
+        },
+        Case {
+            what: "a port with a registered link-local that is none",
+            change: |s| s.host_ports[0].link_locals = vec!["fd00:6::1".parse().unwrap()],
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "link_local fd00:6::1 in link_locals is not an IPv6 link-local",
+        },
+        Case {
+            what: "a second port on the same interface",
+            change: |s| {
+                let mut other = s.host_ports[0].clone();
+                other.port = "port-9".into();
+                other.fixed_ips = vec!["10.0.6.99".parse().unwrap()];
+                other.mac = "02:00:00:00:00:99".parse().unwrap();
+                other.link_locals.clear();
+                s.host_ports.push(other);
+            },
+            vip_problems: &[],
+            port_problems: &["port-9"],
+            reason: "interface tap-vm1 is already port port-1's",
+        },
+        Case {
+            what: "a second port with the same fixed IP",
+            change: |s| {
+                let mut other = s.host_ports[0].clone();
+                other.port = "port-9".into();
+                other.interface = "tap-vm9".into();
+                other.mac = "02:00:00:00:00:99".parse().unwrap();
+                other.link_locals.clear();
+                s.host_ports.push(other);
+            },
+            vip_problems: &[],
+            port_problems: &["port-9"],
+            reason: "address 10.0.6.9 is already port port-1's",
+        },
+        // A VIP record, field by field.
+        Case {
+            what: "a VIP at 0.0.0.0",
+            change: |s| s.vips.get_mut("havip-web").unwrap().address = "0.0.0.0".parse().unwrap(),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address 0.0.0.0 is the unspecified address",
+        },
+        Case {
+            what: "a VIP at a multicast address",
+            change: |s| s.vips.get_mut("havip-web").unwrap().address = "224.0.0.18".parse().unwrap(),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address 224.0.0.18 is not a unicast address",
+        },
+        Case {
+            what: "a VIP at a port's link-local",
+            change: |s| {
+                let v = s.vips.get_mut("havip-web").unwrap();
+                v.address = "fe80::ff:fe00:11".parse().unwrap();
+                v.ip_version = IpVersion::Ipv6;
+            },
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address fe80::ff:fe00:11 is a link-local address",
+        },
+        Case {
+            what: "a VIP at a local port's fixed IP",
+            change: |s| s.vips.get_mut("havip-web").unwrap().address = "10.0.6.9".parse().unwrap(),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address 10.0.6.9 is port port-1's own address",
+        },
+        Case {
+            what: "a VIP of the other family than its address",
+            change: |s| s.vips.get_mut("havip-web").unwrap().ip_version = IpVersion::Ipv6,
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its address 10.0.6.19 is not ipv6",
+        },
+        Case {
+            what: "a VIP with more ports than the datapath holds",
+            change: |s| {
+                let v = s.vips.get_mut("havip-web").unwrap();
+                v.ports = (0..17)
+                    .map(|i| Binding {
+                        port: format!("port-x{i}"),
+                        vm: "vm".into(),
+                        host: "hv-z".into(),
+                    })
+                    .collect();
+            },
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "17 bound ports, the datapath holds at most 16",
+        },
+        Case {
+            what: "a VIP with a port bound twice",
+            change: |s| {
+                let v = s.vips.get_mut("havip-web").unwrap();
+                let again = v.ports[0].clone();
+                v.ports.push(again);
+            },
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "port port-1 is bound twice",
+        },
+        Case {
+            what: "a VIP with VRID 0",
+            change: |s| s.vips.get_mut("havip-web").unwrap().vrid = Some(0),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "vrid 0 is not a VRRP router id",
+        },
+        Case {
+            what: "a VIP with a hold-down over an hour",
+            change: |s| s.vips.get_mut("havip-web").unwrap().hold_down_ms = 3_600_001,
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "hold_down_ms = 3600001 must be between 0",
+        },
+        // The subnet record, field by field.
+        Case {
+            what: "a subnet without ranges",
+            change: |s| {
+                let n = s.subnets.get_mut("subnet-a").unwrap();
+                n.cidr_v4 = None;
+                n.cidr_v6 = None;
+            },
+            vip_problems: &["havip-db", "havip-web"],
+            port_problems: &["port-1"],
+            reason: "subnet subnet-a: its record breaks a rule: a subnet needs cidr_v4, cidr_v6 or both",
+        },
+        Case {
+            what: "a subnet whose range is the unspecified network",
+            change: |s| s.subnets.get_mut("subnet-a").unwrap().cidr_v4 = Some("0.0.0.0/8".parse().unwrap()),
+            vip_problems: &["havip-db", "havip-web"],
+            port_problems: &["port-1"],
+            reason: "subnet subnet-a: its record breaks a rule: 0.0.0.0/8 is an unspecified",
+        },
+        Case {
+            what: "a subnet whose gateway is outside it",
+            change: |s| s.subnets.get_mut("subnet-a").unwrap().gateway_v4 = Some("10.9.0.1".parse().unwrap()),
+            vip_problems: &["havip-db", "havip-web"],
+            port_problems: &["port-1"],
+            reason: "subnet subnet-a: its record breaks a rule: gateway 10.9.0.1 is not a host address",
         },
         Case {
             what: "the subnet's record, malformed",
