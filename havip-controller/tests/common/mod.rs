@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use havip_controller::client::{Client, ClientError};
 use havip_controller::model::*;
 use havip_controller::{ErrorCode, Scope, Store};
+pub use havip_schema::limits::Limits;
 use serde_json::Value;
 
 pub const OP: &str = "tok-operator-0001";
@@ -123,10 +124,11 @@ pub struct Controller {
 
 impl Controller {
     pub async fn start(etcd: &Etcd) -> Controller {
-        let defaults = EffectiveLimits {
-            ports_per_vip: 3,
-            vips_per_port: 5,
-        };
+        Controller::start_with(etcd, Limits::default()).await
+    }
+
+    /// A controller with these default limits.
+    pub async fn start_with(etcd: &Etcd, defaults: Limits) -> Controller {
         let store = Store::connect(std::slice::from_ref(&etcd.url), defaults)
             .await
             .unwrap();
@@ -210,6 +212,7 @@ pub async fn network(op: &Client) {
         name: String::new(),
         cidr_v4: Some(v4.parse().unwrap()),
         cidr_v6: v6.map(|v| v.parse().unwrap()),
+        ..PutSubnet::default()
     };
     op.put_subnet("sn-a", &subnet("vpc-a", "10.0.0.0/24", Some("fd00:a::/64")))
         .await
