@@ -657,19 +657,6 @@ fn code_of<T>(r: Result<T, havip_controller::Error>) -> ErrorCode {
     r.err().expect("an error").code
 }
 
-async fn wait_status(c: &havip_controller::client::Client, id: &str, want: Status) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if c.get_havip(id).await.unwrap().status == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{id} never became {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_search_filters_pages_export_and_isolation() {

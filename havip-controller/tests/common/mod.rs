@@ -330,3 +330,18 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
     }
     Ok(())
 }
+
+/// Waits until HAVIP `id` is `want` (as `c` sees it).
+pub async fn wait_status(c: &havip_controller::client::Client, id: &str, want: Status) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if c.get_havip(id).await.unwrap().status == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never became {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
