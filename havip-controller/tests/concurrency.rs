@@ -227,3 +227,78 @@ async fn two_controllers_race_for_the_last_quota_slots() {
         assert_eq!(from_vips, from_port, "port {}", p.id);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_controllers_race_for_the_havip_quotas() {
+    let etcd = Etcd::start();
+    let limits = Limits {
+        vips_per_subnet: 4,
+        vips_per_project: 6,
+        ..Limits::default()
+    };
+    let (c1, c2) = (
+        Controller::start_with(&etcd, limits).await,
+        Controller::start_with(&etcd, limits).await,
+    );
+    let op = c1.client(OP);
+    op.put_vpc(
+        "vpc-a",
+        &PutVpc {
+            project: "proj-a".into(),
+            name: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    for (id, cidr) in [("s1", "10.4.0.0/24"), ("s2", "10.5.0.0/24")] {
+        let req = PutSubnet {
+            vpc: "vpc-a".into(),
+            cidr_v4: Some(cidr.parse().unwrap()),
+            ..PutSubnet::default()
+        };
+        op.put_subnet(id, &req).await.unwrap();
+    }
+    let race = |subnet: &'static str, n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let c = if i % 2 == 0 { c1.client(PA) } else { c2.client(PA) };
+                tokio::spawn(async move { c.create_havip(&create(&format!("{subnet}-{i}"), subnet)).await })
+            })
+            .collect();
+        async move {
+            let (mut ok, mut refused) = (0, Vec::new());
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        let (c, msg) = code::<()>(Err(e));
+                        assert_eq!(c, ErrorCode::QuotaExceeded, "{msg}");
+                        refused.push(msg);
+                    }
+                }
+            }
+            (ok, refused)
+        }
+    };
+    // 12 creates racing into s1 (4 per subnet): exactly 4.
+    let (ok, refused) = race("s1", 12).await;
+    assert_eq!(ok, 4);
+    assert!(refused.iter().all(|m| m.contains("vips_per_subnet")), "{refused:?}");
+    // 12 into s2: the project (6) is full after 2 more.
+    let (ok, refused) = race("s2", 12).await;
+    assert_eq!(ok, 2);
+    assert!(refused.iter().all(|m| m.contains("vips_per_project")), "{refused:?}");
+    let all = op.list_havips(&ListQuery::default()).await.unwrap();
+    assert_eq!(all.total, 6);
+    // Racing deletes and creates: never more than the quota.
+    let s1: Vec<String> = all.items.iter().filter(|v| v.subnet == "s1").map(|v| v.id.clone()).collect();
+    let deleter = c2.client(PA);
+    let gone = s1[0].clone();
+    let del = tokio::spawn(async move { deleter.delete_havip(&gone).await });
+    let (ok, _) = race("s2", 6).await;
+    del.await.unwrap().unwrap();
+    let all = op.list_havips(&ListQuery::default()).await.unwrap();
+    assert!(all.total <= 6, "{}", all.total);
+    assert_eq!(all.total, 5 + ok, "each create that won took a slot");
+    assert!(ok <= 1);
+}
