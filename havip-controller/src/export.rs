@@ -32,9 +32,8 @@ pub const COLUMNS: [&str; 15] = [
 ];
 
 fn row(v: &Havip) -> [String; 15] {
-    let join = |f: fn(&crate::model::Binding) -> &str| {
-        v.ports.iter().map(f).collect::<Vec<_>>().join(" ")
-    };
+    let join =
+        |f: fn(&crate::model::Binding) -> &str| v.ports.iter().map(f).collect::<Vec<_>>().join(" ");
     [
         v.id.clone(),
         v.name.clone(),

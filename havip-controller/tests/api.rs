@@ -456,7 +456,10 @@ async fn states_acks_owner_and_delete() {
     let (c, msg) = code(a.delete_havip(id).await);
     assert_eq!(c, ErrorCode::WrongState);
     assert!(msg.contains("ports p1, p2, p3"), "{msg}");
-    assert!(!msg.contains("hv-"), "a tenant's error names no host: {msg}");
+    assert!(
+        !msg.contains("hv-"),
+        "a tenant's error names no host: {msg}"
+    );
     let r = a
         .update_havip(
             id,
@@ -523,7 +526,11 @@ async fn states_acks_owner_and_delete() {
     assert_eq!((v.pending_ports.len(), v.pending_hosts), (1, None));
     let page = op.list_havips(&ListQuery::default()).await.unwrap();
     let seen = page.items.iter().find(|v| v.id == id).unwrap();
-    assert_eq!(seen.pending_hosts, Some(ids(&["hv-2"])), "an operator's does");
+    assert_eq!(
+        seen.pending_hosts,
+        Some(ids(&["hv-2"])),
+        "an operator's does"
+    );
     assert_eq!(
         store.ack_programmed(id, "hv-2").await.unwrap(),
         Status::Available
@@ -575,7 +582,13 @@ async fn states_acks_owner_and_delete() {
     let m = a.get_havip(id).await.unwrap().master.unwrap();
     assert_eq!((m.port.as_str(), m.host), ("p1", None));
     let page = op.list_havips(&ListQuery::default()).await.unwrap();
-    let m = page.items.iter().find(|v| v.id == id).unwrap().master.clone();
+    let m = page
+        .items
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap()
+        .master
+        .clone();
     assert_eq!(m.unwrap().host.as_deref(), Some("hv-1"));
     assert_eq!(
         code_of(store.report_owner("havip-nope", "p1", "hv-1", since).await),
@@ -656,7 +669,6 @@ async fn states_acks_owner_and_delete() {
 fn code_of<T>(r: Result<T, havip_controller::Error>) -> ErrorCode {
     r.err().expect("an error").code
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_search_filters_pages_export_and_isolation() {

@@ -59,7 +59,13 @@ impl World {
         self.n.fetch_add(1, Ordering::Relaxed)
     }
 
-    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut r = self.http.request(m, format!("{}{path}", self.url));
         if let Some(t) = token {
@@ -71,7 +77,10 @@ impl World {
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// A fresh port of project A in sn-m.
@@ -81,7 +90,9 @@ impl World {
         let body = json!({"vm": format!("vm-m{n}"), "subnet": "sn-m", "mac": "52:54:00:00:10:01",
             "fixed_ips": [format!("10.50.{}.{}", 1 + n / 200, 1 + n % 200)],
             "host": "hv-1", "interface": format!("tapm{n}")});
-        let (s, b) = self.send("PUT", &format!("/v1/ports/{id}"), Some(OP), Some(body)).await;
+        let (s, b) = self
+            .send("PUT", &format!("/v1/ports/{id}"), Some(OP), Some(body))
+            .await;
         assert_eq!(s, 200, "{b}");
         id
     }
@@ -107,29 +118,115 @@ fn routes() -> Vec<Route> {
     vec![
         r("GET", "/healthz", None, PUBLIC, PUBLIC, PUBLIC),
         r("GET", "/openapi.json", None, PUBLIC, PUBLIC, PUBLIC),
-        r("PUT", "/v1/vpcs/vpc-m", Some(|_| json!({"project": "proj-a"})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/vpcs/vpc-m",
+            Some(|_| json!({"project": "proj-a"})),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/vpcs/vpc-m", None, 200, 404, 200),
-        r("PUT", "/v1/subnets/sn-m{n}", Some(|n| json!({"vpc": "vpc-m", "cidr_v4": format!("10.{}.0.0/24", 100 + n)})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/subnets/sn-m{n}",
+            Some(|n| json!({"vpc": "vpc-m", "cidr_v4": format!("10.{}.0.0/24", 100 + n)})),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/subnets/sn-m", None, 200, 404, 200),
         r("GET", "/v1/ports", None, 200, 200, 200),
-        r("PUT", "/v1/ports/pn{n}", Some(|n| json!({"vm": "vm-n", "subnet": "sn-m", "mac": "52:54:00:00:11:01",
-            "fixed_ips": [format!("10.50.250.{}", 1 + n % 250)], "host": "hv-9", "interface": format!("tapn{n}")})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/ports/pn{n}",
+            Some(|n| {
+                json!({"vm": "vm-n", "subnet": "sn-m", "mac": "52:54:00:00:11:01",
+            "fixed_ips": [format!("10.50.250.{}", 1 + n % 250)], "host": "hv-9", "interface": format!("tapn{n}")})
+            }),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/ports/{port}", None, 200, 404, 200),
         r("DELETE", "/v1/ports/{port}", None, 403, 403, 204),
-        r("PUT", "/v1/ports/{port}/limits", Some(|_| json!({"vips_per_port": 7})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/ports/{port}/limits",
+            Some(|_| json!({"vips_per_port": 7})),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/havips", None, 200, 200, 200),
-        r("POST", "/v1/havips", Some(|n| json!({"name": format!("c{n}"), "subnet": "sn-m"})), 201, 404, 403),
+        r(
+            "POST",
+            "/v1/havips",
+            Some(|n| json!({"name": format!("c{n}"), "subnet": "sn-m"})),
+            201,
+            404,
+            403,
+        ),
         r("GET", "/v1/havips/{vip}", None, 200, 404, 200),
-        r("PATCH", "/v1/havips/{vip}", Some(|_| json!({"name": "renamed"})), 200, 404, 200),
+        r(
+            "PATCH",
+            "/v1/havips/{vip}",
+            Some(|_| json!({"name": "renamed"})),
+            200,
+            404,
+            200,
+        ),
         r("DELETE", "/v1/havips/{vip}", None, 204, 404, 204),
-        r("POST", "/v1/havips/{vip}/ports", Some(|_| Value::Null), 200, 404, 200),
-        r("PUT", "/v1/havips/{vip}/ports", Some(|_| Value::Null), 200, 404, 200),
-        r("DELETE", "/v1/havips/{vip}/ports/{bound}", None, 200, 404, 200),
-        r("POST", "/v1/havips/batch-delete", Some(|_| Value::Null), 200, 200, 200),
+        r(
+            "POST",
+            "/v1/havips/{vip}/ports",
+            Some(|_| Value::Null),
+            200,
+            404,
+            200,
+        ),
+        r(
+            "PUT",
+            "/v1/havips/{vip}/ports",
+            Some(|_| Value::Null),
+            200,
+            404,
+            200,
+        ),
+        r(
+            "DELETE",
+            "/v1/havips/{vip}/ports/{bound}",
+            None,
+            200,
+            404,
+            200,
+        ),
+        r(
+            "POST",
+            "/v1/havips/batch-delete",
+            Some(|_| Value::Null),
+            200,
+            200,
+            200,
+        ),
         r("GET", "/v1/havips/export?format=csv", None, 200, 200, 200),
-        r("PUT", "/v1/havips/{vip}/limits", Some(|_| json!({"ports_per_vip": 4})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/havips/{vip}/limits",
+            Some(|_| json!({"ports_per_vip": 4})),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/limits/projects/proj-a", None, 200, 404, 200),
-        r("PUT", "/v1/limits/projects/proj-a", Some(|_| json!({"vips_per_subnet": 500})), 403, 403, 200),
+        r(
+            "PUT",
+            "/v1/limits/projects/proj-a",
+            Some(|_| json!({"vips_per_subnet": 500})),
+            403,
+            403,
+            200,
+        ),
         r("GET", "/v1/records/corrupt", None, 403, 403, 200),
     ]
 }
@@ -145,9 +242,15 @@ async fn every_route_for_every_caller() {
     let ctl = Controller::start_with(&etcd, limits).await;
     let op = ctl.client(OP);
     network(&op).await;
-    op.put_vpc("vpc-m", &PutVpc { project: "proj-a".into(), name: String::new() })
-        .await
-        .unwrap();
+    op.put_vpc(
+        "vpc-m",
+        &PutVpc {
+            project: "proj-a".into(),
+            name: String::new(),
+        },
+    )
+    .await
+    .unwrap();
     let subnet = PutSubnet {
         vpc: "vpc-m".into(),
         cidr_v4: Some("10.50.0.0/16".parse().unwrap()),
@@ -161,7 +264,13 @@ async fn every_route_for_every_caller() {
     };
     let mut checked = 0;
     for route in routes() {
-        for who in [Who::Owner, Who::Other, Who::Operator, Who::BadToken, Who::NoToken] {
+        for who in [
+            Who::Owner,
+            Who::Other,
+            Who::Operator,
+            Who::BadToken,
+            Who::NoToken,
+        ] {
             let want = match (who, route.owner) {
                 (_, PUBLIC) => 200,
                 (Who::BadToken | Who::NoToken, _) => 401,
@@ -177,7 +286,11 @@ async fn every_route_for_every_caller() {
             }
             let mut vip = String::new();
             if path.contains("{vip}") || route.path.contains("batch-delete") {
-                let bound = if path.contains("{bound}") { vec![w.port().await] } else { vec![] };
+                let bound = if path.contains("{bound}") {
+                    vec![w.port().await]
+                } else {
+                    vec![]
+                };
                 vip = w.vip(&bound).await;
                 path = path.replace("{vip}", &vip);
                 if let Some(b) = bound.first() {
@@ -198,14 +311,14 @@ async fn every_route_for_every_caller() {
                 Some(f) => Some(f(n)),
             };
             let (got, resp) = w.send(route.method, &path, who.token(), body).await;
-            assert_eq!(
-                got, want,
-                "{} {path} as {who:?}: {resp}",
-                route.method
-            );
+            assert_eq!(got, want, "{} {path} as {who:?}: {resp}", route.method);
             // An error body is the API's, naming no etcd key.
             if got >= 400 {
-                assert!(resp["error"]["code"].is_string(), "{} {path} as {who:?}: {resp}", route.method);
+                assert!(
+                    resp["error"]["code"].is_string(),
+                    "{} {path} as {who:?}: {resp}",
+                    route.method
+                );
                 assert!(!resp.to_string().contains("/havip/v1"), "{resp}");
             }
             // Another project's batch delete deletes nothing: not found.
@@ -221,7 +334,9 @@ async fn every_route_for_every_caller() {
             }
             // A refused call changed nothing: the VIP is still there.
             if !vip.is_empty() && got >= 400 {
-                let (s, _) = w.send("GET", &format!("/v1/havips/{vip}"), Some(PA), None).await;
+                let (s, _) = w
+                    .send("GET", &format!("/v1/havips/{vip}"), Some(PA), None)
+                    .await;
                 assert_eq!(s, 200, "{} {path} as {who:?} removed {vip}", route.method);
             }
             checked += 1;
@@ -231,14 +346,18 @@ async fn every_route_for_every_caller() {
     let documented = havip_controller::api::openapi()
         .paths
         .paths
-        .iter()
-        .map(|(_, item)| {
+        .values()
+        .map(|item| {
             [&item.get, &item.put, &item.post, &item.delete, &item.patch]
                 .iter()
                 .filter(|o| o.is_some())
                 .count()
         })
         .sum::<usize>();
-    assert_eq!(routes().len(), documented, "a route is missing from the matrix");
+    assert_eq!(
+        routes().len(),
+        documented,
+        "a route is missing from the matrix"
+    );
     assert_eq!(checked, documented * 5);
 }

@@ -169,7 +169,9 @@ fn havipctl_against_a_running_controller() {
 
     let out = ok(&url, PA, &["bind", &id, "p1", "p2"]);
     assert!(
-        out.contains("p1(vm-1),p2(vm-2)") && out.contains("creating") && out.contains("waiting for:  p1, p2"),
+        out.contains("p1(vm-1),p2(vm-2)")
+            && out.contains("creating")
+            && out.contains("waiting for:  p1, p2"),
         "{out}"
     );
     // The configured default limit (2) holds.

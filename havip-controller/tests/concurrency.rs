@@ -261,8 +261,15 @@ async fn two_controllers_race_for_the_havip_quotas() {
     let race = |subnet: &'static str, n: usize| {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
-                let c = if i % 2 == 0 { c1.client(PA) } else { c2.client(PA) };
-                tokio::spawn(async move { c.create_havip(&create(&format!("{subnet}-{i}"), subnet)).await })
+                let c = if i % 2 == 0 {
+                    c1.client(PA)
+                } else {
+                    c2.client(PA)
+                };
+                tokio::spawn(async move {
+                    c.create_havip(&create(&format!("{subnet}-{i}"), subnet))
+                        .await
+                })
             })
             .collect();
         async move {
@@ -283,15 +290,26 @@ async fn two_controllers_race_for_the_havip_quotas() {
     // 12 creates racing into s1 (4 per subnet): exactly 4.
     let (ok, refused) = race("s1", 12).await;
     assert_eq!(ok, 4);
-    assert!(refused.iter().all(|m| m.contains("vips_per_subnet")), "{refused:?}");
+    assert!(
+        refused.iter().all(|m| m.contains("vips_per_subnet")),
+        "{refused:?}"
+    );
     // 12 into s2: the project (6) is full after 2 more.
     let (ok, refused) = race("s2", 12).await;
     assert_eq!(ok, 2);
-    assert!(refused.iter().all(|m| m.contains("vips_per_project")), "{refused:?}");
+    assert!(
+        refused.iter().all(|m| m.contains("vips_per_project")),
+        "{refused:?}"
+    );
     let all = op.list_havips(&ListQuery::default()).await.unwrap();
     assert_eq!(all.total, 6);
     // Racing deletes and creates: never more than the quota.
-    let s1: Vec<String> = all.items.iter().filter(|v| v.subnet == "s1").map(|v| v.id.clone()).collect();
+    let s1: Vec<String> = all
+        .items
+        .iter()
+        .filter(|v| v.subnet == "s1")
+        .map(|v| v.id.clone())
+        .collect();
     let deleter = c2.client(PA);
     let gone = s1[0].clone();
     let del = tokio::spawn(async move { deleter.delete_havip(&gone).await });

@@ -75,13 +75,18 @@ async fn a_corrupt_record_harms_only_itself() {
     }
     assert!(op.list_ports(&PortQuery::default()).await.is_ok());
     assert!(op.list_havips(&ListQuery::default()).await.is_ok());
-    assert_eq!(a.get_havip(&va.id).await.unwrap().master, None, "its owner record is corrupt");
+    assert_eq!(
+        a.get_havip(&va.id).await.unwrap().master,
+        None,
+        "its owner record is corrupt"
+    );
     // Writes that do not need a corrupt record go on too.
     a.create_havip(&create("web-2", "sn-a")).await.unwrap();
     b.create_havip(&create("b-web-2", "sn-b")).await.unwrap();
 
     // The reconciler goes on: acks written after the corrupt ones count.
-    let ack = serde_json::json!({"generation": 1, "result": "programmed", "at": "2026-01-01T00:00:00Z"});
+    let ack =
+        serde_json::json!({"generation": 1, "result": "programmed", "at": "2026-01-01T00:00:00Z"});
     for id in [&va.id, &vb.id] {
         kv.put(format!("/havip/v1/acks/{id}/hv-1"), ack.to_string(), None)
             .await
@@ -99,7 +104,10 @@ async fn a_corrupt_record_harms_only_itself() {
             .await,
     );
     assert_eq!(c, ErrorCode::CorruptRecord, "{msg}");
-    assert!(msg.contains("port pz") && !msg.contains("/havip/v1"), "{msg}");
+    assert!(
+        msg.contains("port pz") && !msg.contains("/havip/v1"),
+        "{msg}"
+    );
     let mut req = create("on-garbage", "sn-a");
     req.address = Some(ip("10.0.0.77"));
     let (c, msg) = code(a.create_havip(&req).await);

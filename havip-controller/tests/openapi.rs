@@ -396,11 +396,26 @@ async fn openapi_document_matches_the_api() {
     c.call("delete", "/v1/ports/{id}", "/v1/ports/p4", Some(OP), None)
         .await;
     let (s, body) = c
-        .call("get", "/v1/records/corrupt", "/v1/records/corrupt", Some(OP), None)
+        .call(
+            "get",
+            "/v1/records/corrupt",
+            "/v1/records/corrupt",
+            Some(OP),
+            None,
+        )
         .await;
-    assert_eq!((s, body["records"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(
+        (s, body["records"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
     let (s, _) = c
-        .call("get", "/v1/records/corrupt", "/v1/records/corrupt", Some(PA), None)
+        .call(
+            "get",
+            "/v1/records/corrupt",
+            "/v1/records/corrupt",
+            Some(PA),
+            None,
+        )
         .await;
     assert_eq!(s, 403);
 

@@ -151,10 +151,16 @@ impl Subnet {
         match net {
             IpNet::V4(n) if n.prefix_len() <= 30 => {
                 if *ip == IpAddr::V4(n.network()) {
-                    return Some(format!("{ip} is the network address of subnet {} ({net})", self.id));
+                    return Some(format!(
+                        "{ip} is the network address of subnet {} ({net})",
+                        self.id
+                    ));
                 }
                 if *ip == IpAddr::V4(n.broadcast()) {
-                    return Some(format!("{ip} is the broadcast address of subnet {} ({net})", self.id));
+                    return Some(format!(
+                        "{ip} is the broadcast address of subnet {} ({net})",
+                        self.id
+                    ));
                 }
             }
             IpNet::V6(n) if n.prefix_len() <= 126 => {
@@ -175,10 +181,12 @@ impl Subnet {
             }
             _ => {}
         }
-        self.reserved
-            .iter()
-            .find(|r| r.contains(ip))
-            .map(|r| format!("{ip} is in {r}, reserved by the operator in subnet {}", self.id))
+        self.reserved.iter().find(|r| r.contains(ip)).map(|r| {
+            format!(
+                "{ip} is in {r}, reserved by the operator in subnet {}",
+                self.id
+            )
+        })
     }
 
     /// A usable host address of this subnet: inside its range of that
@@ -233,7 +241,12 @@ impl Subnet {
         if self.cidr_v4.is_none() && self.cidr_v6.is_none() {
             return Some("a subnet needs cidr_v4, cidr_v6 or both".into());
         }
-        for net in self.cidr_v4.map(IpNet::V4).into_iter().chain(self.cidr_v6.map(IpNet::V6)) {
+        for net in self
+            .cidr_v4
+            .map(IpNet::V4)
+            .into_iter()
+            .chain(self.cidr_v6.map(IpNet::V6))
+        {
             if let Some(why) = crate::rules::subnet_range_problem(&net) {
                 return Some(why);
             }
@@ -263,7 +276,9 @@ impl Subnet {
                 .range(IpVersion::of(&r.first))
                 .is_some_and(|n| n.contains(&r.first) && n.contains(&r.last));
             if !inside {
-                return Some(format!("reserved range {r} is not inside the subnet's ranges"));
+                return Some(format!(
+                    "reserved range {r} is not inside the subnet's ranges"
+                ));
             }
         }
         None

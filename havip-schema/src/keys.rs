@@ -172,13 +172,43 @@ mod tests {
             (port("p"), Key::Port("p")),
             (vip("h"), Key::Vip("h")),
             (addr("s", &ip), Key::Addr { subnet: "s", ip }),
-            (host_port("hv", "p"), Key::HostPort { host: "hv", port: "p" }),
-            (ack("h", "hv"), Key::Ack { vip: "h", host: "hv" }),
+            (
+                host_port("hv", "p"),
+                Key::HostPort {
+                    host: "hv",
+                    port: "p",
+                },
+            ),
+            (
+                ack("h", "hv"),
+                Key::Ack {
+                    vip: "h",
+                    host: "hv",
+                },
+            ),
             (owner("h"), Key::Owner("h")),
             (project_limits("pr"), Key::ProjectLimits("pr")),
-            (project_vip("pr", "h"), Key::ProjectVip { project: "pr", vip: "h" }),
-            (subnet_vip("s", "h"), Key::SubnetVip { subnet: "s", vip: "h" }),
-            (idempotency("pr", "k"), Key::Idempotency { project: "pr", key: "k" }),
+            (
+                project_vip("pr", "h"),
+                Key::ProjectVip {
+                    project: "pr",
+                    vip: "h",
+                },
+            ),
+            (
+                subnet_vip("s", "h"),
+                Key::SubnetVip {
+                    subnet: "s",
+                    vip: "h",
+                },
+            ),
+            (
+                idempotency("pr", "k"),
+                Key::Idempotency {
+                    project: "pr",
+                    key: "k",
+                },
+            ),
         ];
         for (text, key) in cases {
             assert_eq!(Key::parse(&text), Some(key), "{text}");

@@ -110,13 +110,19 @@ mod tests {
         let e = check("ports_per_vip", Some(5000)).unwrap_err();
         assert!(e.0.contains("at most 16 ports per VIP"), "{e}");
         assert!(check("ports_per_vip", Some(16)).is_ok());
-        assert!(check("vips_per_subnet", Some(0)).unwrap_err().0.contains("at least 1"));
+        assert!(check("vips_per_subnet", Some(0))
+            .unwrap_err()
+            .0
+            .contains("at least 1"));
         assert!(check("vips_per_subnet", Some(10_001)).is_err());
         let p = ProjectLimits {
             vips_per_subnet: Some(2),
             ..ProjectLimits::default()
         };
         assert_eq!(Limits::default().with(&p).vips_per_subnet, 2);
-        assert_eq!(Limits::default().with(&p).vips_per_project, DEFAULT_VIPS_PER_PROJECT);
+        assert_eq!(
+            Limits::default().with(&p).vips_per_project,
+            DEFAULT_VIPS_PER_PROJECT
+        );
     }
 }

@@ -84,12 +84,20 @@ mod tests {
         let m: Mac = "52:54:00:AB:cd:01".parse().unwrap();
         assert_eq!(m.to_string(), "52:54:00:ab:cd:01");
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"52:54:00:ab:cd:01\"");
-        for bad in ["52:54:00:ab:cd", "52-54-00-ab-cd-01", "zz:54:00:ab:cd:01", "52:54:00:ab:cd:01:02"] {
+        for bad in [
+            "52:54:00:ab:cd",
+            "52-54-00-ab-cd-01",
+            "zz:54:00:ab:cd:01",
+            "52:54:00:ab:cd:01:02",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
             assert!(serde_json::from_str::<Mac>(&format!("\"{bad}\"")).is_err());
         }
         assert!(Mac([0; 6]).unicast_problem().unwrap().contains("all zero"));
-        assert!(Mac([1, 0, 0x5e, 0, 0, 1]).unicast_problem().unwrap().contains("multicast"));
+        assert!(Mac([1, 0, 0x5e, 0, 0, 1])
+            .unicast_problem()
+            .unwrap()
+            .contains("multicast"));
         assert_eq!(m.unicast_problem(), None);
     }
 }

@@ -132,14 +132,20 @@ impl HostPort {
         if let Err(e) = crate::rules::check_interface(&self.interface) {
             return Some(e.0);
         }
-        if let Some(ip) = self.fixed_ips.iter().find(|ip| !crate::rules::is_unicast(ip)) {
+        if let Some(ip) = self
+            .fixed_ips
+            .iter()
+            .find(|ip| !crate::rules::is_unicast(ip))
+        {
             return Some(format!("fixed ip {ip} is not a unicast address"));
         }
         let vlans: Vec<i64> = self.vlans.iter().map(|v| i64::from(*v)).collect();
         if let Err(e) = crate::rules::check_vlans(&vlans) {
             return Some(e.0);
         }
-        crate::rules::check_link_locals(&self.link_locals).err().map(|e| e.0)
+        crate::rules::check_link_locals(&self.link_locals)
+            .err()
+            .map(|e| e.0)
     }
 }
 

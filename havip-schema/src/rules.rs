@@ -40,7 +40,9 @@ pub fn check_name(name: &str) -> Result<(), Invalid> {
         return Err(Invalid("name is required".into()));
     }
     if name.chars().count() > MAX_NAME {
-        return Err(Invalid(format!("name is longer than {MAX_NAME} characters")));
+        return Err(Invalid(format!(
+            "name is longer than {MAX_NAME} characters"
+        )));
     }
     if name.chars().any(char::is_control) {
         return Err(Invalid("name contains control characters".into()));
@@ -168,9 +170,14 @@ pub fn vip_address_problem(ip: &IpAddr) -> Option<String> {
 pub fn subnet_range_problem(net: &IpNet) -> Option<String> {
     let a = net.network();
     let b = net.broadcast();
-    let bad = |ip: &IpAddr| ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || is_link_local(ip);
+    let bad = |ip: &IpAddr| {
+        ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || is_link_local(ip)
+    };
     if net.trunc() != *net {
-        Some(format!("{net} has host bits set (did you mean {}?)", net.trunc()))
+        Some(format!(
+            "{net} has host bits set (did you mean {}?)",
+            net.trunc()
+        ))
     } else if bad(&a) || bad(&b) || net.prefix_len() == 0 {
         Some(format!(
             "{net} is an unspecified, loopback, multicast or link-local range, not a subnet's"

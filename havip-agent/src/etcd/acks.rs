@@ -119,9 +119,7 @@ impl EtcdSource {
                 ));
             }
             let why = unprotected.get(&numeric_id(port))?;
-            Some(format!(
-                "port {port} is not protected on its host: {why}"
-            ))
+            Some(format!("port {port} is not protected on its host: {why}"))
         })
     }
 }

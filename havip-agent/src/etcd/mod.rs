@@ -649,7 +649,10 @@ mod tests {
         let cases = [
             (owner("port-2", "hv-b"), None),
             (owner("port-1", "hv-a"), None),
-            (owner("port-7", "hv-b"), Some("port port-7 is not bound to it")),
+            (
+                owner("port-7", "hv-b"),
+                Some("port port-7 is not bound to it"),
+            ),
             // Another host claiming this host's port.
             (
                 owner("port-1", "hv-b"),

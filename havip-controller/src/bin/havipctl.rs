@@ -305,7 +305,10 @@ fn print_vip(v: &Havip) {
         Some(m) => println!(
             "master:       port {}{} since {}",
             m.port,
-            m.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(),
+            m.host
+                .as_ref()
+                .map(|h| format!(" on {h}"))
+                .unwrap_or_default(),
             m.since
         ),
         None => println!("master:       -"),

@@ -82,7 +82,10 @@ impl Store {
             at: Utc::now(),
         };
         if !self
-            .commit(vec![vip_exists(vip)], vec![put(&keys::ack(vip, host), &ack)])
+            .commit(
+                vec![vip_exists(vip)],
+                vec![put(&keys::ack(vip, host), &ack)],
+            )
             .await?
         {
             return Err(Error::not_found(format!("havip {vip} not found")));
@@ -117,7 +120,11 @@ impl Store {
                 .filter_map(|b| {
                     let a = acks.get(&b.host)?;
                     (a.result == AckResult::Failed).then(|| {
-                        format!("port {}: {}", b.port, a.reason.as_deref().unwrap_or("failed"))
+                        format!(
+                            "port {}: {}",
+                            b.port,
+                            a.reason.as_deref().unwrap_or("failed")
+                        )
                     })
                 })
                 .collect();

@@ -8,8 +8,8 @@ use etcd_client::{Compare, DeleteOptions, PutOptions, TxnOp};
 use havip_schema::guards::{absent, none_newer, unchanged};
 use havip_schema::limits::{Limits, MAX_PORTS_PER_VIP};
 use havip_schema::records::{
-    self, Binding, Claim, HostPort, IdempotentCreate, IndexEntry, IpVersion, NetworkType,
-    PortVip, Status,
+    self, Binding, Claim, HostPort, IdempotentCreate, IndexEntry, IpVersion, NetworkType, PortVip,
+    Status,
 };
 use havip_schema::{keys, rules};
 
@@ -58,7 +58,11 @@ struct Plan {
 }
 
 impl Store {
-    pub(super) async fn vip_in_scope(&self, scope: &Scope, id: &str) -> Result<(records::Vip, i64)> {
+    pub(super) async fn vip_in_scope(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<(records::Vip, i64)> {
         rules::check_id("havip", id)?;
         match self.get::<records::Vip>(&keys::vip(id)).await? {
             Some((v, rev)) if scope.sees(&v.project) => Ok((v, rev)),
@@ -142,7 +146,10 @@ impl Store {
                 compares.push(unchanged(&key, rev));
                 port.vips.retain(|v| v.id != vip.id);
                 ops.push(put(&key, &port));
-                ops.push(put(&keys::host_port(&port.host, id), &HostPort::from(&port)));
+                ops.push(put(
+                    &keys::host_port(&port.host, id),
+                    &HostPort::from(&port),
+                ));
             }
         }
         let mut bindings = Vec::with_capacity(wanted.len());
@@ -295,7 +302,11 @@ impl Store {
                         .kv_client()
                         .get(
                             keys::addrs(&subnet.id),
-                            Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
+                            Some(
+                                etcd_client::GetOptions::new()
+                                    .with_prefix()
+                                    .with_keys_only(),
+                            ),
                         )
                         .await?;
                     let claimed: HashSet<IpAddr> = resp

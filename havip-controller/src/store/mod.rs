@@ -148,7 +148,9 @@ impl Store {
             Ok(v) => Some(v),
             Err(e) => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
-                log::error!("corrupt record at {key}: {e}; skipped (GET /v1/records/corrupt lists it)");
+                log::error!(
+                    "corrupt record at {key}: {e}; skipped (GET /v1/records/corrupt lists it)"
+                );
                 None
             }
         }
@@ -207,7 +209,10 @@ impl Store {
         let resp = self
             .client
             .kv_client()
-            .get(prefix, Some(GetOptions::new().with_prefix().with_count_only()))
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         Ok((resp.count().max(0) as u64, revision))

@@ -122,7 +122,9 @@ impl Store {
             }
             // A gateway a port or VIP holds cannot become the gateway.
             for v in [IpVersion::Ipv4, IpVersion::Ipv6] {
-                let Some(gw) = subnet.gateway(v) else { continue };
+                let Some(gw) = subnet.gateway(v) else {
+                    continue;
+                };
                 let ckey = keys::addr(id, &gw);
                 if let Some((holder, _)) = self.get::<Claim>(&ckey).await? {
                     return Err(Error::address_in_use(format!(

@@ -46,9 +46,7 @@ impl Store {
         let key = keys::port(id);
         let subnet_key = keys::subnet(&req.subnet);
         for attempt in 0..RETRIES {
-            let Some((subnet, subnet_rev)) =
-                self.get::<records::Subnet>(&subnet_key).await?
-            else {
+            let Some((subnet, subnet_rev)) = self.get::<records::Subnet>(&subnet_key).await? else {
                 return Err(Error::not_found(format!("subnet {} not found", req.subnet)));
             };
             for ip in &fixed_ips {

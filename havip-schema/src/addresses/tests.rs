@@ -43,24 +43,61 @@ fn allocation_per_prefix() {
     use IpVersion::*;
     let cases: Vec<(Subnet, IpVersion, usize, Vec<&str>)> = vec![
         // /24: .0 network, .1 gateway, .255 broadcast.
-        (subnet(Some("10.9.0.0/24"), None), Ipv4, 2, vec!["10.9.0.2", "10.9.0.3"]),
+        (
+            subnet(Some("10.9.0.0/24"), None),
+            Ipv4,
+            2,
+            vec!["10.9.0.2", "10.9.0.3"],
+        ),
         // /30: one address left besides network, gateway, broadcast.
         (subnet(Some("10.9.0.0/30"), None), Ipv4, 9, vec!["10.9.0.2"]),
         // /31 (RFC 3021): both, no gateway unless named.
-        (subnet(Some("10.9.0.0/31"), None), Ipv4, 9, vec!["10.9.0.0", "10.9.0.1"]),
+        (
+            subnet(Some("10.9.0.0/31"), None),
+            Ipv4,
+            9,
+            vec!["10.9.0.0", "10.9.0.1"],
+        ),
         (subnet(Some("10.9.0.7/32"), None), Ipv4, 9, vec!["10.9.0.7"]),
-        (subnet(None, Some("fd00:9::/64")), Ipv6, 2, vec!["fd00:9::2", "fd00:9::3"]),
+        (
+            subnet(None, Some("fd00:9::/64")),
+            Ipv6,
+            2,
+            vec!["fd00:9::2", "fd00:9::3"],
+        ),
         // /127 (RFC 6164): both; /128: the one.
-        (subnet(None, Some("fd00:9::/127")), Ipv6, 9, vec!["fd00:9::", "fd00:9::1"]),
-        (subnet(None, Some("fd00:9::5/128")), Ipv6, 9, vec!["fd00:9::5"]),
+        (
+            subnet(None, Some("fd00:9::/127")),
+            Ipv6,
+            9,
+            vec!["fd00:9::", "fd00:9::1"],
+        ),
+        (
+            subnet(None, Some("fd00:9::5/128")),
+            Ipv6,
+            9,
+            vec!["fd00:9::5"],
+        ),
     ];
     for (s, v, limit, want) in cases {
-        assert_eq!(all_free(&s, v, limit), want, "{:?} {:?}", s.cidr_v4, s.cidr_v6);
+        assert_eq!(
+            all_free(&s, v, limit),
+            want,
+            "{:?} {:?}",
+            s.cidr_v4,
+            s.cidr_v6
+        );
     }
     // A /24 hands out 253 addresses in all: 256 less network, gateway, broadcast.
-    assert_eq!(all_free(&subnet(Some("10.9.0.0/24"), None), Ipv4, 1000).len(), 253);
+    assert_eq!(
+        all_free(&subnet(Some("10.9.0.0/24"), None), Ipv4, 1000).len(),
+        253
+    );
     // A /120 keeps its highest 128 (RFC 2526) and ::0 and ::1.
-    assert_eq!(all_free(&subnet(None, Some("fd00:9::/120")), Ipv6, 1000).len(), 126);
+    assert_eq!(
+        all_free(&subnet(None, Some("fd00:9::/120")), Ipv6, 1000).len(),
+        126
+    );
 }
 
 #[test]
@@ -73,10 +110,17 @@ fn gateways_and_operator_ranges() {
         "fd00:9::1-fd00:9::ffff".parse().unwrap(),
     ];
     assert_eq!(s.problem(), None);
-    assert_eq!(s.first_free(IpVersion::Ipv4, &HashSet::new()), Some(ip("10.9.0.10")));
-    assert_eq!(s.first_free(IpVersion::Ipv6, &HashSet::new()), Some(ip("fd00:9::1:0")));
+    assert_eq!(
+        s.first_free(IpVersion::Ipv4, &HashSet::new()),
+        Some(ip("10.9.0.10"))
+    );
+    assert_eq!(
+        s.first_free(IpVersion::Ipv6, &HashSet::new()),
+        Some(ip("fd00:9::1:0"))
+    );
     // A huge reserved IPv6 range is jumped over, not walked.
-    s.reserved.push("fd00:9::1:0-fd00:9::ffff:ffff:ffff".parse().unwrap());
+    s.reserved
+        .push("fd00:9::1:0-fd00:9::ffff:ffff:ffff".parse().unwrap());
     assert_eq!(
         s.first_free(IpVersion::Ipv6, &HashSet::new()),
         Some(ip("fd00:9::1:0:0:0"))
@@ -111,8 +155,15 @@ fn small_prefixes_and_bad_subnets() {
     assert!(s.check_host_address(&ip("10.9.0.0")).is_ok());
     s.gateway_v4 = Some("10.9.0.0".parse().unwrap());
     assert_eq!(s.problem(), None);
-    assert!(s.check_host_address(&ip("10.9.0.0")).unwrap_err().to_string().contains("gateway"));
-    assert_eq!(s.first_free(IpVersion::Ipv4, &HashSet::new()), Some(ip("10.9.0.1")));
+    assert!(s
+        .check_host_address(&ip("10.9.0.0"))
+        .unwrap_err()
+        .to_string()
+        .contains("gateway"));
+    assert_eq!(
+        s.first_free(IpVersion::Ipv4, &HashSet::new()),
+        Some(ip("10.9.0.1"))
+    );
     let mut bad = subnet(Some("10.9.0.0/24"), None);
     bad.gateway_v4 = Some("10.9.0.0".parse().unwrap());
     assert!(bad.problem().unwrap().contains("gateway"));

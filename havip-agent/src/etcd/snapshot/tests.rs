@@ -400,7 +400,9 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
         },
         Case {
             what: "a VIP at a multicast address",
-            change: |s| s.vips.get_mut("havip-web").unwrap().address = "224.0.0.18".parse().unwrap(),
+            change: |s| {
+                s.vips.get_mut("havip-web").unwrap().address = "224.0.0.18".parse().unwrap()
+            },
             vip_problems: &["havip-web"],
             port_problems: &[],
             reason: "its address 224.0.0.18 is not a unicast address",
@@ -481,21 +483,28 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
             },
             vip_problems: &["havip-db", "havip-web"],
             port_problems: &["port-1"],
-            reason: "subnet subnet-a: its record breaks a rule: a subnet needs cidr_v4, cidr_v6 or both",
+            reason:
+                "subnet subnet-a: its record breaks a rule: a subnet needs cidr_v4, cidr_v6 or both",
         },
         Case {
             what: "a subnet whose range is the unspecified network",
-            change: |s| s.subnets.get_mut("subnet-a").unwrap().cidr_v4 = Some("0.0.0.0/8".parse().unwrap()),
+            change: |s| {
+                s.subnets.get_mut("subnet-a").unwrap().cidr_v4 = Some("0.0.0.0/8".parse().unwrap())
+            },
             vip_problems: &["havip-db", "havip-web"],
             port_problems: &["port-1"],
             reason: "subnet subnet-a: its record breaks a rule: 0.0.0.0/8 is an unspecified",
         },
         Case {
             what: "a subnet whose gateway is outside it",
-            change: |s| s.subnets.get_mut("subnet-a").unwrap().gateway_v4 = Some("10.9.0.1".parse().unwrap()),
+            change: |s| {
+                s.subnets.get_mut("subnet-a").unwrap().gateway_v4 =
+                    Some("10.9.0.1".parse().unwrap())
+            },
             vip_problems: &["havip-db", "havip-web"],
             port_problems: &["port-1"],
-            reason: "subnet subnet-a: its record breaks a rule: gateway 10.9.0.1 is not a host address",
+            reason:
+                "subnet subnet-a: its record breaks a rule: gateway 10.9.0.1 is not a host address",
         },
         Case {
             what: "the subnet's record, malformed",
