@@ -64,16 +64,19 @@ async fn formula_cells_are_neutralised_in_the_csv_export() {
 }
 
 async fn raw(ctl: &Controller, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let resp = reqwest::Client::new()
-        .request(m, format!("{}{path}", ctl.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let url = format!("{}{path}", ctl.url);
+    let (status, _, bytes) = send(
+        &reqwest::Client::new(),
+        &url,
+        method,
+        Some(token),
+        Some(body),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,17 +66,8 @@ impl World {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self.http.request(m, format!("{}{path}", self.url));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap();
+        let url = format!("{}{path}", self.url);
+        let (status, _, bytes) = send(&self.http, &url, method, token, body).await;
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),

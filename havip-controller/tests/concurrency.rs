@@ -17,25 +17,7 @@ async fn two_controllers_race_for_the_last_addresses() {
         Controller::start(&etcd).await,
     );
     let op = c1.client(OP);
-    op.put_vpc(
-        "vpc-a",
-        &PutVpc {
-            project: "proj-a".into(),
-            name: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let subnet = |v4: &str| PutSubnet {
-        vpc: "vpc-a".into(),
-        name: String::new(),
-        cidr_v4: Some(v4.parse().unwrap()),
-        ..PutSubnet::default()
-    };
-    op.put_subnet("tiny", &subnet("10.1.0.0/29")).await.unwrap();
-    op.put_subnet("other", &subnet("10.2.0.0/24"))
-        .await
-        .unwrap();
+    vpc_a_with(&op, &[("tiny", "10.1.0.0/29"), ("other", "10.2.0.0/24")]).await;
     // Of the six host addresses, .1 is the gateway and .3 a port's.
     op.put_port("p1", &port_req("vm-1", "tiny", "10.1.0.3", "hv-1"))
         .await
@@ -109,26 +91,7 @@ async fn two_controllers_race_for_the_last_quota_slots() {
         Controller::start(&etcd).await,
     );
     let op = c1.client(OP);
-    op.put_vpc(
-        "vpc-a",
-        &PutVpc {
-            project: "proj-a".into(),
-            name: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    op.put_subnet(
-        "sn",
-        &PutSubnet {
-            vpc: "vpc-a".into(),
-            name: String::new(),
-            cidr_v4: Some("10.3.0.0/24".parse().unwrap()),
-            ..PutSubnet::default()
-        },
-    )
-    .await
-    .unwrap();
+    vpc_a_with(&op, &[("sn", "10.3.0.0/24")]).await;
     for i in 0..10 {
         op.put_port(
             &format!("p{i}"),
@@ -241,23 +204,7 @@ async fn two_controllers_race_for_the_havip_quotas() {
         Controller::start_with(&etcd, limits).await,
     );
     let op = c1.client(OP);
-    op.put_vpc(
-        "vpc-a",
-        &PutVpc {
-            project: "proj-a".into(),
-            name: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    for (id, cidr) in [("s1", "10.4.0.0/24"), ("s2", "10.5.0.0/24")] {
-        let req = PutSubnet {
-            vpc: "vpc-a".into(),
-            cidr_v4: Some(cidr.parse().unwrap()),
-            ..PutSubnet::default()
-        };
-        op.put_subnet(id, &req).await.unwrap();
-    }
+    vpc_a_with(&op, &[("s1", "10.4.0.0/24"), ("s2", "10.5.0.0/24")]).await;
     let race = |subnet: &'static str, n: usize| {
         let tasks: Vec<_> = (0..n)
             .map(|i| {

@@ -345,3 +345,47 @@ pub async fn wait_status(c: &havip_controller::client::Client, id: &str, want: S
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Project A's `vpc-a` with these IPv4 subnets `(id, cidr)`.
+pub async fn vpc_a_with(op: &Client, subnets: &[(&str, &str)]) {
+    let vpc = PutVpc {
+        project: "proj-a".into(),
+        name: String::new(),
+    };
+    op.put_vpc("vpc-a", &vpc).await.unwrap();
+    for (id, cidr) in subnets {
+        let req = PutSubnet {
+            vpc: "vpc-a".into(),
+            cidr_v4: Some(cidr.parse().unwrap()),
+            ..PutSubnet::default()
+        };
+        op.put_subnet(id, &req).await.unwrap();
+    }
+}
+
+/// One HTTP call as sent, without the typed client: its status, content
+/// type and body.
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String, Vec<u8>) {
+    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    let mut r = http.request(m, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ctype, resp.bytes().await.unwrap().to_vec())
+}
