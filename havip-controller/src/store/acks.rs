@@ -12,6 +12,31 @@ use havip_schema::records::{self, Ack, AckResult, Status};
 use super::{backoff, lost_race, put, Store, RETRIES};
 use crate::error::{Error, ErrorCode, Result};
 
+/// The failures of `vip`'s current generation, told by its bound ports
+/// (`port p1: why` or `ports p1, p2: why`; no host named), in binding
+/// order.
+fn failures_by_port(vip: &records::Vip, acks: &BTreeMap<String, Ack>) -> Vec<String> {
+    let mut by_host: Vec<(&str, Vec<&str>)> = Vec::new();
+    for b in &vip.ports {
+        match by_host.iter_mut().find(|(h, _)| *h == b.host) {
+            Some((_, ports)) => ports.push(&b.port),
+            None => by_host.push((&b.host, vec![&b.port])),
+        }
+    }
+    by_host
+        .into_iter()
+        .filter_map(|(host, ports)| {
+            let a = acks.get(host).filter(|a| a.result == AckResult::Failed)?;
+            let why = a.reason.as_deref().unwrap_or("failed");
+            let which = match ports.as_slice() {
+                [one] => format!("port {one}"),
+                many => format!("ports {}", many.join(", ")),
+            };
+            Some(format!("{which}: {why}"))
+        })
+        .collect()
+}
+
 impl Store {
     /// Records the port (and host) currently answering for `vip`.
     pub async fn report_owner(
@@ -114,20 +139,7 @@ impl Store {
                 .filter(|(_, a)| a.generation == vip.generation)
                 .collect();
             let hosts: HashSet<&str> = vip.ports.iter().map(|b| b.host.as_str()).collect();
-            let failures: Vec<String> = vip
-                .ports
-                .iter()
-                .filter_map(|b| {
-                    let a = acks.get(&b.host)?;
-                    (a.result == AckResult::Failed).then(|| {
-                        format!(
-                            "port {}: {}",
-                            b.port,
-                            a.reason.as_deref().unwrap_or("failed")
-                        )
-                    })
-                })
-                .collect();
+            let failures = failures_by_port(&vip, &acks);
             let (status, reason) = if !failures.is_empty() {
                 (Status::Failed, Some(failures.join("; ")))
             } else if hosts.iter().all(|h| {
@@ -199,5 +211,44 @@ impl Store {
             }
         }
         Err(Error::unavailable("etcd closed the ack watch"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_by_port_not_by_host() {
+        let vip: records::Vip = serde_json::from_value(serde_json::json!({
+            "id": "v", "project": "p", "name": "n", "network_type": "intranet",
+            "vpc": "vpc", "subnet": "s", "ip_version": "ipv4", "address": "10.0.0.5",
+            "ports": [
+                {"port": "p1", "vm": "vm1", "host": "hv-1"},
+                {"port": "p2", "vm": "vm2", "host": "hv-2"},
+                {"port": "p3", "vm": "vm3", "host": "hv-1"},
+            ],
+            "status": "creating", "generation": 1, "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let ack = |result, reason: Option<&str>| Ack {
+            generation: 1,
+            result,
+            reason: reason.map(str::to_owned),
+            at: Utc::now(),
+        };
+        let acks = BTreeMap::from([
+            (
+                "hv-1".to_string(),
+                ack(AckResult::Failed, Some("no slot on hv-1's maps")),
+            ),
+            ("hv-2".to_string(), ack(AckResult::Programmed, None)),
+        ]);
+        assert_eq!(
+            failures_by_port(&vip, &acks),
+            ["ports p1, p3: no slot on hv-1's maps"]
+        );
+        let acks = BTreeMap::from([("hv-2".to_string(), ack(AckResult::Failed, None))]);
+        assert_eq!(failures_by_port(&vip, &acks), ["port p2: failed"]);
     }
 }
