@@ -189,6 +189,25 @@ async fn two_controllers_race_for_the_last_quota_slots() {
         let from_port: HashSet<&str> = p.vips.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(from_vips, from_port, "port {}", p.id);
     }
+    // Each binding carries its port's datapath id; ports' ids are distinct.
+    let ports = records(&etcd, "/havip/v1/ports/").await;
+    let port_ids: std::collections::HashMap<&str, u64> = ports
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap(),
+                p["datapath_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let distinct: HashSet<&u64> = port_ids.values().collect();
+    assert_eq!(distinct.len(), port_ids.len(), "{port_ids:?}");
+    for v in records(&etcd, "/havip/v1/vips/").await {
+        for b in v["ports"].as_array().unwrap() {
+            let port = b["port"].as_str().unwrap();
+            assert_eq!(b["datapath_id"].as_u64(), Some(port_ids[port]), "{b}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -266,4 +285,33 @@ async fn two_controllers_race_for_the_havip_quotas() {
     assert!(all.total <= 6, "{}", all.total);
     assert_eq!(all.total, 5 + ok, "each create that won took a slot");
     assert!(ok <= 1);
+
+    // Datapath ids: one per VIP ever created, dense, none given twice,
+    // whichever controller made it.
+    let mut ids: Vec<u64> = records(&etcd, "/havip/v1/vips/")
+        .await
+        .iter()
+        .map(|v| v["datapath_id"].as_u64().expect("a datapath id"))
+        .collect();
+    ids.sort();
+    let created = 6 + ok as u64;
+    assert_eq!(ids.len() as u64, created - 1, "{ids:?}");
+    ids.dedup();
+    assert_eq!(ids.len() as u64, created - 1, "an id given twice: {ids:?}");
+    assert!(ids.iter().all(|id| (1..=created).contains(id)), "{ids:?}");
+}
+
+/// The records under `prefix`, as JSON.
+async fn records(etcd: &Etcd, prefix: &str) -> Vec<serde_json::Value> {
+    let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .unwrap();
+    let resp = kv
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| serde_json::from_slice(kv.value()).unwrap())
+        .collect()
 }

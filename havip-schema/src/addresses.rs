@@ -238,6 +238,9 @@ impl Subnet {
     /// holds no VM's addresses, a gateway outside its range, a reserved
     /// range of another family or outside.
     pub fn problem(&self) -> Option<String> {
+        if self.datapath_id == Some(0) {
+            return Some("datapath id 0 is no subnet's".into());
+        }
         if self.cidr_v4.is_none() && self.cidr_v6.is_none() {
             return Some("a subnet needs cidr_v4, cidr_v6 or both".into());
         }

@@ -99,6 +99,11 @@ pub fn idempotency(project: &str, key: &str) -> String {
     format!("{ROOT}/idempotency/{project}/{key}")
 }
 
+/// The counter of the datapath ids of `kind`.
+pub fn ids(kind: crate::records::IdKind) -> String {
+    format!("{ROOT}/ids/{}", kind.as_str())
+}
+
 /// Everything under the root (for the watch and the corrupt-record scan).
 pub fn root() -> String {
     format!("{ROOT}/")
@@ -119,6 +124,7 @@ pub enum Key<'a> {
     ProjectVip { project: &'a str, vip: &'a str },
     SubnetVip { subnet: &'a str, vip: &'a str },
     Idempotency { project: &'a str, key: &'a str },
+    Ids(&'a str),
 }
 
 impl<'a> Key<'a> {
@@ -145,6 +151,7 @@ impl<'a> Key<'a> {
             ["index", "projects", project, vip] => Key::ProjectVip { project, vip },
             ["index", "subnets", subnet, vip] => Key::SubnetVip { subnet, vip },
             ["idempotency", project, key] => Key::Idempotency { project, key },
+            ["ids", kind] => Key::Ids(kind),
             _ => return None,
         })
     }

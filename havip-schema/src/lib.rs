@@ -27,6 +27,13 @@
 //! | `/havip/v1/index/projects/<project>/<vip>` | `{}`: one per VIP of the project (the per-project quota counts them) | controller |
 //! | `/havip/v1/index/subnets/<subnet>/<vip>` | `{}`: one per VIP of the subnet (the per-subnet quota) | controller |
 //! | `/havip/v1/idempotency/<project>/<key>` | [`records::IdempotentCreate`], with a 24-hour lease | controller |
+//! | `/havip/v1/ids/<subnets\|ports\|vips>` | [`records::IdCounter`]: the next datapath id of that kind | controller |
+//!
+//! Subnets, ports and VIPs carry a `datapath_id` the controller allocates
+//! (dense, never 0, never given twice); a VIP's bindings carry their
+//! ports'. Hosts program them by it. A record written before ids were
+//! allocated has none; agents then use the FNV-1a hash of its id, as
+//! before, refusing a collision.
 //!
 //! IPv6 addresses in keys are in canonical RFC 5952 form (`fd00::1`).
 //!
@@ -113,6 +120,7 @@ pub fn check_record(key: &str, value: &[u8]) -> Result<(), RecordError> {
             decode::<IndexEntry>(value).map(|_| None)?
         }
         Some(Key::Idempotency { .. }) => decode::<IdempotentCreate>(value).map(|_| None)?,
+        Some(Key::Ids(_)) => decode::<IdCounter>(value).map(|_| None)?,
     };
     match problem {
         Some(why) => Err(RecordError::Invalid(why)),

@@ -40,6 +40,9 @@ pub struct Subnet {
     /// Addresses the operator keeps out of every allocation.
     #[serde(default)]
     pub reserved: Vec<AddrRange>,
+    /// Its datapath (network) id, allocated by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<u32>,
 }
 
 /// A HAVIP as a port carries it: enough for the host agent to program it.
@@ -75,6 +78,9 @@ pub struct Port {
     /// IPv6 link-locals the VM may use besides the EUI-64 of its MAC.
     #[serde(default)]
     pub link_locals: Vec<Ipv6Addr>,
+    /// Its datapath id, allocated by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<u32>,
 }
 
 impl Port {
@@ -103,6 +109,9 @@ pub struct HostPort {
     pub vlans: Vec<u16>,
     #[serde(default)]
     pub link_locals: Vec<Ipv6Addr>,
+    /// The port's datapath id (see [`Port::datapath_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<u32>,
 }
 
 impl From<&Port> for HostPort {
@@ -118,6 +127,7 @@ impl From<&Port> for HostPort {
             vips: p.vips.clone(),
             vlans: p.vlans.clone(),
             link_locals: p.link_locals.clone(),
+            datapath_id: p.datapath_id,
         }
     }
 }
@@ -126,6 +136,9 @@ impl HostPort {
     /// What in this record no host can program: its MAC, interface name,
     /// fixed IPs, VLANs or link-locals.
     pub fn problem(&self) -> Option<String> {
+        if self.datapath_id == Some(0) {
+            return Some("datapath id 0 is no port's".into());
+        }
         if let Some(why) = self.mac.unicast_problem() {
             return Some(why);
         }
@@ -232,6 +245,9 @@ pub struct Binding {
     pub port: String,
     pub vm: String,
     pub host: String,
+    /// The port's datapath id (hosts program remote ports by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<u32>,
 }
 
 /// The port currently answering for a VIP (`owners/<vip>`), as the host
@@ -292,6 +308,9 @@ pub struct Vip {
     #[serde(default = "default_hold_down_ms")]
     pub hold_down_ms: u32,
     pub created_at: DateTime<Utc>,
+    /// Its datapath id, allocated by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<u32>,
 }
 
 impl Vip {
@@ -325,6 +344,26 @@ impl Vip {
         }
         if let Err(e) = crate::rules::check_hold_down(i64::from(self.hold_down_ms)) {
             return Some(e.0);
+        }
+        if self.datapath_id == Some(0) {
+            return Some("datapath id 0 is no VIP's".into());
+        }
+        if let Some(b) = self.ports.iter().find(|b| b.datapath_id == Some(0)) {
+            return Some(format!(
+                "bound port {}'s datapath id 0 is no port's",
+                b.port
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        if let Some(b) = self
+            .ports
+            .iter()
+            .find(|b| b.datapath_id.is_some_and(|id| !ids.insert(id)))
+        {
+            return Some(format!(
+                "bound port {}'s datapath id is another bound port's",
+                b.port
+            ));
         }
         None
     }
@@ -372,6 +411,38 @@ pub struct IdempotentCreate {
     /// The request's fingerprint: another request under the same key is
     /// refused.
     pub request: String,
+}
+
+/// The datapath ids of one kind (`ids/<kind>`): the next one to hand
+/// out. Ids are dense (1, 2, 3, ...), never 0 (no owner) and never given
+/// twice, so no two records of a kind share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdCounter {
+    pub next: u32,
+}
+
+impl Default for IdCounter {
+    fn default() -> Self {
+        IdCounter { next: 1 }
+    }
+}
+
+/// The kinds of records that carry a datapath id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Subnets,
+    Ports,
+    Vips,
+}
+
+impl IdKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Subnets => "subnets",
+            IdKind::Ports => "ports",
+            IdKind::Vips => "vips",
+        }
+    }
 }
 
 /// An index entry (`index/...`): its existence counts.

@@ -12,7 +12,7 @@ use havip_schema::{
 };
 use log::{debug, warn};
 
-use super::{guarded_put, numeric_id, EtcdSource, SourceError};
+use super::{guarded_put, EtcdSource, SourceError};
 use crate::{datapath::Datapath, shortfall::Unprogrammed};
 
 impl EtcdSource {
@@ -109,7 +109,7 @@ impl EtcdSource {
         if let Some(e) = apply_error {
             return Some(e.to_owned());
         }
-        if let Some(why) = unprogrammed.vips.get(&numeric_id(id)) {
+        if let Some(why) = unprogrammed.vips.get(&self.snapshot.vip_datapath_id(id)) {
             return Some(format!("not programmed on its host: {why}"));
         }
         local.iter().find_map(|port| {
@@ -118,7 +118,7 @@ impl EtcdSource {
                     "port {port} is not programmed on its host: {problem}"
                 ));
             }
-            let why = unprotected.get(&numeric_id(port))?;
+            let why = unprotected.get(&self.snapshot.port_datapath_id(port))?;
             Some(format!("port {port} is not protected on its host: {why}"))
         })
     }
@@ -127,7 +127,7 @@ impl EtcdSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::EtcdOptions;
+    use crate::etcd::{numeric_id, EtcdOptions};
 
     /// Why a VIP bound to port-1 of hv-a is acked failed, if it is: the
     /// first reason that holds, in this order.

@@ -24,8 +24,9 @@
 //!    ([`keep_in_force`]) until the record is fixed. So is a VIP that does
 //!    not fit the datapath's maps.
 //!
-//! Datapath ids are `u32`; the controller's are strings. [`numeric_id`]
-//! maps one to the other, the same on every host and across restarts.
+//! Datapath ids are `u32`s the controller allocates and keeps in the
+//! records (`datapath_id`: dense, never given twice, the same on every
+//! host); a record written before it did falls back to [`numeric_id`].
 
 mod acks;
 mod snapshot;
@@ -48,7 +49,7 @@ use havip_schema::{
 use log::{debug, error, info, warn};
 
 use self::snapshot::decode;
-pub use self::snapshot::{keep_in_force, numeric_id, to_config, Programmed, Snapshot};
+pub use self::snapshot::{datapath_id, keep_in_force, numeric_id, to_config, Programmed, Snapshot};
 use crate::{
     connection::{retry_delay, Connection},
     datapath::Datapath,
@@ -136,15 +137,19 @@ impl EtcdSource {
     /// The ports and VIPs this host cannot program from etcd, and why (for
     /// `havip-agent status`).
     pub fn problems(&self) -> SourceProblems {
-        let by_id = |problems: &BTreeMap<String, String>| {
+        let by_id = |problems: &BTreeMap<String, String>, dpid: &dyn Fn(&str) -> u32| {
             problems
                 .iter()
-                .map(|(id, why)| (numeric_id(id), id.clone(), why.clone()))
+                .map(|(id, why)| (dpid(id), id.clone(), why.clone()))
                 .collect()
         };
         SourceProblems {
-            ports: by_id(&self.programmed.port_problems),
-            vips: by_id(&self.programmed.problems),
+            ports: by_id(&self.programmed.port_problems, &|id| {
+                self.snapshot.port_datapath_id(id)
+            }),
+            vips: by_id(&self.programmed.problems, &|id| {
+                self.snapshot.vip_datapath_id(id)
+            }),
         }
     }
 
@@ -412,7 +417,7 @@ impl EtcdSource {
         record: &OwnerRecord,
         revision: i64,
     ) -> Result<(), SourceError> {
-        let vip_id = numeric_id(vip);
+        let vip_id = self.snapshot.vip_datapath_id(vip);
         if self.programmed.vip_ids.get(&vip_id).map(String::as_str) != Some(vip) {
             return Ok(());
         }
@@ -455,7 +460,7 @@ impl EtcdSource {
                 return Ok(());
             }
         }
-        let port_id = numeric_id(&record.port);
+        let port_id = self.snapshot.port_datapath_id(&record.port);
         let Some(&mac) = self.snapshot.port_macs.get(&record.port) else {
             warn!(
                 "etcd: owner of {vip} is port {}, whose MAC is unknown here",
@@ -617,6 +622,7 @@ mod tests {
             port: port.into(),
             vm: format!("vm-{port}"),
             host: host.into(),
+            datapath_id: None,
         };
         source.snapshot.vips.insert(
             "havip-1".into(),
@@ -638,6 +644,7 @@ mod tests {
                 vrid: None,
                 hold_down_ms: 0,
                 created_at: Utc::now(),
+                datapath_id: Some(7),
             },
         );
         let owner = |port: &str, host: &str| OwnerRecord {

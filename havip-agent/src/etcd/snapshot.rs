@@ -23,9 +23,17 @@ use crate::{
     util::eui64_link_local,
 };
 
-/// The datapath id of a controller id: 32-bit FNV-1a of its text, never 0
-/// (0 means "no owner"). Stable across hosts and restarts; [`to_config`]
-/// refuses the rare collision.
+/// The datapath id of a record: the one the controller allocated (dense,
+/// never given twice), or for a record written before it allocated them,
+/// [`numeric_id`] of its id.
+pub fn datapath_id(allocated: Option<u32>, id: &str) -> u32 {
+    allocated.unwrap_or_else(|| numeric_id(id))
+}
+
+/// The datapath id of a record that carries none (written before the
+/// controller allocated them): 32-bit FNV-1a of its id, never 0 (0 means
+/// "no owner"). Stable across hosts and restarts; [`to_config`] refuses a
+/// collision.
 pub fn numeric_id(id: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in id.bytes() {
@@ -238,6 +246,27 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// The datapath id of VIP `vip`.
+    pub fn vip_datapath_id(&self, vip: &str) -> u32 {
+        datapath_id(self.vips.get(vip).and_then(|v| v.datapath_id), vip)
+    }
+
+    /// The datapath id of port `port`: this host's record of it, else a
+    /// binding of it (a port of another host).
+    pub fn port_datapath_id(&self, port: &str) -> u32 {
+        let local = self.host_ports.iter().find(|p| p.port == port);
+        let allocated = match local {
+            Some(p) => p.datapath_id,
+            None => self
+                .vips
+                .values()
+                .flat_map(|v| &v.ports)
+                .find(|b| b.port == port)
+                .and_then(|b| b.datapath_id),
+        };
+        datapath_id(allocated, port)
+    }
+
     /// Keeps this snapshot in `path` (written aside, then renamed over).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
@@ -320,9 +349,10 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             bad_subnets.insert(id, format!("its record breaks a rule: {why}"));
             continue;
         }
-        let nid = numeric_id(id);
+        let nid = datapath_id(subnet.datapath_id, id);
         if p.config.networks.contains_key(&nid) {
-            error!("etcd: subnet {id} collides with another subnet's datapath id {nid}; skipped");
+            error!("etcd: subnet {id}: not programmed: its datapath id {nid} is another subnet's");
+            bad_subnets.insert(id, format!("its datapath id {nid} is another subnet's"));
             continue;
         }
         let cidrs: Vec<IpNet> = subnet
@@ -366,8 +396,14 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             .chain(std::iter::once(IpAddr::V6(link_local)))
             .chain(hp.link_locals.iter().map(|a| IpAddr::V6(*a)))
             .collect();
+        let id = datapath_id(hp.datapath_id, &hp.port);
         let problem = hp
             .problem()
+            .or_else(|| {
+                p.port_ids
+                    .get(&id)
+                    .map(|other| format!("its datapath id {id} is port {other}'s"))
+            })
             .or_else(|| {
                 interfaces
                     .get(hp.interface.as_str())
@@ -387,14 +423,6 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             });
         if let Some(problem) = problem {
             not_programmed(&mut p.port_problems, "port", &hp.port, problem);
-            continue;
-        }
-        let id = numeric_id(&hp.port);
-        if p.port_ids.contains_key(&id) {
-            error!(
-                "etcd: port {} collides with another port's datapath id {id}; skipped",
-                hp.port
-            );
             continue;
         }
         interfaces.insert(&hp.interface, &hp.port);
@@ -431,8 +459,23 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             continue;
         };
         let cidrs = &p.config.networks[&network].cidrs;
-        let id = numeric_id(vid);
+        let id = datapath_id(v.datapath_id, vid);
+        let ports: Vec<u32> = v
+            .ports
+            .iter()
+            .map(|b| datapath_id(b.datapath_id, &b.port))
+            .collect();
+        // A bound port whose id is a local port's that is another port.
+        let misbound = v.ports.iter().zip(&ports).find_map(|(b, pid)| {
+            let local = p.port_ids.get(pid).filter(|local| **local != b.port)?;
+            Some(format!(
+                "bound port {}'s datapath id {pid} is port {local}'s",
+                b.port
+            ))
+        });
         let problem = if let Some(why) = v.problem() {
+            Some(why)
+        } else if let Some(why) = misbound {
             Some(why)
         } else if !cidrs.iter().any(|c| c.contains(&v.address)) {
             let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
@@ -464,7 +507,7 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 name: Some(vid.clone()),
                 network,
                 address: v.address,
-                ports: v.ports.iter().map(|b| numeric_id(&b.port)).collect(),
+                ports,
                 vrid: v.vrid,
                 hold_down_ms: v.hold_down_ms,
             },
@@ -485,8 +528,11 @@ fn not_programmed(problems: &mut BTreeMap<String, String>, kind: &str, id: &str,
 /// address taken). A port kept brings its network along if need be.
 pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
     for port in p.port_problems.keys() {
-        let id = numeric_id(port);
-        let Some(old) = in_force.ports.get(&id) else {
+        let Some((&id, old)) = in_force
+            .ports
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(port.as_str()))
+        else {
             continue;
         };
         let clash = p.config.ports.contains_key(&id)
@@ -505,8 +551,11 @@ pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
         }
     }
     for vid in p.problems.keys() {
-        let id = numeric_id(vid);
-        let Some(old) = in_force.vips.get(&id) else {
+        let Some((&id, old)) = in_force
+            .vips
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(vid.as_str()))
+        else {
             continue;
         };
         let clash = p.config.vips.contains_key(&id)

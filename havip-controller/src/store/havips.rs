@@ -8,8 +8,8 @@ use etcd_client::{Compare, DeleteOptions, PutOptions, TxnOp};
 use havip_schema::guards::{absent, none_newer, unchanged};
 use havip_schema::limits::{Limits, MAX_PORTS_PER_VIP};
 use havip_schema::records::{
-    self, Binding, Claim, HostPort, IdempotentCreate, IndexEntry, IpVersion, NetworkType, PortVip,
-    Status,
+    self, Binding, Claim, HostPort, IdKind, IdempotentCreate, IndexEntry, IpVersion, NetworkType,
+    PortVip, Status,
 };
 use havip_schema::{keys, rules};
 
@@ -161,6 +161,7 @@ impl Store {
                     port: id.clone(),
                     vm: port.vm.clone(),
                     host: port.host.clone(),
+                    datapath_id: port.datapath_id,
                 });
             } else if let Some(b) = vip.ports.iter().find(|b| b.port == *id) {
                 bindings.push(b.clone());
@@ -362,7 +363,10 @@ impl Store {
                 vrid: req.vrid,
                 hold_down_ms,
                 created_at: Utc::now(),
+                datapath_id: None,
             };
+            let taken = self.next_datapath_id(IdKind::Vips).await?;
+            vip.datapath_id = Some(taken.id);
             let Plan {
                 bindings,
                 mut compares,
@@ -376,7 +380,9 @@ impl Store {
             vip.ports = bindings;
             let vip_key = keys::vip(&vip.id);
             let addr_key = keys::addr(&subnet.id, &address);
+            ops.push(taken.op);
             compares.extend([
+                taken.compare,
                 absent(&addr_key),
                 absent(&vip_key),
                 unchanged(&subnet_key, subnet_rev),

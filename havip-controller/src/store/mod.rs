@@ -15,10 +15,12 @@
 //! - [`reads`]: HAVIP views, lists, pages.
 //! - [`acks`]: the agents' side (owners, acks) and the ack reconciler.
 //! - [`corrupt`]: the scan for corrupt records.
+//! - [`ids`]: the datapath ids of subnets, ports and VIPs.
 
 mod acks;
 mod corrupt;
 mod havips;
+mod ids;
 mod limits;
 mod networks;
 mod ports;

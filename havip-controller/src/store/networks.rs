@@ -2,7 +2,7 @@
 
 use havip_schema::addresses::{overlap, AddrRange};
 use havip_schema::guards::{absent, unchanged};
-use havip_schema::records::{self, Claim, IpVersion};
+use havip_schema::records::{self, Claim, IdKind, IpVersion};
 use havip_schema::{keys, rules};
 use ipnet::IpNet;
 
@@ -72,7 +72,7 @@ impl Store {
             let Some((vpc, vpc_rev)) = self.get::<records::Vpc>(&vpc_key).await? else {
                 return Err(Error::not_found(format!("vpc {} not found", req.vpc)));
             };
-            let subnet = records::Subnet {
+            let mut subnet = records::Subnet {
                 id: id.to_string(),
                 vpc: vpc.id.clone(),
                 project: vpc.project.clone(),
@@ -82,6 +82,7 @@ impl Store {
                 gateway_v4: req.gateway_v4,
                 gateway_v6: req.gateway_v6,
                 reserved: reserved.clone(),
+                datapath_id: None,
             };
             if let Some(why) = subnet.problem() {
                 return Err(Error::invalid_argument(why));
@@ -120,6 +121,16 @@ impl Store {
                 Some((_, rev)) => compares.push(unchanged(&key, *rev)),
                 None => compares.push(absent(&key)),
             }
+            let mut ops = Vec::new();
+            subnet.datapath_id = match existing.as_ref().and_then(|(s, _)| s.datapath_id) {
+                Some(id) => Some(id),
+                None => {
+                    let taken = self.next_datapath_id(IdKind::Subnets).await?;
+                    compares.push(taken.compare);
+                    ops.push(taken.op);
+                    Some(taken.id)
+                }
+            };
             // A gateway a port or VIP holds cannot become the gateway.
             for v in [IpVersion::Ipv4, IpVersion::Ipv6] {
                 let Some(gw) = subnet.gateway(v) else {
@@ -135,7 +146,7 @@ impl Store {
             }
             // Rewriting the VPC makes a racing subnet of the same VPC (whose
             // key this read could not see) lose its compare on the VPC.
-            let ops = vec![put(&key, &subnet), put(&vpc_key, &vpc)];
+            ops.extend([put(&key, &subnet), put(&vpc_key, &vpc)]);
             if self.commit(compares, ops).await? {
                 return Ok(subnet.into());
             }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use etcd_client::TxnOp;
 use havip_schema::guards::{absent, none_newer, unchanged};
-use havip_schema::records::{self, Claim, HostPort};
+use havip_schema::records::{self, Claim, HostPort, IdKind};
 use havip_schema::{keys, rules, Mac};
 
 use super::{backoff, lost_race, put, Scope, Store, RETRIES};
@@ -67,6 +67,7 @@ impl Store {
                 vips_per_port: None,
                 vlans: vlans.clone(),
                 link_locals: link_locals.clone(),
+                datapath_id: None,
             };
             // Two ports of one host with one interface would shadow each other.
             let host_prefix = keys::host_ports(&port.host);
@@ -95,6 +96,7 @@ impl Store {
                     }
                     port.vips = old.vips.clone();
                     port.vips_per_port = old.vips_per_port;
+                    port.datapath_id = old.datapath_id;
                     if !old.vips.is_empty() && *old != port {
                         let ids: Vec<&str> = old.vips.iter().map(|v| v.id.as_str()).collect();
                         return Err(Error::wrong_state(format!(
@@ -112,6 +114,12 @@ impl Store {
                         .collect();
                 }
                 None => compares.push(absent(&key)),
+            }
+            if port.datapath_id.is_none() {
+                let taken = self.next_datapath_id(IdKind::Ports).await?;
+                compares.push(taken.compare);
+                ops.push(taken.op);
+                port.datapath_id = Some(taken.id);
             }
             let claim = Claim::Port {
                 id: id.to_string(),

@@ -17,6 +17,7 @@ fn subnet(v4: Option<&str>, v6: Option<&str>) -> Subnet {
         gateway_v4: None,
         gateway_v6: None,
         reserved: Vec::new(),
+        datapath_id: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn snapshot() -> Snapshot {
         gateway_v4: None,
         gateway_v6: None,
         reserved: vec![],
+        datapath_id: None,
     };
     let vip = |id: &str, addr: &str, ports: &[(&str, &str)]| Vip {
         id: id.into(),
@@ -42,6 +43,7 @@ fn snapshot() -> Snapshot {
                 port: (*port).into(),
                 vm: format!("vm-{port}"),
                 host: (*host).into(),
+                datapath_id: None,
             })
             .collect(),
         status: Status::Creating,
@@ -51,6 +53,7 @@ fn snapshot() -> Snapshot {
         vrid: None,
         hold_down_ms: 250,
         created_at: Utc::now(),
+        datapath_id: None,
     };
     let host_port = HostPort {
         port: "port-1".into(),
@@ -66,6 +69,7 @@ fn snapshot() -> Snapshot {
         }],
         vlans: vec![10],
         link_locals: vec!["fe80::5:11".parse().unwrap()],
+        datapath_id: None,
     };
     Snapshot {
         revision: 7,
@@ -151,6 +155,7 @@ fn a_vip_that_cannot_be_programmed_says_why() {
             port: format!("port-x{i}"),
             vm: "vm".into(),
             host: "hv-a".into(),
+            datapath_id: None,
         })
         .collect();
     s.vips.get_mut("havip-db").unwrap().ports = many;
@@ -175,6 +180,7 @@ fn a_vip_that_cannot_be_programmed_keeps_what_was_in_force() {
             port: format!("port-x{i}"),
             vm: "vm".into(),
             host: "hv-a".into(),
+            datapath_id: None,
         })
         .collect();
     let mut p = to_config(&s);
@@ -441,6 +447,7 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
                         port: format!("port-x{i}"),
                         vm: "vm".into(),
                         host: "hv-z".into(),
+                        datapath_id: None,
                     })
                     .collect();
             },
@@ -570,5 +577,134 @@ fn an_unreadable_vip_record_is_read_again() {
     ];
     for (key, value, want) in cases {
         assert_eq!(s.concerns("hv-a", key, value), *want, "{key} {value:?}");
+    }
+}
+
+/// The snapshot with the datapath ids the controller allocates.
+fn with_dense_ids() -> Snapshot {
+    let mut s = snapshot();
+    s.vips.remove("havip-dup");
+    s.subnets.get_mut("subnet-a").unwrap().datapath_id = Some(3);
+    s.host_ports[0].datapath_id = Some(5);
+    let web = s.vips.get_mut("havip-web").unwrap();
+    web.datapath_id = Some(9);
+    web.ports[0].datapath_id = Some(5);
+    web.ports[1].datapath_id = Some(6);
+    let db = s.vips.get_mut("havip-db").unwrap();
+    db.datapath_id = Some(10);
+    db.ports[0].datapath_id = Some(7);
+    s
+}
+
+#[test]
+fn the_controllers_datapath_ids_are_the_datapaths() {
+    let s = with_dense_ids();
+    let p = to_config(&s);
+    assert!(p.problems.is_empty() && p.port_problems.is_empty(), "{p:?}");
+    assert_eq!(p.config.networks.keys().collect::<Vec<_>>(), [&3]);
+    assert_eq!(p.config.ports.keys().collect::<Vec<_>>(), [&5]);
+    assert_eq!(p.config.vips[&9].ports, vec![5, 6]);
+    assert_eq!(p.config.vips[&10].ports, vec![7]);
+    assert_eq!(p.vip_ids[&9], "havip-web");
+    assert_eq!(p.port_ids[&5], "port-1");
+    assert_eq!(s.vip_datapath_id("havip-web"), 9);
+    assert_eq!(s.port_datapath_id("port-1"), 5);
+    assert_eq!(
+        s.port_datapath_id("port-2"),
+        6,
+        "a remote port's, from its binding"
+    );
+    // A record written before the controller allocated ids: the hash.
+    assert_eq!(s.port_datapath_id("port-99"), numeric_id("port-99"));
+}
+
+/// Ids that two records share, or that are none, are refused by name; the
+/// other records are programmed.
+#[test]
+fn a_datapath_id_two_records_share_is_refused() {
+    struct Case {
+        what: &'static str,
+        change: fn(&mut Snapshot),
+        vip_problems: &'static [&'static str],
+        port_problems: &'static [&'static str],
+        reason: &'static str,
+    }
+    let cases = [
+        Case {
+            what: "two VIPs with one id",
+            change: |s| s.vips.get_mut("havip-web").unwrap().datapath_id = Some(10),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "its datapath id 10 collides with another VIP's",
+        },
+        Case {
+            what: "a remote bound port with a local port's id",
+            change: |s| s.vips.get_mut("havip-db").unwrap().ports[0].datapath_id = Some(5),
+            vip_problems: &["havip-db"],
+            port_problems: &[],
+            reason: "bound port port-3's datapath id 5 is port port-1's",
+        },
+        Case {
+            what: "two local ports with one id",
+            change: |s| {
+                let mut other = s.host_ports[0].clone();
+                other.port = "port-0".into();
+                other.interface = "tap-vm0".into();
+                other.fixed_ips = vec!["10.0.6.8".parse().unwrap()];
+                other.mac = "02:00:00:00:00:08".parse().unwrap();
+                other.link_locals.clear();
+                s.host_ports.push(other);
+            },
+            vip_problems: &[],
+            port_problems: &["port-0"],
+            reason: "its datapath id 5 is port port-1's",
+        },
+        Case {
+            what: "a VIP with id 0",
+            change: |s| s.vips.get_mut("havip-web").unwrap().datapath_id = Some(0),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "datapath id 0 is no VIP's",
+        },
+        Case {
+            what: "a port with id 0",
+            change: |s| s.host_ports[0].datapath_id = Some(0),
+            vip_problems: &[],
+            port_problems: &["port-1"],
+            reason: "datapath id 0 is no port's",
+        },
+        Case {
+            what: "two bound ports of a VIP with one id",
+            change: |s| s.vips.get_mut("havip-web").unwrap().ports[1].datapath_id = Some(5),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "bound port port-2's datapath id is another bound port's",
+        },
+    ];
+    for c in cases {
+        let mut s = with_dense_ids();
+        (c.change)(&mut s);
+        let p = to_config(&s);
+        let problems: Vec<&str> = p.problems.keys().map(String::as_str).collect();
+        let port_problems: Vec<&str> = p.port_problems.keys().map(String::as_str).collect();
+        assert_eq!(
+            (problems.as_slice(), port_problems.as_slice()),
+            (c.vip_problems, c.port_problems),
+            "{}",
+            c.what
+        );
+        let all: Vec<&String> = p
+            .problems
+            .values()
+            .chain(p.port_problems.values())
+            .collect();
+        assert!(
+            all.iter().all(|r| r.starts_with(c.reason)),
+            "{}: {all:?}",
+            c.what
+        );
+        // What does not share an id is programmed.
+        let programmed = p.vip_ids.len() + p.problems.len();
+        assert_eq!(programmed, 2, "{}", c.what);
     }
 }
