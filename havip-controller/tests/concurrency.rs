@@ -294,7 +294,7 @@ async fn two_controllers_race_for_the_havip_quotas() {
         .map(|v| v["datapath_id"].as_u64().expect("a datapath id"))
         .collect();
     ids.sort();
-    let created = 6 + ok as u64;
+    let created = 6 + ok;
     assert_eq!(ids.len() as u64, created - 1, "{ids:?}");
     ids.dedup();
     assert_eq!(ids.len() as u64, created - 1, "an id given twice: {ids:?}");
