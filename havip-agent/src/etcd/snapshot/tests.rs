@@ -262,6 +262,48 @@ fn a_bad_record_tells_what_it_can() {
     assert_eq!((b.generation, b.subnet, b.hosts), (None, None, vec![]));
 }
 
+/// A record changed, and what that must fail: these VIPs and ports, each
+/// for a reason that begins with `reason`.
+struct Case {
+    what: &'static str,
+    change: fn(&mut Snapshot),
+    vip_problems: &'static [&'static str],
+    port_problems: &'static [&'static str],
+    reason: &'static str,
+}
+
+impl Case {
+    /// `p` fails what the case says, and only that, for its reason.
+    fn check(&self, p: &Programmed) {
+        let problems: Vec<&str> = p.problems.keys().map(String::as_str).collect();
+        let port_problems: Vec<&str> = p.port_problems.keys().map(String::as_str).collect();
+        assert_eq!(problems, self.vip_problems, "{}: VIPs", self.what);
+        assert_eq!(port_problems, self.port_problems, "{}: ports", self.what);
+        let all: Vec<&String> = p
+            .problems
+            .values()
+            .chain(p.port_problems.values())
+            .collect();
+        assert!(
+            all.iter().all(|r| r.starts_with(self.reason)),
+            "{}: {all:?}",
+            self.what
+        );
+    }
+}
+
+/// A second local port like port-1, changed by `change`.
+fn second_port(s: &mut Snapshot, change: fn(&mut HostPort)) {
+    let mut other = s.host_ports[0].clone();
+    other.port = "port-9".into();
+    other.interface = "tap-vm9".into();
+    other.fixed_ips = vec!["10.0.6.99".parse().unwrap()];
+    other.mac = "02:00:00:00:00:99".parse().unwrap();
+    other.link_locals.clear();
+    change(&mut other);
+    s.host_ports.push(other);
+}
+
 /// Each bad record fails what it concerns, and keeps what it had in
 /// force; everything else is programmed.
 #[test]
@@ -277,13 +319,6 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
         numeric_id("havip-db"),
         numeric_id("port-1"),
     );
-    struct Case {
-        what: &'static str,
-        change: fn(&mut Snapshot),
-        vip_problems: &'static [&'static str],
-        port_problems: &'static [&'static str],
-        reason: &'static str,
-    }
     let cases = [
         Case {
             what: "a VIP record of the wrong types",
@@ -370,28 +405,14 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
         },
         Case {
             what: "a second port on the same interface",
-            change: |s| {
-                let mut other = s.host_ports[0].clone();
-                other.port = "port-9".into();
-                other.fixed_ips = vec!["10.0.6.99".parse().unwrap()];
-                other.mac = "02:00:00:00:00:99".parse().unwrap();
-                other.link_locals.clear();
-                s.host_ports.push(other);
-            },
+            change: |s| second_port(s, |p| p.interface = "tap-vm1".into()),
             vip_problems: &[],
             port_problems: &["port-9"],
             reason: "interface tap-vm1 is already port port-1's",
         },
         Case {
             what: "a second port with the same fixed IP",
-            change: |s| {
-                let mut other = s.host_ports[0].clone();
-                other.port = "port-9".into();
-                other.interface = "tap-vm9".into();
-                other.mac = "02:00:00:00:00:99".parse().unwrap();
-                other.link_locals.clear();
-                s.host_ports.push(other);
-            },
+            change: |s| second_port(s, |p| p.fixed_ips = vec!["10.0.6.9".parse().unwrap()]),
             vip_problems: &[],
             port_problems: &["port-9"],
             reason: "address 10.0.6.9 is already port port-1's",
@@ -529,20 +550,7 @@ fn a_bad_record_fails_only_what_it_concerns_and_keeps_what_was_in_force() {
         let mut s = good();
         (c.change)(&mut s);
         let mut p = to_config(&s);
-        let problems: Vec<&str> = p.problems.keys().map(String::as_str).collect();
-        let port_problems: Vec<&str> = p.port_problems.keys().map(String::as_str).collect();
-        assert_eq!(problems, c.vip_problems, "{}: VIPs", c.what);
-        assert_eq!(port_problems, c.port_problems, "{}: ports", c.what);
-        let all: Vec<&String> = p
-            .problems
-            .values()
-            .chain(p.port_problems.values())
-            .collect();
-        assert!(
-            all.iter().all(|r| r.starts_with(c.reason)),
-            "{}: {all:?}",
-            c.what
-        );
+        c.check(&p);
         keep_in_force(&mut p, &before);
         assert_eq!(p.config, before, "{}: what was in force stays", c.what);
         assert_eq!(p.vip_ids.len(), 2, "{}", c.what);
@@ -622,13 +630,6 @@ fn the_controllers_datapath_ids_are_the_datapaths() {
 /// other records are programmed.
 #[test]
 fn a_datapath_id_two_records_share_is_refused() {
-    struct Case {
-        what: &'static str,
-        change: fn(&mut Snapshot),
-        vip_problems: &'static [&'static str],
-        port_problems: &'static [&'static str],
-        reason: &'static str,
-    }
     let cases = [
         Case {
             what: "two VIPs with one id",
@@ -646,17 +647,9 @@ fn a_datapath_id_two_records_share_is_refused() {
         },
         Case {
             what: "two local ports with one id",
-            change: |s| {
-                let mut other = s.host_ports[0].clone();
-                other.port = "port-0".into();
-                other.interface = "tap-vm0".into();
-                other.fixed_ips = vec!["10.0.6.8".parse().unwrap()];
-                other.mac = "02:00:00:00:00:08".parse().unwrap();
-                other.link_locals.clear();
-                s.host_ports.push(other);
-            },
+            change: |s| second_port(s, |_| {}),
             vip_problems: &[],
-            port_problems: &["port-0"],
+            port_problems: &["port-9"],
             reason: "its datapath id 5 is port port-1's",
         },
         Case {
@@ -685,24 +678,7 @@ fn a_datapath_id_two_records_share_is_refused() {
         let mut s = with_dense_ids();
         (c.change)(&mut s);
         let p = to_config(&s);
-        let problems: Vec<&str> = p.problems.keys().map(String::as_str).collect();
-        let port_problems: Vec<&str> = p.port_problems.keys().map(String::as_str).collect();
-        assert_eq!(
-            (problems.as_slice(), port_problems.as_slice()),
-            (c.vip_problems, c.port_problems),
-            "{}",
-            c.what
-        );
-        let all: Vec<&String> = p
-            .problems
-            .values()
-            .chain(p.port_problems.values())
-            .collect();
-        assert!(
-            all.iter().all(|r| r.starts_with(c.reason)),
-            "{}: {all:?}",
-            c.what
-        );
+        c.check(&p);
         // What does not share an id is programmed.
         let programmed = p.vip_ids.len() + p.problems.len();
         assert_eq!(programmed, 2, "{}", c.what);
