@@ -109,7 +109,7 @@ impl EtcdSource {
         if let Some(e) = apply_error {
             return Some(e.to_owned());
         }
-        if let Some(why) = unprogrammed.vips.get(&self.snapshot.vip_datapath_id(id)) {
+        if let Some(why) = unprogrammed.vips.get(&self.vip_datapath_id(id)) {
             return Some(format!("not programmed on its host: {why}"));
         }
         local.iter().find_map(|port| {
@@ -118,7 +118,7 @@ impl EtcdSource {
                     "port {port} is not programmed on its host: {problem}"
                 ));
             }
-            let why = unprotected.get(&self.snapshot.port_datapath_id(port))?;
+            let why = unprotected.get(&self.port_datapath_id(port))?;
             Some(format!("port {port} is not protected on its host: {why}"))
         })
     }

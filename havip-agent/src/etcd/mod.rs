@@ -145,12 +145,31 @@ impl EtcdSource {
         };
         SourceProblems {
             ports: by_id(&self.programmed.port_problems, &|id| {
-                self.snapshot.port_datapath_id(id)
+                self.port_datapath_id(id)
             }),
-            vips: by_id(&self.programmed.problems, &|id| {
-                self.snapshot.vip_datapath_id(id)
-            }),
+            vips: by_id(&self.programmed.problems, &|id| self.vip_datapath_id(id)),
         }
+    }
+
+    /// The datapath id of VIP `vip`: the one in force (also for a VIP
+    /// whose record no longer reads, kept in force), else its record's.
+    fn vip_datapath_id(&self, vip: &str) -> u32 {
+        self.programmed
+            .vip_ids
+            .iter()
+            .find(|(_, id)| id.as_str() == vip)
+            .map(|(dpid, _)| *dpid)
+            .unwrap_or_else(|| self.snapshot.vip_datapath_id(vip))
+    }
+
+    /// The datapath id of port `port`, the same way.
+    fn port_datapath_id(&self, port: &str) -> u32 {
+        self.programmed
+            .port_ids
+            .iter()
+            .find(|(_, id)| id.as_str() == port)
+            .map(|(dpid, _)| *dpid)
+            .unwrap_or_else(|| self.snapshot.port_datapath_id(port))
     }
 
     pub fn connected(&self) -> bool {
@@ -417,7 +436,7 @@ impl EtcdSource {
         record: &OwnerRecord,
         revision: i64,
     ) -> Result<(), SourceError> {
-        let vip_id = self.snapshot.vip_datapath_id(vip);
+        let vip_id = self.vip_datapath_id(vip);
         if self.programmed.vip_ids.get(&vip_id).map(String::as_str) != Some(vip) {
             return Ok(());
         }

@@ -449,6 +449,11 @@ pub fn to_config(s: &Snapshot) -> Programmed {
     for (vid, bad) in &s.bad.vips {
         not_programmed(&mut p.problems, "vip", vid, bad.problem());
     }
+    let local_ids: HashMap<&str, u32> = p
+        .port_ids
+        .iter()
+        .map(|(id, port)| (port.as_str(), *id))
+        .collect();
     let mut addresses: HashMap<(u32, IpAddr), &str> = HashMap::new();
     for (vid, v) in &s.vips {
         let Some(&network) = networks.get(v.subnet.as_str()) else {
@@ -460,16 +465,27 @@ pub fn to_config(s: &Snapshot) -> Programmed {
         };
         let cidrs = &p.config.networks[&network].cidrs;
         let id = datapath_id(v.datapath_id, vid);
+        // A local port is bound by the id of its own record; another
+        // host's by its binding's.
         let ports: Vec<u32> = v
             .ports
             .iter()
-            .map(|b| datapath_id(b.datapath_id, &b.port))
+            .map(|b| match local_ids.get(b.port.as_str()) {
+                Some(&id) => id,
+                None => datapath_id(b.datapath_id, &b.port),
+            })
             .collect();
-        // A bound port whose id is a local port's that is another port.
+        // A binding whose id is another local port's, or not its port's.
         let misbound = v.ports.iter().zip(&ports).find_map(|(b, pid)| {
-            let local = p.port_ids.get(pid).filter(|local| **local != b.port)?;
+            if let Some(local) = p.port_ids.get(pid).filter(|local| **local != b.port) {
+                return Some(format!(
+                    "bound port {}'s datapath id {pid} is port {local}'s",
+                    b.port
+                ));
+            }
+            let given = b.datapath_id.filter(|given| given != pid)?;
             Some(format!(
-                "bound port {}'s datapath id {pid} is port {local}'s",
+                "bound port {}'s datapath id {given} is not its record's {pid}",
                 b.port
             ))
         });

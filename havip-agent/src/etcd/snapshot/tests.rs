@@ -624,6 +624,11 @@ fn the_controllers_datapath_ids_are_the_datapaths() {
     );
     // A record written before the controller allocated ids: the hash.
     assert_eq!(s.port_datapath_id("port-99"), numeric_id("port-99"));
+    // A binding written by hand without an id binds a local port by its
+    // record's.
+    let mut s = s;
+    s.vips.get_mut("havip-web").unwrap().ports[0].datapath_id = None;
+    assert_eq!(to_config(&s).config.vips[&9].ports, vec![5, 6]);
 }
 
 /// Ids that two records share, or that are none, are refused by name; the
@@ -651,6 +656,13 @@ fn a_datapath_id_two_records_share_is_refused() {
             vip_problems: &[],
             port_problems: &["port-9"],
             reason: "its datapath id 5 is port port-1's",
+        },
+        Case {
+            what: "a binding of a local port with another id than its record's",
+            change: |s| s.vips.get_mut("havip-web").unwrap().ports[0].datapath_id = Some(8),
+            vip_problems: &["havip-web"],
+            port_problems: &[],
+            reason: "bound port port-1's datapath id 8 is not its record's 5",
         },
         Case {
             what: "a VIP with id 0",
