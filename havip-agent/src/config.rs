@@ -51,6 +51,7 @@ use havip_common::{
         MAX_BINDINGS,
     },
 };
+use havip_schema::rules::{interface_name_problem, is_unicast, vip_address_problem};
 use ipnet::IpNet;
 use macaddr::MacAddr6;
 use serde::Deserialize;
@@ -352,33 +353,6 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
         .join(", ")
 }
 
-/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
-const IFNAME_MAX: usize = 15;
-
-fn interface_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > IFNAME_MAX {
-        Some("is longer than 15 bytes")
-    } else if name == "." || name == ".." {
-        Some("is not a valid interface name")
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        Some("contains '/', ':', whitespace or a control character")
-    } else {
-        None
-    }
-}
-
-fn is_unicast(ip: &IpAddr) -> bool {
-    !(ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_loopback()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
-}
-
 fn validate(file: File) -> Result<Config, Vec<String>> {
     let mut problems = Vec::new();
     let mut config = Config::default();
@@ -568,6 +542,11 @@ fn validate(file: File) -> Result<Config, Vec<String>> {
             }
             Ok(a) if !is_unicast(&a) => {
                 problems.push(format!("{who}: address {a} is not a unicast address"));
+                None
+            }
+            Ok(a) if vip_address_problem(&a).is_some() => {
+                let why = vip_address_problem(&a).unwrap_or_default();
+                problems.push(format!("{who}: address {why}"));
                 None
             }
             Ok(a) => Some(a),

@@ -96,6 +96,23 @@ impl Client {
         self.call(Method::POST, "/v1/havips", req).await
     }
 
+    /// A create with an `Idempotency-Key` header: a retry answers the
+    /// first create's HAVIP.
+    pub async fn create_havip_idempotent(&self, req: &CreateHavip, key: &str) -> Result<Havip> {
+        self.json(
+            self.req(Method::POST, "/v1/havips")
+                .header("Idempotency-Key", key)
+                .json(req),
+        )
+        .await
+    }
+
+    /// The stored records that cannot be read (operator).
+    pub async fn corrupt_records(&self) -> Result<CorruptRecords> {
+        self.json(self.req(Method::GET, "/v1/records/corrupt"))
+            .await
+    }
+
     pub async fn list_havips(&self, q: &ListQuery) -> Result<HavipPage> {
         self.json(self.req(Method::GET, "/v1/havips").query(q))
             .await

@@ -5,8 +5,10 @@
 //! etcd = ["http://127.0.0.1:2379"]
 //!
 //! [limits]            # defaults; operators change them per project or VIP
-//! ports_per_vip = 3
+//! ports_per_vip = 3   # at most 16, what the datapath holds
 //! vips_per_port = 5
+//! vips_per_project = 100
+//! vips_per_subnet = 50
 //!
 //! [[tokens]]
 //! token = "a-long-random-secret"
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::model::EffectiveLimits;
+use havip_schema::limits::{self, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,6 +56,7 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
 }
 
+/// The default limits (the schema's defaults where not given).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -61,22 +64,36 @@ pub struct LimitsConfig {
     pub ports_per_vip: u32,
     #[serde(default = "default_vips_per_port")]
     pub vips_per_port: u32,
+    #[serde(default = "default_vips_per_project")]
+    pub vips_per_project: u32,
+    #[serde(default = "default_vips_per_subnet")]
+    pub vips_per_subnet: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        Limits::default().into()
+    }
+}
+
+impl From<Limits> for LimitsConfig {
+    fn from(l: Limits) -> Self {
         LimitsConfig {
-            ports_per_vip: default_ports_per_vip(),
-            vips_per_port: default_vips_per_port(),
+            ports_per_vip: l.ports_per_vip,
+            vips_per_port: l.vips_per_port,
+            vips_per_project: l.vips_per_project,
+            vips_per_subnet: l.vips_per_subnet,
         }
     }
 }
 
-impl From<LimitsConfig> for EffectiveLimits {
+impl From<LimitsConfig> for Limits {
     fn from(l: LimitsConfig) -> Self {
-        EffectiveLimits {
+        Limits {
             ports_per_vip: l.ports_per_vip,
             vips_per_port: l.vips_per_port,
+            vips_per_project: l.vips_per_project,
+            vips_per_subnet: l.vips_per_subnet,
         }
     }
 }
@@ -96,14 +113,20 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8780))
 }
 
-/// The product's default: a VIP binds at most 3 ports.
 fn default_ports_per_vip() -> u32 {
-    3
+    limits::DEFAULT_PORTS_PER_VIP
 }
 
-/// The product's default: a port carries at most 5 VIPs.
 fn default_vips_per_port() -> u32 {
-    5
+    limits::DEFAULT_VIPS_PER_PORT
+}
+
+fn default_vips_per_project() -> u32 {
+    limits::DEFAULT_VIPS_PER_PROJECT
+}
+
+fn default_vips_per_subnet() -> u32 {
+    limits::DEFAULT_VIPS_PER_SUBNET
 }
 
 impl Config {
@@ -131,9 +154,9 @@ impl Config {
         if self.etcd.is_empty() {
             return Err("etcd: at least one endpoint is needed".into());
         }
-        if self.limits.ports_per_vip == 0 || self.limits.vips_per_port == 0 {
-            return Err("limits: ports_per_vip and vips_per_port must be at least 1".into());
-        }
+        Limits::from(self.limits)
+            .check()
+            .map_err(|e| format!("limits: {e}"))?;
         if self.tokens.is_empty() {
             return Err("tokens: at least one token is needed".into());
         }
@@ -157,8 +180,9 @@ impl Config {
                 (None, false) => {
                     return Err(format!("{at}: set project = \"...\" or operator = true"))
                 }
-                (Some(p), false) => crate::rules::check_id("project", p)
-                    .map_err(|e| format!("{at}: {}", e.message))?,
+                (Some(p), false) => {
+                    havip_schema::rules::check_id("project", p).map_err(|e| format!("{at}: {e}"))?
+                }
                 (None, true) => {}
             }
         }
@@ -190,6 +214,8 @@ operator = true
         .unwrap();
         assert_eq!(c.limits.ports_per_vip, 3);
         assert_eq!(c.limits.vips_per_port, 5);
+        assert_eq!(c.limits.vips_per_project, 100);
+        assert_eq!(c.limits.vips_per_subnet, 50);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8780");
     }
 
@@ -209,6 +235,14 @@ operator = true
                 "twice",
             ),
             ("etcd = ['x']\nlisten = 'nope'\ntokens = []", "not valid"),
+            (
+                "etcd = ['x']\n[limits]\nports_per_vip = 5000\n[[tokens]]\ntoken='tok-aaaaaaaa'\noperator=true",
+                "the datapath holds at most 16 ports per VIP",
+            ),
+            (
+                "etcd = ['x']\n[limits]\nvips_per_subnet = 0\n[[tokens]]\ntoken='tok-aaaaaaaa'\noperator=true",
+                "vips_per_subnet must be at least 1",
+            ),
             ("etcd = ['x']\ncolour = 1\ntokens = []", "unknown field"),
         ];
         for (text, want) in cases {

@@ -33,6 +33,11 @@ pub enum ErrorCode {
     Conflict,
     /// The store (etcd) cannot be reached.
     Unavailable,
+    /// The request body is larger than the API takes.
+    PayloadTooLarge,
+    /// A stored record the operation needs cannot be read; an operator
+    /// must repair it (`GET /v1/records/corrupt` lists them).
+    CorruptRecord,
     /// A bug or corrupt stored data.
     Internal,
 }
@@ -51,7 +56,9 @@ impl ErrorCode {
             | ErrorCode::SubnetExhausted
             | ErrorCode::QuotaExceeded
             | ErrorCode::WrongState
-            | ErrorCode::Conflict => 409,
+            | ErrorCode::Conflict
+            | ErrorCode::CorruptRecord => 409,
+            ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }
@@ -72,6 +79,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::CorruptRecord => "corrupt_record",
             ErrorCode::Internal => "internal",
         }
     }
@@ -124,11 +133,28 @@ ctor! {
     forbidden => Forbidden,
     conflict => Conflict,
     unavailable => Unavailable,
+    payload_too_large => PayloadTooLarge,
+    corrupt_record => CorruptRecord,
     internal => Internal,
 }
 
+/// etcd's own words stay in the log: an API error names no key and no
+/// internal.
 impl From<etcd_client::Error> for Error {
     fn from(e: etcd_client::Error) -> Self {
-        Error::unavailable(format!("etcd: {e}"))
+        log::warn!("etcd: {e}");
+        Error::unavailable("the store is unavailable; try again")
+    }
+}
+
+impl From<havip_schema::Invalid> for Error {
+    fn from(e: havip_schema::Invalid) -> Self {
+        Error::invalid_argument(e.0)
+    }
+}
+
+impl From<havip_schema::addresses::AddressError> for Error {
+    fn from(e: havip_schema::addresses::AddressError) -> Self {
+        Error::address_out_of_range(e.to_string())
     }
 }

@@ -52,7 +52,7 @@ fn row(v: &Havip) -> [String; 15] {
             .unwrap_or_default(),
         v.master
             .as_ref()
-            .map(|m| m.host.clone())
+            .and_then(|m| m.host.clone())
             .unwrap_or_default(),
         v.project.clone(),
         v.created_at.to_rfc3339(),
@@ -76,12 +76,42 @@ pub fn to_xlsx(vips: &[Havip]) -> Result<Vec<u8>, ExportError> {
     Ok(book.save_to_buffer()?)
 }
 
+/// A CSV cell that a spreadsheet will not run as a formula: one that
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'` (OWASP's advice on CSV injection). The xlsx export writes
+/// strings as strings and needs none.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 pub fn to_csv(vips: &[Havip]) -> Result<Vec<u8>, ExportError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(COLUMNS)?;
     for v in vips {
-        w.write_record(row(v))?;
+        w.write_record(row(v).iter().map(|c| neutralise(c).into_owned()))?;
     }
     w.into_inner()
         .map_err(|e| ExportError::CsvFlush(e.error().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formulas_are_neutralised() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1+1", "'+1+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("web-vip", "web-vip"),
+            ("", ""),
+        ] {
+            assert_eq!(super::neutralise(cell), want, "{cell:?}");
+        }
+    }
 }

@@ -13,9 +13,10 @@ async fn create_with_given_or_allocated_address() {
     let (op, a, b) = (ctl.client(OP), ctl.client(PA), ctl.client(PB));
     network(&op).await;
 
-    // Allocated: the lowest free host address (the ports hold .11-.16).
+    // Allocated: the lowest free host address (the ports hold .11-.16;
+    // .1 is the subnet's gateway).
     let v1 = a.create_havip(&create("web", "sn-a")).await.unwrap();
-    assert_eq!(v1.address, ip("10.0.0.1"));
+    assert_eq!(v1.address, ip("10.0.0.2"));
     assert_eq!(v1.status, Status::Available, "no ports: available at once");
     assert_eq!(
         (v1.ip_version, v1.network_type),
@@ -23,7 +24,7 @@ async fn create_with_given_or_allocated_address() {
     );
     assert_eq!((v1.vpc.as_str(), v1.project.as_str()), ("vpc-a", "proj-a"));
     let v2 = a.create_havip(&create("web2", "sn-a")).await.unwrap();
-    assert_eq!(v2.address, ip("10.0.0.2"));
+    assert_eq!(v2.address, ip("10.0.0.3"));
     assert_eq!(v2.vrid, None, "no VRRP router id unless given");
 
     // Given by hand.
@@ -40,7 +41,7 @@ async fn create_with_given_or_allocated_address() {
     let mut req = create("v6", "sn-a");
     req.ip_version = Some(IpVersion::Ipv6);
     let v6 = a.create_havip(&req).await.unwrap();
-    assert_eq!(v6.address, ip("fd00:a::1"));
+    assert_eq!(v6.address, ip("fd00:a::2"));
     let mut req = create("v6b", "sn-a");
     req.address = Some(ip("fd00:a::0:abc"));
     assert_eq!(
@@ -175,10 +176,10 @@ async fn create_with_given_or_allocated_address() {
         assert_eq!(got, want, "{what}: {msg}");
         assert!(msg.contains(text), "{what}: {msg:?} lacks {text:?}");
     }
-    // Failed creates reserved nothing: the next allocation is still .3.
+    // Failed creates reserved nothing: the next allocation is still .4.
     assert_eq!(
         a.create_havip(&create("w3", "sn-a")).await.unwrap().address,
-        ip("10.0.0.3")
+        ip("10.0.0.4")
     );
 
     // Project B has its own 10.0.0.0/24: the same address is free there.
@@ -199,7 +200,9 @@ async fn create_with_given_or_allocated_address() {
     req.ports = ids(&["p1", "p2"]);
     let v = a.create_havip(&req).await.unwrap();
     assert_eq!(v.status, Status::Creating);
-    assert_eq!(v.pending_hosts, ids(&["hv-1", "hv-2"]));
+    assert_eq!(v.pending_ports, ids(&["p1", "p2"]));
+    assert_eq!(v.pending_hosts, None, "a tenant's view names no host");
+    assert!(v.ports.iter().all(|b| b.host.is_none()));
     assert_eq!(
         v.ports.iter().map(|b| b.vm.as_str()).collect::<Vec<_>>(),
         ["vm-1", "vm-2"]
@@ -269,7 +272,7 @@ async fn bind_unbind_replace_and_limits() {
     let p4 = hv2.iter().find(|p| p.port == "p4").unwrap();
     assert_eq!(
         p4.vips,
-        vec![PortVip {
+        vec![havip_schema::records::PortVip {
             id: id.to_string(),
             address: vip.address
         }]
@@ -330,7 +333,8 @@ async fn bind_unbind_replace_and_limits() {
                 "proj-a",
                 &ProjectLimits {
                     ports_per_vip: None,
-                    vips_per_port: Some(6)
+                    vips_per_port: Some(6),
+                    ..ProjectLimits::default()
                 }
             )
             .await
@@ -344,6 +348,7 @@ async fn bind_unbind_replace_and_limits() {
             &ProjectLimits {
                 ports_per_vip: Some(2),
                 vips_per_port: Some(6),
+                ..ProjectLimits::default()
             },
         )
         .await
@@ -381,7 +386,8 @@ async fn bind_unbind_replace_and_limits() {
                 "proj-a",
                 &ProjectLimits {
                     ports_per_vip: Some(0),
-                    vips_per_port: None
+                    vips_per_port: None,
+                    ..ProjectLimits::default()
                 }
             )
             .await
@@ -449,7 +455,11 @@ async fn states_acks_owner_and_delete() {
     // Creating VIPs cannot be deleted; they can be renamed.
     let (c, msg) = code(a.delete_havip(id).await);
     assert_eq!(c, ErrorCode::WrongState);
-    assert!(msg.contains("hv-1, hv-2"), "{msg}");
+    assert!(msg.contains("ports p1, p2, p3"), "{msg}");
+    assert!(
+        !msg.contains("hv-"),
+        "a tenant's error names no host: {msg}"
+    );
     let r = a
         .update_havip(
             id,
@@ -512,13 +522,21 @@ async fn states_acks_owner_and_delete() {
         store.ack_programmed(id, "hv-1").await.unwrap(),
         Status::Creating
     );
-    assert_eq!(a.get_havip(id).await.unwrap().pending_hosts, ids(&["hv-2"]));
+    let v = a.get_havip(id).await.unwrap();
+    assert_eq!((v.pending_ports.len(), v.pending_hosts), (1, None));
+    let page = op.list_havips(&ListQuery::default()).await.unwrap();
+    let seen = page.items.iter().find(|v| v.id == id).unwrap();
+    assert_eq!(
+        seen.pending_hosts,
+        Some(ids(&["hv-2"])),
+        "an operator's does"
+    );
     assert_eq!(
         store.ack_programmed(id, "hv-2").await.unwrap(),
         Status::Available
     );
     let v = a.get_havip(id).await.unwrap();
-    assert!(v.pending_hosts.is_empty());
+    assert!(v.pending_ports.is_empty());
 
     // A binding change is a new generation: creating again; an ack of the
     // old generation does not count.
@@ -555,14 +573,23 @@ async fn states_acks_owner_and_delete() {
     assert_eq!(v.status, Status::Failed);
     assert_eq!(
         v.status_reason.as_deref(),
-        Some("hv-2: no such interface tap-vm-2")
+        Some("port p2: no such interface tap-vm-2")
     );
 
     // The master, as reported by an agent.
     let since = chrono::Utc::now();
     store.report_owner(id, "p1", "hv-1", since).await.unwrap();
     let m = a.get_havip(id).await.unwrap().master.unwrap();
-    assert_eq!((m.port.as_str(), m.host.as_str()), ("p1", "hv-1"));
+    assert_eq!((m.port.as_str(), m.host), ("p1", None));
+    let page = op.list_havips(&ListQuery::default()).await.unwrap();
+    let m = page
+        .items
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap()
+        .master
+        .clone();
+    assert_eq!(m.unwrap().host.as_deref(), Some("hv-1"));
     assert_eq!(
         code_of(store.report_owner("havip-nope", "p1", "hv-1", since).await),
         ErrorCode::NotFound
@@ -641,20 +668,6 @@ async fn states_acks_owner_and_delete() {
 
 fn code_of<T>(r: Result<T, havip_controller::Error>) -> ErrorCode {
     r.err().expect("an error").code
-}
-
-async fn wait_status(c: &havip_controller::client::Client, id: &str, want: Status) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if c.get_havip(id).await.unwrap().status == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{id} never became {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

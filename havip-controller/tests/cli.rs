@@ -113,10 +113,10 @@ fn havipctl_against_a_running_controller() {
             "10.0.6.0/24",
         ],
     );
-    for (p, vm, ip, host) in [
-        ("p1", "vm-1", "10.0.6.9", "hv-1"),
-        ("p2", "vm-2", "10.0.6.10", "hv-2"),
-        ("p3", "vm-3", "10.0.6.11", "hv-2"),
+    for (p, vm, ip, host, interface) in [
+        ("p1", "vm-1", "10.0.6.9", "hv-1", "tap0"),
+        ("p2", "vm-2", "10.0.6.10", "hv-2", "tap0"),
+        ("p3", "vm-3", "10.0.6.11", "hv-2", "tap1"),
     ] {
         ok(
             &url,
@@ -136,7 +136,7 @@ fn havipctl_against_a_running_controller() {
                 "--host",
                 host,
                 "--interface",
-                "tap0",
+                interface,
             ],
         );
     }
@@ -164,11 +164,14 @@ fn havipctl_against_a_running_controller() {
         (Some("10.0.6.19"), Some("available"))
     );
     let other = ok(&url, PA, &["create", "--name", "spare", "--subnet", "sn-a"]);
-    assert!(other.contains("10.0.6.1 (ipv4)"), "{other}");
+    // .1 is the subnet's gateway.
+    assert!(other.contains("10.0.6.2 (ipv4)"), "{other}");
 
     let out = ok(&url, PA, &["bind", &id, "p1", "p2"]);
     assert!(
-        out.contains("p1(vm-1),p2(vm-2)") && out.contains("creating") && out.contains("hv-1, hv-2"),
+        out.contains("p1(vm-1),p2(vm-2)")
+            && out.contains("creating")
+            && out.contains("waiting for:  p1, p2"),
         "{out}"
     );
     // The configured default limit (2) holds.

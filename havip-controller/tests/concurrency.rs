@@ -17,31 +17,13 @@ async fn two_controllers_race_for_the_last_addresses() {
         Controller::start(&etcd).await,
     );
     let op = c1.client(OP);
-    op.put_vpc(
-        "vpc-a",
-        &PutVpc {
-            project: "proj-a".into(),
-            name: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let subnet = |v4: &str| PutSubnet {
-        vpc: "vpc-a".into(),
-        name: String::new(),
-        cidr_v4: Some(v4.parse().unwrap()),
-        cidr_v6: None,
-    };
-    op.put_subnet("tiny", &subnet("10.1.0.0/29")).await.unwrap();
-    op.put_subnet("other", &subnet("10.2.0.0/24"))
-        .await
-        .unwrap();
-    // One of the six host addresses is a port's.
+    vpc_a_with(&op, &[("tiny", "10.1.0.0/29"), ("other", "10.2.0.0/24")]).await;
+    // Of the six host addresses, .1 is the gateway and .3 a port's.
     op.put_port("p1", &port_req("vm-1", "tiny", "10.1.0.3", "hv-1"))
         .await
         .unwrap();
 
-    // 16 creates for 5 free addresses, half through each controller.
+    // 16 creates for 4 free addresses, half through each controller.
     let mut tasks = Vec::new();
     for i in 0..16 {
         let c = if i % 2 == 0 {
@@ -65,12 +47,12 @@ async fn two_controllers_race_for_the_last_addresses() {
         }
     }
     let distinct: HashSet<_> = got.iter().collect();
-    assert_eq!(got.len(), 5, "{got:?}");
-    assert_eq!(distinct.len(), 5, "an address was given twice: {got:?}");
-    assert_eq!(exhausted, 11);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(distinct.len(), 4, "an address was given twice: {got:?}");
+    assert_eq!(exhausted, 12);
     for a in &got {
         assert!(
-            !["10.1.0.0", "10.1.0.3", "10.1.0.7"].contains(&a.to_string().as_str()),
+            !["10.1.0.0", "10.1.0.1", "10.1.0.3", "10.1.0.7"].contains(&a.to_string().as_str()),
             "{a}"
         );
     }
@@ -109,26 +91,7 @@ async fn two_controllers_race_for_the_last_quota_slots() {
         Controller::start(&etcd).await,
     );
     let op = c1.client(OP);
-    op.put_vpc(
-        "vpc-a",
-        &PutVpc {
-            project: "proj-a".into(),
-            name: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    op.put_subnet(
-        "sn",
-        &PutSubnet {
-            vpc: "vpc-a".into(),
-            name: String::new(),
-            cidr_v4: Some("10.3.0.0/24".parse().unwrap()),
-            cidr_v6: None,
-        },
-    )
-    .await
-    .unwrap();
+    vpc_a_with(&op, &[("sn", "10.3.0.0/24")]).await;
     for i in 0..10 {
         op.put_port(
             &format!("p{i}"),
@@ -226,4 +189,129 @@ async fn two_controllers_race_for_the_last_quota_slots() {
         let from_port: HashSet<&str> = p.vips.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(from_vips, from_port, "port {}", p.id);
     }
+    // Each binding carries its port's datapath id; ports' ids are distinct.
+    let ports = records(&etcd, "/havip/v1/ports/").await;
+    let port_ids: std::collections::HashMap<&str, u64> = ports
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap(),
+                p["datapath_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let distinct: HashSet<&u64> = port_ids.values().collect();
+    assert_eq!(distinct.len(), port_ids.len(), "{port_ids:?}");
+    for v in records(&etcd, "/havip/v1/vips/").await {
+        for b in v["ports"].as_array().unwrap() {
+            let port = b["port"].as_str().unwrap();
+            assert_eq!(b["datapath_id"].as_u64(), Some(port_ids[port]), "{b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_controllers_race_for_the_havip_quotas() {
+    let etcd = Etcd::start();
+    let limits = Limits {
+        vips_per_subnet: 4,
+        vips_per_project: 6,
+        ..Limits::default()
+    };
+    let (c1, c2) = (
+        Controller::start_with(&etcd, limits).await,
+        Controller::start_with(&etcd, limits).await,
+    );
+    let op = c1.client(OP);
+    vpc_a_with(&op, &[("s1", "10.4.0.0/24"), ("s2", "10.5.0.0/24")]).await;
+    let race = |subnet: &'static str, n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let c = if i % 2 == 0 {
+                    c1.client(PA)
+                } else {
+                    c2.client(PA)
+                };
+                tokio::spawn(async move {
+                    c.create_havip(&create(&format!("{subnet}-{i}"), subnet))
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let (mut ok, mut refused) = (0, Vec::new());
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        let (c, msg) = code::<()>(Err(e));
+                        assert_eq!(c, ErrorCode::QuotaExceeded, "{msg}");
+                        refused.push(msg);
+                    }
+                }
+            }
+            (ok, refused)
+        }
+    };
+    // 12 creates racing into s1 (4 per subnet): exactly 4.
+    let (ok, refused) = race("s1", 12).await;
+    assert_eq!(ok, 4);
+    assert!(
+        refused.iter().all(|m| m.contains("vips_per_subnet")),
+        "{refused:?}"
+    );
+    // 12 into s2: the project (6) is full after 2 more.
+    let (ok, refused) = race("s2", 12).await;
+    assert_eq!(ok, 2);
+    assert!(
+        refused.iter().all(|m| m.contains("vips_per_project")),
+        "{refused:?}"
+    );
+    let all = op.list_havips(&ListQuery::default()).await.unwrap();
+    assert_eq!(all.total, 6);
+    // Racing deletes and creates: never more than the quota.
+    let s1: Vec<String> = all
+        .items
+        .iter()
+        .filter(|v| v.subnet == "s1")
+        .map(|v| v.id.clone())
+        .collect();
+    let deleter = c2.client(PA);
+    let gone = s1[0].clone();
+    let del = tokio::spawn(async move { deleter.delete_havip(&gone).await });
+    let (ok, _) = race("s2", 6).await;
+    del.await.unwrap().unwrap();
+    let all = op.list_havips(&ListQuery::default()).await.unwrap();
+    assert!(all.total <= 6, "{}", all.total);
+    assert_eq!(all.total, 5 + ok, "each create that won took a slot");
+    assert!(ok <= 1);
+
+    // Datapath ids: one per VIP ever created, dense, none given twice,
+    // whichever controller made it.
+    let mut ids: Vec<u64> = records(&etcd, "/havip/v1/vips/")
+        .await
+        .iter()
+        .map(|v| v["datapath_id"].as_u64().expect("a datapath id"))
+        .collect();
+    ids.sort();
+    let created = 6 + ok;
+    assert_eq!(ids.len() as u64, created - 1, "{ids:?}");
+    ids.dedup();
+    assert_eq!(ids.len() as u64, created - 1, "an id given twice: {ids:?}");
+    assert!(ids.iter().all(|id| (1..=created).contains(id)), "{ids:?}");
+}
+
+/// The records under `prefix`, as JSON.
+async fn records(etcd: &Etcd, prefix: &str) -> Vec<serde_json::Value> {
+    let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .unwrap();
+    let resp = kv
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| serde_json::from_slice(kv.value()).unwrap())
+        .collect()
 }

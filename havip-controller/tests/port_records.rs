@@ -32,7 +32,14 @@ async fn vlans_and_link_locals_of_a_port() {
         (&stored.vlans, &stored.link_locals),
         (&p1.vlans, &p1.link_locals)
     );
-    let host = HostPort::from(stored);
+    let host = ctl
+        .store
+        .host_ports("hv-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.port == "p1")
+        .expect("p1 on hv-1");
     assert_eq!(
         (host.vlans, host.link_locals),
         (p1.vlans.clone(), p1.link_locals.clone())

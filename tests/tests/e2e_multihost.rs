@@ -12,6 +12,7 @@ use havip_tests::keepalived::{self, Keepalived};
 use havip_tests::lab::{Vm, CLIENT, ECHO_PORT, ROGUE, VIP4, VIP6, VM1, VM2};
 use havip_tests::probe::{EchoServer, Prober};
 use havip_tests::wait::{self, now_us};
+use serde_json::Value;
 
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 
@@ -61,8 +62,8 @@ fn create_vips(f: &Fabric) -> Result<[String; 2]> {
     for id in [&v4, &v6] {
         let vip = f.wait_status(id, "available", Duration::from_secs(20))?;
         ensure!(
-            vip["pending_hosts"].as_array().is_some_and(Vec::is_empty),
-            "{id} available with pending hosts: {vip}"
+            vip["pending_ports"].as_array().is_some_and(Vec::is_empty),
+            "{id} available with pending ports: {vip}"
         );
     }
     Ok([v4, v6])
@@ -232,10 +233,9 @@ fn an_etcd_outage_keeps_forwarding_and_failover_and_the_agents_catch_up() -> Res
 fn a_vip_the_datapath_cannot_hold_becomes_failed_with_the_reason() -> Result<()> {
     let mut f = Fabric::build(&[("hv-a", &[VM1])])?;
     f.host_mut("hv-a").start_agent()?;
-    // 17 more ports on hv-a (their VMs need not run: the maps hold the
-    // binding either way), and an operator limit above what the datapath
-    // holds (16 ports per VIP).
-    let extra: Vec<String> = (1..=17).map(|i| format!("port-x{i}")).collect();
+    // 16 more ports on hv-a (their VMs need not run: the maps hold the
+    // binding either way).
+    let extra: Vec<String> = (1..=16).map(|i| format!("port-x{i}")).collect();
     for (i, port) in extra.iter().enumerate() {
         f.havipctl(
             OPERATOR_TOKEN,
@@ -260,33 +260,60 @@ fn a_vip_the_datapath_cannot_hold_becomes_failed_with_the_reason() -> Result<()>
     }
     let vip = f.create_vip("wide", IpAddr::V4(VIP4), &[&VM1])?;
     f.wait_status(&vip, "available", Duration::from_secs(20))?;
-    f.havipctl(
+    // The controller refuses a limit above what the datapath holds (16
+    // ports per VIP), and a 17th port.
+    let refused = f.havipctl(
         OPERATOR_TOKEN,
         &["limits", "set-vip", &vip, "--ports-per-vip", "20"],
+    );
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains("at most 16 ports per VIP")),
+        "ports_per_vip 20 accepted: {refused:?}"
+    );
+    f.havipctl(
+        OPERATOR_TOKEN,
+        &["limits", "set-vip", &vip, "--ports-per-vip", "16"],
     )?;
-
     let mut bind: Vec<&str> = vec!["bind", &vip];
-    bind.extend(extra[..16].iter().map(String::as_str));
+    bind.extend(extra[..15].iter().map(String::as_str));
     f.havipctl(PROJECT_TOKEN, &bind)?;
+    f.wait_status(&vip, "available", Duration::from_secs(20))?;
+    let refused = f.havipctl(PROJECT_TOKEN, &["bind", &vip, &extra[15]]);
+    ensure!(refused.is_err(), "a 17th port was bound: {refused:?}");
+
+    // A record written past the controller with 17 ports: the agent acks
+    // it failed with the reason.
+    let key = format!("/havip/v1/vips/{vip}");
+    let mut record: Value =
+        serde_json::from_slice(&f.etcd_get(&key)?.with_context(|| format!("no {key}"))?)?;
+    let generation = record["generation"].as_u64().unwrap_or_default() + 1;
+    record["generation"] = generation.into();
+    record["status"] = "creating".into();
+    record["ports"]
+        .as_array_mut()
+        .context("no ports in the record")?
+        .push(serde_json::json!({"port": extra[15], "vm": "vm-x15", "host": "hv-a"}));
+    f.etcd_put(&key, record.to_string().as_bytes())?;
     let failed = f.wait_status(&vip, "failed", Duration::from_secs(20))?;
     let reason = failed["status_reason"].as_str().unwrap_or_default();
     ensure!(
-        reason.contains("hv-a")
-            && reason.contains("17 bound ports")
-            && reason.contains("at most 16"),
-        "the reason does not say which host and why: {failed}"
+        reason.contains("17 bound ports")
+            && reason.contains("at most 16")
+            && !reason.contains("hv-a"),
+        "the reason does not say why, or names the host to the tenant: {failed}"
     );
-    // The datapath keeps what it had: vm1 still bound there.
+    // The datapath keeps what it had: the 16 ports.
     let status = f.host("hv-a").agent()?.status()?;
-    let vm1_port = status.port_on(VM1.tap)?;
     ensure!(
-        status.vip_at(&VIP4.to_string())?.ports == vec![vm1_port],
+        status.vip_at(&VIP4.to_string())?.ports.len() == 16,
         "the datapath changed the VIP it could not program: {:?}",
         status.vip_at(&VIP4.to_string())?
     );
 
     // Back within what the datapath holds: available again.
-    f.havipctl(PROJECT_TOKEN, &["unbind", &vip, &extra[0]])?;
+    f.havipctl(PROJECT_TOKEN, &["unbind", &vip, &extra[15]])?;
     f.wait_status(&vip, "available", Duration::from_secs(20))?;
     wait::until(
         Duration::from_secs(5),

@@ -6,13 +6,13 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use chrono::Utc;
-use havip_controller::{
+use havip_schema::{
     keys,
-    model::{Ack, AckResult},
+    records::{Ack, AckResult},
 };
 use log::{debug, warn};
 
-use super::{guarded_put, numeric_id, EtcdSource, SourceError};
+use super::{guarded_put, EtcdSource, SourceError};
 use crate::{datapath::Datapath, shortfall::Unprogrammed};
 
 impl EtcdSource {
@@ -103,26 +103,23 @@ impl EtcdSource {
         local: &[&str],
         apply_error: Option<&str>,
     ) -> Option<String> {
-        let host = &self.opts.host;
         if let Some(problem) = self.programmed.problems.get(id) {
             return Some(problem.clone());
         }
         if let Some(e) = apply_error {
             return Some(e.to_owned());
         }
-        if let Some(why) = unprogrammed.vips.get(&numeric_id(id)) {
-            return Some(format!("not programmed on host {host}: {why}"));
+        if let Some(why) = unprogrammed.vips.get(&self.vip_datapath_id(id)) {
+            return Some(format!("not programmed on its host: {why}"));
         }
         local.iter().find_map(|port| {
             if let Some(problem) = self.programmed.port_problems.get(*port) {
                 return Some(format!(
-                    "port {port} on host {host} is not programmed: {problem}"
+                    "port {port} is not programmed on its host: {problem}"
                 ));
             }
-            let why = unprotected.get(&numeric_id(port))?;
-            Some(format!(
-                "port {port} on host {host} is not protected: {why}"
-            ))
+            let why = unprotected.get(&self.port_datapath_id(port))?;
+            Some(format!("port {port} is not protected on its host: {why}"))
         })
     }
 }
@@ -130,7 +127,7 @@ impl EtcdSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::EtcdOptions;
+    use crate::etcd::{numeric_id, EtcdOptions};
 
     /// Why a VIP bound to port-1 of hv-a is acked failed, if it is: the
     /// first reason that holds, in this order.
@@ -171,20 +168,20 @@ mod tests {
                 what: "a full map",
                 full: true,
                 unprotected: true,
-                reason: Some("not programmed on host hv-a: no free VIP slot"),
+                reason: Some("not programmed on its host: no free VIP slot"),
                 ..Case::default()
             },
             Case {
                 what: "its port's record",
                 port_problem: true,
                 unprotected: true,
-                reason: Some("port port-1 on host hv-a is not programmed: its record is bad"),
+                reason: Some("port port-1 is not programmed on its host: its record is bad"),
                 ..Case::default()
             },
             Case {
                 what: "its port's programs",
                 unprotected: true,
-                reason: Some("port port-1 on host hv-a is not protected: tap-vm1: busy"),
+                reason: Some("port port-1 is not protected on its host: tap-vm1: busy"),
                 ..Case::default()
             },
         ];

@@ -2,7 +2,7 @@
 //! share of the controller's state, turned into the agent's [`Config`](crate::config::Config) and
 //! kept applied, and the owners the datapath learns reported back.
 //!
-//! The key layout and the agent's duties are in `havip_controller`'s crate
+//! The key layout and the agent's duties are in `havip_schema`'s crate
 //! documentation. In short:
 //! 1. Read a [`Snapshot`] at one etcd revision: this host's ports
 //!    (`hosts/<host>/ports/`), their subnets, the VIPs of those subnets,
@@ -24,8 +24,9 @@
 //!    ([`keep_in_force`]) until the record is fixed. So is a VIP that does
 //!    not fit the datapath's maps.
 //!
-//! Datapath ids are `u32`; the controller's are strings. [`numeric_id`]
-//! maps one to the other, the same on every host and across restarts.
+//! Datapath ids are `u32`s the controller allocates and keeps in the
+//! records (`datapath_id`: dense, never given twice, the same on every
+//! host); a record written before it did falls back to [`numeric_id`].
 
 mod acks;
 mod snapshot;
@@ -38,18 +39,17 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, ConnectOptions, EventType, Txn, TxnOp, WatchOptions};
 use havip_common::Event;
-use havip_controller::{
-    keys,
-    model::{AckResult, Owner as OwnerRecord},
+use havip_schema::{
+    guards, keys,
+    keys::Key,
+    records::{AckResult, Owner as OwnerRecord},
 };
 use log::{debug, error, info, warn};
 
 use self::snapshot::decode;
-pub use self::snapshot::{keep_in_force, numeric_id, to_config, Programmed, Snapshot};
+pub use self::snapshot::{datapath_id, keep_in_force, numeric_id, to_config, Programmed, Snapshot};
 use crate::{
     connection::{retry_delay, Connection},
     datapath::Datapath,
@@ -113,6 +113,9 @@ pub struct EtcdSource {
     acked: HashMap<String, (u64, AckResult, Option<String>)>,
     /// Whether a snapshot (from etcd or the cache) was applied.
     applied_once: bool,
+    /// Owner records not taken up (naming an unbound port, or a port on
+    /// another host than the record's).
+    bad_owner_records: u64,
 }
 
 impl EtcdSource {
@@ -127,22 +130,46 @@ impl EtcdSource {
             taken_up: HashMap::new(),
             acked: HashMap::new(),
             applied_once: false,
+            bad_owner_records: 0,
         }
     }
 
     /// The ports and VIPs this host cannot program from etcd, and why (for
     /// `havip-agent status`).
     pub fn problems(&self) -> SourceProblems {
-        let by_id = |problems: &BTreeMap<String, String>| {
+        let by_id = |problems: &BTreeMap<String, String>, dpid: &dyn Fn(&str) -> u32| {
             problems
                 .iter()
-                .map(|(id, why)| (numeric_id(id), id.clone(), why.clone()))
+                .map(|(id, why)| (dpid(id), id.clone(), why.clone()))
                 .collect()
         };
         SourceProblems {
-            ports: by_id(&self.programmed.port_problems),
-            vips: by_id(&self.programmed.problems),
+            ports: by_id(&self.programmed.port_problems, &|id| {
+                self.port_datapath_id(id)
+            }),
+            vips: by_id(&self.programmed.problems, &|id| self.vip_datapath_id(id)),
         }
+    }
+
+    /// The datapath id of VIP `vip`: the one in force (also for a VIP
+    /// whose record no longer reads, kept in force), else its record's.
+    fn vip_datapath_id(&self, vip: &str) -> u32 {
+        self.programmed
+            .vip_ids
+            .iter()
+            .find(|(_, id)| id.as_str() == vip)
+            .map(|(dpid, _)| *dpid)
+            .unwrap_or_else(|| self.snapshot.vip_datapath_id(vip))
+    }
+
+    /// The datapath id of port `port`, the same way.
+    fn port_datapath_id(&self, port: &str) -> u32 {
+        self.programmed
+            .port_ids
+            .iter()
+            .find(|(_, id)| id.as_str() == port)
+            .map(|(dpid, _)| *dpid)
+            .unwrap_or_else(|| self.snapshot.port_datapath_id(port))
     }
 
     pub fn connected(&self) -> bool {
@@ -409,8 +436,16 @@ impl EtcdSource {
         record: &OwnerRecord,
         revision: i64,
     ) -> Result<(), SourceError> {
-        let vip_id = numeric_id(vip);
+        let vip_id = self.vip_datapath_id(vip);
         if self.programmed.vip_ids.get(&vip_id).map(String::as_str) != Some(vip) {
+            return Ok(());
+        }
+        if let Some(why) = self.owner_problem(vip, record) {
+            self.bad_owner_records += 1;
+            error!(
+                "etcd: the owner record of {vip} is not taken up: {why} ({} such records so far)",
+                self.bad_owner_records
+            );
             return Ok(());
         }
         if self.unreported.contains_key(vip) {
@@ -444,7 +479,7 @@ impl EtcdSource {
                 return Ok(());
             }
         }
-        let port_id = numeric_id(&record.port);
+        let port_id = self.snapshot.port_datapath_id(&record.port);
         let Some(&mac) = self.snapshot.port_macs.get(&record.port) else {
             warn!(
                 "etcd: owner of {vip} is port {}, whose MAC is unknown here",
@@ -466,6 +501,21 @@ impl EtcdSource {
             Err(e) => error!("{vip}: cannot program the remote owner: {e}"),
         }
         Ok(())
+    }
+
+    /// Why an owner record of `vip` cannot be: it names a port not bound
+    /// to the VIP, or a host the port is not on (another host claiming one
+    /// of this host's ports, say).
+    fn owner_problem(&self, vip: &str, record: &OwnerRecord) -> Option<String> {
+        let v = self.snapshot.vips.get(vip)?;
+        match v.ports.iter().find(|b| b.port == record.port) {
+            None => Some(format!("port {} is not bound to it", record.port)),
+            Some(b) if b.host != record.host => Some(format!(
+                "port {} is on host {}, not on {}",
+                record.port, b.host, record.host
+            )),
+            Some(_) => None,
+        }
     }
 
     async fn report_current(
@@ -515,7 +565,7 @@ impl EtcdSource {
                 continue; // already in the snapshot
             }
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            if let Some(vip) = key.strip_prefix(&keys::owners()) {
+            if let Some(Key::Owner(vip)) = Key::parse(&key) {
                 if event.event_type() == EventType::Put && self.snapshot.vips.contains_key(vip) {
                     if let Some(o) = decode::<OwnerRecord>(&key, kv.value()) {
                         owners.push((vip.to_string(), o, kv.mod_revision()));
@@ -561,11 +611,7 @@ async fn guarded_put<T: serde::Serialize>(
     value: &T,
 ) -> Result<Option<i64>, SourceError> {
     let txn = Txn::new()
-        .when(vec![Compare::version(
-            keys::vip(vip),
-            CompareOp::Greater,
-            0,
-        )])
+        .when(vec![guards::vip_exists(vip)])
         .and_then(vec![TxnOp::put(
             key,
             serde_json::to_vec(value).expect("records serialize"),
@@ -575,4 +621,76 @@ async fn guarded_put<T: serde::Serialize>(
     Ok(resp
         .succeeded()
         .then(|| resp.header().map_or(0, |h| h.revision())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use havip_schema::records::{Binding, IpVersion, NetworkType, Status, Vip};
+
+    /// An owner record is taken up only if it names a port bound to the
+    /// VIP, on the host the binding says.
+    #[test]
+    fn an_owner_record_names_a_bound_port_on_its_host() {
+        let mut source = EtcdSource::new(EtcdOptions {
+            endpoints: vec![],
+            host: "hv-a".into(),
+            cache: None,
+        });
+        let binding = |port: &str, host: &str| Binding {
+            port: port.into(),
+            vm: format!("vm-{port}"),
+            host: host.into(),
+            datapath_id: None,
+        };
+        source.snapshot.vips.insert(
+            "havip-1".into(),
+            Vip {
+                id: "havip-1".into(),
+                project: "p".into(),
+                name: "v".into(),
+                description: String::new(),
+                network_type: NetworkType::Intranet,
+                vpc: "vpc".into(),
+                subnet: "s".into(),
+                ip_version: IpVersion::Ipv4,
+                address: "10.0.6.19".parse().unwrap(),
+                ports: vec![binding("port-1", "hv-a"), binding("port-2", "hv-b")],
+                status: Status::Available,
+                status_reason: None,
+                generation: 1,
+                ports_per_vip: None,
+                vrid: None,
+                hold_down_ms: 0,
+                created_at: Utc::now(),
+                datapath_id: Some(7),
+            },
+        );
+        let owner = |port: &str, host: &str| OwnerRecord {
+            port: port.into(),
+            host: host.into(),
+            since: Utc::now(),
+            split_brain: None,
+        };
+        let cases = [
+            (owner("port-2", "hv-b"), None),
+            (owner("port-1", "hv-a"), None),
+            (
+                owner("port-7", "hv-b"),
+                Some("port port-7 is not bound to it"),
+            ),
+            // Another host claiming this host's port.
+            (
+                owner("port-1", "hv-b"),
+                Some("port port-1 is on host hv-a, not on hv-b"),
+            ),
+        ];
+        for (record, want) in cases {
+            assert_eq!(
+                source.owner_problem("havip-1", &record).as_deref(),
+                want,
+                "{record:?}"
+            );
+        }
+    }
 }

@@ -9,13 +9,9 @@ use std::{
 };
 
 use etcd_client::{Client, GetOptions};
-use havip_common::{
-    port::{check_vlans, MAX_LINK_LOCALS},
-    vip::MAX_BINDINGS,
-};
-use havip_controller::{
-    keys,
-    model::{Havip, HostPort, Owner as OwnerRecord, Port as PortRecord, Subnet},
+use havip_schema::{
+    keys::{self, Key},
+    records::{HostPort, Owner as OwnerRecord, Port as PortRecord, Subnet, Vip},
 };
 use ipnet::IpNet;
 use log::{error, warn};
@@ -27,29 +23,17 @@ use crate::{
     util::eui64_link_local,
 };
 
-/// What in a port record the datapath cannot hold (the controller refuses
-/// it; a record written past it is not programmed): its VLANs and
-/// link-locals, by the rules of the agent's config.
-fn port_record_problem(hp: &HostPort) -> Option<String> {
-    let vlans: Vec<i64> = hp.vlans.iter().map(|v| i64::from(*v)).collect();
-    if let Err(why) = check_vlans(&vlans) {
-        return Some(why.to_string());
-    }
-    if hp.link_locals.len() > MAX_LINK_LOCALS {
-        return Some(format!(
-            "{} link-locals in link_locals, at most {MAX_LINK_LOCALS}",
-            hp.link_locals.len()
-        ));
-    }
-    hp.link_locals
-        .iter()
-        .find(|a| !a.is_unicast_link_local())
-        .map(|a| format!("link_local {a} is not an IPv6 link-local address (fe80::/10)"))
+/// The datapath id of a record: the one the controller allocated (dense,
+/// never given twice), or for a record written before it allocated them,
+/// [`numeric_id`] of its id.
+pub fn datapath_id(allocated: Option<u32>, id: &str) -> u32 {
+    allocated.unwrap_or_else(|| numeric_id(id))
 }
 
-/// The datapath id of a controller id: 32-bit FNV-1a of its text, never 0
-/// (0 means "no owner"). Stable across hosts and restarts; [`to_config`]
-/// refuses the rare collision.
+/// The datapath id of a record that carries none (written before the
+/// controller allocated them): 32-bit FNV-1a of its id, never 0 (0 means
+/// "no owner"). Stable across hosts and restarts; [`to_config`] refuses a
+/// collision.
 pub fn numeric_id(id: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in id.bytes() {
@@ -66,7 +50,7 @@ pub struct Snapshot {
     pub host_ports: Vec<HostPort>,
     pub subnets: BTreeMap<String, Subnet>,
     /// The VIPs of the local ports' subnets.
-    pub vips: BTreeMap<String, Havip>,
+    pub vips: BTreeMap<String, Vip>,
     /// vip -> its owner record and that key's mod revision.
     pub owners: BTreeMap<String, (OwnerRecord, i64)>,
     /// port -> MAC, for the bound ports of the VIPs above.
@@ -125,8 +109,18 @@ impl BadRecord {
     }
 }
 
+/// The id of the resource a record is (its port, subnet or VIP).
+fn record_id(key: &str) -> String {
+    match Key::parse(key) {
+        Some(Key::HostPort { port: id, .. } | Key::Subnet(id) | Key::Vip(id) | Key::Port(id)) => {
+            id.to_owned()
+        }
+        _ => key.rsplit('/').next().unwrap_or(key).to_owned(),
+    }
+}
+
 /// The records of `kvs` that decode, and the ones that do not (each
-/// logged), by the last segment of their key.
+/// logged), by the id of their key.
 fn decode_each<T: DeserializeOwned>(
     kvs: &[etcd_client::KeyValue],
 ) -> (Vec<T>, Vec<(String, BadRecord)>) {
@@ -138,7 +132,7 @@ fn decode_each<T: DeserializeOwned>(
             Ok(v) => good.push(v),
             Err(e) => {
                 warn!("etcd: {key}: not a valid record: {e}; it fails what it concerns only");
-                let id = keys::last_segment(&key).to_owned();
+                let id = record_id(&key);
                 bad.push((id, BadRecord::of(&key, kv.value(), &e)));
             }
         }
@@ -166,8 +160,7 @@ impl Snapshot {
         };
         s.bad.ports.extend(bad_ports);
         for p in &s.host_ports {
-            s.port_macs
-                .extend(parse_mac(&p.mac).map(|m| (p.port.clone(), m)));
+            s.port_macs.insert(p.port.clone(), p.mac.octets());
         }
         // A port whose record is bad still tells its subnet, if it can.
         let subnet_ids: BTreeSet<String> = s
@@ -187,7 +180,7 @@ impl Snapshot {
         let local =
             |subnet: &str| s.subnets.contains_key(subnet) || s.bad.subnets.contains_key(subnet);
         let resp = kv.get(keys::vips(), Some(at().with_prefix())).await?;
-        let (vips, bad_vips) = decode_each::<Havip>(resp.kvs());
+        let (vips, bad_vips) = decode_each::<Vip>(resp.kvs());
         let vips = vips
             .into_iter()
             .filter(|v| local(&v.subnet))
@@ -205,10 +198,12 @@ impl Snapshot {
         let resp = kv.get(keys::owners(), Some(at().with_prefix())).await?;
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let vip = keys::last_segment(&key).to_string();
-            if s.vips.contains_key(&vip) {
+            let Some(Key::Owner(vip)) = Key::parse(&key) else {
+                continue;
+            };
+            if s.vips.contains_key(vip) {
                 if let Some(o) = decode::<OwnerRecord>(&key, kv.value()) {
-                    s.owners.insert(vip, (o, kv.mod_revision()));
+                    s.owners.insert(vip.to_owned(), (o, kv.mod_revision()));
                 }
             }
         }
@@ -221,7 +216,7 @@ impl Snapshot {
         for port in remote_ports {
             let resp = kv.get(keys::port(&port), Some(at())).await?;
             if let Some(p) = decode_all::<PortRecord>(resp.kvs()).pop() {
-                s.port_macs.extend(parse_mac(&p.mac).map(|m| (port, m)));
+                s.port_macs.insert(port, p.mac.octets());
             }
         }
         Ok(s)
@@ -229,33 +224,49 @@ impl Snapshot {
 
     /// Whether a change of `key` can change this snapshot.
     pub(super) fn concerns(&self, host: &str, key: &str, value: &[u8]) -> bool {
-        let Some(rest) = key.strip_prefix(keys::ROOT) else {
-            return false;
-        };
-        if rest.starts_with("/hosts/") {
-            return key.starts_with(&keys::host_ports(host));
-        }
-        if let Some(id) = rest.strip_prefix("/subnets/") {
-            return self.subnets.contains_key(id) || self.bad.subnets.contains_key(id);
-        }
-        if let Some(id) = rest.strip_prefix("/ports/") {
-            return self.port_macs.contains_key(id);
-        }
-        if let Some(id) = rest.strip_prefix("/vips/") {
+        match Key::parse(key) {
+            Some(Key::HostPort { host: h, .. }) => h == host,
+            Some(Key::Subnet(id)) => {
+                self.subnets.contains_key(id) || self.bad.subnets.contains_key(id)
+            }
+            Some(Key::Port(id)) => self.port_macs.contains_key(id),
             // A known VIP changed or went, or a new one in a local subnet,
             // or one that cannot be read (it may be local).
-            return self.vips.contains_key(id)
-                || self.bad.vips.contains_key(id)
-                || match serde_json::from_slice::<Havip>(value) {
-                    Ok(v) => self.subnets.contains_key(&v.subnet),
-                    Err(_) => !value.is_empty(),
-                };
+            Some(Key::Vip(id)) => {
+                self.vips.contains_key(id)
+                    || self.bad.vips.contains_key(id)
+                    || match serde_json::from_slice::<Vip>(value) {
+                        Ok(v) => self.subnets.contains_key(&v.subnet),
+                        Err(_) => !value.is_empty(),
+                    }
+            }
+            _ => false,
         }
-        false
     }
 }
 
 impl Snapshot {
+    /// The datapath id of VIP `vip`.
+    pub fn vip_datapath_id(&self, vip: &str) -> u32 {
+        datapath_id(self.vips.get(vip).and_then(|v| v.datapath_id), vip)
+    }
+
+    /// The datapath id of port `port`: this host's record of it, else a
+    /// binding of it (a port of another host).
+    pub fn port_datapath_id(&self, port: &str) -> u32 {
+        let local = self.host_ports.iter().find(|p| p.port == port);
+        let allocated = match local {
+            Some(p) => p.datapath_id,
+            None => self
+                .vips
+                .values()
+                .flat_map(|v| &v.ports)
+                .find(|b| b.port == port)
+                .and_then(|b| b.datapath_id),
+        };
+        datapath_id(allocated, port)
+    }
+
     /// Keeps this snapshot in `path` (written aside, then renamed over).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
@@ -291,16 +302,6 @@ fn decode_all<T: DeserializeOwned>(kvs: &[etcd_client::KeyValue]) -> Vec<T> {
         .collect()
 }
 
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    match text.parse::<macaddr::MacAddr6>() {
-        Ok(m) => Some(m.into_array()),
-        Err(_) => {
-            warn!("etcd: ignoring MAC {text:?}: not a MAC address");
-            None
-        }
-    }
-}
-
 /// A snapshot as the agent's configuration, and the way back to the
 /// controller's ids.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -320,6 +321,14 @@ pub struct Programmed {
 /// security on, link-local from the MAC), the networks of their subnets,
 /// and every VIP of those subnets with all its bound ports (also those on
 /// other hosts, where remote owners live).
+///
+/// Every record is checked by the rules of the schema (the controller's
+/// and the config file's) and by what only this host can tell: a subnet
+/// that is not one, a port whose MAC, interface, fixed IPs, VLANs or
+/// link-locals no host can program or whose interface or address another
+/// local port has, a VIP whose address is no VIP's, outside its subnet,
+/// another VIP's or a local port's own address. What breaks a rule is not
+/// programmed and says why; everything else is.
 pub fn to_config(s: &Snapshot) -> Programmed {
     let mut p = Programmed {
         // The controller enforces the binding limits.
@@ -327,10 +336,23 @@ pub fn to_config(s: &Snapshot) -> Programmed {
         ..Programmed::default()
     };
     let mut networks: HashMap<&str, u32> = HashMap::new();
+    // subnet id -> why it is not programmed.
+    let mut bad_subnets: HashMap<&str, String> = s
+        .bad
+        .subnets
+        .iter()
+        .map(|(id, bad)| (id.as_str(), bad.problem()))
+        .collect();
     for (id, subnet) in &s.subnets {
-        let nid = numeric_id(id);
+        if let Some(why) = subnet.problem() {
+            error!("etcd: subnet {id}: not programmed: {why}");
+            bad_subnets.insert(id, format!("its record breaks a rule: {why}"));
+            continue;
+        }
+        let nid = datapath_id(subnet.datapath_id, id);
         if p.config.networks.contains_key(&nid) {
-            error!("etcd: subnet {id} collides with another subnet's datapath id {nid}; skipped");
+            error!("etcd: subnet {id}: not programmed: its datapath id {nid} is another subnet's");
+            bad_subnets.insert(id, format!("its datapath id {nid} is another subnet's"));
             continue;
         }
         let cidrs: Vec<IpNet> = subnet
@@ -352,28 +374,60 @@ pub fn to_config(s: &Snapshot) -> Programmed {
     for (port, bad) in &s.bad.ports {
         not_programmed(&mut p.port_problems, "port", port, bad.problem());
     }
+    // What the local ports hold, by the port holding it.
+    let mut interfaces: HashMap<&str, &str> = HashMap::new();
+    let mut own_addresses: HashMap<(u32, IpAddr), &str> = HashMap::new();
     for hp in &s.host_ports {
-        let (network, mac) = (networks.get(hp.subnet.as_str()), s.port_macs.get(&hp.port));
-        let (Some(&network), Some(&mac)) = (network, mac) else {
-            let problem = match (network, s.bad.subnets.get(&hp.subnet)) {
-                (None, Some(bad)) => format!("subnet {}: {}", hp.subnet, bad.problem()),
-                (None, None) => format!("subnet {} has no record", hp.subnet),
-                (Some(_), _) => format!("MAC {:?} is not a MAC address", hp.mac),
+        let Some(&network) = networks.get(hp.subnet.as_str()) else {
+            let problem = match bad_subnets.get(hp.subnet.as_str()) {
+                Some(why) => format!("subnet {}: {why}", hp.subnet),
+                None => format!("subnet {} has no record", hp.subnet),
             };
             not_programmed(&mut p.port_problems, "port", &hp.port, problem);
             continue;
         };
-        if let Some(problem) = port_record_problem(hp) {
+        let mac = hp.mac.octets();
+        let link_local = eui64_link_local(&mac);
+        let cidrs = &p.config.networks[&network].cidrs;
+        let addresses: Vec<IpAddr> = hp
+            .fixed_ips
+            .iter()
+            .copied()
+            .chain(std::iter::once(IpAddr::V6(link_local)))
+            .chain(hp.link_locals.iter().map(|a| IpAddr::V6(*a)))
+            .collect();
+        let id = datapath_id(hp.datapath_id, &hp.port);
+        let problem = hp
+            .problem()
+            .or_else(|| {
+                p.port_ids
+                    .get(&id)
+                    .map(|other| format!("its datapath id {id} is port {other}'s"))
+            })
+            .or_else(|| {
+                interfaces
+                    .get(hp.interface.as_str())
+                    .map(|other| format!("interface {} is already port {other}'s", hp.interface))
+            })
+            .or_else(|| {
+                hp.fixed_ips
+                    .iter()
+                    .find(|ip| !cidrs.iter().any(|c| c.contains(*ip)))
+                    .map(|ip| format!("fixed ip {ip} is outside subnet {}", hp.subnet))
+            })
+            .or_else(|| {
+                addresses.iter().find_map(|a| {
+                    let other = own_addresses.get(&(network, *a))?;
+                    Some(format!("address {a} is already port {other}'s"))
+                })
+            });
+        if let Some(problem) = problem {
             not_programmed(&mut p.port_problems, "port", &hp.port, problem);
             continue;
         }
-        let id = numeric_id(&hp.port);
-        if p.port_ids.contains_key(&id) {
-            error!(
-                "etcd: port {} collides with another port's datapath id {id}; skipped",
-                hp.port
-            );
-            continue;
+        interfaces.insert(&hp.interface, &hp.port);
+        for a in addresses {
+            own_addresses.insert((network, a), &hp.port);
         }
         p.port_ids.insert(id, hp.port.clone());
         p.config.ports.insert(
@@ -386,7 +440,7 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 mac,
                 ips: hp.fixed_ips.clone(),
                 port_security: true,
-                link_local: eui64_link_local(&mac),
+                link_local,
                 link_locals: hp.link_locals.clone(),
                 vlans: hp.vlans.clone(),
             },
@@ -395,18 +449,51 @@ pub fn to_config(s: &Snapshot) -> Programmed {
     for (vid, bad) in &s.bad.vips {
         not_programmed(&mut p.problems, "vip", vid, bad.problem());
     }
+    let local_ids: HashMap<&str, u32> = p
+        .port_ids
+        .iter()
+        .map(|(id, port)| (port.as_str(), *id))
+        .collect();
     let mut addresses: HashMap<(u32, IpAddr), &str> = HashMap::new();
     for (vid, v) in &s.vips {
         let Some(&network) = networks.get(v.subnet.as_str()) else {
-            if let Some(bad) = s.bad.subnets.get(&v.subnet) {
-                let problem = format!("subnet {}: {}", v.subnet, bad.problem());
+            if let Some(why) = bad_subnets.get(v.subnet.as_str()) {
+                let problem = format!("subnet {}: {why}", v.subnet);
                 not_programmed(&mut p.problems, "vip", vid, problem);
             }
             continue;
         };
         let cidrs = &p.config.networks[&network].cidrs;
-        let id = numeric_id(vid);
-        let problem = if !cidrs.iter().any(|c| c.contains(&v.address)) {
+        let id = datapath_id(v.datapath_id, vid);
+        // A local port is bound by the id of its own record; another
+        // host's by its binding's.
+        let ports: Vec<u32> = v
+            .ports
+            .iter()
+            .map(|b| match local_ids.get(b.port.as_str()) {
+                Some(&id) => id,
+                None => datapath_id(b.datapath_id, &b.port),
+            })
+            .collect();
+        // A binding whose id is another local port's, or not its port's.
+        let misbound = v.ports.iter().zip(&ports).find_map(|(b, pid)| {
+            if let Some(local) = p.port_ids.get(pid).filter(|local| **local != b.port) {
+                return Some(format!(
+                    "bound port {}'s datapath id {pid} is port {local}'s",
+                    b.port
+                ));
+            }
+            let given = b.datapath_id.filter(|given| given != pid)?;
+            Some(format!(
+                "bound port {}'s datapath id {given} is not its record's {pid}",
+                b.port
+            ))
+        });
+        let problem = if let Some(why) = v.problem() {
+            Some(why)
+        } else if let Some(why) = misbound {
+            Some(why)
+        } else if !cidrs.iter().any(|c| c.contains(&v.address)) {
             let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
             Some(format!(
                 "its address {} is outside subnet {} ({})",
@@ -418,13 +505,10 @@ pub fn to_config(s: &Snapshot) -> Programmed {
             Some(format!("its datapath id {id} collides with another VIP's"))
         } else if let Some(other) = addresses.get(&(network, v.address)) {
             Some(format!("{other} has the same address {}", v.address))
-        } else if v.ports.len() > MAX_BINDINGS {
-            Some(format!(
-                "{} bound ports, the datapath holds at most {MAX_BINDINGS}",
-                v.ports.len()
-            ))
         } else {
-            None
+            own_addresses
+                .get(&(network, v.address))
+                .map(|port| format!("its address {} is port {port}'s own address", v.address))
         };
         if let Some(problem) = problem {
             not_programmed(&mut p.problems, "vip", vid, problem);
@@ -439,9 +523,9 @@ pub fn to_config(s: &Snapshot) -> Programmed {
                 name: Some(vid.clone()),
                 network,
                 address: v.address,
-                ports: v.ports.iter().map(|b| numeric_id(&b.port)).collect(),
+                ports,
                 vrid: v.vrid,
-                hold_down_ms: v.hold_down_ms.min(havip_common::vip::MAX_HOLD_DOWN_MS),
+                hold_down_ms: v.hold_down_ms,
             },
         );
     }
@@ -460,8 +544,11 @@ fn not_programmed(problems: &mut BTreeMap<String, String>, kind: &str, id: &str,
 /// address taken). A port kept brings its network along if need be.
 pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
     for port in p.port_problems.keys() {
-        let id = numeric_id(port);
-        let Some(old) = in_force.ports.get(&id) else {
+        let Some((&id, old)) = in_force
+            .ports
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(port.as_str()))
+        else {
             continue;
         };
         let clash = p.config.ports.contains_key(&id)
@@ -480,8 +567,11 @@ pub fn keep_in_force(p: &mut Programmed, in_force: &Config) {
         }
     }
     for vid in p.problems.keys() {
-        let id = numeric_id(vid);
-        let Some(old) = in_force.vips.get(&id) else {
+        let Some((&id, old)) = in_force
+            .vips
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(vid.as_str()))
+        else {
             continue;
         };
         let clash = p.config.vips.contains_key(&id)

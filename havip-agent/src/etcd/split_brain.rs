@@ -2,7 +2,7 @@
 //! source reports it: in the owner record, rewritten as the condition
 //! begins and clears, and the pending claims the damper applies.
 
-use havip_controller::model::SplitBrain as SplitBrainRecord;
+use havip_schema::records::SplitBrain as SplitBrainRecord;
 use log::warn;
 
 use super::{is_local, owner_event, EtcdSource};

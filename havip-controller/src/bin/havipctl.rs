@@ -64,6 +64,10 @@ enum Cmd {
         /// an owner change waits for its end (0: none; default 1000).
         #[arg(long, allow_negative_numbers = true)]
         hold_down_ms: Option<i64>,
+        /// Makes the create safe to retry: a retry with the same token
+        /// within 24 hours answers the first create's HAVIP.
+        #[arg(long)]
+        client_token: Option<String>,
     },
     /// List HAVIPs, newest first.
     List {
@@ -130,6 +134,8 @@ enum Cmd {
     /// Register networks and ports (operator; normally orchestration does).
     #[command(subcommand)]
     Register(RegisterCmd),
+    /// List the stored records that cannot be read (operator).
+    CorruptRecords,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +149,10 @@ enum LimitsCmd {
         ports_per_vip: Option<u32>,
         #[arg(long)]
         vips_per_port: Option<u32>,
+        #[arg(long)]
+        vips_per_project: Option<u32>,
+        #[arg(long)]
+        vips_per_subnet: Option<u32>,
     },
     /// Set one HAVIP's ports-per-VIP limit (omitted: the project's).
     SetVip {
@@ -180,6 +190,15 @@ enum RegisterCmd {
         cidr_v4: Option<ipnet::Ipv4Net>,
         #[arg(long)]
         cidr_v6: Option<ipnet::Ipv6Net>,
+        /// The IPv4 gateway (default: the first host address; none in /31, /32).
+        #[arg(long)]
+        gateway_v4: Option<std::net::Ipv4Addr>,
+        /// The IPv6 gateway (default: the first host address; none in /127, /128).
+        #[arg(long)]
+        gateway_v6: Option<std::net::Ipv6Addr>,
+        /// Addresses no HAVIP gets: FIRST-LAST or one address (repeatable).
+        #[arg(long)]
+        reserved: Vec<String>,
         #[arg(long, default_value = "")]
         name: String,
     },
@@ -276,13 +295,21 @@ fn print_vip(v: &Havip) {
     if let Some(vrid) = v.vrid {
         println!("vrid:         {vrid} (virtual MACs of that VRID only)");
     }
-    if !v.pending_hosts.is_empty() {
-        println!("waiting for:  {}", v.pending_hosts.join(", "));
+    if !v.pending_ports.is_empty() {
+        println!("waiting for:  {}", v.pending_ports.join(", "));
+    }
+    if let Some(hosts) = v.pending_hosts.as_ref().filter(|h| !h.is_empty()) {
+        println!("their hosts:  {}", hosts.join(", "));
     }
     match &v.master {
         Some(m) => println!(
-            "master:       port {} on {} since {}",
-            m.port, m.host, m.since
+            "master:       port {}{} since {}",
+            m.port,
+            m.host
+                .as_ref()
+                .map(|h| format!(" on {h}"))
+                .unwrap_or_default(),
+            m.since
         ),
         None => println!("master:       -"),
     }
@@ -312,6 +339,7 @@ async fn main() -> anyhow::Result<()> {
             ports,
             vrid,
             hold_down_ms,
+            client_token,
         } => {
             let req = CreateHavip {
                 name,
@@ -326,6 +354,7 @@ async fn main() -> anyhow::Result<()> {
                 ports,
                 vrid,
                 hold_down_ms,
+                client_token,
             };
             show(&c.create_havip(&req).await?)?;
         }
@@ -431,10 +460,14 @@ async fn main() -> anyhow::Result<()> {
                 project,
                 ports_per_vip,
                 vips_per_port,
+                vips_per_project,
+                vips_per_subnet,
             } => {
                 let req = ProjectLimits {
                     ports_per_vip,
                     vips_per_port,
+                    vips_per_project,
+                    vips_per_subnet,
                 };
                 print_json(&c.set_project_limits(&project, &req).await?)?;
             }
@@ -455,6 +488,9 @@ async fn main() -> anyhow::Result<()> {
                 vpc,
                 cidr_v4,
                 cidr_v6,
+                gateway_v4,
+                gateway_v6,
+                reserved,
                 name,
             } => {
                 let req = PutSubnet {
@@ -462,6 +498,9 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     cidr_v4,
                     cidr_v6,
+                    gateway_v4,
+                    gateway_v6,
+                    reserved,
                 };
                 print_json(&c.put_subnet(&id, &req).await?)?;
             }
@@ -489,6 +528,7 @@ async fn main() -> anyhow::Result<()> {
                 print_json(&c.put_port(&id, &req).await?)?;
             }
         },
+        Cmd::CorruptRecords => print_json(&c.corrupt_records().await?)?,
     }
     Ok(())
 }

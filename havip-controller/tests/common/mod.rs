@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use havip_controller::client::{Client, ClientError};
 use havip_controller::model::*;
 use havip_controller::{ErrorCode, Scope, Store};
+pub use havip_schema::limits::Limits;
 use serde_json::Value;
 
 pub const OP: &str = "tok-operator-0001";
@@ -123,10 +124,11 @@ pub struct Controller {
 
 impl Controller {
     pub async fn start(etcd: &Etcd) -> Controller {
-        let defaults = EffectiveLimits {
-            ports_per_vip: 3,
-            vips_per_port: 5,
-        };
+        Controller::start_with(etcd, Limits::default()).await
+    }
+
+    /// A controller with these default limits.
+    pub async fn start_with(etcd: &Etcd, defaults: Limits) -> Controller {
         let store = Store::connect(std::slice::from_ref(&etcd.url), defaults)
             .await
             .unwrap();
@@ -210,6 +212,7 @@ pub async fn network(op: &Client) {
         name: String::new(),
         cidr_v4: Some(v4.parse().unwrap()),
         cidr_v6: v6.map(|v| v.parse().unwrap()),
+        ..PutSubnet::default()
     };
     op.put_subnet("sn-a", &subnet("vpc-a", "10.0.0.0/24", Some("fd00:a::/64")))
         .await
@@ -326,4 +329,63 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
         }
     }
     Ok(())
+}
+
+/// Waits until HAVIP `id` is `want` (as `c` sees it).
+pub async fn wait_status(c: &havip_controller::client::Client, id: &str, want: Status) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if c.get_havip(id).await.unwrap().status == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never became {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Project A's `vpc-a` with these IPv4 subnets `(id, cidr)`.
+pub async fn vpc_a_with(op: &Client, subnets: &[(&str, &str)]) {
+    let vpc = PutVpc {
+        project: "proj-a".into(),
+        name: String::new(),
+    };
+    op.put_vpc("vpc-a", &vpc).await.unwrap();
+    for (id, cidr) in subnets {
+        let req = PutSubnet {
+            vpc: "vpc-a".into(),
+            cidr_v4: Some(cidr.parse().unwrap()),
+            ..PutSubnet::default()
+        };
+        op.put_subnet(id, &req).await.unwrap();
+    }
+}
+
+/// One HTTP call as sent, without the typed client: its status, content
+/// type and body.
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String, Vec<u8>) {
+    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    let mut r = http.request(m, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ctype, resp.bytes().await.unwrap().to_vec())
 }

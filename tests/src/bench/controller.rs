@@ -20,7 +20,9 @@ use crate::bench::frames;
 use crate::bench::owners::{pinned, OwnerRecord};
 use crate::bench::wire::{PacketSocket, SocketOptions};
 use crate::bench::{Context, Figure, Section, Target, Unit};
-use crate::fabric::{self, port_id, Fabric, API_URL, OPERATOR_TOKEN, PROJECT_TOKEN, SUBNET};
+use crate::fabric::{
+    self, port_id, Fabric, API_URL, OPERATOR_TOKEN, PROJECT, PROJECT_TOKEN, SUBNET,
+};
 use crate::lab::{VIP4, VM1, VM2};
 use crate::netns::Netns;
 
@@ -48,6 +50,17 @@ pub fn run(ctx: &mut Context) -> Result<Section> {
     ensure!(
         status == 200,
         "raising vm1's port limit: HTTP {status}: {body}"
+    );
+    // And in the subnet and the project (quotas of 50 and 100 by default).
+    let (status, body) = f.http(
+        "PUT",
+        &format!("{API_URL}/v1/limits/projects/{PROJECT}"),
+        Some(OPERATOR_TOKEN),
+        Some(&json!({ "vips_per_subnet": CREATES_PER_ROUND + 10, "vips_per_project": CREATES_PER_ROUND + 10 }).to_string()),
+    )?;
+    ensure!(
+        status == 200,
+        "raising the project's HAVIP quotas: HTTP {status}: {body}"
     );
 
     let mut ops = Vec::new();

@@ -5,19 +5,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+mod extract;
+
+use extract::ApiResult;
+pub use extract::{ApiError, ApiJson, ApiQuery, Auth};
 
 use crate::error::{Error, ErrorBody, ErrorCode};
 use crate::export;
@@ -30,101 +32,6 @@ pub struct AppState {
     store: Store,
     tokens: Arc<HashMap<String, Scope>>,
     openapi: Arc<OpenApiDoc>,
-}
-
-/// An error as an HTTP response: the code's status and
-/// `{"error":{"code","message"}}`.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            log::warn!("{}", self.0);
-        }
-        let mut resp = (status, Json(ErrorBody { error: self.0 })).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        resp
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// `Json` whose rejections are API errors.
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e @ JsonRejection::MissingJsonContentType(_)) => {
-                Err(Error::invalid_argument(e.body_text()).into())
-            }
-            Err(e) => {
-                Err(Error::invalid_argument(format!("request body: {}", e.body_text())).into())
-            }
-        }
-    }
-}
-
-/// `Query` whose rejections are API errors.
-pub struct ApiQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
-                Err(Error::invalid_argument(e.body_text()).into())
-            }
-            Err(e) => Err(Error::invalid_argument(e.body_text()).into()),
-        }
-    }
-}
-
-/// The caller, from `Authorization: Bearer <token>`.
-pub struct Auth(pub Scope);
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Error::unauthenticated("missing Authorization: Bearer <token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| Error::unauthenticated("Authorization must be Bearer <token>"))?;
-        match state.tokens.get(token) {
-            Some(scope) => Ok(Auth(scope.clone())),
-            None => Err(Error::unauthenticated("unknown token").into()),
-        }
-    }
-}
-
-impl Auth {
-    fn operator(&self) -> Result<(), Error> {
-        match self.0 {
-            Scope::Operator => Ok(()),
-            Scope::Project(_) => Err(Error::forbidden("this needs an operator token")),
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -150,7 +57,8 @@ Errors are `{\"error\":{\"code\":...,\"message\":...}}` with a stable code.",
     tags(
         (name = "havip", description = "High-availability virtual IPs"),
         (name = "network", description = "VPCs, subnets and ports (registered by orchestration with an operator token)"),
-        (name = "limits", description = "Ports-per-VIP and VIPs-per-port limits (operator)"),
+        (name = "limits", description = "Ports-per-VIP, VIPs-per-port, VIPs-per-project and VIPs-per-subnet limits (operator)"),
+        (name = "records", description = "Stored records that cannot be read (operator)"),
         (name = "meta", description = "Health and this document"),
     )
 )]
@@ -167,6 +75,7 @@ pub fn router(store: Store, tokens: HashMap<String, Scope>) -> Router {
         openapi: Arc::new(doc),
     };
     router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -196,6 +105,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_havips))
         .routes(routes!(set_vip_limits))
         .routes(routes!(get_project_limits, set_project_limits))
+        .routes(routes!(corrupt_records))
 }
 
 /// Adds the bearer scheme and the error responses every authenticated
@@ -216,8 +126,9 @@ fn finish_doc(doc: &mut OpenApiDoc) {
         (404, "not_found"),
         (
             409,
-            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict",
+            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict, corrupt_record",
         ),
+        (413, "payload_too_large"),
         (500, "internal"),
         (503, "unavailable"),
     ];
@@ -426,17 +337,26 @@ async fn list_havips(
 }
 
 /// Create a HAVIP with a given or allocated address, optionally binding
-/// ports.
+/// ports. With an `Idempotency-Key` header (or `client_token`), a retry
+/// within 24 hours answers the first create's HAVIP, never a second one.
 #[utoipa::path(post, path = "/v1/havips", tag = "havip", request_body = CreateHavip,
-    responses((status = 201, description = "Created", body = Havip)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-128 of A-Z a-z 0-9 . _ - :")),
+    responses((status = 201, description = "Created (or the first create's HAVIP, on a retry)", body = Havip)))]
 async fn create_havip(
     State(st): State<AppState>,
     Auth(scope): Auth,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateHavip>,
 ) -> ApiResult<(StatusCode, Json<Havip>)> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::invalid_argument("Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ - :")
+        })?),
+    };
     Ok((
         StatusCode::CREATED,
-        Json(st.store.create_havip(&scope, &req).await?),
+        Json(st.store.create_havip(&scope, &req, key).await?),
     ))
 }
 
@@ -537,8 +457,12 @@ async fn batch_delete(
     Auth(scope): Auth,
     ApiJson(req): ApiJson<BatchDelete>,
 ) -> ApiResult<Json<BatchDeleteResult>> {
-    if req.ids.len() > 1000 {
-        return Err(Error::invalid_argument("at most 1000 ids per batch").into());
+    if req.ids.len() > MAX_BATCH {
+        return Err(Error::invalid_argument(format!(
+            "{} ids given, at most {MAX_BATCH} per batch",
+            req.ids.len()
+        ))
+        .into());
     }
     Ok(Json(BatchDeleteResult {
         results: st.store.batch_delete(&scope, &req.ids).await,
@@ -562,7 +486,10 @@ async fn export_havips(
         ExportFormat::Xlsx => (export::to_xlsx(&vips), XLSX, "xlsx"),
         ExportFormat::Csv => (export::to_csv(&vips), "text/csv; charset=utf-8", "csv"),
     };
-    let bytes = bytes.map_err(|e| Error::internal(e.to_string()))?;
+    let bytes = bytes.map_err(|e| {
+        log::error!("export: {e}");
+        Error::internal("the export could not be written")
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
@@ -613,5 +540,19 @@ async fn set_project_limits(
     ApiJson(req): ApiJson<ProjectLimits>,
 ) -> ApiResult<Json<EffectiveLimits>> {
     auth.operator()?;
-    Ok(Json(st.store.set_project_limits(&project, &req).await?))
+    Ok(Json(
+        st.store.set_project_limits(&project, &req.into()).await?,
+    ))
+}
+
+/// Every stored record that cannot be read or breaks the schema's rules
+/// (operator): reads skip them; repair or delete them in etcd.
+#[utoipa::path(get, path = "/v1/records/corrupt", tag = "records",
+    responses((status = 200, description = "The corrupt records", body = CorruptRecords)))]
+async fn corrupt_records(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<CorruptRecords>> {
+    auth.operator()?;
+    Ok(Json(st.store.corrupt_records().await?))
 }
