@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod events;
 pub mod learned;
 pub mod links;
+pub mod metrics;
 pub mod migrate;
 pub mod pins;
 pub mod protection;
