@@ -246,6 +246,11 @@ impl Datapath {
 
 type LabelSet = Vec<(&'static str, String)>;
 
+/// The reasons the datapath refuses a claim on a VIP for (`owner::reject`):
+/// each VIP has their series from the start; another reason's appears
+/// once counted.
+const CLAIM_REASONS: [DropReason; 2] = [DropReason::ClaimNotBound, DropReason::VipSourceNotBound];
+
 /// Writes one metric family of `kind` with its samples.
 fn family<M: EncodeMetric>(
     encoder: &mut DescriptorEncoder,
@@ -357,7 +362,10 @@ fn encode_report(
             v.counters
                 .drops
                 .iter()
-                .filter(|(reason, _)| **reason != DropReason::NotOwner.name())
+                .filter(|(reason, n)| {
+                    **reason != DropReason::NotOwner.name()
+                        && (**n > 0 || CLAIM_REASONS.iter().any(|r| r.name() == **reason))
+                })
                 .map(move |(reason, n)| {
                     let mut set = vip(v.vip_id);
                     set.push(("reason", (*reason).to_owned()));
@@ -456,24 +464,33 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// One scrape's datapath metrics: whether the maps could be read, and what
+/// they hold.
+fn encode_scrape(
+    report: Result<Report, status::StatusError>,
+    labels: &Labels,
+    e: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    family(
+        e,
+        "havip_datapath_loaded",
+        "1 when the datapath's maps are pinned and read (0: see the agent's log)",
+        MetricType::Gauge,
+        [(LabelSet::new(), gauge(i64::from(report.is_ok())))],
+    )?;
+    match report {
+        Ok(r) => encode_report(&r, labels, e),
+        Err(err) => {
+            warn!("metrics: {err}");
+            Ok(())
+        }
+    }
+}
+
 impl Collector for Datapath {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (labels, config) = self.labels();
-        let report = status::read(&self.pin_dir, config.as_ref());
-        family(
-            &mut e,
-            "havip_datapath_loaded",
-            "1 when the datapath's maps are pinned and read (0: see the agent's log)",
-            MetricType::Gauge,
-            [(LabelSet::new(), gauge(i64::from(report.is_ok())))],
-        )?;
-        match report {
-            Ok(r) => encode_report(&r, &labels, &mut e),
-            Err(err) => {
-                warn!("metrics: {err}");
-                Ok(())
-            }
-        }
+        encode_scrape(status::read(&self.pin_dir, config.as_ref()), &labels, &mut e)
     }
 }
 
@@ -643,7 +660,8 @@ mod tests {
         }
     }
 
-    struct Fixed(Report, Labels);
+    type MakeReport = Box<dyn Fn() -> Report + Send + Sync>;
+    struct Fixed(MakeReport, Labels);
     impl std::fmt::Debug for Fixed {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("Fixed")
@@ -651,13 +669,13 @@ mod tests {
     }
     impl Collector for Fixed {
         fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-            encode_report(&self.0, &self.1, &mut e)
+            encode_scrape(Ok((self.0)()), &self.1, &mut e)
         }
     }
 
     fn text(labels: Labels) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Fixed(report(), labels)));
+        registry.register_collector(Box::new(Fixed(Box::new(report), labels)));
         render(&registry)
     }
 
@@ -703,18 +721,96 @@ mod tests {
 
     #[test]
     fn without_names_the_ids_label_and_a_local_owner_is_on_this_host() {
-        let mut r = report();
-        r.vips[0].owner.as_mut().unwrap().ifindex = 5;
+        let local = || {
+            let mut r = report();
+            r.vips[0].owner.as_mut().unwrap().ifindex = 5;
+            r
+        };
         let labels = Labels {
             host: "hv1".into(),
             ..Labels::default()
         };
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Fixed(r, labels)));
+        registry.register_collector(Box::new(Fixed(Box::new(local), labels)));
         let t = render(&registry);
         assert!(
             t.contains(r#"havip_vip_owner_info{vip="7",address="10.0.6.19",port="12",vm="",host="hv1""#),
             "{t}"
         );
+    }
+
+    /// The sample names a rendering's `# TYPE` lines give: `_total` for a
+    /// counter, `_info` for an info, `_bucket`, `_sum`, `_count` for a
+    /// histogram.
+    fn exported(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "info" => &["_info"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+        names
+    }
+
+    #[test]
+    fn every_metric_the_dashboard_queries_is_exported() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../packaging/grafana/havip-vip.json"
+        ))
+        .expect("the dashboard is JSON");
+        // What a scrape of an agent on etcd and of the controller gives.
+        etcd_watching(true);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(Box::new(report), Labels::default())));
+        registry.register_collector(Box::new(&*LIVE));
+        let mut all = exported(&render(&registry));
+        let controller = havip_controller::metrics::ControllerMetrics::default();
+        controller.observe_vips(&[], std::time::Instant::now());
+        controller.record_request("GET", "/v1/havips/{id}", 200, Default::default());
+        all.extend(exported(&controller.render()));
+        assert!(
+            all.contains("havip_vip_owner_info") && all.contains("havip_controller_vips"),
+            "{all:?}"
+        );
+
+        let mut exprs = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match (k.as_str(), v) {
+                            ("expr" | "definition", serde_json::Value::String(s)) => {
+                                out.push(s.clone())
+                            }
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        for expr in &exprs {
+            let mut found = 0;
+            for (i, _) in expr.match_indices("havip_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(all.contains(&name), "{expr}: {name} is not exported");
+                found += 1;
+            }
+            assert!(found > 0, "{expr} queries no havip metric");
+        }
     }
 }

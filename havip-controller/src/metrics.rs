@@ -19,7 +19,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -123,7 +123,7 @@ fn reconcile_pending(v: &Havip) -> bool {
 
 impl ControllerMetrics {
     /// Takes the VIP metrics from `vips` (read at `now`).
-    fn observe_vips(&self, vips: &[Havip], now: Instant) {
+    pub fn observe_vips(&self, vips: &[Havip], now: Instant) {
         let mut by_status: HashMap<&'static str, i64> = [
             Status::Creating,
             Status::Available,
@@ -160,6 +160,21 @@ impl ControllerMetrics {
         self.lag_seconds.set(lag);
     }
 
+    /// Counts a request to `route` (its template) answered with `status`
+    /// after `took`.
+    pub fn record_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("method", method.to_owned()), ("route", route.to_owned())])
+            .observe(took.as_secs_f64());
+    }
+
     /// Reads the VIPs from etcd and renders every metric.
     pub async fn scrape(&self, store: &Store) -> String {
         match store.all_havips(&Scope::Operator).await {
@@ -175,7 +190,8 @@ impl ControllerMetrics {
         self.render()
     }
 
-    fn render(&self) -> String {
+    /// Every metric as it stands (without reading etcd).
+    pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
             log::warn!("metrics: cannot encode: {e}");
@@ -198,19 +214,7 @@ pub async fn track(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics
-        .requests
-        .get_or_create(&vec![
-            ("method", method.clone()),
-            ("route", route.clone()),
-            ("status", status),
-        ])
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&vec![("method", method), ("route", route)])
-        .observe(started.elapsed().as_secs_f64());
+    metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -255,7 +259,6 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::model::{Binding, IpVersion, NetworkType};
-    use std::time::Duration;
 
     fn vip(id: &str, status: Status, pending: &[&str]) -> Havip {
         Havip {

@@ -27,6 +27,8 @@
 //!   watched on the wire and in etcd.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
+//! - [`prometheus`]: a real Prometheus server scraping the agents and the
+//!   controller, queried through its HTTP API.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
@@ -62,6 +64,7 @@ pub mod neighbour;
 pub mod netns;
 pub mod ports;
 pub mod probe;
+pub mod prometheus;
 pub mod restart;
 pub mod rogue;
 pub mod status;
