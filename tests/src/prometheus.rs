@@ -22,7 +22,7 @@ pub struct Prometheus {
     /// `ip:port` of its web API in `ns`.
     listen: String,
     log: std::path::PathBuf,
-    _process: Token,
+    process: Option<Token>,
 }
 
 /// One result of an instant query: the series' labels and its value.
@@ -83,7 +83,7 @@ impl Prometheus {
             ns: ns.name().to_owned(),
             listen: listen.to_owned(),
             log,
-            _process: process,
+            process: Some(process),
         };
         wait::until(Duration::from_secs(30), "prometheus to be ready", || {
             Ok(server.get("/-/ready").is_ok_and(|(status, _)| status == 200))
@@ -172,6 +172,14 @@ impl Prometheus {
             self.log.display(),
             lines[lines.len().saturating_sub(15)..].join("\n")
         )
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(t) = self.process.take() {
+            cleanup::release(t);
+        }
     }
 }
 
