@@ -1,8 +1,10 @@
 //! The agent as its systemd unit runs it: with only the capabilities the
 //! unit's `CapabilityBoundingSet=` gives (packaging/havip-agent/
 //! havip-agent.service, applied with setpriv), it loads the datapath,
-//! protects every port of the lab and refuses a rogue VM's claim on the VIP;
-//! and with one of them less it cannot run, so none is there for nothing.
+//! protects every port of the lab and refuses a rogue VM's claim on the VIP,
+//! and a restart (`systemctl restart`: SIGTERM, then a new agent) adopts
+//! the programs it left attached; with one of them less it cannot run, so
+//! none is there for nothing.
 //!
 //! `cargo xtask package --check` runs this test with the agent installed
 //! from the package into a pristine root (`HAVIP_AGENT_BIN`); `cargo xtask
@@ -56,8 +58,23 @@ fn the_agent_protects_the_lab_with_the_units_capabilities_only() -> Result<()> {
         let mut lab = Lab::build()?;
         lab.start_agent_with(AgentOptions {
             run_under: setpriv(&caps),
+            unpin_on_exit: false,
             ..AgentOptions::default()
         })?;
+        // As the unit restarts it: SIGTERM leaves the programs attached; the
+        // next agent adopts them.
+        let ports = lab.vms().len();
+        let agent = lab.agent_mut()?;
+        let exited = agent.signal_and_wait(libc::SIGTERM)?;
+        ensure!(exited.success(), "the agent exited {exited} on SIGTERM");
+        agent.start_again()?;
+        ensure!(
+            agent
+                .log_text()
+                .contains(&format!("adopted the links of {ports} port(s)")),
+            "the restarted agent did not adopt the pinned programs:\n{}",
+            agent.log_tail(20)
+        );
         let agent = lab.agent()?;
         let status = agent.status()?;
         for p in &status.protection.ports {
