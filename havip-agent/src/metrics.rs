@@ -146,7 +146,11 @@ impl Labels {
     fn from_config(c: &Config, host: &str) -> Self {
         let name = |id: u32, n: &Option<String>| n.clone().unwrap_or_else(|| id.to_string());
         Self {
-            vips: c.vips.values().map(|v| (v.id, name(v.id, &v.name))).collect(),
+            vips: c
+                .vips
+                .values()
+                .map(|v| (v.id, name(v.id, &v.name)))
+                .collect(),
             ports: c
                 .ports
                 .values()
@@ -182,14 +186,21 @@ impl Labels {
             ports.entry(numeric_id(&binding.port)).or_insert(labels);
         }
         Self {
-            vips: s.vips.keys().map(|id| (numeric_id(id), id.clone())).collect(),
+            vips: s
+                .vips
+                .keys()
+                .map(|id| (numeric_id(id), id.clone()))
+                .collect(),
             ports,
             host: host.to_owned(),
         }
     }
 
     fn vip(&self, id: u32) -> String {
-        self.vips.get(&id).cloned().unwrap_or_else(|| id.to_string())
+        self.vips
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
     }
 
     fn port(&self, id: u32) -> PortNames {
@@ -378,7 +389,12 @@ fn encode_report(
         "havip_vip_not_owner_drops",
         "Frames for the VIP dropped on their way to a port that is not its owner",
         MetricType::Counter,
-        per_vip(|c| c.drops.get(DropReason::NotOwner.name()).copied().unwrap_or(0)),
+        per_vip(|c| {
+            c.drops
+                .get(DropReason::NotOwner.name())
+                .copied()
+                .unwrap_or(0)
+        }),
     )?;
     family(
         e,
@@ -403,10 +419,7 @@ fn encode_report(
             .iter()
             .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], counter(*n))),
     )?;
-    let lost = [
-        (Stat::EventsLost, "events"),
-        (Stat::RejectsLost, "rejects"),
-    ];
+    let lost = [(Stat::EventsLost, "events"), (Stat::RejectsLost, "rejects")];
     family(
         e,
         "havip_events_lost",
@@ -461,7 +474,8 @@ fn encode_report(
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One scrape's datapath metrics: whether the maps could be read, and what
@@ -490,7 +504,11 @@ fn encode_scrape(
 impl Collector for Datapath {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (labels, config) = self.labels();
-        encode_scrape(status::read(&self.pin_dir, config.as_ref()), &labels, &mut e)
+        encode_scrape(
+            status::read(&self.pin_dir, config.as_ref()),
+            &labels,
+            &mut e,
+        )
     }
 }
 
@@ -701,19 +719,39 @@ mod tests {
             ),
             "{t}"
         );
-        assert!(t.contains(r#"havip_vip_owner_changes_total{vip="havip-web"} 3"#), "{t}");
         assert!(
-            t.contains(r#"havip_vip_claims_rejected_total{vip="havip-web",reason="claim_not_bound"} 3"#),
+            t.contains(r#"havip_vip_owner_changes_total{vip="havip-web"} 3"#),
             "{t}"
         );
-        assert!(!t.contains(r#"havip_vip_claims_rejected_total{vip="havip-web",reason="not_owner"}"#), "{t}");
-        assert!(t.contains(r#"havip_vip_not_owner_drops_total{vip="havip-web"} 2"#), "{t}");
-        assert!(t.contains(r#"havip_vip_owner_since_timestamp_seconds{vip="havip-web"} 1700000000.5"#), "{t}");
-        assert!(t.contains(r#"havip_events_lost_total{ring="events"} 1"#), "{t}");
+        assert!(
+            t.contains(
+                r#"havip_vip_claims_rejected_total{vip="havip-web",reason="claim_not_bound"} 3"#
+            ),
+            "{t}"
+        );
+        assert!(
+            !t.contains(r#"havip_vip_claims_rejected_total{vip="havip-web",reason="not_owner"}"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"havip_vip_not_owner_drops_total{vip="havip-web"} 2"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"havip_vip_owner_since_timestamp_seconds{vip="havip-web"} 1700000000.5"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"havip_events_lost_total{ring="events"} 1"#),
+            "{t}"
+        );
         assert!(!t.contains(r#"stat="events_lost""#), "{t}");
         assert!(
-            t.contains(r#"havip_port_protection_state{port="11",interface="tap-a",state="failed"} 1"#)
-                && t.contains(r#"havip_port_protection_state{port="11",interface="tap-a",state="protected"} 0"#),
+            t.contains(
+                r#"havip_port_protection_state{port="11",interface="tap-a",state="failed"} 1"#
+            ) && t.contains(
+                r#"havip_port_protection_state{port="11",interface="tap-a",state="protected"} 0"#
+            ),
             "{t}"
         );
         assert!(t.contains("# TYPE havip_drops counter"), "{t}");
@@ -734,7 +772,9 @@ mod tests {
         registry.register_collector(Box::new(Fixed(Box::new(local), labels)));
         let t = render(&registry);
         assert!(
-            t.contains(r#"havip_vip_owner_info{vip="7",address="10.0.6.19",port="12",vm="",host="hv1""#),
+            t.contains(
+                r#"havip_vip_owner_info{vip="7",address="10.0.6.19",port="12",vm="",host="hv1""#
+            ),
             "{t}"
         );
     }
@@ -762,10 +802,9 @@ mod tests {
 
     #[test]
     fn every_metric_the_dashboard_queries_is_exported() {
-        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-            "../../packaging/grafana/havip-vip.json"
-        ))
-        .expect("the dashboard is JSON");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../packaging/grafana/havip-vip.json"))
+                .expect("the dashboard is JSON");
         // What a scrape of an agent on etcd and of the controller gives.
         etcd_watching(true);
         let mut registry = Registry::default();

@@ -142,8 +142,10 @@ pub async fn serve_metered(
             }
         })
     };
-    let app = api::router(store, tokens)
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+    let app = api::router(store, tokens).layer(axum::middleware::from_fn_with_state(
+        metrics,
+        metrics::track,
+    ));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -171,7 +171,10 @@ impl ControllerMetrics {
             ])
             .inc();
         self.latency
-            .get_or_create(&vec![("method", method.to_owned()), ("route", route.to_owned())])
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+            ])
             .observe(took.as_secs_f64());
     }
 
@@ -214,7 +217,12 @@ pub async fn track(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
+    metrics.record_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -300,15 +308,39 @@ mod tests {
         m.observe_vips(&vips, t0);
         m.observe_vips(&vips, t0 + Duration::from_secs(3));
         let t = m.render();
-        assert!(t.contains(r#"havip_controller_vips{status="creating"} 2"#), "{t}");
-        assert!(t.contains(r#"havip_controller_vips{status="available"} 1"#), "{t}");
-        assert!(t.contains(r#"havip_controller_vips{status="deleting"} 0"#), "{t}");
-        assert!(t.contains("havip_controller_reconcile_backlog_vips 1\n"), "{t}");
-        assert!(t.contains("havip_controller_reconcile_lag_seconds 3.0\n"), "{t}");
+        assert!(
+            t.contains(r#"havip_controller_vips{status="creating"} 2"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"havip_controller_vips{status="available"} 1"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"havip_controller_vips{status="deleting"} 0"#),
+            "{t}"
+        );
+        assert!(
+            t.contains("havip_controller_reconcile_backlog_vips 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("havip_controller_reconcile_lag_seconds 3.0\n"),
+            "{t}"
+        );
         // Reconciled: the backlog empties and the lag is 0 again.
-        m.observe_vips(&[vip("c", Status::Available, &[])], t0 + Duration::from_secs(4));
+        m.observe_vips(
+            &[vip("c", Status::Available, &[])],
+            t0 + Duration::from_secs(4),
+        );
         let t = m.render();
-        assert!(t.contains("havip_controller_reconcile_backlog_vips 0\n"), "{t}");
-        assert!(t.contains("havip_controller_reconcile_lag_seconds 0.0\n"), "{t}");
+        assert!(
+            t.contains("havip_controller_reconcile_backlog_vips 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("havip_controller_reconcile_lag_seconds 0.0\n"),
+            "{t}"
+        );
     }
 }

@@ -278,7 +278,8 @@ impl Agent {
         }
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
-        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {
+        let embedded = std::env::var_os("HAVIP_AGENT_EMBEDDED_OBJECT").is_some();
+        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT").filter(|_| !embedded) {
             args.extend(["--bpf-object".into(), obj]);
         }
         let mut agent = Self {

@@ -33,7 +33,9 @@
 //!
 //! Environment:
 //! - `HAVIP_AGENT_BIN`: the agent (default `target/release/havip-agent`);
-//! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set;
+//! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set
+//!   (but with `HAVIP_AGENT_EMBEDDED_OBJECT` set: the agent's own, as the
+//!   package check runs the installed agent);
 //! - `HAVIP_XDP_MODE`: `generic` (default: what the agent's default, `auto`,
 //!   picks for the lab's veths) or `native` (the VMs keep their offloads:
 //!   the datapath completes checksums);

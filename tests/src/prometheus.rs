@@ -57,7 +57,12 @@ pub fn config(jobs: &[(&str, Vec<String>)]) -> String {
 impl Prometheus {
     /// Starts prometheus in `ns` on `listen` (`ip:port`), with its config and
     /// data under `dir`, scraping `jobs`; returns once it is ready.
-    pub fn start(ns: &Netns, listen: &str, dir: &Path, jobs: &[(&str, Vec<String>)]) -> Result<Self> {
+    pub fn start(
+        ns: &Netns,
+        listen: &str,
+        dir: &Path,
+        jobs: &[(&str, Vec<String>)],
+    ) -> Result<Self> {
         let bin = cmd::which("prometheus")
             .context("prometheus is not installed (`cargo xtask setup` installs Debian's)")?;
         let conf = dir.join("prometheus.yml");
@@ -86,7 +91,9 @@ impl Prometheus {
             process: Some(process),
         };
         wait::until(Duration::from_secs(30), "prometheus to be ready", || {
-            Ok(server.get("/-/ready").is_ok_and(|(status, _)| status == 200))
+            Ok(server
+                .get("/-/ready")
+                .is_ok_and(|(status, _)| status == 200))
         })
         .with_context(|| server.log_tail())?;
         Ok(server)
@@ -209,8 +216,14 @@ mod tests {
 
     #[test]
     fn the_config_scrapes_every_target_each_second() {
-        let c = config(&[("agents", vec!["10.0.0.1:9469".into(), "10.0.0.2:9469".into()])]);
+        let c = config(&[(
+            "agents",
+            vec!["10.0.0.1:9469".into(), "10.0.0.2:9469".into()],
+        )]);
         assert!(c.contains("scrape_interval: 1s"), "{c}");
-        assert!(c.contains("targets: ['10.0.0.1:9469', '10.0.0.2:9469']"), "{c}");
+        assert!(
+            c.contains("targets: ['10.0.0.1:9469', '10.0.0.2:9469']"),
+            "{c}"
+        );
     }
 }

@@ -61,7 +61,9 @@ fn a_failover_shows_in_prometheus() -> Result<()> {
     let before = prometheus.wait_for(&owner_is(&port1), WAIT, |s| s.len() == 2)?;
     for s in &before {
         ensure!(
-            s.label("vm") == "vm1" && s.label("host") == "hv-a" && s.label("address") == VIP4.to_string(),
+            s.label("vm") == "vm1"
+                && s.label("host") == "hv-a"
+                && s.label("address") == VIP4.to_string(),
             "owner info before the crash: {s:?}"
         );
     }
@@ -91,7 +93,10 @@ fn a_failover_shows_in_prometheus() -> Result<()> {
     let moved = prometheus.query(&format!(
         r#"increase(havip_vip_owner_changes_total{{vip="{vip}"}}[1m]) > 0"#
     ))?;
-    ensure!(!moved.is_empty(), "no increase of the owner changes over the last minute");
+    ensure!(
+        !moved.is_empty(),
+        "no increase of the owner changes over the last minute"
+    );
     println!("owner changes (all hosts): {changes_before} -> {changes_after}");
 
     // The controller: the API calls of this test, and the VIP by status.
@@ -100,12 +105,13 @@ fn a_failover_shows_in_prometheus() -> Result<()> {
         WAIT,
         |s| sum(s) >= 1.0,
     )?;
-    println!("controller: POST /v1/havips answered 201 {} time(s)", sum(&created));
-    prometheus.wait_for(
-        r#"havip_controller_vips{status="available"}"#,
-        WAIT,
-        |s| sum(s) == 1.0,
-    )?;
+    println!(
+        "controller: POST /v1/havips answered 201 {} time(s)",
+        sum(&created)
+    );
+    prometheus.wait_for(r#"havip_controller_vips{status="available"}"#, WAIT, |s| {
+        sum(s) == 1.0
+    })?;
     prometheus.wait_for(
         r#"havip_controller_http_request_duration_seconds_count{route="/v1/havips/{id}"}"#,
         WAIT,

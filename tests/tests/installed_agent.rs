@@ -82,9 +82,11 @@ fn the_agent_protects_the_lab_with_the_units_capabilities_only() -> Result<()> {
         }
         // A rogue VM announces the VIP; the datapath refuses its claim.
         rogue::arping_announce(&lab.rogue.ns, VIP4, 3, false)?;
-        wait::until(Duration::from_secs(5), "the rogue claim to be refused", || {
-            Ok(agent.status()?.vip(VIP4_ID)?.drop_count("claim_not_bound") >= 1)
-        })?;
+        wait::until(
+            Duration::from_secs(5),
+            "the rogue claim to be refused",
+            || Ok(agent.status()?.vip(VIP4_ID)?.drop_count("claim_not_bound") >= 1),
+        )?;
         ensure!(
             agent.status()?.owner(VIP4_ID)?.is_none(),
             "the rogue VM became the owner"
@@ -107,7 +109,13 @@ fn the_agent_protects_the_lab_with_the_units_capabilities_only() -> Result<()> {
             "the agent runs without CAP_{}: the unit need not give it",
             missing.to_uppercase()
         );
-        println!("without {missing}: {:#}", started.err().map(|e| e.to_string().lines().next().unwrap_or_default().to_owned()).unwrap_or_default());
+        println!(
+            "without {missing}: {:#}",
+            started
+                .err()
+                .map(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
+                .unwrap_or_default()
+        );
         lab.tear_down()?;
     }
     let left = leftovers();

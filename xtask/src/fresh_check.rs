@@ -311,6 +311,9 @@ pub(crate) fn machine_settings(root: &Path) -> Result<()> {
         "/etc/ssl/certs/ca-certificates.crt",
     ] {
         let to = root.join(file.trim_start_matches('/'));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let _ = std::fs::remove_file(&to);
         std::fs::copy(file, &to).with_context(|| format!("cannot copy {file} into the root"))?;
     }
@@ -330,9 +333,18 @@ fn mmdebstrap(tar: &Path, logs: &Path) -> Result<()> {
 /// mmdebstrap of Debian 12 (`variant`, plus `packages`) from this
 /// machine's apt sources and settings into the tarball `tar`, its output
 /// in `log`.
-pub(crate) fn mmdebstrap_tar(tar: &Path, log: &Path, variant: &str, packages: &[&str]) -> Result<()> {
+pub(crate) fn mmdebstrap_tar(
+    tar: &Path,
+    log: &Path,
+    variant: &str,
+    packages: &[&str],
+) -> Result<()> {
     let mut cmd = Command::new("mmdebstrap");
-    cmd.args(["--mode=root", &format!("--variant={variant}"), "--format=tar"]);
+    cmd.args([
+        "--mode=root",
+        &format!("--variant={variant}"),
+        "--format=tar",
+    ]);
     if !packages.is_empty() {
         cmd.arg(format!("--include={}", packages.join(",")));
     }

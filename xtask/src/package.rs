@@ -13,7 +13,7 @@
 //! (the new agent adopts the pinned programs: no protection gap) and take
 //! the datapath off on removal.
 //!
-//! `--check` (as root) then installs both with `dpkg -i` into a pristine
+//! `--check` (as root) then installs both with apt into a pristine
 //! Debian 12 root (mmdebstrap's minbase with systemd, kept as
 //! target/package-check/pristine.tar), where `systemd-analyze verify` must
 //! accept the units and the installed binaries must answer, and runs the
@@ -55,6 +55,8 @@ struct Package {
     man_pages: Vec<(&'static str, PathBuf)>,
     /// Under packaging/<name>/: postinst, prerm, postrm.
     scripts: bool,
+    /// Besides the shared libraries' packages.
+    depends: &'static [&'static str],
 }
 
 fn packaging(path: &str) -> PathBuf {
@@ -70,7 +72,8 @@ fn packages(a: &Artifacts) -> Vec<Package> {
     vec![
         Package {
             name: "havip-agent",
-            description: "HAVIP hypervisor agent: the XDP/TC datapath for High-Availability Virtual IPs\n \
+            description:
+                "HAVIP hypervisor agent: the XDP/TC datapath for High-Availability Virtual IPs\n \
                 the agent loads the datapath (built in), lets only the bound ports of a\n \
                 VIP claim it, and keeps the programs attached across restarts and upgrades.",
             files: vec![
@@ -80,11 +83,21 @@ fn packages(a: &Artifacts) -> Vec<Package> {
                     "lib/systemd/system/havip-agent.service",
                     0o644,
                 ),
-                file(packaging("havip-agent/agent.toml"), "etc/havip/agent.toml", 0o644),
-                file(packaging("havip-agent/default"), "etc/default/havip-agent", 0o644),
+                file(
+                    packaging("havip-agent/agent.toml"),
+                    "etc/havip/agent.toml",
+                    0o644,
+                ),
+                file(
+                    packaging("havip-agent/default"),
+                    "etc/default/havip-agent",
+                    0o644,
+                ),
             ],
             man_pages: vec![("havip-agent", a.agent.clone())],
             scripts: true,
+            // /bin/kill, the unit's ExecReload.
+            depends: &["procps"],
         },
         Package {
             name: "havip-controller",
@@ -115,6 +128,7 @@ fn packages(a: &Artifacts) -> Vec<Package> {
                 ("havipctl", ctl("havipctl")),
             ],
             scripts: true,
+            depends: &[],
         },
     ]
 }
@@ -131,9 +145,16 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_else(|| util::target_dir().join("debian"));
     let debs = build_all(&artifacts, &out)?;
     if args.check {
-        check(&debs)?;
+        check(&artifacts, &debs)?;
     }
     Ok(())
+}
+
+/// `--check` on what `cargo xtask test` built: the packages into
+/// target/debian, installed and checked.
+pub fn check_built(artifacts: &Artifacts) -> Result<()> {
+    let debs = build_all(artifacts, &util::target_dir().join("debian"))?;
+    check(artifacts, &debs)
 }
 
 /// Builds every package into `out`; the .deb paths.
@@ -182,7 +203,10 @@ fn stage_files(p: &Package, stage: &Path) -> Result<()> {
     }
     let doc = stage.join("usr/share/doc").join(p.name);
     std::fs::create_dir_all(&doc)?;
-    std::fs::copy(util::workspace_root().join("README.md"), doc.join("README.md"))?;
+    std::fs::copy(
+        util::workspace_root().join("README.md"),
+        doc.join("README.md"),
+    )?;
     Ok(())
 }
 
@@ -247,7 +271,9 @@ fn write_control(p: &Package, stage: &Path, version: &str, arch: &str) -> Result
         .filter(|f| f.to.starts_with("usr/bin/"))
         .map(|f| stage.join(f.to))
         .collect();
-    let depends = shlibs_depends(&binaries)?;
+    let mut depends = vec![shlibs_depends(&binaries)?];
+    depends.extend(p.depends.iter().map(|d| d.to_string()));
+    let depends = depends.join(", ");
     let size_kb = dir_size(stage)? / 1024;
     std::fs::write(
         debian.join("control"),
@@ -269,8 +295,7 @@ fn write_control(p: &Package, stage: &Path, version: &str, arch: &str) -> Result
         for script in ["postinst", "prerm", "postrm"] {
             let from = packaging(&format!("{}/{script}", p.name));
             let to = debian.join(script);
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("cannot copy {}", from.display()))?;
+            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
         }
     }
@@ -313,26 +338,38 @@ fn dir_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// A pristine Debian 12 root: minbase and systemd (for `systemd-analyze`).
-const ROOT_PACKAGES: &[&str] = &["systemd"];
+/// A pristine Debian 12 root: minbase, systemd (for `systemd-analyze`)
+/// and man-db (which `systemd-analyze verify` checks `Documentation=` with).
+const ROOT_PACKAGES: &[&str] = &["systemd", "man-db"];
 
-fn check(debs: &[PathBuf]) -> Result<()> {
+fn check(artifacts: &Artifacts, debs: &[PathBuf]) -> Result<()> {
     setup::ensure_packages("the package check", fresh_check::HOST_PACKAGES)?;
     let dir = util::target_dir().join("package-check");
     std::fs::create_dir_all(&dir)?;
-    let tar = dir.join("pristine.tar");
+    let tar = dir.join(format!("pristine-minbase-{}.tar", ROOT_PACKAGES.join("-")));
     if !tar.is_file() {
         say!("building a pristine Debian 12 root (minbase, systemd) for the packages");
         let partial = dir.join("pristine.tar.partial");
-        fresh_check::mmdebstrap_tar(&partial, &dir.join("mmdebstrap.log"), "minbase", ROOT_PACKAGES)?;
+        fresh_check::mmdebstrap_tar(
+            &partial,
+            &dir.join("mmdebstrap.log"),
+            "minbase",
+            ROOT_PACKAGES,
+        )?;
         std::fs::rename(&partial, &tar)?;
     }
     fresh_check::enter_private_mount_namespace()?;
     let root = dir.join("root");
     fresh_check::remove_root(&root)?;
     std::fs::create_dir_all(&root)?;
-    util::run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&root))?;
-    let result = check_in(&root, debs);
+    util::run(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root),
+    )?;
+    let result = check_in(&root, artifacts, debs);
     let removed = fresh_check::remove_root(&root);
     result.and(removed)
 }
@@ -342,12 +379,16 @@ fn chroot(root: &Path, args: &[&str]) -> Result<String> {
         Command::new("chroot")
             .arg(root)
             .args(["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+            .arg("DEBIAN_FRONTEND=noninteractive")
             .args(args),
     )
 }
 
-fn check_in(root: &Path, debs: &[PathBuf]) -> Result<()> {
+fn check_in(root: &Path, artifacts: &Artifacts, debs: &[PathBuf]) -> Result<()> {
     let r = |p: &str| root.join(p).to_string_lossy().into_owned();
+    // The root a mount point of its own, so one recursive unmount takes
+    // everything off.
+    fresh_check::mount(&["--bind", &r(""), &r("")])?;
     fresh_check::mount(&["-t", "proc", "proc", &r("proc")])?;
     let mut inside = Vec::new();
     for deb in debs {
@@ -355,9 +396,12 @@ fn check_in(root: &Path, debs: &[PathBuf]) -> Result<()> {
         std::fs::copy(deb, root.join("tmp").join(name))?;
         inside.push(format!("/tmp/{}", name.to_string_lossy()));
     }
-    let mut install = vec!["dpkg", "-i"];
+    // apt, as an operator installs a .deb: its Depends from Debian.
+    fresh_check::machine_settings(root)?;
+    chroot(root, &["apt-get", "-q", "update"])?;
+    let mut install = vec!["apt-get", "-q", "install", "-y", "--no-install-recommends"];
     install.extend(inside.iter().map(String::as_str));
-    say!("package check: dpkg -i {}", inside.join(" "));
+    say!("package check: apt-get install {}", inside.join(" "));
     chroot(root, &install)?;
 
     for (package, conffiles) in [
@@ -367,13 +411,18 @@ fn check_in(root: &Path, debs: &[PathBuf]) -> Result<()> {
         ),
         (
             "havip-controller",
-            &["/etc/havip/controller.toml", "/etc/default/havip-controller"][..],
+            &[
+                "/etc/havip/controller.toml",
+                "/etc/default/havip-controller",
+            ][..],
         ),
     ] {
         let listed = chroot(root, &["dpkg-query", "-W", "-f", "${Conffiles}", package])?;
         for c in conffiles {
             ensure!(
-                listed.lines().any(|l| l.split_whitespace().next() == Some(*c)),
+                listed
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(*c)),
                 "{package}: {c} is not a conffile: {listed}"
             );
         }
@@ -392,19 +441,21 @@ fn check_in(root: &Path, debs: &[PathBuf]) -> Result<()> {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
-    // The root has no man(1): systemd-analyze says so of Documentation=.
-    let complaints: Vec<&str> = said
-        .lines()
-        .filter(|l| l.contains("havip") && !l.contains("man"))
-        .collect();
+    let complaints: Vec<&str> = said.lines().filter(|l| l.contains("havip")).collect();
     ensure!(
         verify.status.success() && complaints.is_empty(),
         "systemd-analyze verify refuses the units: {said}"
     );
+    // Symlinks to /lib/... in the root: not followed from here.
+    let wants = root.join("etc/systemd/system/multi-user.target.wants");
+    let enabled = |unit: &str| wants.join(unit).symlink_metadata().is_ok();
     ensure!(
-        root.join("etc/systemd/system/multi-user.target.wants/havip-agent.service")
-            .exists(),
+        enabled("havip-agent.service"),
         "the agent's unit is not enabled after the install"
+    );
+    ensure!(
+        !enabled("havip-controller.service"),
+        "the controller's unit is enabled before it has a token"
     );
     let check = chroot(
         root,
@@ -423,9 +474,18 @@ fn check_in(root: &Path, debs: &[PathBuf]) -> Result<()> {
     say!("package check: the installed agent on the lab");
     let agent = root.join("usr/bin/havip-agent");
     util::run(
-        util::host_cargo()
-            .args(["test", "--release", "-p", "havip-tests", "--test", "installed_agent"])
-            .env("HAVIP_AGENT_BIN", &agent),
+        build::host_cargo(&artifacts.ebpf_object)
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "havip-tests",
+                "--test",
+                "installed_agent",
+            ])
+            .env("HAVIP_AGENT_BIN", &agent)
+            // The datapath built into the installed binary, not the file.
+            .env("HAVIP_AGENT_EMBEDDED_OBJECT", "1"),
     )?;
     say!("package check: passed");
     Ok(())
