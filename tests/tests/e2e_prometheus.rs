@@ -120,6 +120,17 @@ fn a_failover_shows_in_prometheus() -> Result<()> {
     for (job, url, health) in prometheus.targets()? {
         ensure!(health == "up", "{job} target {url} is {health}");
     }
+    for s in prometheus.query("max_over_time(scrape_duration_seconds[1m])")? {
+        println!(
+            "scrape of {} ({}): at most {:.1} ms",
+            s.label("instance"),
+            s.label("job"),
+            s.value * 1e3
+        );
+    }
+    for s in prometheus.query("scrape_samples_scraped")? {
+        println!("{}: {} samples", s.label("instance"), s.value);
+    }
 
     drop(master);
     drop(_backup);

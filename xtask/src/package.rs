@@ -280,7 +280,7 @@ fn write_control(p: &Package, stage: &Path, version: &str, arch: &str) -> Result
         format!(
             "Package: {}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: havip <havip@localhost>\n\
              Installed-Size: {size_kb}\nDepends: {depends}\nSection: net\nPriority: optional\n\
-             Homepage: https://github.com/havip/havip\nDescription: {}\n",
+             Description: {}\n",
             p.name, p.description
         ),
     )?;
