@@ -112,10 +112,11 @@ fn packages(a: &Artifacts) -> Vec<Package> {
                     "lib/systemd/system/havip-controller.service",
                     0o644,
                 ),
+                // Its tokens are secrets: root's alone.
                 file(
                     packaging("havip-controller/controller.toml"),
                     "etc/havip/controller.toml",
-                    0o644,
+                    0o600,
                 ),
                 file(
                     packaging("havip-controller/default"),
@@ -457,6 +458,16 @@ fn check_in(root: &Path, artifacts: &Artifacts, debs: &[PathBuf]) -> Result<()> 
         !enabled("havip-controller.service"),
         "the controller's unit is enabled before it has a token"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tokens = root.join("etc/havip/controller.toml");
+        let mode = std::fs::metadata(&tokens)?.permissions().mode() & 0o777;
+        ensure!(
+            mode == 0o600,
+            "{} is {mode:o}: its tokens must be root's alone",
+            tokens.display()
+        );
+    }
     let check = chroot(
         root,
         &["havip-agent", "check", "--config", "/etc/havip/agent.toml"],
