@@ -25,7 +25,9 @@ use crate::{
     damping::Damper,
     datapath::{AttachMode, Datapath, DatapathError, ObjectSource, TcAttach},
     etcd::{EtcdOptions, EtcdSource},
-    events, links, pins,
+    events, links,
+    metrics::{self, Step},
+    pins,
     protection::{SourceProblems, StateFile},
     shortfall,
 };
@@ -98,7 +100,10 @@ fn retry_unprotected(dp: &mut Datapath, retry: &mut Retry) {
     match dp.reconcile() {
         Ok(s) if !s.is_empty() => info!("retried what was not in force: {s}"),
         Ok(_) => {}
-        Err(e) => error!("retrying the unprotected ports: {e}"),
+        Err(e) => {
+            metrics::reconcile_failed(Step::Retry);
+            error!("retrying the unprotected ports: {e}")
+        }
     }
     retry.after(dp);
 }
@@ -124,6 +129,8 @@ pub struct RunOptions {
     /// On exit, detach the programs and remove every pin and the pin dir
     /// (otherwise the programs stay attached, enforcing the last state).
     pub unpin_on_exit: bool,
+    /// Serve Prometheus metrics on this address ([`crate::metrics`]).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +145,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("cannot watch {}: {source}", path.display())]
     Watch {
         path: PathBuf,
@@ -169,6 +178,18 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         }
         Source::Etcd(_) => None,
     };
+    if let Some(addr) = opts.metrics_listen {
+        let (names, host) = match &opts.source {
+            Source::File(path) => (metrics::Names::File(path.clone()), None),
+            Source::Etcd(e) => (
+                metrics::Names::Etcd {
+                    snapshot: e.cache.clone(),
+                },
+                Some(e.host.as_str()),
+            ),
+        };
+        metrics::serve(addr, metrics::registry(opts.pin_dir.clone(), names, host)).await?;
+    }
 
     // Subscribe before resolving interfaces, so no change falls in between.
     let links = links::watch().map_err(io("subscribe to netlink link events"))?;
@@ -334,6 +355,7 @@ async fn serve_etcd(
         opts.endpoints.join(",")
     );
     loop {
+        metrics::etcd_watching(source.connected());
         state.update(dp, &source.problems());
         let reconnect = tokio::time::sleep_until(source.next_attempt().into());
         let unprotected = !dp.all_in_force();
@@ -399,18 +421,24 @@ fn follow_links(
     match dp.reconcile() {
         Ok(s) if !s.is_empty() => info!("{what}: {s}"),
         Ok(_) => {}
-        Err(e) => error!(
-            "cannot follow {} interface change(s) ({:?}...): {e}",
-            relevant.len(),
-            relevant[0]
-        ),
+        Err(e) => {
+            metrics::reconcile_failed(Step::Links);
+            error!(
+                "cannot follow {} interface change(s) ({:?}...): {e}",
+                relevant.len(),
+                relevant[0]
+            )
+        }
     }
 }
 
 fn apply(dp: &mut Datapath, config: &Config, path: &Path) {
     match dp.apply(config) {
         Ok(s) => info!("applied {}: {s}", path.display()),
-        Err(e) => error!("applying {} failed part way: {e}", path.display()),
+        Err(e) => {
+            metrics::reconcile_failed(Step::Apply);
+            error!("applying {} failed part way: {e}", path.display())
+        }
     }
 }
 

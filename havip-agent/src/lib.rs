@@ -22,6 +22,7 @@ pub mod events;
 pub mod gateway;
 pub mod learned;
 pub mod links;
+pub mod metrics;
 pub mod migrate;
 pub mod pins;
 pub mod protection;

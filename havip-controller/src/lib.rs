@@ -57,6 +57,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod metrics;
 pub mod model;
 pub mod requests;
 pub mod rules;
@@ -91,6 +92,18 @@ pub async fn serve(
     tokens: HashMap<String, Scope>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = std::sync::Arc::default();
+    serve_metered(listener, store, tokens, metrics, shutdown).await
+}
+
+/// [`serve`], counting and timing each request in `metrics`.
+pub async fn serve_metered(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    tokens: HashMap<String, Scope>,
+    metrics: std::sync::Arc<metrics::ControllerMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let reconciler = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -102,7 +115,10 @@ pub async fn serve(
             }
         })
     };
-    let app = api::router(store, tokens);
+    let app = api::router(store, tokens).layer(axum::middleware::from_fn_with_state(
+        metrics,
+        metrics::track,
+    ));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

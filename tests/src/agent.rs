@@ -96,6 +96,11 @@ pub struct AgentOptions {
     /// How long the agent may take to attach every port (default
     /// [`ready_timeout`]): more for a thousand ports.
     pub ready_timeout: Option<Duration>,
+    /// Pass `--metrics-listen` with this address.
+    pub metrics_listen: Option<String>,
+    /// Run the agent under this command (e.g. `setpriv` with a capability
+    /// bounding set), the agent's path and arguments after it.
+    pub run_under: Vec<String>,
 }
 
 impl Default for AgentOptions {
@@ -105,6 +110,8 @@ impl Default for AgentOptions {
             unpin_on_exit: true,
             tc_attach: std::env::var("HAVIP_TC_ATTACH").ok(),
             ready_timeout: None,
+            metrics_listen: None,
+            run_under: Vec::new(),
         }
     }
 }
@@ -153,6 +160,8 @@ pub struct Agent {
     /// The arguments of `havip-agent` (from `run` on), to start it again.
     args: Vec<OsString>,
     unpin_on_exit: bool,
+    /// The command the agent runs under ([`AgentOptions::run_under`]).
+    run_under: Vec<String>,
     ready_timeout: Duration,
     /// Ready once every tap has XDP, before TC egress has moved to TCX
     /// links (to catch the agent in the middle of that move).
@@ -264,9 +273,13 @@ impl Agent {
         if let Some(tc) = &opts.tc_attach {
             args.extend(["--tc-attach".into(), tc.into()]);
         }
+        if let Some(addr) = &opts.metrics_listen {
+            args.extend(["--metrics-listen".into(), addr.into()]);
+        }
         // `cargo xtask lab` passes the datapath it built; the agent embeds
         // one too, so this is optional.
-        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT") {
+        let embedded = std::env::var_os("HAVIP_AGENT_EMBEDDED_OBJECT").is_some();
+        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT").filter(|_| !embedded) {
             args.extend(["--bpf-object".into(), obj]);
         }
         let mut agent = Self {
@@ -278,6 +291,7 @@ impl Agent {
             taps: taps.iter().map(|t| t.to_string()).collect(),
             args,
             unpin_on_exit: opts.unpin_on_exit,
+            run_under: opts.run_under.clone(),
             ready_timeout: opts.ready_timeout.unwrap_or_else(ready_timeout),
             ready_when_protected: false,
             started_at: None,
@@ -299,7 +313,14 @@ impl Agent {
             .map(|l| ["info", "debug", "trace"].iter().any(|v| l.contains(v)))
             .unwrap_or(true);
         let log_file = OpenOptions::new().append(true).open(&self.log)?;
-        let mut c = netns::command_in(&self.hv, &self.bin)?;
+        let mut c = match self.run_under.split_first() {
+            Some((program, args)) => {
+                let mut c = netns::command_in(&self.hv, Path::new(program))?;
+                c.args(args).arg(&self.bin);
+                c
+            }
+            None => netns::command_in(&self.hv, &self.bin)?,
+        };
         c.args(&self.args)
             .env(
                 "RUST_LOG",

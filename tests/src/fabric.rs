@@ -34,6 +34,8 @@ use crate::{cmd, wait};
 pub const CONTROL_IP: &str = "10.99.0.1";
 pub const ETCD_URL: &str = "http://10.99.0.1:2379";
 pub const API_URL: &str = "http://10.99.0.1:8780";
+/// Where the controller serves its metrics (`--metrics-listen`).
+pub const CONTROLLER_METRICS: &str = "10.99.0.1:9470";
 const ETCD_PEER_URL: &str = "http://10.99.0.1:2380";
 /// Tokens of the controller the fabric runs.
 pub const OPERATOR_TOKEN: &str = "tok-operator-fabric";
@@ -49,6 +51,8 @@ pub fn port_id(spec: &VmSpec) -> String {
 /// One hypervisor: its namespace, its VMs, its agent once started.
 pub struct Host {
     pub name: String,
+    /// Its address on the fabric (on br0).
+    pub address: String,
     pub ns: Netns,
     pub vms: Vec<Vm>,
     pub agent: Option<Agent>,
@@ -149,13 +153,8 @@ impl Fabric {
             ctl.ip(&["link", "set", &up, "up"])?;
             ns.ip(&["link", "set", "uplink", "master", "br0"])?;
             ns.ip(&["link", "set", "uplink", "up"])?;
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("10.99.0.{}/24", 11 + i),
-                "dev",
-                "br0",
-            ])?;
+            let address = format!("10.99.0.{}", 11 + i);
+            ns.ip(&["addr", "add", &format!("{address}/24"), "dev", "br0"])?;
             let vms = vms
                 .iter()
                 .map(|spec| lab::add_vm(&ns, &stem, *spec))
@@ -164,6 +163,7 @@ impl Fabric {
             std::fs::create_dir_all(&host_dir)?;
             hosts.push(Host {
                 name: name.to_string(),
+                address,
                 ns,
                 vms,
                 agent: None,
@@ -279,7 +279,12 @@ impl Fabric {
         let token = self.spawn(
             "havip-controller",
             &bin,
-            &["--config", config.to_str().context("temp dir path")?],
+            &[
+                "--config",
+                config.to_str().context("temp dir path")?,
+                "--metrics-listen",
+                CONTROLLER_METRICS,
+            ],
             &self.dir.join("controller.log"),
         )?;
         self.controller = Some(token);

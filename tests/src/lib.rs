@@ -27,11 +27,15 @@
 //!   watched on the wire and in etcd.
 //! - [`ha`]: the keepalived pair with an echo service on the VIPs.
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
+//! - [`prometheus`]: a real Prometheus server scraping the agents and the
+//!   controller, queried through its HTTP API.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
 //! - `HAVIP_AGENT_BIN`: the agent (default `target/release/havip-agent`);
-//! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set;
+//! - `HAVIP_EBPF_OBJECT`: passed to the agent as `--bpf-object` when set
+//!   (but with `HAVIP_AGENT_EMBEDDED_OBJECT` set: the agent's own, as the
+//!   package check runs the installed agent);
 //! - `HAVIP_XDP_MODE`: `generic` (default: what the agent's default, `auto`,
 //!   picks for the lab's veths) or `native` (the VMs keep their offloads:
 //!   the datapath completes checksums);
@@ -62,6 +66,7 @@ pub mod neighbour;
 pub mod netns;
 pub mod ports;
 pub mod probe;
+pub mod prometheus;
 pub mod restart;
 pub mod rogue;
 pub mod status;

@@ -110,21 +110,31 @@ impl Netns {
         name: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<JoinHandle<Result<T>>> {
-        let ns = self.open()?;
-        let ns_name = self.name.clone();
-        let handle = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                // SAFETY: plain syscall on a valid fd; affects only this thread.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(std::io::Error::last_os_error())
-                        .with_context(|| format!("setns into {ns_name}"));
-                }
-                drop(ns);
-                Ok(f())
-            })?;
-        Ok(handle)
+        spawn_thread_in(&self.name, name, f)
     }
+}
+
+/// [`Netns::spawn_thread`] for the namespace named `ns_name`.
+pub fn spawn_thread_in<T: Send + 'static>(
+    ns_name: &str,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    let path = format!("/run/netns/{ns_name}");
+    let ns = File::open(&path).with_context(|| format!("open {path}"))?;
+    let ns_name = ns_name.to_owned();
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // SAFETY: plain syscall on a valid fd; affects only this thread.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setns into {ns_name}"));
+            }
+            drop(ns);
+            Ok(f())
+        })?;
+    Ok(handle)
 }
 
 impl Drop for Netns {

@@ -210,11 +210,11 @@ fn image_packages() -> Vec<&'static str> {
 }
 
 /// mmdebstrap, which builds the root.
-const HOST_PACKAGES: &[(&str, &str)] = &[("mmdebstrap", "/usr/bin/mmdebstrap")];
+pub(crate) const HOST_PACKAGES: &[(&str, &str)] = &[("mmdebstrap", "/usr/bin/mmdebstrap")];
 
 /// Our mounts (and those of the commands we run) stay in a mount namespace
 /// of our own, which ends with us.
-fn enter_private_mount_namespace() -> Result<()> {
+pub(crate) fn enter_private_mount_namespace() -> Result<()> {
     // SAFETY: unshare has no memory-safety preconditions; xtask runs one
     // thread, which CLONE_NEWNS needs.
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
@@ -224,7 +224,7 @@ fn enter_private_mount_namespace() -> Result<()> {
     mount(&["--make-rprivate", "/"])
 }
 
-fn mount(args: &[&str]) -> Result<()> {
+pub(crate) fn mount(args: &[&str]) -> Result<()> {
     util::run(Command::new("mount").args(args))
 }
 
@@ -304,13 +304,16 @@ fn build_root(root: &Path, logs: &Path, reuse_pristine: bool) -> Result<()> {
 /// The machine's own settings, which are not packages: its resolver and
 /// hosts, and its CA trust store (this workplace's TLS proxy is in it, and
 /// crates.io is reached through it).
-fn machine_settings(root: &Path) -> Result<()> {
+pub(crate) fn machine_settings(root: &Path) -> Result<()> {
     for file in [
         "/etc/resolv.conf",
         "/etc/hosts",
         "/etc/ssl/certs/ca-certificates.crt",
     ] {
         let to = root.join(file.trim_start_matches('/'));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let _ = std::fs::remove_file(&to);
         std::fs::copy(file, &to).with_context(|| format!("cannot copy {file} into the root"))?;
     }
@@ -324,9 +327,27 @@ fn mmdebstrap(tar: &Path, logs: &Path) -> Result<()> {
         "building the root with the image's {} Debian packages (a few minutes)",
         packages.len()
     );
+    mmdebstrap_tar(tar, &logs.join("0-mmdebstrap.log"), "apt", &packages)
+}
+
+/// mmdebstrap of Debian 12 (`variant`, plus `packages`) from this
+/// machine's apt sources and settings into the tarball `tar`, its output
+/// in `log`.
+pub(crate) fn mmdebstrap_tar(
+    tar: &Path,
+    log: &Path,
+    variant: &str,
+    packages: &[&str],
+) -> Result<()> {
     let mut cmd = Command::new("mmdebstrap");
-    cmd.args(["--mode=root", "--variant=apt", "--format=tar"])
-        .arg(format!("--include={}", packages.join(",")));
+    cmd.args([
+        "--mode=root",
+        &format!("--variant={variant}"),
+        "--format=tar",
+    ]);
+    if !packages.is_empty() {
+        cmd.arg(format!("--include={}", packages.join(",")));
+    }
     for setting in apt_settings() {
         cmd.arg(format!("--aptopt={}", setting.display()));
     }
@@ -334,9 +355,8 @@ fn mmdebstrap(tar: &Path, logs: &Path) -> Result<()> {
     for source in apt_sources()? {
         cmd.arg(source);
     }
-    let log = logs.join("0-mmdebstrap.log");
     let file =
-        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     cmd.stdout(file.try_clone()?)
         .stderr(file)
         .stdin(Stdio::null());
@@ -346,7 +366,7 @@ fn mmdebstrap(tar: &Path, logs: &Path) -> Result<()> {
         bail!(
             "mmdebstrap failed ({}); its last lines:\n{}",
             util::exit_text(status),
-            last_lines(&log, 30)
+            last_lines(log, 30)
         );
     }
     Ok(())
@@ -535,7 +555,7 @@ fn add_closing_line(tally: &mut Tally, line: &str) {
     }
 }
 
-fn last_lines(log: &Path, n: usize) -> String {
+pub(crate) fn last_lines(log: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
@@ -547,7 +567,7 @@ fn last_lines(log: &Path, n: usize) -> String {
 
 /// Ends what still runs in the root, unmounts everything under it and
 /// removes it; refuses to remove anything while a mount under it remains.
-fn remove_root(root: &Path) -> Result<()> {
+pub(crate) fn remove_root(root: &Path) -> Result<()> {
     if !root.exists() {
         return Ok(());
     }

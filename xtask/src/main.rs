@@ -10,6 +10,7 @@ mod build_ebpf;
 mod fresh_check;
 mod kernel_test;
 mod lab;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -55,6 +56,11 @@ enum Command {
     /// `git archive HEAD`. Prints how long each step took and fails with the
     /// step and its error when anything is missing.
     FreshCheck(fresh_check::Args),
+    /// Build the Debian packages (havip-agent; havip-controller with
+    /// havipctl) into target/debian; --check installs them into a pristine
+    /// Debian 12 root, verifies the units there and runs the installed agent
+    /// on the lab (as root).
+    Package(package::Args),
     /// Run the BPF_PROG_TEST_RUN table tests and a failover with the agent
     /// on Debian 12's own 6.1 kernel, in a QEMU guest (TCG) that shares this
     /// machine's root read only (as root). Downloads QEMU, busybox-static
@@ -78,6 +84,7 @@ fn main() {
         Command::Bench(args) => bench::run(&args),
         Command::FreshCheck(args) => fresh_check::run(&args),
         Command::KernelTest(args) => kernel_test::run(&args),
+        Command::Package(args) => package::run(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -35,8 +35,9 @@ pub const TOOLCHAIN_PACKAGES: &[&str] = &[
 
 /// Debian packages the lab and the tests use, whichever toolchain builds,
 /// what the controller needs (`protoc` and the well-known `.proto` files
-/// its etcd client is built from, and the real etcd its tests start), and
-/// the font the benchmark chart's text is drawn with.
+/// its etcd client is built from, and the real etcd its tests start), the
+/// font the benchmark chart's text is drawn with, and the Prometheus server
+/// the metrics test scrapes the agents and the controller with.
 ///
 /// Everything is installed with `--no-install-recommends`, so a package
 /// that another one only recommends is named here itself: `libprotobuf-dev`
@@ -57,6 +58,7 @@ pub const TOOL_PACKAGES: &[&str] = &[
     "procps",
     "psmisc",
     "fonts-dejavu-core",
+    "prometheus",
 ];
 
 /// A file the build, the lab or the tests use, and the package that brings
@@ -130,6 +132,11 @@ pub const TOOL_FILES: &[RequiredFile] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
         "the benchmark chart",
+    ),
+    file(
+        "/usr/bin/prometheus",
+        "prometheus",
+        "the metrics test (a real Prometheus server)",
     ),
 ];
 

@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 use crate::build::{self, TESTS_PACKAGE};
 use crate::util::{self, say, Tally};
-use crate::{build_ebpf, kernel_test, setup};
+use crate::{build_ebpf, kernel_test, package, setup};
 
 pub const NEED_ROOT: &str =
     "the privileged tests need root (network namespaces, loading BPF): run as root";
@@ -99,6 +99,16 @@ pub fn run(args: &Args) -> Result<()> {
         total.failed += privileged.failed;
         results.push(("privileged tests", status));
         util::timing("privileged tests (build included)", privileged_started);
+        if args.filters.is_empty() {
+            // The packages, installed into a pristine Debian 12 root.
+            let result = package::check_built(&artifacts);
+            if let Err(e) = &result {
+                say!("package check: {e:#}");
+            }
+            total.passed += u64::from(result.is_ok());
+            total.failed += u64::from(result.is_err());
+            results.push(("packages", exit_status(result.is_ok())));
+        }
         if args.filters.is_empty() && !args.no_kernel_test {
             // The datapath's tables and a failover on the kernel
             // hypervisors run (Debian 12's 6.1: no TCX), in QEMU.

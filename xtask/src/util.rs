@@ -129,6 +129,24 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` to completion, its stdout captured; fails (with its stderr)
+/// unless it succeeds.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            exit_text(out.status),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `cmd` to completion and returns how it ended.
 ///
 /// While the child runs, xtask ignores SIGINT and the child gets the default

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use havip_controller::config::Config;
-use havip_controller::{serve, tokens, Store};
+use havip_controller::{metrics, serve_metered, tokens, Store};
 
 /// Serves the HAVIP API from etcd.
 #[derive(Parser)]
@@ -23,6 +23,12 @@ struct Args {
     /// Overrides `listen` of the config.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (requests by route
+    /// and status, their latency, HAVIPs by status, the ack reconciler's
+    /// lag), on a listener of their own. Exits 1 at start if ADDR cannot be
+    /// bound.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -37,8 +43,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    let metrics = std::sync::Arc::<metrics::ControllerMetrics>::default();
+    if let Some(addr) = args.metrics_listen {
+        let bound = metrics::serve(addr, metrics.clone(), store.clone()).await?;
+        log::info!("serving metrics on http://{bound}/metrics");
+    }
     log::info!("serving the HAVIP API on {listen}");
-    serve(listener, store, tokens(&config), async {
+    serve_metered(listener, store, tokens(&config), metrics, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
