@@ -39,7 +39,7 @@ use prometheus_client::{
 
 use crate::{
     config::Config,
-    etcd::{numeric_id, Snapshot},
+    etcd::{datapath_id, Snapshot},
     protection::PortState,
     status::{self, Report},
 };
@@ -175,7 +175,7 @@ impl Labels {
                 vm: hp.vm.clone(),
                 host: host.to_owned(),
             };
-            ports.insert(numeric_id(&hp.port), labels);
+            ports.insert(datapath_id(hp.datapath_id, &hp.port), labels);
         }
         for binding in s.vips.values().flat_map(|v| &v.ports) {
             let labels = PortNames {
@@ -183,13 +183,15 @@ impl Labels {
                 vm: binding.vm.clone(),
                 host: binding.host.clone(),
             };
-            ports.entry(numeric_id(&binding.port)).or_insert(labels);
+            ports
+                .entry(s.port_datapath_id(&binding.port))
+                .or_insert(labels);
         }
         Self {
             vips: s
                 .vips
                 .keys()
-                .map(|id| (numeric_id(id), id.clone()))
+                .map(|id| (s.vip_datapath_id(id), id.clone()))
                 .collect(),
             ports,
             host: host.to_owned(),

@@ -7,7 +7,8 @@ fn run_with(listen: &str) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!(
         "havip-metrics-listen-{}-{}",
         std::process::id(),
-        listen.len()
+        // Each test its own dir (the tests run at once).
+        listen.replace([':', '.'], "_")
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("agent.toml");

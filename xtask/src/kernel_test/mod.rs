@@ -12,8 +12,9 @@
 //!    that mounts this machine's root read only (9p), chroots into it with
 //!    its own /proc, /sys, bpffs, tmpfs on /tmp and /run and a writable
 //!    scratch directory, and runs each part: the BPF_PROG_TEST_RUN table
-//!    tests (`datapath`) and a failover with the agent and keepalived
-//!    (`e2e_keepalived`);
+//!    tests of the hypervisor's datapath (`datapath`) and of the EIP
+//!    gateway's (`gateway_datapath`), and a failover with the agent and
+//!    keepalived (`e2e_keepalived`);
 //! 4. QEMU, until the guest powers off or the timeout; its console is ours.
 //!    Prints the guest's kernel, the time to boot and each part's counts,
 //!    and fails unless every part passed.
@@ -58,8 +59,8 @@ pub struct Args {
     /// linux-image-6.1.0-N-amd64-unsigned that apt knows).
     #[arg(long)]
     kernel: Option<String>,
-    /// Run only these parts (datapath, failover); default both.
-    #[arg(long = "part", value_parser = ["datapath", "failover"])]
+    /// Run only these parts (datapath, gateway, failover); default all.
+    #[arg(long = "part", value_parser = ["datapath", "gateway", "failover"])]
     parts: Vec<String>,
     /// Kill the guest after this many seconds.
     #[arg(long, default_value_t = 1500)]
@@ -199,7 +200,7 @@ fn parts(
     tests: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<Part>> {
     let wanted: Vec<&str> = if args.parts.is_empty() {
-        vec!["datapath", "failover"]
+        vec!["datapath", "gateway", "failover"]
     } else {
         args.parts.iter().map(String::as_str).collect()
     };
@@ -224,6 +225,7 @@ fn parts(
         .map(|name| {
             let target = match name {
                 "datapath" => "datapath",
+                "gateway" => "gateway_datapath",
                 _ => "e2e_keepalived",
             };
             let binary = tests
