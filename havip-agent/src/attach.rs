@@ -646,7 +646,7 @@ fn os_error(e: &ProgramError) -> Option<i32> {
     }
 }
 
-fn pin(link: FdLink, path: &Path) -> Result<(), AttachError> {
+pub(crate) fn pin(link: FdLink, path: &Path) -> Result<(), AttachError> {
     // A pin left by a crash before the adoption would make BPF_OBJ_PIN fail.
     unpin_link(path);
     link.pin(path).map(drop).map_err(|source| AttachError::Pin {
@@ -664,7 +664,7 @@ fn open_pin(path: &Path) -> Result<PinnedLink, AttachError> {
 
 /// Detaches the link pinned at `path` (BPF_LINK_DETACH: also if another
 /// process holds it open) and removes the pin.
-fn unpin_link(path: &Path) {
+pub(crate) fn unpin_link(path: &Path) {
     match sys::obj_get(path) {
         Ok(fd) => {
             if let Err(e) = sys::link_detach(&fd) {

@@ -105,8 +105,7 @@ fn inbound(ctx: &XdpContext) -> Decision {
             }
             let [a, b, c, d, ..] = vip.addr;
             nat::ipv4(&pkt, l3, header.len, Side::Destination, [a, b, c, d]).map_err(counter)?;
-            header.decrement_ttl(&pkt, l3)?;
-            to_owner(ctx, &pkt, conf, owner)
+            to_owner(ctx, &pkt, conf, owner, |pkt| header.decrement_ttl(pkt, l3))
         }
         ETH_P_IPV6 => {
             let Ok(dst) = pkt.ipv6(l3 + ipv6::DST_OFFSET) else {
@@ -122,11 +121,11 @@ fn inbound(ctx: &XdpContext) -> Decision {
                 return to_kernel(GatewayCounter::ToKernel);
             }
             let owner = owner_of(vip)?;
-            if !decrement_hop_limit(&pkt, l3)? {
+            if hop_limit(&pkt, l3)? <= 1 {
                 return to_kernel(GatewayCounter::TtlExceeded);
             }
             nat::ipv6(&pkt, l3, Side::Destination, &vip.addr).map_err(counter)?;
-            to_owner(ctx, &pkt, conf, owner)
+            to_owner(ctx, &pkt, conf, owner, |pkt| decrement_hop_limit(pkt, l3))
         }
         _ => Ok(xdp_action::XDP_PASS),
     }
@@ -217,9 +216,7 @@ fn outbound(ctx: &XdpContext) -> Decision {
                 return to_kernel(GatewayCounter::TtlExceeded);
             }
             nat::ipv6(&pkt, l3, Side::Source, &eip.addr).map_err(counter)?;
-            send(&pkt, route, &fib, |pkt| {
-                decrement_hop_limit(pkt, l3).map(drop)
-            })
+            send(&pkt, route, &fib, |pkt| decrement_hop_limit(pkt, l3))
         }
         _ => Ok(xdp_action::XDP_PASS),
     }
@@ -282,16 +279,22 @@ fn ipv6_next_header(pkt: &Packet, l3: usize) -> Result<u8, GatewayCounter> {
 
 /// The hop limit one less; false (and untouched) when it ran out.
 #[inline(always)]
-fn decrement_hop_limit(pkt: &Packet, l3: usize) -> Result<bool, GatewayCounter> {
+fn decrement_hop_limit(pkt: &Packet, l3: usize) -> Result<(), GatewayCounter> {
     // Next header and hop limit: one 16-bit word.
     let field = l3 + IPV6_NEXT_HEADER_OFFSET;
     let [next_header, hop_limit]: [u8; 2] = pkt.read(field).map_err(counter)?;
-    if hop_limit <= 1 {
-        return Ok(false);
-    }
-    pkt.store(field, u16::from_ne_bytes([next_header, hop_limit - 1]))
-        .map_err(counter)?;
-    Ok(true)
+    pkt.store(
+        field,
+        u16::from_ne_bytes([next_header, hop_limit.wrapping_sub(1)]),
+    )
+    .map_err(counter)
+}
+
+/// The hop limit of the IPv6 packet at `l3`.
+#[inline(always)]
+fn hop_limit(pkt: &Packet, l3: usize) -> Result<u8, GatewayCounter> {
+    let [_, hop_limit]: [u8; 2] = pkt.read(l3 + IPV6_NEXT_HEADER_OFFSET).map_err(counter)?;
+    Ok(hop_limit)
 }
 
 /// The owner of `vip`, or the drop of a packet for an EIP nobody owns.
@@ -306,7 +309,13 @@ fn owner_of(vip: &NetworkAddr) -> Result<GatewayOwner, GatewayCounter> {
 /// A translated inbound packet to its owner, out of the internal
 /// interface; one larger than that interface takes goes to the kernel.
 #[inline(always)]
-fn to_owner(ctx: &XdpContext, pkt: &Packet, conf: &GatewayConf, owner: GatewayOwner) -> Decision {
+fn to_owner(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    conf: &GatewayConf,
+    owner: GatewayOwner,
+    decrement: impl FnOnce(&Packet) -> Result<(), GatewayCounter>,
+) -> Decision {
     let mut mtu_len = 0u32;
     // SAFETY: the XDP context and a stack variable.
     let fits =
@@ -317,10 +326,13 @@ fn to_owner(ctx: &XdpContext, pkt: &Packet, conf: &GatewayConf, owner: GatewayOw
         // MACs stay this host's, or it would not take the frame.
         return to_kernel(GatewayCounter::ToKernel);
     }
-    set_macs(pkt, owner.mac, conf.internal_mac).map_err(counter)?;
-    count(GatewayCounter::TranslatedIn);
-    // SAFETY: a plain helper call.
-    Ok(unsafe { bpf_redirect(conf.internal_ifindex, 0) } as u32)
+    forward(
+        pkt,
+        (owner.mac, conf.internal_mac),
+        conf.internal_ifindex,
+        GatewayCounter::TranslatedIn,
+        decrement,
+    )
 }
 
 /// The route lookup for a translated outbound packet, from the interface
@@ -376,7 +388,7 @@ fn route_of(ctx: &XdpContext, fib: &mut FibLookup) -> Route {
 }
 
 /// Sends a translated outbound packet as `route` says: to the next hop's
-/// MAC out of the route's interface, `decrement` applied, or to the kernel.
+/// MAC out of the route's interface, or to the kernel.
 #[inline(always)]
 fn send(
     pkt: &Packet,
@@ -387,11 +399,32 @@ fn send(
     if route != Route::Out {
         return to_kernel(GatewayCounter::ToKernel);
     }
+    forward(
+        pkt,
+        (fib.dmac, fib.smac),
+        fib.ifindex,
+        GatewayCounter::TranslatedOut,
+        decrement,
+    )
+}
+
+/// Sends a translated packet on by the gateway itself: its TTL or hop
+/// limit one less (`decrement`: only here, as a packet left to the kernel
+/// has it decremented there), the MACs of the hop (destination, source),
+/// out of `ifindex`, counted as `translated`.
+#[inline(always)]
+fn forward(
+    pkt: &Packet,
+    (dst_mac, src_mac): ([u8; 6], [u8; 6]),
+    ifindex: u32,
+    translated: GatewayCounter,
+    decrement: impl FnOnce(&Packet) -> Result<(), GatewayCounter>,
+) -> Decision {
     decrement(pkt)?;
-    set_macs(pkt, fib.dmac, fib.smac).map_err(counter)?;
-    count(GatewayCounter::TranslatedOut);
+    set_macs(pkt, dst_mac, src_mac).map_err(counter)?;
+    count(translated);
     // SAFETY: a plain helper call.
-    Ok(unsafe { bpf_redirect(fib.ifindex, 0) } as u32)
+    Ok(unsafe { bpf_redirect(ifindex, 0) } as u32)
 }
 
 /// A packet from the internal side whose source is no VIP with an EIP:

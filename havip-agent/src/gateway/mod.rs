@@ -27,8 +27,8 @@ use aya::{
 };
 use havip_common::{
     gateway::{
-        GatewayConf, GatewayCounter, GatewayOwner, EIP_NETWORK, GATEWAY_COUNTERS,
-        LEARNED_FROM_AGENT, LEARNED_FROM_ARP, LEARNED_FROM_NA,
+        GatewayConf, GatewayCounter, GatewayOwner, EIP_NETWORK, LEARNED_FROM_AGENT,
+        LEARNED_FROM_ARP, LEARNED_FROM_NA,
     },
     maps::{self, GATEWAY_MAPS, GATEWAY_SIZED, GW_IN_PROGRAM, GW_OUT_PROGRAM},
     NetworkAddr,
@@ -36,7 +36,10 @@ use havip_common::{
 use log::{info, warn};
 use thiserror::Error;
 
-use crate::{attach::AttachMode, pins, util};
+use crate::{
+    attach::{self, AttachMode},
+    pins, util,
+};
 pub use config::{Association, GatewayConfig, GatewayConfigError};
 
 /// The pin dir of a gateway (apart from a hypervisor's).
@@ -52,6 +55,8 @@ pub enum GatewayError {
     Config(#[from] GatewayConfigError),
     #[error(transparent)]
     Pin(#[from] pins::PinError),
+    #[error(transparent)]
+    Attach(#[from] attach::AttachError),
     #[error("interface {0:?} does not exist")]
     NoInterface(String),
     #[error("cannot read the MAC of {interface}: {why}")]
@@ -150,11 +155,8 @@ pub fn detach(pin_dir: &Path, unpin: bool) -> usize {
     let mut n = 0;
     for pin in ["xdp-internal", "xdp-external"] {
         let path = pin_dir.join(pin);
-        if let Ok(link) = PinnedLink::from_pin(&path) {
-            let _ = std::fs::remove_file(&path);
-            if let Ok(link) = XdpLink::try_from(FdLink::from(link)) {
-                drop(link);
-            }
+        if path.exists() {
+            attach::unpin_link(&path);
             n += 1;
         }
     }
@@ -236,7 +238,6 @@ fn attach(
                     "gateway: {}: not an XDP link ({e}): attaching anew",
                     pin.display()
                 );
-                let _ = std::fs::remove_file(pin);
             }
         }
     }
@@ -250,11 +251,8 @@ fn attach(
         path: pin.to_owned(),
         what: format!("XDP attached without a bpf_link: {e}"),
     })?;
-    fd.pin(pin).map_err(|e| GatewayError::Link {
-        path: pin.to_owned(),
-        what: format!("cannot pin: {e}"),
-    })?;
-    Ok(())
+    // Over whatever was pinned there before.
+    Ok(attach::pin(fd, pin)?)
 }
 
 /// Writes `config` into the maps: the host's interfaces, every EIP and its
@@ -412,9 +410,9 @@ pub fn status(pin_dir: &Path) -> Result<String, GatewayError> {
         );
     }
     let _ = writeln!(out, "counters:");
-    for c in GatewayCounter::ALL.iter().take(GATEWAY_COUNTERS) {
+    for c in GatewayCounter::ALL {
         let total: u64 = stats
-            .get(&(*c as u32), 0)
+            .get(&(c as u32), 0)
             .map(|v| v.iter().sum())
             .map_err(map_err(maps::GW_STATS))?;
         let kind = if c.is_drop() { "drop " } else { "" };
