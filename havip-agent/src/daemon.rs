@@ -131,6 +131,8 @@ pub struct RunOptions {
     pub unpin_on_exit: bool,
     /// Serve Prometheus metrics on this address ([`crate::metrics`]).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The VIPs this host holds (the VIP maps' size).
+    pub max_vips: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +173,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         Source::File(path) => {
             let config = Config::load(path)?;
             info!("{}: {}", path.display(), config.summary());
-            for warning in shortfall::over_capacity(&config) {
+            for warning in shortfall::over_capacity(&config, opts.max_vips) {
                 warn!("{}: {warning}", path.display());
             }
             Some(config)
@@ -198,15 +200,16 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let signals = Signals::new()?;
 
     let pin_dir_existed = opts.pin_dir.exists();
-    let (mut dp, pollables) = match Datapath::load(&object, &opts.pin_dir, (opts.mode, opts.tc)) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            if opts.unpin_on_exit && !pin_dir_existed && opts.pin_dir.exists() {
-                pins::unpin(&opts.pin_dir);
+    let (mut dp, pollables) =
+        match Datapath::load(&object, &opts.pin_dir, (opts.mode, opts.tc), opts.max_vips) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                if opts.unpin_on_exit && !pin_dir_existed && opts.pin_dir.exists() {
+                    pins::unpin(&opts.pin_dir);
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
-    };
+        };
     let (claims_tx, claims) = mpsc::unbounded_channel();
     tokio::spawn(events::owner_changes(pollables.events, claims_tx));
     tokio::spawn(events::rejections(pollables.rejects));
@@ -433,8 +436,13 @@ fn follow_links(
 }
 
 fn apply(dp: &mut Datapath, config: &Config, path: &Path) {
+    let started = std::time::Instant::now();
     match dp.apply(config) {
-        Ok(s) => info!("applied {}: {s}", path.display()),
+        Ok(s) => info!(
+            "applied {} in {:.1} ms: {s}",
+            path.display(),
+            started.elapsed().as_secs_f64() * 1000.0
+        ),
         Err(e) => {
             metrics::reconcile_failed(Step::Apply);
             error!("applying {} failed part way: {e}", path.display())

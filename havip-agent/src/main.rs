@@ -11,7 +11,7 @@ use havip_agent::{
     etcd::EtcdOptions,
     gateway, learned, pins, protection, shortfall, status,
 };
-use havip_common::maps::PIN_DIR;
+use havip_common::maps::{DEFAULT_MAX_VIPS, MAX_MAX_VIPS, PIN_DIR};
 
 /// The havip hypervisor agent: runs the XDP datapath that lets only the
 /// bound ports of a High-Availability Virtual IP claim it, and reports who
@@ -94,6 +94,15 @@ enum Command {
         /// Exits 1 at start if ADDR cannot be bound.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// How many VIPs this host holds: the size of the VIP maps (each VIP
+        /// costs about 200 bytes of kernel memory per CPU, for its
+        /// counters). Maps pinned with another size are carried over into
+        /// maps of this one at start, with their owners and counters; a
+        /// size below what the host holds is refused, and the programs in
+        /// force stay.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_VIPS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_MAX_VIPS)))]
+        max_vips: u32,
     },
     /// Take the datapath off every port (the only way: `run` leaves it on).
     ///
@@ -116,6 +125,11 @@ enum Command {
         /// The config file to validate.
         #[arg(long, short)]
         config: PathBuf,
+        /// Warn when the config holds more VIPs than this (as `run
+        /// --max-vips`).
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_VIPS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_MAX_VIPS)))]
+        max_vips: u32,
     },
     /// Print each VIP's bound ports, owner and counters, the ports, and the
     /// global drop and stat counters, from the pinned maps (whether or not
@@ -272,6 +286,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             unpin_on_exit,
             tc_attach,
             metrics_listen,
+            max_vips,
         } => {
             let source = match (config, host) {
                 (Some(path), _) => Source::File(path),
@@ -290,6 +305,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 bpf_object,
                 unpin_on_exit,
                 metrics_listen,
+                max_vips,
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -352,10 +368,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, max_vips } => {
             let c = Config::load(&config)?;
             println!("{}: ok: {}", config.display(), c.summary());
-            for warning in shortfall::over_capacity(&c) {
+            for warning in shortfall::over_capacity(&c, max_vips) {
                 eprintln!("{}: warning: {warning}", config.display());
             }
             Ok(())

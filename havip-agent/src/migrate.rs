@@ -256,7 +256,8 @@ fn refusal(old: &Shape, new: &Shape, count_beyond: impl FnOnce() -> usize) -> Op
         let lost = count_beyond();
         if lost > 0 {
             return Some(format!(
-                "it holds {lost} entr(ies) beyond the {} this datapath's has room for",
+                "it holds {lost} entr(ies) beyond the {} this datapath's has room for \
+                 (for the VIP maps: a --max-vips below what this host holds)",
                 new.max_entries
             ));
         }
@@ -292,10 +293,10 @@ impl Migration {
     /// Step 1: finds the pinned maps whose shape is not this datapath's,
     /// checks that each can be carried over, then sets them aside. Maps an
     /// interrupted migration set aside are taken up again.
-    pub fn prepare(pin_dir: &Path, cpus: usize) -> Result<Self, MigrateError> {
+    pub fn prepare(pin_dir: &Path, cpus: usize, max_vips: u32) -> Result<Self, MigrateError> {
         let from = pinned_abi(pin_dir);
         let mut found = Vec::new();
-        for spec in map_specs() {
+        for spec in map_specs(max_vips) {
             let path = pin_dir.join(spec.name);
             let aside = aside(pin_dir, spec.name);
             let new_shape = spec.shape;
@@ -573,7 +574,7 @@ mod tests {
 
     #[test]
     fn every_map_has_a_rule_and_the_agent_written_ones_are_copied() {
-        for spec in map_specs() {
+        for spec in map_specs(maps::DEFAULT_MAX_VIPS) {
             let c = carry(spec.name);
             match spec.name {
                 maps::PORTS

@@ -13,7 +13,7 @@ use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
     maps::{
         self, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS, MAX_PORTS,
-        MAX_VIPS, MAX_VMACS, REJECTS_BYTES,
+        MAX_VMACS, REJECTS_BYTES,
     },
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
@@ -61,8 +61,9 @@ pub struct MapSpec {
     pub shape: Shape,
 }
 
-/// Every map of the datapath, with the shape the shared types imply.
-pub fn map_specs() -> [MapSpec; 18] {
+/// Every map of the datapath, with the shape the shared types imply, on a
+/// host that holds `max_vips` VIPs (`run --max-vips`).
+pub fn map_specs(max_vips: u32) -> [MapSpec; 18] {
     const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
         MapSpec {
             name,
@@ -79,14 +80,14 @@ pub fn map_specs() -> [MapSpec; 18] {
         spec::<u32, u32>(maps::IF_PORT, MapType::Array, IFINDEX_DIRECT),
         spec::<u32, u32>(maps::IF_PORT_HI, MapType::Hash, MAX_PORTS),
         spec::<NetworkAddr, u32>(maps::ADDRS, MapType::Hash, MAX_ADDRS),
-        spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, MAX_VIPS),
-        spec::<u32, Owner>(maps::OWNERS, MapType::Array, MAX_VIPS),
+        spec::<NetworkAddr, Vip>(maps::VIPS, MapType::Hash, max_vips),
+        spec::<u32, Owner>(maps::OWNERS, MapType::Array, max_vips),
         spec::<u32, VipHint>(maps::VIP_FILTER, MapType::Array, HINT_BUCKETS),
         spec::<(), ()>(maps::EVENTS, MapType::RingBuf, EVENTS_BYTES),
         spec::<(), ()>(maps::REJECTS, MapType::RingBuf, REJECTS_BYTES),
         spec::<u32, u64>(maps::DROPS, MapType::PerCpuArray, DROP_SLOTS as u32),
         spec::<u32, u64>(maps::STATS, MapType::PerCpuArray, STAT_SLOTS as u32),
-        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, MAX_VIPS),
+        spec::<u32, VipCounters>(maps::VIP_STATS, MapType::PerCpuArray, max_vips),
         // Value: struct bpf_devmap_val { u32 ifindex; u32 prog fd/id; }.
         spec::<u32, u64>(maps::REDIRECT, MapType::DevMapHash, MAX_PORTS),
         spec::<u32, [u8; maps::SEGMENT_BUF]>(maps::SEGMENT, MapType::PerCpuArray, 1),
@@ -95,6 +96,14 @@ pub fn map_specs() -> [MapSpec; 18] {
         spec::<NetworkAddr, u32>(maps::LL_ADDRS, MapType::Hash, MAX_LEARNED_LINK_LOCALS),
         spec::<u32, NetworkAddr>(maps::LL_PORTS, MapType::Hash, MAX_LEARNED_LINK_LOCALS),
     ]
+}
+
+/// The VIPs the maps pinned under `pin_dir` hold room for (the size of
+/// its `havip_vips`), if it has them.
+pub fn pinned_max_vips(pin_dir: &Path) -> Option<u32> {
+    MapInfo::from_pin(pin_dir.join(maps::VIPS))
+        .ok()
+        .map(|info| info.max_entries())
 }
 
 /// The shape of a map: as the kernel has a pinned one, or as the agent

@@ -11,15 +11,16 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError},
     Pod,
 };
-use havip_common::maps::{MAX_ADDRS, MAX_PORTS, MAX_VIPS};
+use havip_common::maps::{MAX_ADDRS, MAX_PORTS};
 use log::{info, warn};
 
 use crate::config::Config;
 
 /// What of `config` one host cannot hold (more ports, VIPs or fixed
-/// addresses than its maps have room for): what `check` warns of, before
-/// the agent finds out by not programming the rest.
-pub fn over_capacity(config: &Config) -> Vec<String> {
+/// addresses than its maps have room for, with room for `max_vips` VIPs):
+/// what `check` warns of, before the agent finds out by not programming
+/// the rest.
+pub fn over_capacity(config: &Config, max_vips: u32) -> Vec<String> {
     // Each port's own link-local and its registered ones are fixed
     // addresses too.
     let addrs: usize = config
@@ -29,7 +30,7 @@ pub fn over_capacity(config: &Config) -> Vec<String> {
         .sum();
     [
         ("port(s)", config.ports.len(), MAX_PORTS),
-        ("vip(s)", config.vips.len(), MAX_VIPS),
+        ("vip(s)", config.vips.len(), max_vips),
         ("fixed address(es)", addrs, MAX_ADDRS),
     ]
     .into_iter()
@@ -120,8 +121,9 @@ mod tests {
 
     #[test]
     fn a_config_larger_than_the_maps_is_named_per_map() {
+        const MAX_VIPS: u32 = 64;
         let mut c = Config::default();
-        assert!(over_capacity(&c).is_empty());
+        assert!(over_capacity(&c, MAX_VIPS).is_empty());
         for id in 1..=MAX_VIPS + 2 {
             c.vips.insert(
                 id,
@@ -136,8 +138,9 @@ mod tests {
                 },
             );
         }
+        assert!(over_capacity(&c, MAX_VIPS + 2).is_empty());
         assert_eq!(
-            over_capacity(&c),
+            over_capacity(&c, MAX_VIPS),
             vec![format!(
                 "{} vip(s), more than this host's datapath holds ({MAX_VIPS}): 2 would not be \
                  programmed",

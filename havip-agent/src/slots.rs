@@ -49,6 +49,11 @@ impl Slots {
         }
     }
 
+    /// How many slots there are.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// Slots as found in the maps (say, after a restart): `(key, slot)`.
     /// A slot out of range, or one a key before it took, is not kept.
     pub fn recovered(capacity: u32, pairs: impl IntoIterator<Item = (u32, u32)>) -> Self {

@@ -83,7 +83,7 @@ use crate::{
     config::Config,
     damping::split_brain,
     learned::{LearnedError, LearnedMaps},
-    pins::{map_specs, Shape},
+    pins::{self, map_specs, Shape},
     protection::{self, NotProgrammed, PortProtection, PortState, Protection},
     util::{format_age, format_mac, format_unix_ms, ifname_of, ip_of, BpfClock},
 };
@@ -271,7 +271,10 @@ fn open(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
         source,
     };
     let data = MapData::from_pin(&path).map_err(err)?;
-    let spec = map_specs()
+    // The VIP-sized maps are as large as the agent that pinned them was
+    // told (`--max-vips`): their size is read, not expected.
+    let max_vips = pins::pinned_max_vips(pin_dir).unwrap_or(maps::DEFAULT_MAX_VIPS);
+    let spec = map_specs(max_vips)
         .into_iter()
         .find(|s| s.name == name)
         .expect("every map has a spec");

@@ -100,12 +100,19 @@ pub const MAX_PORTS: u32 = 1024;
 pub const MAX_ADDRS: u32 = 8192;
 /// Learned link-locals on one host: one per port.
 pub const MAX_LEARNED_LINK_LOCALS: u32 = MAX_PORTS;
-/// VIPs (and VIP slots) on one host.
-pub const MAX_VIPS: u32 = if cfg!(feature = "next-abi") {
-    8192
+/// VIPs (and VIP slots) one host holds unless its agent is told otherwise
+/// (`havip-agent run --max-vips`): the size the object declares
+/// [`VIP_SIZED`] with, which the agent sets to its own number at load. The
+/// `next-abi` build (an upgrade test's) doubles it.
+pub const DEFAULT_MAX_VIPS: u32 = if cfg!(feature = "next-abi") {
+    131_072
 } else {
-    4096
+    65_536
 };
+/// The most VIPs `--max-vips` may ask for.
+pub const MAX_MAX_VIPS: u32 = 1 << 20;
+/// The maps a host sizes by its number of VIPs (`--max-vips`).
+pub const VIP_SIZED: [&str; 3] = [VIPS, OWNERS, VIP_STATS];
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 pub const REJECTS_BYTES: u32 = 64 * 1024;
 

@@ -133,7 +133,9 @@ impl VipHint {
     }
 }
 
-/// Buckets in the VIP filter: a power of two, four times `MAX_VIPS`.
+/// Buckets in the VIP filter: a power of two. A host with more VIPs than a
+/// quarter of this has more buckets shared; a shared bucket costs a lookup
+/// in `havip_vips`, never a miss.
 pub const HINT_BUCKETS: u32 = 16384;
 
 /// The filter bucket of `addr`: a multiplicative (Fibonacci) hash of its

@@ -12,8 +12,8 @@ use havip_common::{
     counters::{DROP_SLOTS, STAT_SLOTS},
     gateway::{GatewayConf, GatewayOwner, GATEWAY_COUNTER_SLOTS},
     maps::{
-        DEFAULT_MAX_EIPS, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS, MAX_LEARNED_LINK_LOCALS,
-        MAX_PORTS, MAX_VIPS, MAX_VMACS, REJECTS_BYTES, SEGMENT_BUF,
+        DEFAULT_MAX_EIPS, DEFAULT_MAX_VIPS, EVENTS_BYTES, IFINDEX_DIRECT, MAX_ADDRS,
+        MAX_LEARNED_LINK_LOCALS, MAX_PORTS, MAX_VMACS, REJECTS_BYTES, SEGMENT_BUF,
     },
     vip::HINT_BUCKETS,
     Event, NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac,
@@ -85,11 +85,11 @@ pub static LL_PORTS: HashMap<u32, NetworkAddr, { MAX_LEARNED_LINK_LOCALS as usiz
 
 /// A VIP's address -> the VIP and its bound ports.
 #[btf_map(name = "havip_vips")]
-pub static VIPS: HashMap<NetworkAddr, Vip, { MAX_VIPS as usize }> = HashMap::new();
+pub static VIPS: HashMap<NetworkAddr, Vip, { DEFAULT_MAX_VIPS as usize }> = HashMap::new();
 
 /// VIP slot -> current owner, learned here from the claims.
 #[btf_map(name = "havip_owners")]
-pub static OWNERS: Array<Owner, { MAX_VIPS as usize }> = Array::new();
+pub static OWNERS: Array<Owner, { DEFAULT_MAX_VIPS as usize }> = Array::new();
 
 /// Bucket of a VIP address -> what is there: nothing, one VIP (its address
 /// and slot), or several (see `havip_common::VipHint`).
@@ -115,7 +115,7 @@ pub static STATS_MAP: PerCpuArray<u64, STAT_SLOTS> = PerCpuArray::new();
 
 /// VIP slot -> that VIP's counters.
 #[btf_map(name = "havip_vipstats")]
-pub static VIP_STATS: PerCpuArray<VipCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
+pub static VIP_STATS: PerCpuArray<VipCounters, { DEFAULT_MAX_VIPS as usize }> = PerCpuArray::new();
 
 /// A port and a VRRP virtual MAC it may send from (VRID 0: any of that
 /// family) -> 1.

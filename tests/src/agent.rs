@@ -101,6 +101,8 @@ pub struct AgentOptions {
     /// Run the agent under this command (e.g. `setpriv` with a capability
     /// bounding set), the agent's path and arguments after it.
     pub run_under: Vec<String>,
+    /// Pass `--max-vips` (the VIPs the host holds).
+    pub max_vips: Option<u32>,
 }
 
 impl Default for AgentOptions {
@@ -112,6 +114,7 @@ impl Default for AgentOptions {
             ready_timeout: None,
             metrics_listen: None,
             run_under: Vec::new(),
+            max_vips: None,
         }
     }
 }
@@ -276,12 +279,10 @@ impl Agent {
         if let Some(addr) = &opts.metrics_listen {
             args.extend(["--metrics-listen".into(), addr.into()]);
         }
-        // `cargo xtask lab` passes the datapath it built; the agent embeds
-        // one too, so this is optional.
-        let embedded = std::env::var_os("HAVIP_AGENT_EMBEDDED_OBJECT").is_some();
-        if let Some(obj) = std::env::var_os("HAVIP_EBPF_OBJECT").filter(|_| !embedded) {
-            args.extend(["--bpf-object".into(), obj]);
+        if let Some(n) = opts.max_vips {
+            args.extend(["--max-vips".into(), n.to_string().into()]);
         }
+        args.extend(object_args());
         let mut agent = Self {
             bin,
             config: config.map(Path::to_owned),
@@ -658,6 +659,40 @@ impl Agent {
                 self.log_tail(20)
             )
         }
+    }
+}
+
+/// `--bpf-object PATH` when the tests are given a datapath object:
+/// `cargo xtask lab` passes the one it built; the agent embeds one too, so
+/// this is optional.
+fn object_args() -> Vec<OsString> {
+    let embedded = std::env::var_os("HAVIP_AGENT_EMBEDDED_OBJECT").is_some();
+    match std::env::var_os("HAVIP_EBPF_OBJECT").filter(|_| !embedded) {
+        Some(obj) => vec!["--bpf-object".into(), obj],
+        None => Vec::new(),
+    }
+}
+
+/// Runs `havip-agent run --config CONFIG --pin-dir PIN_DIR ARGS...` in `hv`
+/// where it must refuse to start: it exits with a failure (within 30 s,
+/// else it is killed and this fails). Its stderr. Nothing is cleaned up
+/// after it: what it refused to change stays as it was.
+pub fn run_refused(hv: &Netns, config: &Path, pin_dir: &Path, args: &[&str]) -> Result<String> {
+    let mut c = netns::command_in(hv.name(), Path::new("timeout"))?;
+    c.args(["--signal=KILL", "30"])
+        .arg(agent_bin()?)
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--pin-dir")
+        .arg(pin_dir)
+        .args(object_args())
+        .args(args);
+    let out = c.output().context("run havip-agent")?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.code() {
+        Some(0) => bail!("havip-agent started where it had to refuse:\n{stderr}"),
+        Some(124 | 137) | None => bail!("havip-agent neither started nor refused in 30 s"),
+        Some(_) => Ok(stderr),
     }
 }
 

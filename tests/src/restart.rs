@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
-use havip_common::maps::{ABI_VERSION, MAX_VIPS};
+use havip_common::maps::{ABI_VERSION, DEFAULT_MAX_VIPS};
 
 use crate::agent::{self, Agent};
 
@@ -56,14 +56,14 @@ pub const RESTART_KINDS: &[RestartKind] = &[
         about: "the agent is stopped (SIGTERM) and the next-abi build, whose maps have other shapes, starts over the pins",
         signal: libc::SIGTERM,
         agent: Some(next_abi_agent),
-        abi_after: Some((ABI_VERSION + 1, MAX_VIPS * 2)),
+        abi_after: Some((ABI_VERSION + 1, DEFAULT_MAX_VIPS * 2)),
     },
     RestartKind {
         name: "rollback",
         about: "the next-abi agent is stopped (SIGTERM) and this version starts again over its pins",
         signal: libc::SIGTERM,
         agent: Some(this_agent),
-        abi_after: Some((ABI_VERSION, MAX_VIPS)),
+        abi_after: Some((ABI_VERSION, DEFAULT_MAX_VIPS)),
     },
 ];
 

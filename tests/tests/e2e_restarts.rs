@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use aya::maps::MapInfo;
-use havip_common::maps::{self, ABI_VERSION, MAX_VIPS};
+use havip_common::maps::{self, ABI_VERSION, DEFAULT_MAX_VIPS};
 use havip_tests::agent::{AgentOptions, LinkInfo, OwnerStatus, Status};
 use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP4_ID, VIP6, VM1};
@@ -105,7 +105,7 @@ const KILLED_MID_MIGRATION: RestartKind = RestartKind {
             and started again",
     signal: libc::SIGKILL,
     agent: Some(restart::this_agent),
-    abi_after: Some((ABI_VERSION, MAX_VIPS)),
+    abi_after: Some((ABI_VERSION, DEFAULT_MAX_VIPS)),
 };
 
 /// What an upgrade killed after its first step leaves: the owners and the

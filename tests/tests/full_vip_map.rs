@@ -5,6 +5,12 @@
 //! else is disturbed (the owner learned before stays); a further reload
 //! that frees room programs it.
 //!
+//! The capacity is the agent's `--max-vips` (4,096 here, to keep the config
+//! small): the next agent on the same pins with a smaller one than the host
+//! holds refuses to start and changes nothing (the programs in force keep
+//! enforcing); one with a larger one carries every owner over into larger
+//! maps.
+//!
 //! Needs root and the built agent.
 
 use std::fmt::Write as _;
@@ -12,8 +18,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use havip_common::maps::MAX_VIPS;
-use havip_tests::agent::{Agent, Status};
+use havip_tests::agent::{self, Agent, AgentOptions, Status};
 use havip_tests::lab::{add_port_of, DirGuard};
 use havip_tests::netns::{unique_stem, Netns};
 use havip_tests::{cmd, rogue, wait};
@@ -23,6 +28,8 @@ const KEPT: (u32, Ipv4Addr) = (1, Ipv4Addr::new(10, 0, 6, 19));
 const FITS: (u32, Ipv4Addr) = (5001, Ipv4Addr::new(10, 0, 6, 21));
 const WAITS: (u32, Ipv4Addr) = (5002, Ipv4Addr::new(10, 0, 6, 22));
 const WAIT: Duration = Duration::from_secs(30);
+/// The VIPs this host holds (`--max-vips`).
+const MAX_VIPS: u32 = 4096;
 
 /// The address of filler VIP `id` (2..=MAX_VIPS), bound to no port.
 fn filler(id: u32) -> Ipv4Addr {
@@ -81,7 +88,13 @@ fn a_full_vip_map_fails_only_the_vips_that_do_not_fit_and_recovers() -> Result<(
     // The map full: VIP 1 and 4095 fillers.
     let cfg = dir.join("havip.toml");
     std::fs::write(&cfg, config(&[KEPT], 2..=MAX_VIPS))?;
-    let agent = Agent::start(&hv, &cfg, &dir, &["tap-a"])?;
+    let sized = |max_vips, pin_dir: Option<&std::path::Path>| AgentOptions {
+        max_vips: Some(max_vips),
+        pin_dir: pin_dir.map(Into::into),
+        unpin_on_exit: pin_dir.is_some(),
+        ..AgentOptions::default()
+    };
+    let agent = Agent::start_with(&hv, &cfg, &dir, &["tap-a"], sized(MAX_VIPS, None))?;
     let status = agent.status()?;
     ensure!(
         status.vips.len() == MAX_VIPS as usize && status.protection.vips_not_programmed.is_empty(),
@@ -184,5 +197,57 @@ fn a_full_vip_map_fails_only_the_vips_that_do_not_fit_and_recovers() -> Result<(
         "{}",
         agent.log_tail(10)
     );
-    agent.stop()
+
+    // A smaller capacity than the host holds: refused, nothing changed.
+    let before = agent.status()?;
+    let pins = agent.stop_keeping_pins()?;
+    let half = (MAX_VIPS / 2).to_string();
+    let refused = agent::run_refused(&hv, &cfg, &pins.dir, &["--max-vips", &half])?;
+    println!("--max-vips {half}: {}", refused.trim());
+    ensure!(
+        refused.contains("beyond the 2048") && refused.contains("--max-vips"),
+        "the refusal does not say why: {refused}"
+    );
+    // Still in force: the programs on the port, the owners in the maps.
+    let attached = cmd::output(std::process::Command::new("ip").args([
+        "-n",
+        hv.name(),
+        "link",
+        "show",
+        "tap-a",
+    ]))?;
+    ensure!(attached.contains("xdp"), "XDP is off tap-a: {attached}");
+
+    // A larger one: every VIP and owner carried over.
+    let grown = Agent::start_with(
+        &hv,
+        &cfg,
+        &dir,
+        &["tap-a"],
+        sized(MAX_VIPS * 2, Some(&pins.dir)),
+    )?;
+    let after = grown.status()?;
+    ensure!(
+        after.vips.len() == before.vips.len() && after.protection.vips_not_programmed.is_empty(),
+        "{} VIPs before, {} after growing the maps; not programmed: {:?}",
+        before.vips.len(),
+        after.vips.len(),
+        after.protection.vips_not_programmed
+    );
+    for vip in [KEPT.0, FITS.0, WAITS.0] {
+        let (was, now) = (before.owner(vip)?, after.owner(vip)?);
+        ensure!(
+            was.zip(now)
+                .is_some_and(|(w, n)| (w.port_id, w.generation) == (n.port_id, n.generation)),
+            "vip {vip}: owner {was:?} before, {now:?} after"
+        );
+    }
+    // The room is there: a VIP beyond the old capacity is programmed.
+    let more = MAX_VIPS + 1;
+    grown.edit_config(&config(&[KEPT, FITS, WAITS], 2..=more))?;
+    wait::until(WAIT, "a VIP beyond the old capacity programmed", || {
+        let s = grown.status()?;
+        Ok(has_vip(&s, more) && s.protection.vips_not_programmed.is_empty())
+    })?;
+    grown.stop()
 }

@@ -19,7 +19,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use havip_common::{
-    maps::{self, IFINDEX_DIRECT, MAX_PORTS, MAX_VIPS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
+    maps::{self, IFINDEX_DIRECT, MAX_PORTS, TC_EGRESS_PROGRAM, XDP_PROGRAM},
     vip::HINT_BUCKETS,
     NetworkAddr, Owner, Port, Vip, VipCounters, VipHint, VirtualMac, BPF_F_LOCK,
 };
@@ -287,11 +287,14 @@ impl Datapath {
     /// and owners in them) and the programs every port shares (the
     /// verifier runs once, not once per port). Ports whose links are
     /// pinned there are adopted: the programs are swapped into their links,
-    /// and each keeps its slot and its entry in `havip_ports`.
+    /// and each keeps its slot and its entry in `havip_ports`. The VIP maps
+    /// hold `max_vips` VIPs; pinned ones of another size are carried over
+    /// into maps of that size (refused if they hold more).
     pub fn load(
         object: &ObjectSource,
         pin_dir: &Path,
         (mode, tc): (AttachMode, TcAttach),
+        max_vips: u32,
     ) -> Result<(Self, Pollables), DatapathError> {
         ensure_pin_dir(pin_dir)?;
         let lock = PinDirLock::acquire(pin_dir)?;
@@ -301,8 +304,8 @@ impl Datapath {
         })?;
         // Maps of another version's shapes are set aside, to be carried
         // over into the ones this load pins.
-        let migration = Migration::prepare(pin_dir, nr_cpus)?;
-        let mut ebpf = load_object(object, pin_dir, false)?;
+        let migration = Migration::prepare(pin_dir, nr_cpus, max_vips)?;
+        let mut ebpf = load_object(object, pin_dir, false, max_vips)?;
         // The new maps are pinned: what the old ones hold goes in before
         // anything reads them.
         migration.carry()?;
@@ -324,7 +327,7 @@ impl Datapath {
         let native = if mode == AttachMode::Generic {
             None
         } else {
-            let mut native = load_object(object, pin_dir, true)?;
+            let mut native = load_object(object, pin_dir, true, max_vips)?;
             load_programs(&mut native)?;
             Some(native)
         };
@@ -332,7 +335,7 @@ impl Datapath {
         let rejects = take(&mut ebpf, maps::REJECTS)?;
         let vips: BpfHashMap<MapData, NetworkAddr, Vip> = take(&mut ebpf, maps::VIPS)?;
         let vip_slots = Slots::recovered(
-            MAX_VIPS,
+            max_vips,
             read_all(&vips, maps::VIPS)?
                 .values()
                 .map(|v| (v.vip_id, v.slot)),
@@ -679,9 +682,14 @@ impl Datapath {
 }
 
 /// Loads (but does not verify) the object, with every map pinned under
-/// `pin_dir` and `COMPLETE_CHECKSUMS` set to whether its XDP program runs
-/// in native mode.
-fn load_object(object: &ObjectSource, pin_dir: &Path, native: bool) -> Result<Ebpf, DatapathError> {
+/// `pin_dir`, the VIP maps sized for `max_vips` and `COMPLETE_CHECKSUMS`
+/// set to whether its XDP program runs in native mode.
+fn load_object(
+    object: &ObjectSource,
+    pin_dir: &Path,
+    native: bool,
+    max_vips: u32,
+) -> Result<Ebpf, DatapathError> {
     let paths: Vec<(&'static str, PathBuf)> =
         maps::ALL.iter().map(|n| (*n, pin_dir.join(n))).collect();
     let complete_checksums = u32::from(native);
@@ -694,6 +702,9 @@ fn load_object(object: &ObjectSource, pin_dir: &Path, native: bool) -> Result<Eb
     // here: at their least.
     for name in maps::GATEWAY_SIZED {
         loader.map_max_entries(name, 1);
+    }
+    for name in maps::VIP_SIZED {
+        loader.map_max_entries(name, max_vips);
     }
     Ok(match object {
         ObjectSource::Embedded(bytes) => loader.load(bytes)?,

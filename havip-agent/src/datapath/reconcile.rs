@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use aya::maps::MapError;
 use havip_common::{
-    maps::{self, MAX_ADDRS, MAX_PORTS, MAX_VIPS, MAX_VMACS},
+    maps::{self, MAX_ADDRS, MAX_PORTS, MAX_VMACS},
     NetworkAddr, Port, Vip, VirtualMac, BPF_F_LOCK,
 };
 use log::{info, warn};
@@ -128,8 +128,12 @@ impl Datapath {
         let vip_ids = self.desired.vip_addrs.keys().copied().collect();
         let assignment = self.vip_slots.assign(&vip_ids);
         let mut unprogrammed = Unprogrammed::default();
+        let max_vips = self.vip_slots.capacity();
         for vip_id in &assignment.full {
-            let why = format!("no free VIP slot (this host holds at most {MAX_VIPS} VIPs)");
+            let why = format!(
+                "no free VIP slot (this host holds at most {max_vips} VIPs: havip-agent run \
+                 --max-vips)"
+            );
             unprogrammed.vips.insert(*vip_id, why);
         }
         let vips: HashMap<NetworkAddr, Vip> = self
@@ -236,7 +240,7 @@ impl Datapath {
         p.in_map.extend(p.vip_writes.upsert.iter().copied());
         for (addr, e) in failed {
             let vip = p.vips[&addr];
-            let why = insert_failure(maps::VIPS, MAX_VIPS, &e);
+            let why = insert_failure(maps::VIPS, self.vip_slots.capacity(), &e);
             match p.in_map.remove(&addr) {
                 // Its entry before this apply stays (its old bindings).
                 Some(_)

@@ -18,6 +18,8 @@
 //! - [`controller`]: the controller and the agents on etcd: API create+bind
 //!   operations per second, API bind to an agent's map, and a claim on one
 //!   host to the remote owner programmed on another.
+//! - [`capacity`]: N VIPs applied on one host at three sizes up to the
+//!   default 65,536, with the agent's and the maps' memory;
 //! - [`restarts`]: what agent restarts let through under a rogue flood,
 //!   the time to reconcile a thousand ports, and owner reports to etcd
 //!   under a flood.
@@ -26,6 +28,7 @@
 //! same round as what it is compared with, rounds are interleaved, and the
 //! report gives ratios and differences rather than absolute times.
 
+pub mod capacity;
 pub mod chart;
 pub mod controller;
 pub mod cost;
@@ -156,6 +159,8 @@ pub enum Unit {
     /// A fraction, printed as a percentage.
     Percent,
     Count,
+    /// Memory, printed in MiB.
+    Mebibytes,
 }
 
 impl Unit {
@@ -173,6 +178,7 @@ impl Unit {
             Unit::Ratio => format!("{v:.2}x"),
             Unit::Percent => format!("{:.1} %", v * 100.0),
             Unit::Count => format!("{v:.0}"),
+            Unit::Mebibytes => format!("{v:.1} MiB"),
         }
     }
 }
@@ -250,6 +256,11 @@ pub const SECTIONS: &[Benchmark] = &[
         name: "controller",
         about: "API create+bind operations per second on one etcd, API bind -> agent map, claim on one host -> remote owner on another",
         run: controller::run,
+    },
+    Benchmark {
+        name: "capacity",
+        about: "a host's capacity: N VIPs applied at the agent's start and one change among them, the agent's RSS and the VIP maps' kernel memory, at three sizes up to 65,536",
+        run: capacity::run,
     },
     Benchmark {
         name: "restarts",
