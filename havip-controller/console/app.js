@@ -2,7 +2,7 @@
 // and the edit dialog the list and the detail page share.
 
 import { api, ApiError, enc, token, whenUnauthenticated } from './api.js';
-import { $, clearFlash, flash, h } from './dom.js';
+import { $, clearFlash, flash, h, modal } from './dom.js';
 import { renderList } from './list.js';
 import { renderWizard } from './wizard.js';
 import { renderDetail } from './detail.js';
@@ -94,41 +94,29 @@ async function route() {
 /** The edit dialog: name and description, in any state. Resolves to the
  * updated HAVIP, or null when cancelled. */
 export function editHavip(vip) {
-  const dlg = $('#edit');
   const name = $('#e-name');
   const desc = $('#e-desc');
   const error = $('#e-error');
   name.value = vip.name;
   desc.value = vip.description || '';
   error.hidden = true;
-  return new Promise((resolve) => {
-    const finish = (result) => {
-      $('#e-save').onclick = null;
-      $('#e-cancel').onclick = null;
-      dlg.onclose = null;
-      if (dlg.open) dlg.close();
-      resolve(result);
-    };
-    $('#e-cancel').onclick = () => finish(null);
-    dlg.onclose = () => finish(null);
-    $('#e-save').onclick = async () => {
-      if (!name.value.trim()) {
-        error.textContent = '名称必填 A name is required';
-        error.hidden = false;
-        return;
-      }
-      try {
-        const updated = await api('PATCH', `/v1/havips/${enc(vip.id)}`,
-          { name: name.value, description: desc.value });
-        flash(`已更新 Updated ${updated.name} (${updated.id})`);
-        finish(updated);
-      } catch (e) {
-        error.textContent = e instanceof ApiError ? e.describe() : String(e);
-        error.hidden = false;
-      }
-    };
-    dlg.showModal();
-    name.focus();
+  setTimeout(() => name.focus(), 0);
+  return modal($('#edit'), $('#e-save'), $('#e-cancel'), async () => {
+    if (!name.value.trim()) {
+      error.textContent = '名称必填 A name is required';
+      error.hidden = false;
+      return undefined;
+    }
+    try {
+      const updated = await api('PATCH', `/v1/havips/${enc(vip.id)}`,
+        { name: name.value, description: desc.value });
+      flash(`已更新 Updated ${updated.name} (${updated.id})`);
+      return updated;
+    } catch (e) {
+      error.textContent = e instanceof ApiError ? e.describe() : String(e);
+      error.hidden = false;
+      return undefined;
+    }
   });
 }
 

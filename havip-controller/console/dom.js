@@ -67,25 +67,33 @@ export function clearFlash() {
   $('#flash').hidden = true;
 }
 
-/** Asks before a destructive action; resolves true on OK. */
-export function confirmDialog(title, text, items = [], okLabel = '删除 Delete') {
-  const dlg = $('#confirm');
-  $('#confirm-title').textContent = title;
-  $('#confirm-text').textContent = text;
-  const list = $('#confirm-list');
-  list.replaceChildren(...items.map((i) => h('li', {}, i)));
-  $('#confirm-ok').textContent = okLabel;
+/** Shows the modal `dlg` until `cancel` (or Escape) or `ok` ends it.
+ * `onOk` answers what the dialog resolves to, or undefined to stay open
+ * (e.g. to show an error); a cancel resolves to null. */
+export function modal(dlg, ok, cancel, onOk) {
   return new Promise((resolve) => {
-    const done = (ok) => {
-      $('#confirm-ok').onclick = null;
-      $('#confirm-cancel').onclick = null;
+    const finish = (result) => {
+      ok.onclick = null;
+      cancel.onclick = null;
       dlg.onclose = null;
       if (dlg.open) dlg.close();
-      resolve(ok);
+      resolve(result);
     };
-    $('#confirm-ok').onclick = () => done(true);
-    $('#confirm-cancel').onclick = () => done(false);
-    dlg.onclose = () => done(false);
+    cancel.onclick = () => finish(null);
+    dlg.onclose = () => finish(null);
+    ok.onclick = async () => {
+      const result = await onOk();
+      if (result !== undefined) finish(result);
+    };
     dlg.showModal();
   });
+}
+
+/** Asks before a destructive action; resolves true on OK. */
+export async function confirmDialog(title, text, items = [], okLabel = '删除 Delete') {
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').textContent = text;
+  $('#confirm-list').replaceChildren(...items.map((i) => h('li', {}, i)));
+  $('#confirm-ok').textContent = okLabel;
+  return (await modal($('#confirm'), $('#confirm-ok'), $('#confirm-cancel'), async () => true)) === true;
 }

@@ -150,13 +150,19 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
     let history = b.run(|c| async move {
         wait_text(&c, "#master-port", WAIT, |t| t == "port-vm2").await?;
         wait_text(&c, "#master-vm", UI, |t| t == "vm2").await?;
+        // The failover history, where the controller has it
+        // (`GET /v1/havips/{id}/events`): it names the new master.
         let shown = eval(
             &c,
             "return !document.querySelector('#events-card').hidden;",
             vec![],
         )
         .await?;
-        anyhow::Ok(shown.as_bool() == Some(true))
+        let shown = shown.as_bool() == Some(true);
+        if shown {
+            wait_text(&c, "#events", WAIT, |t| t.contains("port-vm2")).await?;
+        }
+        anyhow::Ok(shown)
     })?;
     b.screenshot("06-detail-after-failover")?;
     println!("failover history section shown: {history}");
