@@ -5,10 +5,12 @@
 //!
 //! sign in (a wrong token is refused) → the creation wizard: an address
 //! given by hand is checked as it is typed (a port's address and another
-//! HAVIP's are in use, one outside the subnet is out of range) → create
-//! with two VMs → the detail page shows keepalived's master, then the
-//! backup after the master crashes → rename → unbind a VM and bind it
-//! again → fuzzy search and a filter → the Excel download, opened →
+//! HAVIP's are in use, a gateway reserved, one outside the subnet out of
+//! range, a typo no address) and a create at an address in use is not sent
+//! → create with two VMs → the detail page shows keepalived's master, then
+//! the backup after the master crashes (and the failover history where the
+//! controller has it) → rename → unbind a VM and bind it again → edit from
+//! the list → fuzzy search and a filter → the Excel download, opened →
 //! batch delete with its confirmation.
 //!
 //! Screenshots of each page: `target/test-artifacts/console/*.png`.
@@ -92,6 +94,11 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
         // Submitting anyway is refused before any request.
         click(&c, "#c-submit").await?;
         wait_text(&c, "#c-error", UI, |t| t.contains("already in use")).await?;
+        type_into(&c, "#c-address", "10.0.6").await?;
+        wait_text(&c, "#addr-check[data-state=invalid]", UI, |t| {
+            t.contains("Not an IP address")
+        })
+        .await?;
         type_into(&c, "#c-address", "10.0.7.5").await?;
         wait_text(&c, "#addr-check[data-state=out_of_range]", UI, |t| {
             t.contains("not inside 10.0.6.0/24")
@@ -218,10 +225,26 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
         two["ports"]
     );
 
-    // Fuzzy search (case-insensitive, a part of the name) and a filter.
-    b.run(|c| async move {
+    // The edit button next to a name in the list: a description for the
+    // HAVIP made through the API.
+    let db_row = format!("#havips tr[data-id={db}]");
+    b.run(move |c| async move {
         click(&c, "#back").await?;
         wait_text(&c, "#total", UI, |t| t.contains("Total 2")).await?;
+        click(&c, &format!("{db_row} button.edit")).await?;
+        wait_for(&c, "#edit[open]", UI).await?;
+        type_into(&c, "#e-desc", "primary database").await?;
+        click(&c, "#e-save").await?;
+        wait_text(&c, &format!("{db_row} .desc"), UI, |t| {
+            t == "primary database"
+        })
+        .await?;
+        anyhow::Ok(())
+    })?;
+    ensure!(f.get_vip(&db)?["description"] == "primary database");
+
+    // Fuzzy search (case-insensitive, a part of the name) and a filter.
+    b.run(|c| async move {
         type_into(&c, "#search", "RENAMED").await?;
         click(&c, "#do-search").await?;
         wait_text(&c, "#total", UI, |t| t.contains("Total 1")).await?;
