@@ -11,7 +11,7 @@
 //! the backup after the master crashes (and the failover history where the
 //! controller has it) → rename → unbind a VM and bind it again → edit from
 //! the list → fuzzy search and a filter → the Excel download, opened →
-//! batch delete with its confirmation.
+//! the API's pages → batch delete across pages with its confirmation.
 //!
 //! Screenshots of each page: `target/test-artifacts/console/*.png`.
 //!
@@ -292,26 +292,60 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
     ensure!(rows.iter().any(|r| r.contains(&db)), "{rows:?}");
     println!("downloaded {} ({} rows)", xlsx.display(), rows.len() - 1);
 
-    // Batch delete: both, after the confirmation.
+    // The API's pages: nine more HAVIPs (allocated addresses), ten a page;
+    // the batch selection holds across pages.
+    for i in 0..9 {
+        let body = json!({"name": format!("bulk-{i}"), "subnet": SUBNET}).to_string();
+        let (status, reply) = f.http(
+            "POST",
+            &format!("{API_URL}/v1/havips"),
+            Some(PROJECT_TOKEN),
+            Some(&body),
+        )?;
+        ensure!(status == 201, "create bulk-{i}: {status} {reply}");
+    }
     b.run(|c| async move {
+        click(&c, "#reset").await?;
+        wait_text(&c, "#total", UI, |t| t.contains("Total 11")).await?;
+        c.find(fantoccini::Locator::Css("#page-size"))
+            .await?
+            .select_by_value("10")
+            .await?;
+        wait_text(&c, "#page", UI, |t| t == "1 / 2").await?;
+        let rows = "return document.querySelectorAll('#havips tbody tr[data-id]').length;";
+        ensure!(eval(&c, rows, vec![]).await? == json!(10), "page 1");
         click(&c, "#select-all").await?;
-        wait_text(&c, "#batch-delete", UI, |t| t.contains("(2)")).await?;
+        wait_text(&c, "#batch-delete", UI, |t| t.contains("(10)")).await?;
+        anyhow::Ok(())
+    })?;
+    b.screenshot("10-page-1-of-2")?;
+    b.run(|c| async move {
+        click(&c, "#next").await?;
+        wait_text(&c, "#page", UI, |t| t == "2 / 2").await?;
+        let rows = "return document.querySelectorAll('#havips tbody tr[data-id]').length;";
+        ensure!(eval(&c, rows, vec![]).await? == json!(1), "page 2");
+        // The oldest, the one made first, is last.
+        wait_text(&c, "#havips tbody", UI, |t| t.contains("db-primary")).await?;
+        click(&c, "#select-all").await?;
+        wait_text(&c, "#batch-delete", UI, |t| t.contains("(11)")).await?;
         click(&c, "#batch-delete").await?;
         wait_for(&c, "#confirm[open]", UI).await?;
         wait_text(&c, "#confirm-list", UI, |t| {
-            t.contains("web-renamed") && t.contains("db-primary")
+            t.contains("web-renamed") && t.contains("db-primary") && t.contains("bulk-8")
         })
         .await?;
+        let items = "return document.querySelectorAll('#confirm-list li').length;";
+        ensure!(eval(&c, items, vec![]).await? == json!(11), "confirm list");
         anyhow::Ok(())
     })?;
-    b.screenshot("10-batch-delete-confirm")?;
+    b.screenshot("11-batch-delete-confirm")?;
     b.run(|c| async move {
         click(&c, "#confirm-ok").await?;
-        wait_text(&c, "#flash", UI, |t| t.contains("Deleted 2")).await?;
+        wait_text(&c, "#flash", UI, |t| t.contains("Deleted 11")).await?;
         wait_for(&c, "#no-havips", UI).await?;
         anyhow::Ok(())
     })?;
-    b.screenshot("11-after-batch-delete")?;
+    b.screenshot("12-after-batch-delete")?;
     let (status, body) = f.http(
         "GET",
         &format!("{API_URL}/v1/havips"),
