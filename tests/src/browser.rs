@@ -286,3 +286,14 @@ pub async fn wait_for(c: &Client, css: &str, timeout: Duration) -> Result<()> {
         .with_context(|| format!("no {css} within {timeout:?}"))?;
     Ok(())
 }
+
+/// Chooses the option `value` of the `<select>` `css`, as a user would.
+pub async fn select(c: &Client, css: &str, value: &str) -> Result<()> {
+    c.find(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?
+        .select_by_value(value)
+        .await
+        .with_context(|| format!("{css}: choose {value}"))?;
+    Ok(())
+}

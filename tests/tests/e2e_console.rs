@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use calamine::Reader;
-use havip_tests::browser::{self, click, eval, type_into, wait_for, wait_text, Browser};
+use havip_tests::browser::{self, click, eval, select, type_into, wait_for, wait_text, Browser};
 use havip_tests::fabric::{port_id, Fabric, API_URL, PROJECT_TOKEN, SUBNET};
 use havip_tests::keepalived;
 use havip_tests::lab::{VIP4, VM1, VM2};
@@ -258,15 +258,9 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
     b.run(|c| async move {
         click(&c, "#reset").await?;
         wait_text(&c, "#total", UI, |t| t.contains("Total 2")).await?;
-        c.find(fantoccini::Locator::Css("#f-status"))
-            .await?
-            .select_by_value("failed")
-            .await?;
+        select(&c, "#f-status", "failed").await?;
         wait_for(&c, "#no-havips", UI).await?;
-        c.find(fantoccini::Locator::Css("#f-ipver"))
-            .await?
-            .select_by_value("ipv4")
-            .await?;
+        select(&c, "#f-ipver", "ipv4").await?;
         click(&c, "#reset").await?;
         wait_text(&c, "#total", UI, |t| t.contains("Total 2")).await?;
         // The Excel download.
@@ -307,10 +301,7 @@ fn the_console_creates_shows_failover_renames_exports_and_deletes() -> Result<()
     b.run(|c| async move {
         click(&c, "#reset").await?;
         wait_text(&c, "#total", UI, |t| t.contains("Total 11")).await?;
-        c.find(fantoccini::Locator::Css("#page-size"))
-            .await?
-            .select_by_value("10")
-            .await?;
+        select(&c, "#page-size", "10").await?;
         wait_text(&c, "#page", UI, |t| t == "1 / 2").await?;
         let rows = "return document.querySelectorAll('#havips tbody tr[data-id]').length;";
         ensure!(eval(&c, rows, vec![]).await? == json!(10), "page 1");
