@@ -7,6 +7,7 @@
 //! - [`rules`]: search matching (the record rules are `havip_schema`'s).
 //! - [`config`]: the controller's TOML config (listen address, etcd, tokens, limits).
 //! - [`client`]: a typed HTTP client (used by `havipctl`).
+//! - [`console`]: the tenant's web console (`/console/`), on the public API.
 //!
 //! # Resources and states
 //!
@@ -55,6 +56,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod export;
 pub mod metrics;

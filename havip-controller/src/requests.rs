@@ -198,6 +198,9 @@ pub struct ListQuery {
     pub subnet: Option<String>,
     /// VIPs bound to a port of this VM.
     pub vm: Option<String>,
+    pub vpc: Option<String>,
+    #[param(schema_with = ip_version_schema)]
+    pub ip_version: Option<IpVersion>,
     /// 1-based.
     pub page: Option<u32>,
     /// Default 20, at most 1000.
@@ -225,4 +228,11 @@ pub struct ExportQuery {
 pub struct PortQuery {
     pub subnet: Option<String>,
     pub vm: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetQuery {
+    pub vpc: Option<String>,
 }

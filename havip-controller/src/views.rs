@@ -370,3 +370,31 @@ pub struct CorruptRecords {
     pub records: Vec<CorruptRecord>,
     pub skipped_reads: u64,
 }
+
+/// What a given address of a subnet would be for a new HAVIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressState {
+    /// A HAVIP can be created at it now.
+    Free,
+    /// A port or another HAVIP holds it.
+    InUse,
+    /// Not inside the subnet's range of its family, or not a unicast
+    /// address.
+    OutOfRange,
+    /// The gateway, the network or broadcast address, or a range the
+    /// operator reserved.
+    Reserved,
+}
+
+/// The answer of an address check (read-only; a create can still race).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AddressCheck {
+    pub subnet: String,
+    #[schema(value_type = String, example = "10.0.6.19")]
+    pub address: IpAddr,
+    pub state: AddressState,
+    /// Why it is not free, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

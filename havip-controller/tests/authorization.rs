@@ -127,6 +127,16 @@ fn routes() -> Vec<Route> {
             200,
         ),
         r("GET", "/v1/subnets/sn-m", None, 200, 404, 200),
+        r("GET", "/v1/vpcs", None, 200, 200, 200),
+        r("GET", "/v1/subnets", None, 200, 200, 200),
+        r(
+            "GET",
+            "/v1/subnets/sn-m/addresses/10.50.99.1",
+            None,
+            200,
+            404,
+            200,
+        ),
         r("GET", "/v1/ports", None, 200, 200, 200),
         r(
             "PUT",

@@ -192,6 +192,36 @@ async fn openapi_document_matches_the_api() {
         .await;
     c.call("get", "/v1/ports", "/v1/ports?vm=vm-1", Some(PA), None)
         .await;
+    c.call("get", "/v1/vpcs", "/v1/vpcs", Some(PA), None).await;
+    c.call(
+        "get",
+        "/v1/subnets",
+        "/v1/subnets?vpc=vpc-a",
+        Some(PA),
+        None,
+    )
+    .await;
+    let address = "/v1/subnets/{id}/addresses/{address}";
+    for (addr, status) in [("10.0.0.11", 200), ("10.0.0.99", 200), ("10.0.0", 400)] {
+        let (s, _) = c
+            .call(
+                "get",
+                address,
+                &format!("/v1/subnets/sn-a/addresses/{addr}"),
+                Some(PA),
+                None,
+            )
+            .await;
+        assert_eq!(s, status, "{addr}");
+    }
+    c.call(
+        "get",
+        address,
+        "/v1/subnets/sn-a/addresses/10.0.0.5",
+        Some(PB),
+        None,
+    )
+    .await;
     c.call(
         "put",
         "/v1/ports/{id}/limits",

@@ -10,6 +10,10 @@ pub fn vpc(id: &str) -> String {
     format!("{ROOT}/vpcs/{id}")
 }
 
+pub fn vpcs() -> String {
+    format!("{ROOT}/vpcs/")
+}
+
 pub fn subnet(id: &str) -> String {
     format!("{ROOT}/subnets/{id}")
 }

@@ -29,6 +29,8 @@
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
 //! - [`prometheus`]: a real Prometheus server scraping the agents and the
 //!   controller, queried through its HTTP API.
+//! - [`browser`]: headless chromium through chromedriver (WebDriver), in
+//!   a namespace, for the console test.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
@@ -51,6 +53,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod browser;
 pub mod capture;
 pub mod cleanup;
 pub mod cmd;

@@ -59,6 +59,9 @@ pub const TOOL_PACKAGES: &[&str] = &[
     "psmisc",
     "fonts-dejavu-core",
     "prometheus",
+    "chromium",
+    "chromium-driver",
+    "fonts-wqy-microhei",
 ];
 
 /// A file the build, the lab or the tests use, and the package that brings
@@ -137,6 +140,21 @@ pub const TOOL_FILES: &[RequiredFile] = &[
         "/usr/bin/prometheus",
         "prometheus",
         "the metrics test (a real Prometheus server)",
+    ),
+    file(
+        "/usr/bin/chromium",
+        "chromium",
+        "the console test (a real headless browser)",
+    ),
+    file(
+        "/usr/bin/chromedriver",
+        "chromium-driver",
+        "the console test (WebDriver)",
+    ),
+    file(
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        "fonts-wqy-microhei",
+        "the console test's screenshots (the console's Chinese labels)",
     ),
 ];
 

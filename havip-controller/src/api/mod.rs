@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod extract;
+mod networks;
 
 use extract::ApiResult;
 pub use extract::{ApiError, ApiJson, ApiQuery, Auth};
@@ -77,6 +78,7 @@ pub fn router(store: Store, tokens: HashMap<String, Scope>) -> Router {
     router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .fallback(no_route)
+        .merge(crate::console::router())
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -94,6 +96,9 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(put_vpc, get_vpc))
         .routes(routes!(put_subnet, get_subnet))
+        .routes(routes!(networks::list_vpcs))
+        .routes(routes!(networks::list_subnets))
+        .routes(routes!(networks::check_address))
         .routes(routes!(list_ports))
         .routes(routes!(put_port, get_port, delete_port))
         .routes(routes!(set_port_limits))

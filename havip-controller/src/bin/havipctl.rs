@@ -373,6 +373,7 @@ async fn main() -> anyhow::Result<()> {
                 vm,
                 page: Some(page),
                 page_size: Some(page_size),
+                ..ListQuery::default()
             };
             let p = c.list_havips(&q).await?;
             if args.json {

@@ -1,6 +1,8 @@
 //! VPCs and subnets (registered by orchestration with an operator token).
 
-use havip_schema::addresses::{overlap, AddrRange};
+use std::net::IpAddr;
+
+use havip_schema::addresses::{overlap, AddrRange, AddressError};
 use havip_schema::guards::{absent, unchanged};
 use havip_schema::records::{self, Claim, IdKind, IpVersion};
 use havip_schema::{keys, rules};
@@ -8,7 +10,7 @@ use ipnet::IpNet;
 
 use super::{backoff, lost_race, put, Scope, Store, RETRIES};
 use crate::error::{Error, Result};
-use crate::model::{PutSubnet, PutVpc, Subnet, Vpc};
+use crate::model::{AddressCheck, AddressState, PutSubnet, PutVpc, Subnet, SubnetQuery, Vpc};
 
 fn ranges(s: &records::Subnet) -> impl Iterator<Item = IpNet> {
     s.cidr_v4
@@ -160,5 +162,75 @@ impl Store {
             Some((s, _)) if scope.sees(&s.project) => Ok(s.into()),
             _ => Err(Error::not_found(format!("subnet {id} not found"))),
         }
+    }
+
+    /// The VPCs the caller sees, by id.
+    pub async fn list_vpcs(&self, scope: &Scope) -> Result<Vec<Vpc>> {
+        let (vpcs, _) = self.list::<records::Vpc>(&keys::vpcs()).await?;
+        let mut out: Vec<Vpc> = vpcs
+            .into_iter()
+            .map(|(_, v, _)| v)
+            .filter(|v| scope.sees(&v.project))
+            .map(Vpc::from)
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The subnets the caller sees (of one VPC if asked), by id.
+    pub async fn list_subnets(&self, scope: &Scope, q: &SubnetQuery) -> Result<Vec<Subnet>> {
+        let (subnets, _) = self.list::<records::Subnet>(&keys::subnets()).await?;
+        let mut out: Vec<Subnet> = subnets
+            .into_iter()
+            .map(|(_, s, _)| s)
+            .filter(|s| scope.sees(&s.project))
+            .filter(|s| q.vpc.as_ref().is_none_or(|v| *v == s.vpc))
+            .map(Subnet::from)
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Whether a HAVIP could be created at `address` in subnet `id` now
+    /// (the create's own checks, read-only).
+    pub async fn check_address(
+        &self,
+        scope: &Scope,
+        id: &str,
+        address: IpAddr,
+    ) -> Result<AddressCheck> {
+        rules::check_id("subnet", id)?;
+        let subnet = match self.read::<records::Subnet>(&keys::subnet(id)).await? {
+            Some((s, _)) if scope.sees(&s.project) => s,
+            _ => return Err(Error::not_found(format!("subnet {id} not found"))),
+        };
+        let not_free = |state, message: String| AddressCheck {
+            subnet: id.to_string(),
+            address,
+            state,
+            message: Some(message),
+        };
+        if let Some(why) = rules::vip_address_problem(&address) {
+            return Ok(not_free(AddressState::OutOfRange, why));
+        }
+        match subnet.check_host_address(&address) {
+            Err(AddressError::OutOfRange(why)) => {
+                return Ok(not_free(AddressState::OutOfRange, why))
+            }
+            Err(AddressError::Reserved(why)) => return Ok(not_free(AddressState::Reserved, why)),
+            Ok(()) => {}
+        }
+        if let Some((holder, _)) = self.get::<Claim>(&keys::addr(id, &address)).await? {
+            return Ok(not_free(
+                AddressState::InUse,
+                format!("{address} is already in use by {holder}"),
+            ));
+        }
+        Ok(AddressCheck {
+            subnet: id.to_string(),
+            address,
+            state: AddressState::Free,
+            message: None,
+        })
     }
 }

@@ -93,6 +93,8 @@ impl Store {
             .into_iter()
             .filter(|v| q.status.is_none_or(|s| s == v.status))
             .filter(|v| q.subnet.as_ref().is_none_or(|s| *s == v.subnet))
+            .filter(|v| q.vpc.as_ref().is_none_or(|n| *n == v.vpc))
+            .filter(|v| q.ip_version.is_none_or(|ver| ver == v.ip_version))
             .filter(|v| {
                 q.vm.as_ref()
                     .is_none_or(|vm| v.ports.iter().any(|b| b.vm == *vm))
