@@ -34,9 +34,10 @@ impl Assignment {
     /// A freed slot handed to a new key is reset once, for that key (see
     /// [`Assignment::fresh`]), never wiped after.
     pub fn vacant(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let retaken: BTreeSet<u32> = self.fresh.iter().map(|(_, s)| *s).collect();
         self.freed
             .iter()
-            .filter(|(_, slot)| !self.fresh.iter().any(|(_, s)| s == slot))
+            .filter(move |(_, slot)| !retaken.contains(slot))
             .copied()
     }
 }
@@ -80,10 +81,16 @@ impl Slots {
         if let Some(slot) = self.get(key) {
             return Some(slot);
         }
-        let used: BTreeSet<u32> = self.held.values().copied().collect();
-        let slot = (0..self.capacity).find(|s| !used.contains(s))?;
+        let slot = self.free_slots().next()?;
         self.held.insert(key, slot);
         Some(slot)
+    }
+
+    /// The free slots, lowest first (as of now: taking one does not change
+    /// what an iterator made before gives).
+    fn free_slots(&self) -> impl Iterator<Item = u32> {
+        let used: BTreeSet<u32> = self.held.values().copied().collect();
+        (0..self.capacity).filter(move |s| !used.contains(s))
     }
 
     /// Takes `key`'s slot back.
@@ -106,15 +113,22 @@ impl Slots {
             let slot = self.held.remove(&key).expect("listed above");
             a.freed.push((key, slot));
         }
-        for &key in keys {
-            if self.held.contains_key(&key) {
-                continue;
-            }
-            match self.take(key) {
+        // One pass over the free slots for every new key (a host's
+        // thousands of VIPs at start, not a scan of the held ones each).
+        let mut free = self.free_slots();
+        let new: Vec<u32> = keys
+            .iter()
+            .filter(|k| !self.held.contains_key(k))
+            .copied()
+            .collect();
+        for key in new {
+            match free.next() {
                 Some(slot) => a.fresh.push((key, slot)),
                 None => a.full.push(key),
             }
         }
+        drop(free);
+        self.held.extend(a.fresh.iter().copied());
         a
     }
 }
