@@ -55,6 +55,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod eip_model;
 pub mod error;
 pub mod export;
 pub mod metrics;
