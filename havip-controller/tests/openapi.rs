@@ -405,6 +405,150 @@ async fn openapi_document_matches_the_api() {
         .await;
     assert_eq!(s, 403);
 
+    // EIPs: pools, allocation, association, quota.
+    let pool = json!({"id": "pub", "gateway": "gw-1", "ranges": ["198.51.100.0/30"]});
+    let (s, _) = c
+        .call(
+            "post",
+            "/v1/eip-pools",
+            "/v1/eip-pools",
+            Some(OP),
+            Some(pool.clone()),
+        )
+        .await;
+    assert_eq!(s, 201);
+    c.call(
+        "post",
+        "/v1/eip-pools",
+        "/v1/eip-pools",
+        Some(PA),
+        Some(pool),
+    )
+    .await;
+    c.call("get", "/v1/eip-pools", "/v1/eip-pools", Some(PA), None)
+        .await;
+    c.call(
+        "get",
+        "/v1/eip-pools/{id}",
+        "/v1/eip-pools/pub",
+        Some(PA),
+        None,
+    )
+    .await;
+    let (s, v) = c
+        .call(
+            "post",
+            "/v1/havips",
+            "/v1/havips",
+            Some(PA),
+            Some(json!({"name": "e", "subnet": "sn-a"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let vip = v["id"].as_str().unwrap().to_string();
+    let (s, e) = c
+        .call(
+            "post",
+            "/v1/eips",
+            "/v1/eips",
+            Some(PA),
+            Some(json!({"pool": "pub"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let eip = e["id"].as_str().unwrap().to_string();
+    c.call(
+        "post",
+        "/v1/eips",
+        "/v1/eips",
+        Some(PA),
+        Some(json!({"pool": "pub", "address": "203.0.113.1"})),
+    )
+    .await;
+    let assoc = format!("/v1/eips/{eip}/association");
+    let (s, _) = c
+        .call(
+            "put",
+            "/v1/eips/{id}/association",
+            &assoc,
+            Some(PA),
+            Some(json!({"havip": vip})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    c.call("get", "/v1/eips", "/v1/eips", Some(PA), None).await;
+    c.call(
+        "get",
+        "/v1/eips/{id}",
+        &format!("/v1/eips/{eip}"),
+        Some(PA),
+        None,
+    )
+    .await;
+    let (s, _) = c
+        .call(
+            "delete",
+            "/v1/eips/{id}",
+            &format!("/v1/eips/{eip}"),
+            Some(PA),
+            None,
+        )
+        .await;
+    assert_eq!(s, 409);
+    c.call(
+        "delete",
+        "/v1/eips/{id}/association",
+        &assoc,
+        Some(PA),
+        None,
+    )
+    .await;
+    let (s, _) = c
+        .call(
+            "delete",
+            "/v1/eip-pools/{id}",
+            "/v1/eip-pools/pub",
+            Some(OP),
+            None,
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = c
+        .call(
+            "delete",
+            "/v1/eips/{id}",
+            &format!("/v1/eips/{eip}"),
+            Some(PA),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    c.call(
+        "delete",
+        "/v1/eip-pools/{id}",
+        "/v1/eip-pools/pub",
+        Some(OP),
+        None,
+    )
+    .await;
+    let limits = "/v1/limits/eip-projects/{project}";
+    c.call(
+        "put",
+        limits,
+        "/v1/limits/eip-projects/proj-a",
+        Some(OP),
+        Some(json!({"eips_per_project": 3})),
+    )
+    .await;
+    c.call(
+        "get",
+        limits,
+        "/v1/limits/eip-projects/proj-a",
+        Some(PA),
+        None,
+    )
+    .await;
+
     assert_eq!(
         c.seen, documented,
         "every documented operation was exercised"
