@@ -275,6 +275,19 @@ async fn association_with_havips() {
     a.disassociate_eip(&spare.id).await.unwrap();
     a.release_eip(&e.id).await.unwrap();
 
+    // The metrics count them: e6 associated, spare not (e released).
+    let text = havip_controller::metrics::ControllerMetrics::default()
+        .scrape(&ctl.store)
+        .await;
+    for line in [
+        r#"havip_controller_eips{status="available",associated="true"} 1"#,
+        r#"havip_controller_eips{status="available",associated="false"} 1"#,
+        r#"havip_controller_eip_pool_addresses{pool="pub",gateway="gw-1",state="allocated"} 2"#,
+        r#"havip_controller_eip_pool_addresses{pool="pub",gateway="gw-1",state="size"} 269"#,
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+
     // Nothing stored breaks the schema.
     assert!(op.corrupt_records().await.unwrap().records.is_empty());
 }
