@@ -352,6 +352,7 @@ mod tests {
             pending_ports: pending.iter().map(|p| p.to_string()).collect(),
             pending_hosts: None,
             master: None,
+            eip: None,
         }
     }
 

@@ -226,6 +226,22 @@ async fn association_with_havips() {
         "another project's EIP"
     );
     a.associate_eip(&e6.id, &web6.id).await.unwrap();
+    // The HAVIP shows its EIP, in its view, its list and its export.
+    let shown = a.get_havip(&web6.id).await.unwrap().eip.unwrap();
+    assert_eq!(
+        (shown.id.as_str(), shown.address),
+        (e6.id.as_str(), e6.address)
+    );
+    let page = a.list_havips(&ListQuery::default()).await.unwrap();
+    let listed = page.items.iter().find(|v| v.id == web.id).unwrap();
+    assert_eq!(listed.eip.as_ref().map(|e| e.address), Some(e.address));
+    let csv = String::from_utf8(a.export(ExportFormat::Csv).await.unwrap()).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",EIP"), "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&web6.id) && l.ends_with(&e6.address.to_string())),
+        "{csv}"
+    );
 
     // The master of the HAVIP is shown with its EIP (the agents' report).
     let owner = serde_json::json!({"port": "p2", "host": "hv-2", "since": "2026-01-01T00:00:00Z"});

@@ -146,6 +146,10 @@ pub fn vip_eip(vip: &str) -> String {
     format!("{ROOT}/vip-eips/{vip}")
 }
 
+pub fn vip_eips() -> String {
+    format!("{ROOT}/vip-eips/")
+}
+
 /// A project's EIP quota (operator).
 pub fn eip_limits(project: &str) -> String {
     format!("{ROOT}/limits/project-eips/{project}")

@@ -29,6 +29,8 @@
 //! - [`failover`], [`timeline`]: crash the master, tell what happened.
 //! - [`prometheus`]: a real Prometheus server scraping the agents and the
 //!   controller, queried through its HTTP API.
+//! - [`eip_gateway`]: the EIP gateway and an internet namespace behind
+//!   it, probes from there to an EIP.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
@@ -55,6 +57,7 @@ pub mod capture;
 pub mod cleanup;
 pub mod cmd;
 pub mod cross_host;
+pub mod eip_gateway;
 pub mod etcd_watch;
 pub mod fabric;
 pub mod failover;

@@ -324,6 +324,9 @@ fn print_vip(v: &Havip) {
         ),
         None => println!("master:       -"),
     }
+    if let Some(e) = &v.eip {
+        println!("eip:          {} ({})", e.address, e.id);
+    }
     println!("project:      {}", v.project);
     println!("created:      {}", v.created_at);
 }
