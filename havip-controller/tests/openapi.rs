@@ -406,35 +406,6 @@ async fn openapi_document_matches_the_api() {
     assert_eq!(s, 403);
 
     // EIPs: pools, allocation, association, quota.
-    let pool = json!({"id": "pub", "gateway": "gw-1", "ranges": ["198.51.100.0/30"]});
-    let (s, _) = c
-        .call(
-            "post",
-            "/v1/eip-pools",
-            "/v1/eip-pools",
-            Some(OP),
-            Some(pool.clone()),
-        )
-        .await;
-    assert_eq!(s, 201);
-    c.call(
-        "post",
-        "/v1/eip-pools",
-        "/v1/eip-pools",
-        Some(PA),
-        Some(pool),
-    )
-    .await;
-    c.call("get", "/v1/eip-pools", "/v1/eip-pools", Some(PA), None)
-        .await;
-    c.call(
-        "get",
-        "/v1/eip-pools/{id}",
-        "/v1/eip-pools/pub",
-        Some(PA),
-        None,
-    )
-    .await;
     let (s, v) = c
         .call(
             "post",
@@ -446,6 +417,15 @@ async fn openapi_document_matches_the_api() {
         .await;
     assert_eq!(s, 201);
     let vip = v["id"].as_str().unwrap().to_string();
+    let pool = json!({"id": "pub", "gateway": "gw-1", "ranges": ["198.51.100.0/30"]});
+    c.call(
+        "post",
+        "/v1/eip-pools",
+        "/v1/eip-pools",
+        Some(OP),
+        Some(pool.clone()),
+    )
+    .await;
     let (s, e) = c
         .call(
             "post",
@@ -456,98 +436,65 @@ async fn openapi_document_matches_the_api() {
         )
         .await;
     assert_eq!(s, 201);
-    let eip = e["id"].as_str().unwrap().to_string();
-    c.call(
-        "post",
-        "/v1/eips",
-        "/v1/eips",
-        Some(PA),
-        Some(json!({"pool": "pub", "address": "203.0.113.1"})),
-    )
-    .await;
-    let assoc = format!("/v1/eips/{eip}/association");
-    let (s, _) = c
-        .call(
+    let eip = format!("/v1/eips/{}", e["id"].as_str().unwrap());
+    let assoc = format!("{eip}/association");
+    let pool_path = "/v1/eip-pools/pub";
+    let limits = "/v1/limits/eip-projects/proj-a";
+    let steps: Vec<(&str, &str, &str, &str, Option<Value>, u16)> = vec![
+        (
+            "post",
+            "/v1/eip-pools",
+            "/v1/eip-pools",
+            PA,
+            Some(pool),
+            403,
+        ),
+        ("get", "/v1/eip-pools", "/v1/eip-pools", PA, None, 200),
+        ("get", "/v1/eip-pools/{id}", pool_path, PA, None, 200),
+        (
+            "post",
+            "/v1/eips",
+            "/v1/eips",
+            PA,
+            Some(json!({"pool": "pub", "address": "203.0.113.1"})),
+            400,
+        ),
+        (
             "put",
             "/v1/eips/{id}/association",
             &assoc,
-            Some(PA),
+            PA,
             Some(json!({"havip": vip})),
-        )
-        .await;
-    assert_eq!(s, 200);
-    c.call("get", "/v1/eips", "/v1/eips", Some(PA), None).await;
-    c.call(
-        "get",
-        "/v1/eips/{id}",
-        &format!("/v1/eips/{eip}"),
-        Some(PA),
-        None,
-    )
-    .await;
-    let (s, _) = c
-        .call(
-            "delete",
-            "/v1/eips/{id}",
-            &format!("/v1/eips/{eip}"),
-            Some(PA),
+            200,
+        ),
+        ("get", "/v1/eips", "/v1/eips", PA, None, 200),
+        ("get", "/v1/eips/{id}", &eip, PA, None, 200),
+        ("delete", "/v1/eips/{id}", &eip, PA, None, 409),
+        ("delete", "/v1/eips/{id}/association", &assoc, PA, None, 200),
+        ("delete", "/v1/eip-pools/{id}", pool_path, OP, None, 409),
+        ("delete", "/v1/eips/{id}", &eip, PA, None, 204),
+        ("delete", "/v1/eip-pools/{id}", pool_path, OP, None, 204),
+        (
+            "put",
+            "/v1/limits/eip-projects/{project}",
+            limits,
+            OP,
+            Some(json!({"eips_per_project": 3})),
+            200,
+        ),
+        (
+            "get",
+            "/v1/limits/eip-projects/{project}",
+            limits,
+            PA,
             None,
-        )
-        .await;
-    assert_eq!(s, 409);
-    c.call(
-        "delete",
-        "/v1/eips/{id}/association",
-        &assoc,
-        Some(PA),
-        None,
-    )
-    .await;
-    let (s, _) = c
-        .call(
-            "delete",
-            "/v1/eip-pools/{id}",
-            "/v1/eip-pools/pub",
-            Some(OP),
-            None,
-        )
-        .await;
-    assert_eq!(s, 409);
-    let (s, _) = c
-        .call(
-            "delete",
-            "/v1/eips/{id}",
-            &format!("/v1/eips/{eip}"),
-            Some(PA),
-            None,
-        )
-        .await;
-    assert_eq!(s, 204);
-    c.call(
-        "delete",
-        "/v1/eip-pools/{id}",
-        "/v1/eip-pools/pub",
-        Some(OP),
-        None,
-    )
-    .await;
-    let limits = "/v1/limits/eip-projects/{project}";
-    c.call(
-        "put",
-        limits,
-        "/v1/limits/eip-projects/proj-a",
-        Some(OP),
-        Some(json!({"eips_per_project": 3})),
-    )
-    .await;
-    c.call(
-        "get",
-        limits,
-        "/v1/limits/eip-projects/proj-a",
-        Some(PA),
-        None,
-    )
-    .await;
+            200,
+        ),
+    ];
+    for (method, template, path, token, body, want) in steps {
+        let (s, v) = c.call(method, template, path, Some(token), body).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+    }
 
     assert_eq!(
         c.seen, documented,
