@@ -440,7 +440,8 @@ async fn openapi_document_matches_the_api() {
     let assoc = format!("{eip}/association");
     let pool_path = "/v1/eip-pools/pub";
     let limits = "/v1/limits/eip-projects/proj-a";
-    let steps: Vec<(&str, &str, &str, &str, Option<Value>, u16)> = vec![
+    type Step<'a> = (&'a str, &'a str, &'a str, &'a str, Option<Value>, u16);
+    let steps: Vec<Step> = vec![
         (
             "post",
             "/v1/eip-pools",

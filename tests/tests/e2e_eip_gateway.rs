@@ -15,18 +15,15 @@
 //! lab's other tests.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use havip_tests::eip_gateway::{Eips, Gateway, Probes};
 use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP6, VM1, VM2};
-use havip_tests::netns::{command_in, Netns};
+use havip_tests::netns::Netns;
 use havip_tests::rogue;
 
 const EIP4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 19);
