@@ -177,8 +177,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum GatewayCommand {
     /// Load the gateway's XDP programs on its two interfaces, write the
-    /// config file's EIPs into its maps and keep them so (SIGHUP reads the
-    /// file again). Packets for an EIP go to the VIP's current owner, whose
+    /// config file's EIPs (or, with --etcd, those of this gateway in etcd,
+    /// followed as they are associated and disassociated) into its maps
+    /// and keep them so (SIGHUP reads the file again). Packets for an EIP go to the VIP's current owner, whose
     /// MAC the gateway learns from the owner's announcements (gratuitous
     /// ARP, unsolicited NA) on the internal interface; replies from the VIP
     /// leave with the EIP as source. The links stay pinned on exit: a
@@ -198,6 +199,15 @@ enum GatewayCommand {
         /// Load this datapath object instead of the one built in.
         #[arg(long)]
         bpf_object: Option<PathBuf>,
+        /// Take the EIPs and their VIPs' owners from the controller's etcd
+        /// (repeatable, or comma-separated) and follow them: the config
+        /// file then gives the interfaces and the network only.
+        #[arg(long, value_name = "URL", value_delimiter = ',', requires = "gateway")]
+        etcd: Vec<String>,
+        /// This gateway's name in the controller: the EIPs of the pools it
+        /// serves (with --etcd).
+        #[arg(long, value_name = "NAME", requires = "etcd")]
+        gateway: Option<String>,
     },
     /// Print every EIP with its VIP and owner, and the gateway's counters,
     /// from the pinned maps.
@@ -344,12 +354,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             pin_dir,
             xdp_mode,
             bpf_object,
+            etcd,
+            gateway: name,
         }) => {
             let opts = gateway::RunOptions {
                 config,
                 pin_dir,
                 mode: xdp_mode.into(),
                 bpf_object,
+                etcd: name.map(|gateway| gateway::follow::FollowOptions {
+                    endpoints: etcd,
+                    gateway,
+                }),
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

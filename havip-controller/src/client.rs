@@ -194,4 +194,74 @@ impl Client {
         self.call(Method::PUT, &format!("/v1/limits/projects/{project}"), req)
             .await
     }
+    // ---- EIPs ----
+
+    pub async fn create_eip_pool(&self, req: &CreateEipPool) -> Result<EipPool> {
+        self.call(Method::POST, "/v1/eip-pools", req).await
+    }
+
+    pub async fn list_eip_pools(&self) -> Result<Vec<EipPool>> {
+        self.json(self.req(Method::GET, "/v1/eip-pools")).await
+    }
+
+    pub async fn get_eip_pool(&self, id: &str) -> Result<EipPool> {
+        self.json(self.req(Method::GET, &format!("/v1/eip-pools/{id}")))
+            .await
+    }
+
+    pub async fn delete_eip_pool(&self, id: &str) -> Result<()> {
+        self.raw(self.req(Method::DELETE, &format!("/v1/eip-pools/{id}")))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn allocate_eip(&self, req: &AllocateEip) -> Result<Eip> {
+        self.call(Method::POST, "/v1/eips", req).await
+    }
+
+    pub async fn list_eips(&self, q: &EipQuery) -> Result<Vec<Eip>> {
+        self.json(self.req(Method::GET, "/v1/eips").query(q)).await
+    }
+
+    pub async fn get_eip(&self, id: &str) -> Result<Eip> {
+        self.json(self.req(Method::GET, &format!("/v1/eips/{id}")))
+            .await
+    }
+
+    pub async fn release_eip(&self, id: &str) -> Result<()> {
+        self.raw(self.req(Method::DELETE, &format!("/v1/eips/{id}")))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn associate_eip(&self, id: &str, havip: &str) -> Result<Eip> {
+        let body = AssociateEip {
+            havip: havip.to_string(),
+        };
+        self.call(Method::PUT, &format!("/v1/eips/{id}/association"), &body)
+            .await
+    }
+
+    pub async fn disassociate_eip(&self, id: &str) -> Result<Eip> {
+        self.json(self.req(Method::DELETE, &format!("/v1/eips/{id}/association")))
+            .await
+    }
+
+    pub async fn get_eip_limits(&self, project: &str) -> Result<EffectiveEipLimits> {
+        self.json(self.req(Method::GET, &format!("/v1/limits/eip-projects/{project}")))
+            .await
+    }
+
+    pub async fn set_eip_limits(
+        &self,
+        project: &str,
+        req: &EipLimits,
+    ) -> Result<EffectiveEipLimits> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/limits/eip-projects/{project}"),
+            req,
+        )
+        .await
+    }
 }

@@ -38,6 +38,12 @@ pub enum ErrorCode {
     /// A stored record the operation needs cannot be read; an operator
     /// must repair it (`GET /v1/records/corrupt` lists them).
     CorruptRecord,
+    /// An EIP and a HAVIP (or an address and a pool) of two IP versions.
+    IpVersionMismatch,
+    /// The EIP pool has no free address of that IP version left.
+    PoolExhausted,
+    /// The EIP or the HAVIP is associated already (one EIP per HAVIP).
+    AlreadyAssociated,
     /// A bug or corrupt stored data.
     Internal,
 }
@@ -48,7 +54,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument
             | ErrorCode::AddressOutOfRange
-            | ErrorCode::PortInOtherSubnet => 400,
+            | ErrorCode::PortInOtherSubnet
+            | ErrorCode::IpVersionMismatch => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
@@ -57,7 +64,9 @@ impl ErrorCode {
             | ErrorCode::QuotaExceeded
             | ErrorCode::WrongState
             | ErrorCode::Conflict
-            | ErrorCode::CorruptRecord => 409,
+            | ErrorCode::CorruptRecord
+            | ErrorCode::PoolExhausted
+            | ErrorCode::AlreadyAssociated => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
@@ -81,6 +90,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::CorruptRecord => "corrupt_record",
+            ErrorCode::IpVersionMismatch => "ip_version_mismatch",
+            ErrorCode::PoolExhausted => "pool_exhausted",
+            ErrorCode::AlreadyAssociated => "already_associated",
             ErrorCode::Internal => "internal",
         }
     }
@@ -135,6 +147,9 @@ ctor! {
     unavailable => Unavailable,
     payload_too_large => PayloadTooLarge,
     corrupt_record => CorruptRecord,
+    ip_version_mismatch => IpVersionMismatch,
+    pool_exhausted => PoolExhausted,
+    already_associated => AlreadyAssociated,
     internal => Internal,
 }
 

@@ -13,7 +13,7 @@ pub enum ExportError {
 }
 
 /// Column titles, in order.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "ID",
     "Name",
     "Description",
@@ -29,9 +29,10 @@ pub const COLUMNS: [&str; 15] = [
     "Master host",
     "Project",
     "Created at",
+    "EIP",
 ];
 
-fn row(v: &Havip) -> [String; 15] {
+fn row(v: &Havip) -> [String; 16] {
     let join =
         |f: fn(&crate::model::Binding) -> &str| v.ports.iter().map(f).collect::<Vec<_>>().join(" ");
     [
@@ -56,6 +57,10 @@ fn row(v: &Havip) -> [String; 15] {
             .unwrap_or_default(),
         v.project.clone(),
         v.created_at.to_rfc3339(),
+        v.eip
+            .as_ref()
+            .map(|e| e.address.to_string())
+            .unwrap_or_default(),
     ]
 }
 

@@ -57,6 +57,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod console;
+pub mod eip_model;
 pub mod error;
 pub mod export;
 pub mod metrics;

@@ -14,6 +14,10 @@
 //!   `creating` (the ack reconciler has not caught up), and how long the
 //!   oldest of them has been so, as seen at the scrapes.
 //! - `havip_controller_etcd_up`: whether the last scrape read etcd.
+//! - `havip_controller_eips{status,associated}`: the EIPs by status and
+//!   whether they are associated with a HAVIP;
+//!   `havip_controller_eip_pool_addresses{pool,gateway,state}`: each EIP
+//!   pool's addresses (`state`: `size` or `allocated`), read at each scrape.
 
 use std::{
     collections::HashMap,
@@ -55,6 +59,8 @@ pub struct ControllerMetrics {
     backlog: Gauge,
     lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     etcd_up: Gauge,
+    eips: Family<Labels, Gauge>,
+    pool_addresses: Family<Labels, Gauge>,
     /// (VIP, generation) acknowledged by every host but not `available`
     /// yet -> when a scrape first saw it so.
     behind: Mutex<HashMap<(String, u64), Instant>>,
@@ -71,7 +77,19 @@ impl Default for ControllerMetrics {
         let backlog = Gauge::default();
         let lag_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let etcd_up = Gauge::default();
+        let eips = Family::<Labels, Gauge>::default();
+        let pool_addresses = Family::<Labels, Gauge>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "havip_controller_eips",
+            "EIPs by status and whether they are associated with a HAVIP",
+            eips.clone(),
+        );
+        registry.register(
+            "havip_controller_eip_pool_addresses",
+            "Addresses of each EIP pool: its size and how many are allocated",
+            pool_addresses.clone(),
+        );
         registry.register(
             "havip_controller_http_requests",
             "API requests, by method, route template and status code",
@@ -110,6 +128,8 @@ impl Default for ControllerMetrics {
             backlog,
             lag_seconds,
             etcd_up,
+            eips,
+            pool_addresses,
             behind: Mutex::new(HashMap::new()),
         }
     }
@@ -160,6 +180,37 @@ impl ControllerMetrics {
         self.lag_seconds.set(lag);
     }
 
+    /// Takes the EIP metrics from `eips` and `pools`.
+    pub fn observe_eips(&self, eips: &[crate::model::Eip], pools: &[crate::model::EipPool]) {
+        self.eips.clear();
+        for status in Status::ALL {
+            for associated in [false, true] {
+                let n = eips
+                    .iter()
+                    .filter(|e| e.status == status && e.association.is_some() == associated)
+                    .count();
+                self.eips
+                    .get_or_create(&vec![
+                        ("status", status.as_str().to_owned()),
+                        ("associated", associated.to_string()),
+                    ])
+                    .set(n as i64);
+            }
+        }
+        self.pool_addresses.clear();
+        for p in pools {
+            for (state, n) in [("size", p.size), ("allocated", p.allocated)] {
+                self.pool_addresses
+                    .get_or_create(&vec![
+                        ("pool", p.id.clone()),
+                        ("gateway", p.gateway.clone()),
+                        ("state", state.to_owned()),
+                    ])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// Counts a request to `route` (its template) answered with `status`
     /// after `took`.
     pub fn record_request(&self, method: &str, route: &str, status: u16, took: Duration) {
@@ -189,6 +240,13 @@ impl ControllerMetrics {
                 log::warn!("metrics: cannot read the HAVIPs: {e}");
                 self.etcd_up.set(0);
             }
+        }
+        match (
+            store.list_eips(&Scope::Operator, &Default::default()).await,
+            store.list_eip_pools().await,
+        ) {
+            (Ok(eips), Ok(pools)) => self.observe_eips(&eips, &pools),
+            (Err(e), _) | (_, Err(e)) => log::warn!("metrics: cannot read the EIPs: {e}"),
         }
         self.render()
     }
@@ -294,6 +352,7 @@ mod tests {
             pending_ports: pending.iter().map(|p| p.to_string()).collect(),
             pending_hosts: None,
             master: None,
+            eip: None,
         }
     }
 

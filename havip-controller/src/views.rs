@@ -251,6 +251,17 @@ pub struct Havip {
     /// The current master.
     #[serde(default)]
     pub master: Option<Owner>,
+    /// The EIP associated with it, if any.
+    #[serde(default)]
+    pub eip: Option<HavipEip>,
+}
+
+/// The EIP of a HAVIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HavipEip {
+    pub id: String,
+    #[schema(value_type = String, example = "198.51.100.19")]
+    pub address: IpAddr,
 }
 
 impl Havip {
@@ -311,6 +322,7 @@ impl Havip {
             vrid: vip.vrid,
             hold_down_ms: vip.hold_down_ms,
             created_at: vip.created_at,
+            eip: None,
         }
     }
 }

@@ -88,6 +88,36 @@ impl World {
         id
     }
 
+    /// A fresh EIP of project A from pub-m, associated with `havip` if given.
+    async fn eip(&self, havip: Option<&str>) -> String {
+        let (s, b) = self
+            .send("POST", "/v1/eips", Some(PA), Some(json!({"pool": "pub-m"})))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let id = b["id"].as_str().unwrap().to_string();
+        if let Some(vip) = havip {
+            let path = format!("/v1/eips/{id}/association");
+            let (s, b) = self
+                .send("PUT", &path, Some(PA), Some(json!({"havip": vip})))
+                .await;
+            assert_eq!(s, 200, "{b}");
+        }
+        id
+    }
+
+    /// A fresh EIP pool without EIPs.
+    async fn pool(&self) -> String {
+        let n = self.next();
+        let id = format!("pool-m{n}");
+        let body =
+            json!({"id": id, "gateway": "gw-m", "ranges": [format!("203.0.113.{}", 1 + n % 250)]});
+        let (s, b) = self
+            .send("POST", "/v1/eip-pools", Some(OP), Some(body))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        id
+    }
+
     /// A fresh HAVIP of project A in sn-m, bound to `ports`.
     async fn vip(&self, ports: &[String]) -> String {
         let body = json!({"name": format!("m{}", self.next()), "subnet": "sn-m", "ports": ports});
@@ -229,6 +259,55 @@ fn routes() -> Vec<Route> {
             200,
         ),
         r("GET", "/v1/records/corrupt", None, 403, 403, 200),
+        r("GET", "/v1/eip-pools", None, 200, 200, 200),
+        r(
+            "POST",
+            "/v1/eip-pools",
+            Some(
+                |n| json!({"id": format!("pl{n}"), "gateway": "gw-m", "ranges": [format!("192.0.2.{}", 1 + n % 250)]}),
+            ),
+            403,
+            403,
+            201,
+        ),
+        r("GET", "/v1/eip-pools/pub-m", None, 200, 200, 200),
+        r("DELETE", "/v1/eip-pools/{pool}", None, 403, 403, 204),
+        r("GET", "/v1/eips", None, 200, 200, 200),
+        r(
+            "POST",
+            "/v1/eips",
+            Some(|_| json!({"pool": "pub-m"})),
+            201,
+            201,
+            403,
+        ),
+        r("GET", "/v1/eips/{eip}", None, 200, 404, 200),
+        r("DELETE", "/v1/eips/{eip}", None, 204, 404, 204),
+        r(
+            "PUT",
+            "/v1/eips/{eip}/association",
+            Some(|_| Value::Null),
+            200,
+            404,
+            200,
+        ),
+        r(
+            "DELETE",
+            "/v1/eips/{assoc}/association",
+            None,
+            200,
+            404,
+            200,
+        ),
+        r("GET", "/v1/limits/eip-projects/proj-a", None, 200, 404, 200),
+        r(
+            "PUT",
+            "/v1/limits/eip-projects/proj-a",
+            Some(|_| json!({"eips_per_project": 1000})),
+            403,
+            403,
+            200,
+        ),
     ]
 }
 
@@ -258,6 +337,19 @@ async fn every_route_for_every_caller() {
         ..PutSubnet::default()
     };
     op.put_subnet("sn-m", &subnet).await.unwrap();
+    let pool = CreateEipPool {
+        id: "pub-m".into(),
+        gateway: "gw-m".into(),
+        ranges: vec!["198.18.0.0/16".into()],
+        description: None,
+    };
+    op.create_eip_pool(&pool).await.unwrap();
+    for project in ["proj-a", "proj-b"] {
+        let quota = EipLimits {
+            eips_per_project: Some(1000),
+        };
+        op.set_eip_limits(project, &quota).await.unwrap();
+    }
     let w = World {
         http: reqwest::Client::new(),
         url: ctl.url.clone(),
@@ -285,6 +377,16 @@ async fn every_route_for_every_caller() {
             if path.contains("{port}") {
                 path = path.replace("{port}", &w.port().await);
             }
+            if path.contains("{pool}") {
+                path = path.replace("{pool}", &w.pool().await);
+            }
+            if path.contains("{eip}") {
+                path = path.replace("{eip}", &w.eip(None).await);
+            }
+            if path.contains("{assoc}") {
+                let vip = w.vip(&[]).await;
+                path = path.replace("{assoc}", &w.eip(Some(&vip)).await);
+            }
             let mut vip = String::new();
             if path.contains("{vip}") || route.path.contains("batch-delete") {
                 let bound = if path.contains("{bound}") {
@@ -300,6 +402,10 @@ async fn every_route_for_every_caller() {
             }
             let body = match route.body {
                 None => None,
+                Some(f) if route.path.ends_with("/association") => {
+                    let _ = f(n);
+                    Some(json!({"havip": w.vip(&[]).await}))
+                }
                 Some(f) if route.path.ends_with("/ports") => {
                     ports.push(w.port().await);
                     let _ = f(n);

@@ -435,6 +435,98 @@ async fn openapi_document_matches_the_api() {
         .await;
     assert_eq!(s, 403);
 
+    // EIPs: pools, allocation, association, quota.
+    let (s, v) = c
+        .call(
+            "post",
+            "/v1/havips",
+            "/v1/havips",
+            Some(PA),
+            Some(json!({"name": "e", "subnet": "sn-a"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let vip = v["id"].as_str().unwrap().to_string();
+    let pool = json!({"id": "pub", "gateway": "gw-1", "ranges": ["198.51.100.0/30"]});
+    c.call(
+        "post",
+        "/v1/eip-pools",
+        "/v1/eip-pools",
+        Some(OP),
+        Some(pool.clone()),
+    )
+    .await;
+    let (s, e) = c
+        .call(
+            "post",
+            "/v1/eips",
+            "/v1/eips",
+            Some(PA),
+            Some(json!({"pool": "pub"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let eip = format!("/v1/eips/{}", e["id"].as_str().unwrap());
+    let assoc = format!("{eip}/association");
+    let pool_path = "/v1/eip-pools/pub";
+    let limits = "/v1/limits/eip-projects/proj-a";
+    type Step<'a> = (&'a str, &'a str, &'a str, &'a str, Option<Value>, u16);
+    let steps: Vec<Step> = vec![
+        (
+            "post",
+            "/v1/eip-pools",
+            "/v1/eip-pools",
+            PA,
+            Some(pool),
+            403,
+        ),
+        ("get", "/v1/eip-pools", "/v1/eip-pools", PA, None, 200),
+        ("get", "/v1/eip-pools/{id}", pool_path, PA, None, 200),
+        (
+            "post",
+            "/v1/eips",
+            "/v1/eips",
+            PA,
+            Some(json!({"pool": "pub", "address": "203.0.113.1"})),
+            400,
+        ),
+        (
+            "put",
+            "/v1/eips/{id}/association",
+            &assoc,
+            PA,
+            Some(json!({"havip": vip})),
+            200,
+        ),
+        ("get", "/v1/eips", "/v1/eips", PA, None, 200),
+        ("get", "/v1/eips/{id}", &eip, PA, None, 200),
+        ("delete", "/v1/eips/{id}", &eip, PA, None, 409),
+        ("delete", "/v1/eips/{id}/association", &assoc, PA, None, 200),
+        ("delete", "/v1/eip-pools/{id}", pool_path, OP, None, 409),
+        ("delete", "/v1/eips/{id}", &eip, PA, None, 204),
+        ("delete", "/v1/eip-pools/{id}", pool_path, OP, None, 204),
+        (
+            "put",
+            "/v1/limits/eip-projects/{project}",
+            limits,
+            OP,
+            Some(json!({"eips_per_project": 3})),
+            200,
+        ),
+        (
+            "get",
+            "/v1/limits/eip-projects/{project}",
+            limits,
+            PA,
+            None,
+            200,
+        ),
+    ];
+    for (method, template, path, token, body, want) in steps {
+        let (s, v) = c.call(method, template, path, Some(token), body).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+    }
+
     assert_eq!(
         c.seen, documented,
         "every documented operation was exercised"

@@ -77,18 +77,18 @@ impl<'de> Deserialize<'de> for AddrRange {
     }
 }
 
-fn same_family(a: &IpAddr, b: &IpAddr) -> bool {
+pub(crate) fn same_family(a: &IpAddr, b: &IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
 
-fn num(ip: &IpAddr) -> u128 {
+pub(crate) fn num(ip: &IpAddr) -> u128 {
     match ip {
         IpAddr::V4(a) => u128::from(u32::from(*a)),
         IpAddr::V6(a) => u128::from(*a),
     }
 }
 
-fn addr(v4: bool, n: u128) -> IpAddr {
+pub(crate) fn addr(v4: bool, n: u128) -> IpAddr {
     if v4 {
         IpAddr::V4(Ipv4Addr::from(n as u32))
     } else {

@@ -108,6 +108,57 @@ pub fn ids(kind: crate::records::IdKind) -> String {
     format!("{ROOT}/ids/{}", kind.as_str())
 }
 
+/// An EIP pool: public addresses served by one gateway.
+pub fn eip_pool(id: &str) -> String {
+    format!("{ROOT}/eip-pools/{id}")
+}
+
+pub fn eip_pools() -> String {
+    format!("{ROOT}/eip-pools/")
+}
+
+/// An EIP (elastic, public address) of a project.
+pub fn eip(id: &str) -> String {
+    format!("{ROOT}/eips/{id}")
+}
+
+pub fn eips() -> String {
+    format!("{ROOT}/eips/")
+}
+
+/// The claim of a public address of a pool (canonical text form, as
+/// [`addr`]): one EIP per address.
+pub fn eip_addr(pool: &str, ip: &IpAddr) -> String {
+    format!("{ROOT}/eip-addrs/{pool}/{ip}")
+}
+
+pub fn eip_addrs(pool: &str) -> String {
+    format!("{ROOT}/eip-addrs/{pool}/")
+}
+
+/// The index entry of an EIP in its project (counted for the quota).
+pub fn project_eip(project: &str, eip: &str) -> String {
+    format!("{ROOT}/index/project-eips/{project}/{eip}")
+}
+
+pub fn project_eips(project: &str) -> String {
+    format!("{ROOT}/index/project-eips/{project}/")
+}
+
+/// The EIP associated with a VIP: one EIP per VIP.
+pub fn vip_eip(vip: &str) -> String {
+    format!("{ROOT}/vip-eips/{vip}")
+}
+
+pub fn vip_eips() -> String {
+    format!("{ROOT}/vip-eips/")
+}
+
+/// A project's EIP quota (operator).
+pub fn eip_limits(project: &str) -> String {
+    format!("{ROOT}/limits/project-eips/{project}")
+}
+
 /// Everything under the root (for the watch and the corrupt-record scan).
 pub fn root() -> String {
     format!("{ROOT}/")
@@ -129,6 +180,12 @@ pub enum Key<'a> {
     SubnetVip { subnet: &'a str, vip: &'a str },
     Idempotency { project: &'a str, key: &'a str },
     Ids(&'a str),
+    EipPool(&'a str),
+    Eip(&'a str),
+    EipAddr { pool: &'a str, ip: IpAddr },
+    ProjectEip { project: &'a str, eip: &'a str },
+    VipEip(&'a str),
+    EipLimits(&'a str),
 }
 
 impl<'a> Key<'a> {
@@ -156,6 +213,15 @@ impl<'a> Key<'a> {
             ["index", "subnets", subnet, vip] => Key::SubnetVip { subnet, vip },
             ["idempotency", project, key] => Key::Idempotency { project, key },
             ["ids", kind] => Key::Ids(kind),
+            ["eip-pools", id] => Key::EipPool(id),
+            ["eips", id] => Key::Eip(id),
+            ["eip-addrs", pool, ip] => Key::EipAddr {
+                pool,
+                ip: ip.parse().ok()?,
+            },
+            ["index", "project-eips", project, eip] => Key::ProjectEip { project, eip },
+            ["vip-eips", vip] => Key::VipEip(vip),
+            ["limits", "project-eips", project] => Key::EipLimits(project),
             _ => return None,
         })
     }
@@ -220,6 +286,18 @@ mod tests {
                     key: "k",
                 },
             ),
+            (eip_pool("pl"), Key::EipPool("pl")),
+            (eip("e"), Key::Eip("e")),
+            (eip_addr("pl", &ip), Key::EipAddr { pool: "pl", ip }),
+            (
+                project_eip("pr", "e"),
+                Key::ProjectEip {
+                    project: "pr",
+                    eip: "e",
+                },
+            ),
+            (vip_eip("h"), Key::VipEip("h")),
+            (eip_limits("pr"), Key::EipLimits("pr")),
         ];
         for (text, key) in cases {
             assert_eq!(Key::parse(&text), Some(key), "{text}");

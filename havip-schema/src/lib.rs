@@ -28,6 +28,12 @@
 //! | `/havip/v1/index/subnets/<subnet>/<vip>` | `{}`: one per VIP of the subnet (the per-subnet quota) | controller |
 //! | `/havip/v1/idempotency/<project>/<key>` | [`records::IdempotentCreate`], with a 24-hour lease | controller |
 //! | `/havip/v1/ids/<subnets\|ports\|vips>` | [`records::IdCounter`]: the next datapath id of that kind | controller |
+//! | `/havip/v1/eip-pools/<pool>` | [`records::EipPool`]: its gateway and address ranges | controller (operator) |
+//! | `/havip/v1/eips/<eip>` | [`records::Eip`]: the public address, its pool's gateway, the associated HAVIP `{id,address,subnet,network}` | controller |
+//! | `/havip/v1/eip-addrs/<pool>/<ip>` | [`records::EipClaim`]: the EIP holding that public address | controller |
+//! | `/havip/v1/index/project-eips/<project>/<eip>` | `{}`: one per EIP of the project (its EIP quota counts them) | controller |
+//! | `/havip/v1/vip-eips/<vip>` | [`records::VipEip`]: the EIP associated with the VIP (one per VIP) | controller |
+//! | `/havip/v1/limits/project-eips/<project>` | [`records::EipLimits`] | controller (operator) |
 //!
 //! Subnets, ports and VIPs carry a `datapath_id` the controller allocates
 //! (dense, never 0, never given twice); a VIP's bindings carry their
@@ -68,6 +74,7 @@
 //! and the index entries with the VIP.
 
 pub mod addresses;
+pub mod eips;
 pub mod guards;
 pub mod keys;
 pub mod limits;
@@ -121,6 +128,15 @@ pub fn check_record(key: &str, value: &[u8]) -> Result<(), RecordError> {
         }
         Some(Key::Idempotency { .. }) => decode::<IdempotentCreate>(value).map(|_| None)?,
         Some(Key::Ids(_)) => decode::<IdCounter>(value).map(|_| None)?,
+        Some(Key::EipPool(_)) => decode::<EipPool>(value)?.problem(),
+        Some(Key::Eip(_)) => decode::<Eip>(value)?.problem(),
+        Some(Key::EipAddr { .. }) => decode::<EipClaim>(value).map(|_| None)?,
+        Some(Key::ProjectEip { .. }) => decode::<IndexEntry>(value).map(|_| None)?,
+        Some(Key::VipEip(_)) => decode::<VipEip>(value).map(|_| None)?,
+        Some(Key::EipLimits(_)) => decode::<EipLimits>(value)?
+            .eips_per_project
+            .and_then(|n| limits::check("eips_per_project", Some(n)).err())
+            .map(|e| e.0),
     };
     match problem {
         Some(why) => Err(RecordError::Invalid(why)),

@@ -16,6 +16,8 @@ pub const DEFAULT_VIPS_PER_PROJECT: u32 = 100;
 /// The product's default: a subnet holds at most 50 HAVIPs (the per-subnet
 /// quota of the CTyun guide).
 pub const DEFAULT_VIPS_PER_SUBNET: u32 = 50;
+/// A project holds at most 20 EIPs unless an operator sets another quota.
+pub const DEFAULT_EIPS_PER_PROJECT: u32 = 20;
 /// The highest any count limit may be set to.
 pub const MAX_LIMIT: u32 = 10_000;
 

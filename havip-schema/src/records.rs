@@ -448,3 +448,101 @@ impl IdKind {
 /// An index entry (`index/...`): its existence counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {}
+
+/// A pool of public addresses (`eip-pools/<pool>`), served by one named
+/// EIP gateway (the `--gateway` of its `havip-agent gateway run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EipPool {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    pub gateway: String,
+    /// The pool's addresses: ranges of one family each, IPv4 and/or IPv6.
+    pub ranges: Vec<AddrRange>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EipPool {
+    /// What keeps this record from being a pool (see [`crate::eips`]).
+    pub fn problem(&self) -> Option<String> {
+        crate::eips::pool_problem(self)
+    }
+}
+
+/// The HAVIP an EIP is associated with, as the gateway needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EipVip {
+    pub id: String,
+    pub address: IpAddr,
+    pub subnet: String,
+    /// The subnet's datapath (network) id, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<u32>,
+}
+
+/// An EIP of a project (`eips/<eip>`): a public address of a pool, and
+/// the HAVIP it is associated with, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eip {
+    pub id: String,
+    pub project: String,
+    #[serde(default)]
+    pub name: String,
+    pub pool: String,
+    /// The pool's gateway when the EIP was allocated (pools never change
+    /// their gateway).
+    pub gateway: String,
+    pub ip_version: IpVersion,
+    pub address: IpAddr,
+    pub status: Status,
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub havip: Option<EipVip>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Eip {
+    /// An address of the other family, or an association across families.
+    pub fn problem(&self) -> Option<String> {
+        if IpVersion::of(&self.address) != self.ip_version {
+            return Some(format!(
+                "its address {} is not {}",
+                self.address,
+                self.ip_version.as_str()
+            ));
+        }
+        if let Some(vip) = &self.havip {
+            if IpVersion::of(&vip.address) != self.ip_version {
+                return Some(format!(
+                    "its HAVIP's address {} is not {}",
+                    vip.address,
+                    self.ip_version.as_str()
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Who holds a public address of a pool (`eip-addrs/<pool>/<ip>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EipClaim {
+    pub eip: String,
+    pub project: String,
+}
+
+/// The EIP associated with a VIP (`vip-eips/<vip>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipEip {
+    pub eip: String,
+    pub address: IpAddr,
+}
+
+/// A project's EIP quota (`limits/project-eips/<project>`); `None`: the
+/// default ([`crate::limits::DEFAULT_EIPS_PER_PROJECT`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EipLimits {
+    #[serde(default)]
+    pub eips_per_project: Option<u32>,
+}

@@ -31,6 +31,8 @@
 //!   controller, queried through its HTTP API.
 //! - [`browser`]: headless chromium through chromedriver (WebDriver), in
 //!   a namespace, for the console test.
+//! - [`eip_gateway`]: the EIP gateway and an internet namespace behind
+//!   it, probes from there to an EIP.
 //! - [`bench`]: `havip-bench`, the datapath's benchmarks and their report.
 //!
 //! Environment:
@@ -58,6 +60,7 @@ pub mod capture;
 pub mod cleanup;
 pub mod cmd;
 pub mod cross_host;
+pub mod eip_gateway;
 pub mod etcd_watch;
 pub mod fabric;
 pub mod failover;

@@ -15,262 +15,20 @@
 //! lab's other tests.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
-use havip_tests::agent::agent_bin;
+use anyhow::{ensure, Context, Result};
+use havip_tests::eip_gateway::{Eips, Gateway, Probes};
 use havip_tests::ha::HaPair;
 use havip_tests::lab::{Lab, ECHO_PORT, VIP4, VIP6, VM1, VM2};
-use havip_tests::netns::{command_in, Netns};
+use havip_tests::netns::Netns;
 use havip_tests::rogue;
 
 const EIP4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 19);
 const EIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x19);
 const TCP_PORT: u16 = 8080;
-
-/// The gateway and the internet namespace, and the gateway agent.
-struct Gateway {
-    inet: Netns,
-    /// Held: the namespace goes with the gateway.
-    _ns: Netns,
-    agent: Child,
-    pin_dir: PathBuf,
-}
-
-impl Gateway {
-    fn start(lab: &Lab) -> Result<Self> {
-        let ns = Netns::new(&format!("{}-gw", lab.stem))?;
-        let inet = Netns::new(&format!("{}-inet", lab.stem))?;
-        // The gateway's internal side: a plain port of the hypervisor's
-        // bridge (no VM port: nothing of havip's hypervisor datapath on it).
-        lab.hv.ip(&[
-            "link",
-            "add",
-            "gw-port",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "gw-int",
-            "netns",
-            ns.name(),
-        ])?;
-        lab.hv
-            .ip(&["link", "set", "gw-port", "master", "br0", "up"])?;
-        ns.ip(&[
-            "link",
-            "add",
-            "gw-ext",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            inet.name(),
-        ])?;
-        for (n, dev, v4, v6) in [
-            (&ns, "gw-int", "10.0.6.1/24", "fd00:6::1/64"),
-            (&ns, "gw-ext", "203.0.113.1/24", "2001:db8:1::1/64"),
-            (&inet, "eth0", "203.0.113.2/24", "2001:db8:1::2/64"),
-        ] {
-            n.ip(&["addr", "add", v4, "dev", dev])?;
-            n.ip(&["-6", "addr", "add", v6, "dev", dev, "nodad"])?;
-            n.ip(&["link", "set", dev, "up"])?;
-        }
-        inet.ip(&["route", "add", "198.51.100.0/24", "via", "203.0.113.1"])?;
-        inet.ip(&[
-            "-6",
-            "route",
-            "add",
-            "2001:db8:100::/64",
-            "via",
-            "2001:db8:1::1",
-        ])?;
-        ns.sysctl("net.ipv4.ip_forward", "1")?;
-        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        for vm in [&lab.vm1, &lab.vm2] {
-            vm.ns.ip(&["route", "add", "default", "via", "10.0.6.1"])?;
-            vm.ns
-                .ip(&["-6", "route", "add", "default", "via", "fd00:6::1"])?;
-        }
-
-        let config = lab.dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "external = \"gw-ext\"\ninternal = \"gw-int\"\nnetwork = 1\n\n\
-                 [[eip]]\neip = \"{EIP4}\"\nvip = \"{VIP4}\"\n\n\
-                 [[eip]]\neip = \"{EIP6}\"\nvip = \"{VIP6}\"\n"
-            ),
-        )?;
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}-gw", lab.stem));
-        let log = std::fs::File::create(lab.dir.join("gateway.log"))?;
-        let agent = command_in(ns.name(), &agent_bin()?)?
-            .args(["gateway", "run", "--config"])
-            .arg(&config)
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start the gateway agent")?;
-        let gw = Self {
-            inet,
-            _ns: ns,
-            agent,
-            pin_dir,
-        };
-        gw.wait(|s| s.contains("counters:"), Duration::from_secs(10))
-            .context("the gateway agent did not come up")?;
-        Ok(gw)
-    }
-
-    fn status(&self) -> Result<String> {
-        let out = std::process::Command::new(agent_bin()?)
-            .args(["gateway", "status", "--pin-dir"])
-            .arg(&self.pin_dir)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "gateway status: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    fn wait(&self, ok: impl Fn(&str) -> bool, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            let s = self.status().unwrap_or_default();
-            if ok(&s) {
-                return Ok(s);
-            }
-            if start.elapsed() > timeout {
-                bail!("gateway status after {timeout:?}:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `havip-agent gateway status`'s line for `eip`.
-    fn owner_line(&self, eip: IpAddr) -> Result<String> {
-        let s = self.status()?;
-        s.lines()
-            .find(|l| l.trim_start().starts_with(&format!("{eip} ->")))
-            .map(str::to_owned)
-            .with_context(|| format!("{eip} not in the gateway's status:\n{s}"))
-    }
-
-    fn counter(&self, name: &str) -> Result<u64> {
-        let s = self.status()?;
-        s.lines()
-            .filter_map(|l| l.trim().rsplit_once(' '))
-            .find(|(n, _)| n.trim_start_matches("drop ") == name)
-            .and_then(|(_, v)| v.parse().ok())
-            .with_context(|| format!("no counter {name} in:\n{s}"))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
-        if let Ok(bin) = agent_bin() {
-            let _ = std::process::Command::new(bin)
-                .args(["gateway", "detach", "--unpin", "--pin-dir"])
-                .arg(&self.pin_dir)
-                .stdout(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// UDP probes from the internet to an EIP, every 10 ms: who answered when.
-struct Probes {
-    replies: Arc<Mutex<Vec<(Instant, String)>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Probes {
-    fn start(inet: &Netns, eip: IpAddr) -> Result<Self> {
-        let replies = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (replies.clone(), stop.clone());
-        inet.spawn_thread("eip-probes", move || -> Result<()> {
-            let bind: SocketAddr = if eip.is_ipv4() {
-                "0.0.0.0:0".parse()?
-            } else {
-                "[::]:0".parse()?
-            };
-            let sock = UdpSocket::bind(bind)?;
-            sock.set_read_timeout(Some(Duration::from_millis(10)))?;
-            let mut buf = [0u8; 256];
-            let mut next = Instant::now();
-            while !s.load(Ordering::Relaxed) {
-                if Instant::now() >= next {
-                    let _ = sock.send_to(b"probe", SocketAddr::new(eip, ECHO_PORT));
-                    next += Duration::from_millis(10);
-                }
-                if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).trim().to_string();
-                    r.lock().unwrap().push((Instant::now(), text));
-                }
-            }
-            Ok(())
-        })?;
-        Ok(Self { replies, stop })
-    }
-
-    fn wait_reply_from(&self, who: &str, after: Instant, timeout: Duration) -> Result<Instant> {
-        let start = Instant::now();
-        loop {
-            if let Some((t, _)) = self
-                .replies
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(t, text)| *t >= after && text.contains(who))
-            {
-                return Ok(*t);
-            }
-            if start.elapsed() > timeout {
-                let replies = self.replies.lock().unwrap();
-                let seen: Vec<String> = replies
-                    .iter()
-                    .rev()
-                    .take(5)
-                    .map(|(_, t)| t.clone())
-                    .collect();
-                bail!(
-                    "no reply from {who} through the EIP within {timeout:?} ({} replies, the last: {seen:?})",
-                    replies.len()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn replies_from_since(&self, who: &str, after: Instant) -> usize {
-        self.replies
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, text)| *t >= after && text.contains(who))
-            .count()
-    }
-}
-
-impl Drop for Probes {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// A TCP server on the VIP in `vm`, answering each connection with its
 /// role after reading to the end.
@@ -378,7 +136,12 @@ fn eip_traffic_follows_the_master_and_a_rogue_changes_nothing() -> Result<()> {
     lab.start_agent()?;
     // The gateway first: it learns the owner from the master's first
     // announcements.
-    let gw = Gateway::start(&lab)?;
+    let gw = Gateway::start(
+        (&lab.hv, "br0"),
+        (&lab.stem, &lab.dir),
+        &[&lab.vm1, &lab.vm2],
+        Eips::File(vec![(EIP4.into(), VIP4.into()), (EIP6.into(), VIP6.into())]),
+    )?;
     let mut ha = HaPair::start(&lab)?;
     let eips = [IpAddr::V4(EIP4), IpAddr::V6(EIP6)];
     let vips = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)];

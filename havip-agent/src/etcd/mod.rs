@@ -48,7 +48,7 @@ use havip_schema::{
 };
 use log::{debug, error, info, warn};
 
-use self::snapshot::decode;
+pub(crate) use self::snapshot::decode;
 pub use self::snapshot::{datapath_id, keep_in_force, numeric_id, to_config, Programmed, Snapshot};
 use crate::{
     connection::{retry_delay, Connection},

@@ -286,7 +286,7 @@ impl Snapshot {
     }
 }
 
-pub(super) fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
     match serde_json::from_slice(value) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -80,6 +80,9 @@ pub struct GatewayConfig {
     pub network: u32,
     pub max_eips: u32,
     pub associations: Vec<Association>,
+    /// EIPs this gateway holds without a VIP (from etcd: allocated, not
+    /// associated): their packets are dropped, counted.
+    pub held: Vec<IpAddr>,
 }
 
 impl GatewayConfig {
@@ -127,26 +130,13 @@ impl GatewayConfig {
         let (mut eips, mut vips) = (HashSet::new(), HashSet::new());
         let mut associations = Vec::with_capacity(file.eip.len());
         for e in &file.eip {
-            if e.eip.is_ipv4() != e.vip.is_ipv4() {
-                return rule(format!(
-                    "EIP {} and VIP {}: not one family (1:1 translation keeps it)",
-                    e.eip, e.vip
-                ));
-            }
-            for (what, addr) in [("EIP", e.eip), ("VIP", e.vip)] {
-                if addr.is_unspecified()
-                    || addr.is_multicast()
-                    || addr.is_loopback()
-                    || is_broadcast(addr)
-                {
-                    return rule(format!("{what} {addr} cannot be translated"));
-                }
-            }
-            if !eips.insert(e.eip) {
-                return rule(format!("EIP {} is given twice", e.eip));
-            }
-            if !vips.insert(e.vip) {
-                return rule(format!("VIP {} has two EIPs", e.vip));
+            let a = Association {
+                eip: e.eip,
+                vip: e.vip,
+                owner: None,
+            };
+            if let Some(why) = association_problem(&a, &mut eips, &mut vips) {
+                return rule(why);
             }
             let owner = match &e.owner {
                 None => None,
@@ -158,14 +148,7 @@ impl GatewayConfig {
                         .into_array(),
                 ),
             };
-            associations.push(Association {
-                eip: e.eip,
-                vip: e.vip,
-                owner,
-            });
-        }
-        if let Some(both) = eips.intersection(&vips).next() {
-            return rule(format!("{both} is both an EIP and a VIP"));
+            associations.push(Association { owner, ..a });
         }
         Ok(Self {
             external: file.external,
@@ -173,8 +156,47 @@ impl GatewayConfig {
             network: file.network,
             max_eips: file.max_eips,
             associations,
+            held: Vec::new(),
         })
     }
+}
+
+/// What keeps `a` from being translated beside the EIPs and VIPs seen so
+/// far (which it joins when it can be): two families, an address no
+/// packet has, an EIP given twice, a VIP with two EIPs, an address that
+/// is both an EIP and a VIP.
+pub fn association_problem(
+    a: &Association,
+    eips: &mut HashSet<IpAddr>,
+    vips: &mut HashSet<IpAddr>,
+) -> Option<String> {
+    if a.eip.is_ipv4() != a.vip.is_ipv4() {
+        return Some(format!(
+            "EIP {} and VIP {}: not one family (1:1 translation keeps it)",
+            a.eip, a.vip
+        ));
+    }
+    for (what, addr) in [("EIP", a.eip), ("VIP", a.vip)] {
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || is_broadcast(addr)
+        {
+            return Some(format!("{what} {addr} cannot be translated"));
+        }
+    }
+    if eips.contains(&a.eip) {
+        return Some(format!("EIP {} is given twice", a.eip));
+    }
+    if vips.contains(&a.vip) {
+        return Some(format!("VIP {} has two EIPs", a.vip));
+    }
+    if let Some(both) = [a.eip, a.vip]
+        .into_iter()
+        .find(|x| eips.contains(x) || vips.contains(x) || a.eip == a.vip)
+    {
+        return Some(format!("{both} is both an EIP and a VIP"));
+    }
+    eips.insert(a.eip);
+    vips.insert(a.vip);
+    None
 }
 
 fn is_broadcast(addr: IpAddr) -> bool {

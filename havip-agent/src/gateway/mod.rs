@@ -9,8 +9,13 @@
 //! so a restart or an upgrade never stops the translation; on SIGTERM the
 //! links stay (`detach` takes them off). Owner changes the datapath
 //! learns are logged.
+//!
+//! With `--etcd URL --gateway NAME` the EIPs and their VIPs' owners come
+//! from etcd instead of the file, followed by a watch ([`follow`]); the
+//! file then gives the interfaces and the network only.
 
 pub mod config;
+pub mod follow;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,7 @@ use aya::{
     },
     Ebpf, EbpfError, EbpfLoader,
 };
+use chrono::{DateTime, Utc};
 use havip_common::{
     gateway::{
         GatewayConf, GatewayCounter, GatewayOwner, EIP_NETWORK, LEARNED_FROM_AGENT,
@@ -33,8 +39,10 @@ use havip_common::{
     maps::{self, GATEWAY_MAPS, GATEWAY_SIZED, GW_IN_PROGRAM, GW_OUT_PROGRAM},
     NetworkAddr,
 };
-use log::{info, warn};
+use log::{debug, info, warn};
+use std::net::IpAddr;
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 use crate::{
     attach::{self, AttachMode},
@@ -80,6 +88,8 @@ pub enum GatewayError {
     },
     #[error("map {0} is not in the datapath object (an object older than the gateway?)")]
     MissingMap(&'static str),
+    #[error("{0}: with --etcd the EIPs come from etcd: remove its [[eip]] entries")]
+    EipsInFile(PathBuf),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -90,12 +100,110 @@ pub struct RunOptions {
     pub pin_dir: PathBuf,
     pub mode: AttachMode,
     pub bpf_object: Option<PathBuf>,
+    /// Follow the EIPs of this gateway in etcd (`None`: the file's).
+    pub etcd: Option<follow::FollowOptions>,
+}
+
+/// The config in force: the file's interfaces, and the EIPs of etcd when
+/// the gateway follows it.
+fn in_force(file: &GatewayConfig, served: Option<&follow::Served>) -> GatewayConfig {
+    let mut c = file.clone();
+    if let Some(s) = served {
+        let room = c.max_eips as usize;
+        if s.associations.len() + s.held.len() > room {
+            warn!(
+                "gateway: {} EIPs in etcd, the maps hold {room} (max_eips): the rest are not served",
+                s.associations.len() + s.held.len()
+            );
+        }
+        c.associations = s.associations.iter().take(room).copied().collect();
+        c.held = s
+            .held
+            .iter()
+            .take(room.saturating_sub(c.associations.len()))
+            .copied()
+            .collect();
+    }
+    c
+}
+
+/// The etcd side of a running gateway: what was read last, the owner
+/// records taken up, and when the wire last taught each VIP's owner.
+#[derive(Default)]
+struct Followed {
+    served: Option<follow::Served>,
+    /// VIP -> the `since` of the owner record last written into the map.
+    taken_up: HashMap<IpAddr, DateTime<Utc>>,
+    /// VIP -> when the gateway saw the datapath learn its owner on the wire.
+    wire: HashMap<IpAddr, DateTime<Utc>>,
+}
+
+impl Followed {
+    /// Writes the owners of etcd's records that are new since the last
+    /// read into the map, unless the wire taught another owner later.
+    fn apply_owners(&mut self, ebpf: &mut Ebpf, network: u32) -> Result<(), GatewayError> {
+        let Some(served) = &self.served else {
+            return Ok(());
+        };
+        let mut owners = hash::<GatewayOwner>(ebpf, maps::GW_OWNERS)?;
+        for (vip, (mac, since)) in &served.owners {
+            let new_record = self.taken_up.insert(*vip, *since) != Some(*since);
+            let key = util::network_addr(network, *vip);
+            let current = owners.get(&key, 0).ok();
+            if current.is_some_and(|o| o.mac == *mac) {
+                continue;
+            }
+            // A record already taken up does not undo what the wire taught
+            // since; none in the map (a VIP associated again) takes it.
+            if current.is_some() && !new_record {
+                continue;
+            }
+            if current.is_some() && self.wire.get(vip).is_some_and(|w| w > since) {
+                debug!("gateway: VIP {vip}: the owner learned on the wire is newer than etcd's ({since})");
+                continue;
+            }
+            let owner = GatewayOwner {
+                mac: *mac,
+                learned: LEARNED_FROM_AGENT,
+                _pad: 0,
+            };
+            owners
+                .insert(key, owner, 0)
+                .map_err(map_err(maps::GW_OWNERS))?;
+            info!(
+                "gateway: VIP {vip} is owned by {} (from etcd, since {since})",
+                util::format_mac(mac)
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn next_served(rx: &mut Option<mpsc::Receiver<follow::Served>>) -> Option<follow::Served> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> Result<(), GatewayError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut config = GatewayConfig::load(&opts.config)?;
+    let mut file = GatewayConfig::load(&opts.config)?;
+    if opts.etcd.is_some() && !file.associations.is_empty() {
+        return Err(GatewayError::EipsInFile(opts.config.clone()));
+    }
+    let mut followed = Followed::default();
+    let mut rx = opts.etcd.clone().map(|f| {
+        let (tx, rx) = mpsc::channel(4);
+        info!(
+            "gateway: following the EIPs of gateway {} in etcd",
+            f.gateway
+        );
+        tokio::spawn(follow::follow(f, tx));
+        rx
+    });
+    let mut config = in_force(&file, None);
     pins::ensure_pin_dir(&opts.pin_dir)?;
     let mut ebpf = load(&opts, config.max_eips)?;
     let mode = match opts.mode {
@@ -122,22 +230,51 @@ pub async fn run(opts: RunOptions) -> Result<(), GatewayError> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(OWNER_LOG);
     let mut known = HashMap::new();
+    let mut first_tick = true;
     loop {
         tokio::select! {
             _ = hup.recv() => match GatewayConfig::load(&opts.config) {
                 Ok(next) if next.internal != config.internal || next.external != config.external => {
                     warn!("gateway: {}: the interfaces changed: restart the gateway for that; kept the running config", opts.config.display());
                 }
-                Ok(next) => match apply(&mut ebpf, &next) {
-                    Ok(()) => {
-                        info!("gateway: reloaded {}: {} EIP(s)", opts.config.display(), next.associations.len());
-                        config = next;
+                Ok(next) if rx.is_some() && !next.associations.is_empty() => {
+                    warn!("gateway: {}; kept the running config", GatewayError::EipsInFile(opts.config.clone()));
+                }
+                Ok(next) => {
+                    let want = in_force(&next, followed.served.as_ref());
+                    match apply(&mut ebpf, &want) {
+                        Ok(()) => {
+                            info!("gateway: reloaded {}: {} EIP(s)", opts.config.display(), want.associations.len());
+                            (file, config) = (next, want);
+                        }
+                        Err(e) => warn!("gateway: cannot apply {}: {e}", opts.config.display()),
                     }
-                    Err(e) => warn!("gateway: cannot apply {}: {e}", opts.config.display()),
-                },
+                }
                 Err(e) => warn!("gateway: {e}; kept the running config"),
             },
-            _ = ticker.tick() => log_owner_changes(&mut ebpf, &config, &mut known),
+            Some(served) = next_served(&mut rx) => {
+                let want = in_force(&file, Some(&served));
+                followed.served = Some(served);
+                match apply(&mut ebpf, &want) {
+                    Ok(()) => {
+                        if want.associations != config.associations || want.held != config.held {
+                            info!("gateway: from etcd: {} EIP(s) associated, {} held", want.associations.len(), want.held.len());
+                        }
+                        config = want;
+                        if let Err(e) = followed.apply_owners(&mut ebpf, config.network) {
+                            warn!("gateway: cannot write the owners from etcd: {e}");
+                        }
+                    }
+                    Err(e) => warn!("gateway: cannot apply the EIPs from etcd: {e}"),
+                }
+            },
+            _ = ticker.tick() => {
+                // The owners in the maps at start were learned at some
+                // time unknown: only changes seen since are dated.
+                let wire = (!first_tick).then_some(&mut followed.wire);
+                log_owner_changes(&mut ebpf, &config, &mut known, wire);
+                first_tick = false;
+            },
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -279,6 +416,13 @@ pub fn apply(ebpf: &mut Ebpf, config: &GatewayConfig) -> Result<(), GatewayError
         })
         .collect();
     let vips: Vec<NetworkAddr> = want.values().copied().collect();
+    // A held EIP points at itself in the EIPs' own network, where no
+    // owner ever is: its packets are dropped (no_owner), counted.
+    let mut want = want;
+    for eip in &config.held {
+        let key = util::network_addr(EIP_NETWORK, *eip);
+        want.entry(key).or_insert(key);
+    }
     let stale_eips: Vec<NetworkAddr> = hash::<NetworkAddr>(ebpf, maps::GW_EIPS)?
         .keys()
         .filter_map(Result::ok)
@@ -293,7 +437,7 @@ pub fn apply(ebpf: &mut Ebpf, config: &GatewayConfig) -> Result<(), GatewayError
     // The VIP side first, so that an EIP found inbound has all it needs;
     // on removal the EIP goes first.
     let mut eip_of = hash::<NetworkAddr>(ebpf, maps::GW_EIP_OF)?;
-    for (eip, vip) in &want {
+    for (eip, vip) in want.iter().filter(|(e, v)| e != v) {
         eip_of
             .insert(vip, eip, 0)
             .map_err(map_err(maps::GW_EIP_OF))?;
@@ -342,6 +486,7 @@ fn log_owner_changes(
     ebpf: &mut Ebpf,
     config: &GatewayConfig,
     known: &mut HashMap<NetworkAddr, [u8; 6]>,
+    mut wire: Option<&mut HashMap<IpAddr, DateTime<Utc>>>,
 ) {
     let Ok(owners) = hash::<GatewayOwner>(ebpf, maps::GW_OWNERS) else {
         return;
@@ -362,6 +507,12 @@ fn log_owner_changes(
             util::format_mac(&owner.mac),
             learned_name(owner.learned)
         );
+        if let Some(wire) = wire
+            .as_mut()
+            .filter(|_| owner.learned != LEARNED_FROM_AGENT)
+        {
+            wire.insert(util::ip_of(&vip), Utc::now());
+        }
         known.insert(vip, owner.mac);
     }
 }

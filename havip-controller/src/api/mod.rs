@@ -16,6 +16,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod eips;
 mod extract;
 mod networks;
 
@@ -59,6 +60,7 @@ Errors are `{\"error\":{\"code\":...,\"message\":...}}` with a stable code.",
         (name = "havip", description = "High-availability virtual IPs"),
         (name = "network", description = "VPCs, subnets and ports (registered by orchestration with an operator token)"),
         (name = "limits", description = "Ports-per-VIP, VIPs-per-port, VIPs-per-project and VIPs-per-subnet limits (operator)"),
+        (name = "eip", description = "EIPs: public addresses of pools, associated with HAVIPs (pools and EIP quotas: operator)"),
         (name = "records", description = "Stored records that cannot be read (operator)"),
         (name = "meta", description = "Health and this document"),
     )
@@ -111,6 +113,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_vip_limits))
         .routes(routes!(get_project_limits, set_project_limits))
         .routes(routes!(corrupt_records))
+        .merge(eips::routes())
 }
 
 /// Adds the bearer scheme and the error responses every authenticated
@@ -124,14 +127,14 @@ fn finish_doc(doc: &mut OpenApiDoc) {
     let errors: &[(u16, &str)] = &[
         (
             400,
-            "invalid_argument, address_out_of_range, port_in_other_subnet",
+            "invalid_argument, address_out_of_range, port_in_other_subnet, ip_version_mismatch",
         ),
         (401, "unauthenticated"),
         (403, "forbidden"),
         (404, "not_found"),
         (
             409,
-            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict, corrupt_record",
+            "address_in_use, subnet_exhausted, quota_exceeded, wrong_state, conflict, corrupt_record, pool_exhausted, already_associated",
         ),
         (413, "payload_too_large"),
         (500, "internal"),

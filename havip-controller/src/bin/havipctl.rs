@@ -6,6 +6,8 @@
 //! havipctl list [--query web] [--status available] [--subnet sn-1] [--vm vm-1]
 //! havipctl show ID | bind ID PORT... | unbind ID PORT... | set-ports ID [PORT...]
 //! havipctl rename ID NAME | describe ID TEXT | delete ID... | export --format xlsx -o havips.xlsx
+//! havipctl eip allocate --pool POOL [--address IP] | associate EIP HAVIP | disassociate EIP | release EIP
+//! havipctl eip-pool create POOL --gateway GW --range 198.51.100.0/28 [--range 2001:db8::/120]
 //! ```
 
 use std::io::Write;
@@ -16,6 +18,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use havip_controller::client::Client;
 use havip_controller::model::*;
+
+#[path = "havipctl_cmds/eip.rs"]
+mod eip;
 
 #[derive(Parser)]
 #[command(version, about = "Manage high-availability virtual IPs (HAVIP)")]
@@ -136,6 +141,12 @@ enum Cmd {
     Register(RegisterCmd),
     /// List the stored records that cannot be read (operator).
     CorruptRecords,
+    /// EIPs: allocate, associate with a HAVIP, disassociate, release.
+    #[command(subcommand)]
+    Eip(eip::EipCmd),
+    /// EIP pools of public addresses (creating and deleting: operator).
+    #[command(subcommand)]
+    EipPool(eip::EipPoolCmd),
 }
 
 #[derive(Subcommand)]
@@ -312,6 +323,9 @@ fn print_vip(v: &Havip) {
             m.since
         ),
         None => println!("master:       -"),
+    }
+    if let Some(e) = &v.eip {
+        println!("eip:          {} ({})", e.address, e.id);
     }
     println!("project:      {}", v.project);
     println!("created:      {}", v.created_at);
@@ -530,6 +544,8 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::CorruptRecords => print_json(&c.corrupt_records().await?)?,
+        Cmd::Eip(cmd) => eip::run_eip(&c, args.json, cmd).await?,
+        Cmd::EipPool(cmd) => eip::run_pool(&c, cmd).await?,
     }
     Ok(())
 }

@@ -548,6 +548,12 @@ impl Store {
                     )));
                 }
                 Status::Available | Status::Failed => {
+                    if let Some(eip) = self.eip_of_vip(id).await? {
+                        return Err(Error::wrong_state(format!(
+                            "havip {id} has EIP {} ({}); disassociate it first",
+                            eip.eip, eip.address
+                        )));
+                    }
                     let limits = self.effective(&self.project_limits_rev(&vip.project).await?.0);
                     let Plan {
                         mut compares,
@@ -558,6 +564,7 @@ impl Store {
                     vip.generation += 1;
                     vip.status = Status::Deleting;
                     compares.push(unchanged(&vip_key, rev));
+                    compares.push(absent(&keys::vip_eip(id)));
                     ops.push(put(&vip_key, &vip));
                     // Success or lost race: read again either way.
                     if !self.commit(compares, ops).await? {

@@ -16,9 +16,11 @@
 //! - [`acks`]: the agents' side (owners, acks) and the ack reconciler.
 //! - [`corrupt`]: the scan for corrupt records.
 //! - [`ids`]: the datapath ids of subnets, ports and VIPs.
+//! - [`eips`]: EIP pools and EIPs (allocate, associate, release).
 
 mod acks;
 mod corrupt;
+mod eips;
 mod havips;
 mod ids;
 mod limits;

@@ -8,7 +8,7 @@ use havip_schema::records::{self, Ack};
 
 use super::{Scope, Store};
 use crate::error::{Error, Result};
-use crate::model::{Havip, HavipPage, ListQuery, MAX_PAGE_SIZE, MAX_QUERY};
+use crate::model::{Havip, HavipEip, HavipPage, ListQuery, MAX_PAGE_SIZE, MAX_QUERY};
 use crate::rules;
 
 impl Store {
@@ -31,7 +31,13 @@ impl Store {
             .read::<records::Owner>(&keys::owner(&vip.id))
             .await?
             .map(|(o, _)| o);
-        Ok(Havip::view(vip, &acks, owner, scope))
+        let eip = self.eip_of_vip(&vip.id).await?;
+        let mut view = Havip::view(vip, &acks, owner, scope);
+        view.eip = eip.map(|e| HavipEip {
+            id: e.eip,
+            address: e.address,
+        });
+        Ok(view)
     }
 
     /// Every HAVIP in scope with computed fields, newest first.
@@ -55,6 +61,14 @@ impl Store {
                 _ => None,
             })
             .collect();
+        let (eips, _) = self.list::<records::VipEip>(&keys::vip_eips()).await?;
+        let mut eips: HashMap<String, records::VipEip> = eips
+            .into_iter()
+            .filter_map(|(k, e, _)| match Key::parse(&k)? {
+                Key::VipEip(vip) => Some((vip.to_string(), e)),
+                _ => None,
+            })
+            .collect();
         let empty = HashMap::new();
         let mut out: Vec<Havip> = vips
             .into_iter()
@@ -63,7 +77,13 @@ impl Store {
             .map(|v| {
                 let owner = owners.remove(&v.id);
                 let acks = acks_by_vip.get(&v.id).unwrap_or(&empty);
-                Havip::view(v, acks, owner, scope)
+                let eip = eips.remove(&v.id);
+                let mut view = Havip::view(v, acks, owner, scope);
+                view.eip = eip.map(|e| HavipEip {
+                    id: e.eip,
+                    address: e.address,
+                });
+                view
             })
             .collect();
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
