@@ -56,6 +56,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod etcd_auth;
 pub mod export;
 pub mod metrics;
 pub mod model;

@@ -53,7 +53,10 @@ impl Store {
             split_brain: None,
         };
         if self
-            .commit(vec![vip_exists(vip)], vec![put(&keys::owner(vip), &owner)])
+            .commit(
+                vec![vip_exists(vip)],
+                vec![put(&keys::owner_report(vip, host), &owner)],
+            )
             .await?
         {
             Ok(())
@@ -132,10 +135,11 @@ impl Store {
             if vip.status == Status::Deleting {
                 return Ok(vip.status);
             }
-            let (acks, _) = self.list::<Ack>(&keys::acks_of(id)).await?;
-            let acks: BTreeMap<String, Ack> = acks
+            let acks: BTreeMap<String, Ack> = self
+                .reports_of(&vip)
+                .await?
+                .acks_of(id)
                 .into_iter()
-                .filter_map(|(k, a, _)| Some((keys::parse_ack(&k)?.1.to_string(), a)))
                 .filter(|(_, a)| a.generation == vip.generation)
                 .collect();
             let hosts: HashSet<&str> = vip.ports.iter().map(|b| b.host.as_str()).collect();
@@ -168,7 +172,8 @@ impl Store {
         Err(lost_race("reconcile havip"))
     }
 
-    /// Keeps VIP statuses in step with the ack keys agents write: reconciles
+    /// Keeps VIP statuses in step with the ack keys agents write (under
+    /// `reports/`): reconciles
     /// every VIP once, then each VIP whose acks change. A VIP that cannot be
     /// reconciled (a corrupt record) is logged and skipped; the others go
     /// on. Runs until etcd fails; the caller restarts it.
@@ -185,7 +190,7 @@ impl Store {
             .client
             .clone()
             .watch(
-                keys::acks(),
+                keys::all_reports(),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
