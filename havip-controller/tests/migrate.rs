@@ -90,3 +90,28 @@ async fn old_acks_and_owners_move_under_their_hosts() {
     let e = store.migrate().await.unwrap_err();
     assert!(e.message.contains("schema version 99"), "{e:?}");
 }
+
+#[tokio::test]
+async fn an_old_agent_s_acks_are_moved_while_serving() {
+    let etcd = Etcd::start();
+    let ctl = Controller::start(&etcd).await;
+    ctl.store.migrate().await.unwrap();
+    let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .unwrap();
+    // Give the reconciler's watch a moment to start.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let ack = r#"{"generation":1,"result":"programmed","at":"2026-01-01T00:00:00Z"}"#;
+    kv.put("/havip/v1/acks/havip-q/hv-7", ack, None)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while value(&mut kv, &keys::ack("havip-q", "hv-7")).await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old agent's ack was not moved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&mut kv, "/havip/v1/acks/havip-q/hv-7").await, None);
+}

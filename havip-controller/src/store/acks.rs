@@ -190,7 +190,7 @@ impl Store {
             .client
             .clone()
             .watch(
-                keys::all_reports(),
+                keys::root(),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
@@ -200,11 +200,19 @@ impl Store {
             .await?;
         while let Some(resp) = stream.message().await? {
             let mut seen = HashSet::new();
+            let mut old_layout = None;
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let Some((vip, _)) = keys::parse_ack(&key) else {
-                    continue;
+                let vip = match keys::Key::parse(&key) {
+                    Some(keys::Key::Ack { vip, .. }) => vip,
+                    Some(keys::Key::V1Ack { .. } | keys::Key::V1Owner(_))
+                        if event.event_type() == etcd_client::EventType::Put =>
+                    {
+                        old_layout = Some(key.clone());
+                        continue;
+                    }
+                    _ => continue,
                 };
                 if seen.insert(vip.to_string()) {
                     match self.reconcile(vip).await {
@@ -212,6 +220,16 @@ impl Store {
                         Err(e) if e.code == ErrorCode::NotFound => {}
                         Err(e) => log::warn!("reconcile {vip}: {e}"),
                     }
+                }
+            }
+            // An agent of schema version 1 still writes the old keys: move
+            // them (the moved acks are then reconciled as any) and say so.
+            if let Some(key) = old_layout {
+                log::warn!(
+                    "an agent of schema version 1 wrote {key}: moved under reports/; upgrade that host's agent"
+                );
+                if let Err(e) = self.migrate().await {
+                    log::warn!("migrate: {e}");
                 }
             }
         }
