@@ -34,9 +34,21 @@ fn make_ca(dir: &Path, ca: &str) {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", &format!("/CN={ca}"),
-            "-keyout", &format!("{ca}-key.pem"), "-out", &format!("{ca}.pem"),
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-keyout",
+            &format!("{ca}-key.pem"),
+            "-out",
+            &format!("{ca}.pem"),
         ],
     );
 }
@@ -46,18 +58,39 @@ fn make_cert(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) -> EtcdTls {
     openssl(
         dir,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", &format!("/CN={cn}"), "-keyout", &format!("{name}-key.pem"),
-            "-out", &format!("{name}.csr"),
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
         ],
     );
     std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.pem"),
-            "-CAkey", &format!("{ca}-key.pem"), "-CAcreateserial", "-days", "1",
-            "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.pem"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}-key.pem"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
         ],
     );
     EtcdTls {
@@ -68,7 +101,13 @@ fn make_cert(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) -> EtcdTls {
 }
 
 fn client_cert(dir: &Path, ca: &str, cn: &str) -> EtcdTls {
-    make_cert(dir, ca, &format!("{ca}-{cn}"), cn, "extendedKeyUsage=clientAuth\n")
+    make_cert(
+        dir,
+        ca,
+        &format!("{ca}-{cn}"),
+        cn,
+        "extendedKeyUsage=clientAuth\n",
+    )
 }
 
 struct TlsEtcd {
@@ -86,7 +125,10 @@ impl Drop for TlsEtcd {
 
 impl TlsEtcd {
     fn start() -> TlsEtcd {
-        let dir = tempfile::Builder::new().prefix("havip-etcd-tls").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("havip-etcd-tls")
+            .tempdir()
+            .unwrap();
         let d = dir.path();
         make_ca(d, "ca");
         make_cert(
@@ -104,7 +146,12 @@ impl TlsEtcd {
         let child = Command::new("etcd")
             .args(["--name", "test", "--data-dir"])
             .arg(path("data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("test={peer_url}")])
@@ -186,8 +233,11 @@ async fn hosts_write_only_their_reports_and_certificates_are_required() {
     // hv1 writes its own ack and owner report and reads the root.
     let mut c1 = etcd.client(&hv1).await;
     let ack = r#"{"generation":1,"result":"programmed","at":"2026-01-01T00:00:00Z"}"#;
-    let owner = |host: &str| format!(r#"{{"port":"p","host":"{host}","since":"2026-01-01T00:00:00Z"}}"#);
-    c1.put(keys::ack("havip-x", "hv1"), ack, None).await.unwrap();
+    let owner =
+        |host: &str| format!(r#"{{"port":"p","host":"{host}","since":"2026-01-01T00:00:00Z"}}"#);
+    c1.put(keys::ack("havip-x", "hv1"), ack, None)
+        .await
+        .unwrap();
     c1.put(keys::owner_report("havip-x", "hv1"), owner("hv1"), None)
         .await
         .unwrap();
@@ -195,13 +245,23 @@ async fn hosts_write_only_their_reports_and_certificates_are_required() {
 
     // ... and nothing else: another host's ack or owner report, a host
     // whose name starts with its own, the controller's records.
-    denied(c1.put(keys::ack("havip-x", "hv2"), ack, None).await, "hv1 acking as hv2");
     denied(
-        c1.put(keys::owner_report("havip-x", "hv2"), owner("hv2"), None).await,
+        c1.put(keys::ack("havip-x", "hv2"), ack, None).await,
+        "hv1 acking as hv2",
+    );
+    denied(
+        c1.put(keys::owner_report("havip-x", "hv2"), owner("hv2"), None)
+            .await,
         "hv1 reporting an owner as hv2",
     );
-    denied(c1.put(keys::ack("havip-x", "hv10"), ack, None).await, "hv1 acking as hv10");
-    denied(c1.put(keys::vip("havip-x"), "{}", None).await, "hv1 writing a VIP");
+    denied(
+        c1.put(keys::ack("havip-x", "hv10"), ack, None).await,
+        "hv1 acking as hv10",
+    );
+    denied(
+        c1.put(keys::vip("havip-x"), "{}", None).await,
+        "hv1 writing a VIP",
+    );
     denied(
         c1.put(keys::host_port("hv1", "p"), "{}", None).await,
         "hv1 writing its own ports",
@@ -237,7 +297,16 @@ async fn hosts_write_only_their_reports_and_certificates_are_required() {
     };
     assert!(refused, "a certificate of another CA was taken");
     let plain = format!("http://{}", etcd.url.trim_start_matches("https://"));
-    let refused = match Client::connect([plain.as_str()], Some(ConnectOptions::new().with_timeout(Duration::from_secs(2)).with_connect_timeout(Duration::from_secs(2)))).await {
+    let refused = match Client::connect(
+        [plain.as_str()],
+        Some(
+            ConnectOptions::new()
+                .with_timeout(Duration::from_secs(2))
+                .with_connect_timeout(Duration::from_secs(2)),
+        ),
+    )
+    .await
+    {
         Err(_) => true,
         Ok(mut c) => c.get(keys::schema(), None).await.is_err(),
     };

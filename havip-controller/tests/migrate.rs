@@ -106,7 +106,10 @@ async fn an_old_agent_s_acks_are_moved_while_serving() {
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while value(&mut kv, &keys::ack("havip-q", "hv-7")).await.is_none() {
+    while value(&mut kv, &keys::ack("havip-q", "hv-7"))
+        .await
+        .is_none()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the old agent's ack was not moved"
