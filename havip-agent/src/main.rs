@@ -60,6 +60,18 @@ enum Command {
         /// This hypervisor's name in the controller (with --etcd).
         #[arg(long, value_name = "NAME", requires = "etcd")]
         host: Option<String>,
+        /// Reach etcd over TLS: the CA (PEM) that signed etcd's certificate
+        /// (with --etcd-cert and --etcd-key).
+        #[arg(long, value_name = "PEM", requires = "etcd")]
+        etcd_ca: Option<PathBuf>,
+        /// This host's client certificate (PEM); with etcd's
+        /// --client-cert-auth its common name is the etcd user, which must
+        /// be the host's name (`havip-controller etcd-auth add-host NAME`).
+        #[arg(long, value_name = "PEM", requires = "etcd")]
+        etcd_cert: Option<PathBuf>,
+        /// The key (PEM) of --etcd-cert.
+        #[arg(long, value_name = "PEM", requires = "etcd")]
+        etcd_key: Option<PathBuf>,
         /// Where the agent keeps the last state it read from etcd (with
         /// --etcd), to serve it when etcd is unreachable at start.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/havip")]
@@ -289,6 +301,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             config,
             etcd,
             host,
+            etcd_ca,
+            etcd_cert,
+            etcd_key,
             state_dir,
             pin_dir,
             xdp_mode,
@@ -298,10 +313,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             metrics_listen,
             max_vips,
         } => {
+            let tls = havip_schema::tls::EtcdTls::from_parts(etcd_ca, etcd_cert, etcd_key)
+                .map_err(anyhow::Error::msg)?;
             let source = match (config, host) {
                 (Some(path), _) => Source::File(path),
                 (None, Some(host)) => Source::Etcd(EtcdOptions {
                     endpoints: etcd,
+                    tls,
                     cache: Some(state_dir.join(format!("etcd-snapshot-{host}.json"))),
                     host,
                 }),

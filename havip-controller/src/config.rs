@@ -4,6 +4,11 @@
 //! listen = "127.0.0.1:8780"
 //! etcd = ["http://127.0.0.1:2379"]
 //!
+//! [etcd_tls]          # optional: TLS with a client certificate (CN = etcd user)
+//! ca = "/etc/havip/etcd-ca.pem"
+//! cert = "/etc/havip/controller.pem"
+//! key = "/etc/havip/controller-key.pem"
+//!
 //! [limits]            # defaults; operators change them per project or VIP
 //! ports_per_vip = 3   # at most 16, what the datapath holds
 //! vips_per_port = 5
@@ -51,6 +56,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// etcd client URLs.
     pub etcd: Vec<String>,
+    /// TLS to etcd with a client certificate (`[etcd_tls]`: `ca`, `cert`,
+    /// `key`, PEM files); its common name is the controller's etcd user.
+    #[serde(default)]
+    pub etcd_tls: Option<havip_schema::tls::EtcdTls>,
     #[serde(default)]
     pub limits: LimitsConfig,
     pub tokens: Vec<TokenConfig>,

@@ -59,6 +59,7 @@ pub mod config;
 pub mod console;
 pub mod eip_model;
 pub mod error;
+pub mod etcd_auth;
 pub mod export;
 pub mod metrics;
 pub mod model;

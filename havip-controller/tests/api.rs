@@ -559,9 +559,13 @@ async fn states_acks_owner_and_delete() {
         .unwrap();
     let ack =
         serde_json::json!({"generation": 2, "result": "programmed", "at": "2026-01-01T00:00:00Z"});
-    kv.put(format!("/havip/v1/acks/{id}/hv-1"), ack.to_string(), None)
-        .await
-        .unwrap();
+    kv.put(
+        format!("/havip/v1/reports/hv-1/acks/{id}"),
+        ack.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
     wait_status(&a, id, Status::Available).await;
 
     // Failure → failed, with the reason; failed VIPs can be deleted.
@@ -617,8 +621,9 @@ async fn states_acks_owner_and_delete() {
         .iter()
         .all(|p| p.vips.is_empty()));
     for prefix in [
-        format!("/havip/v1/acks/{id}/"),
-        format!("/havip/v1/owners/{id}"),
+        format!("/havip/v1/reports/hv-1/acks/{id}"),
+        format!("/havip/v1/reports/hv-2/acks/{id}"),
+        format!("/havip/v1/reports/hv-1/owners/{id}"),
     ] {
         let r = kv
             .get(

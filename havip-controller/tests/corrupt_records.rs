@@ -36,9 +36,9 @@ async fn a_corrupt_record_harms_only_itself() {
         "/havip/v1/vips/havip-zz".into(),
         "/havip/v1/addrs/sn-a/10.0.0.77".into(),
         "/havip/v1/hosts/hv-1/ports/pz".into(),
-        format!("/havip/v1/acks/{}/hv-9", va.id),
-        "/havip/v1/acks/havip-zz/hv-1".into(),
-        format!("/havip/v1/owners/{}", va.id),
+        format!("/havip/v1/reports/hv-9/acks/{}", va.id),
+        "/havip/v1/reports/hv-1/acks/havip-zz".into(),
+        format!("/havip/v1/reports/hv-1/owners/{}", va.id),
         "/havip/v1/limits/projects/proj-c".into(),
         "/havip/v1/index/projects/proj-c/havip-zz".into(),
         "/havip/v1/index/subnets/sn-z/havip-zz".into(),
@@ -88,9 +88,13 @@ async fn a_corrupt_record_harms_only_itself() {
     let ack =
         serde_json::json!({"generation": 1, "result": "programmed", "at": "2026-01-01T00:00:00Z"});
     for id in [&va.id, &vb.id] {
-        kv.put(format!("/havip/v1/acks/{id}/hv-1"), ack.to_string(), None)
-            .await
-            .unwrap();
+        kv.put(
+            format!("/havip/v1/reports/hv-1/acks/{id}"),
+            ack.to_string(),
+            None,
+        )
+        .await
+        .unwrap();
     }
     wait_status(&a, &va.id, Status::Available).await;
     wait_status(&b, &vb.id, Status::Available).await;

@@ -248,7 +248,7 @@ async fn association_with_havips() {
     let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
         .await
         .unwrap();
-    kv.put(havip_schema::keys::owner(&web.id), owner.to_string(), None)
+    kv.put(havip_schema::keys::owner_report(&web.id, "hv-2"), owner.to_string(), None)
         .await
         .unwrap();
     let seen = a.get_eip(&e.id).await.unwrap();

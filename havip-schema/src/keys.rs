@@ -56,24 +56,43 @@ pub fn host_ports(host: &str) -> String {
     format!("{ROOT}/hosts/{host}/ports/")
 }
 
-pub fn owner(vip: &str) -> String {
-    format!("{ROOT}/owners/{vip}")
+/// The schema version record ([`crate::records::SchemaVersion`]).
+pub fn schema() -> String {
+    format!("{ROOT}/schema")
 }
 
-pub fn owners() -> String {
-    format!("{ROOT}/owners/")
+/// Everything a host writes: its acks and owner reports. One prefix per
+/// host, so etcd's per-range permissions can let a host write only its own.
+pub fn reports(host: &str) -> String {
+    format!("{ROOT}/reports/{host}/")
 }
 
+/// The reports of every host.
+pub fn all_reports() -> String {
+    format!("{ROOT}/reports/")
+}
+
+/// The owner of `vip` as `host` learned it.
+pub fn owner_report(vip: &str, host: &str) -> String {
+    format!("{ROOT}/reports/{host}/owners/{vip}")
+}
+
+/// `host`'s acknowledgement of `vip`.
 pub fn ack(vip: &str, host: &str) -> String {
-    format!("{ROOT}/acks/{vip}/{host}")
+    format!("{ROOT}/reports/{host}/acks/{vip}")
 }
 
-pub fn acks_of(vip: &str) -> String {
-    format!("{ROOT}/acks/{vip}/")
-}
+/// The keys of schema version 1, read only by the migration.
+pub mod v1 {
+    use super::ROOT;
 
-pub fn acks() -> String {
-    format!("{ROOT}/acks/")
+    pub fn owners() -> String {
+        format!("{ROOT}/owners/")
+    }
+
+    pub fn acks() -> String {
+        format!("{ROOT}/acks/")
+    }
 }
 
 pub fn project_limits(project: &str) -> String {
@@ -171,14 +190,43 @@ pub enum Key<'a> {
     Subnet(&'a str),
     Port(&'a str),
     Vip(&'a str),
-    Addr { subnet: &'a str, ip: IpAddr },
-    HostPort { host: &'a str, port: &'a str },
-    Ack { vip: &'a str, host: &'a str },
-    Owner(&'a str),
+    Addr {
+        subnet: &'a str,
+        ip: IpAddr,
+    },
+    HostPort {
+        host: &'a str,
+        port: &'a str,
+    },
+    Ack {
+        vip: &'a str,
+        host: &'a str,
+    },
+    Owner {
+        vip: &'a str,
+        host: &'a str,
+    },
+    /// Schema version 1's ack key (`acks/<vip>/<host>`), before migration.
+    V1Ack {
+        vip: &'a str,
+        host: &'a str,
+    },
+    /// Schema version 1's owner key (`owners/<vip>`), before migration.
+    V1Owner(&'a str),
+    Schema,
     ProjectLimits(&'a str),
-    ProjectVip { project: &'a str, vip: &'a str },
-    SubnetVip { subnet: &'a str, vip: &'a str },
-    Idempotency { project: &'a str, key: &'a str },
+    ProjectVip {
+        project: &'a str,
+        vip: &'a str,
+    },
+    SubnetVip {
+        subnet: &'a str,
+        vip: &'a str,
+    },
+    Idempotency {
+        project: &'a str,
+        key: &'a str,
+    },
     Ids(&'a str),
     EipPool(&'a str),
     Eip(&'a str),
@@ -206,8 +254,11 @@ impl<'a> Key<'a> {
                 ip: ip.parse().ok()?,
             },
             ["hosts", host, "ports", port] => Key::HostPort { host, port },
-            ["acks", vip, host] => Key::Ack { vip, host },
-            ["owners", vip] => Key::Owner(vip),
+            ["reports", host, "acks", vip] => Key::Ack { vip, host },
+            ["reports", host, "owners", vip] => Key::Owner { vip, host },
+            ["acks", vip, host] => Key::V1Ack { vip, host },
+            ["owners", vip] => Key::V1Owner(vip),
+            ["schema"] => Key::Schema,
             ["limits", "projects", project] => Key::ProjectLimits(project),
             ["index", "projects", project, vip] => Key::ProjectVip { project, vip },
             ["index", "subnets", subnet, vip] => Key::SubnetVip { subnet, vip },
@@ -263,7 +314,22 @@ mod tests {
                     host: "hv",
                 },
             ),
-            (owner("h"), Key::Owner("h")),
+            (
+                owner_report("h", "hv"),
+                Key::Owner {
+                    vip: "h",
+                    host: "hv",
+                },
+            ),
+            ("/havip/v1/owners/h".into(), Key::V1Owner("h")),
+            (
+                "/havip/v1/acks/h/hv".into(),
+                Key::V1Ack {
+                    vip: "h",
+                    host: "hv",
+                },
+            ),
+            (schema(), Key::Schema),
             (project_limits("pr"), Key::ProjectLimits("pr")),
             (
                 project_vip("pr", "h"),
@@ -305,6 +371,9 @@ mod tests {
         for bad in [
             "/havip/v1/acks/havip-1/",
             "/havip/v1/acks/havip-1/hv/x",
+            "/havip/v1/reports/hv/acks/",
+            "/havip/v1/reports/hv/ports/p",
+            "/havip/v1/reports/hv/owners/h/x",
             "/havip/v2/vips/a",
             "/havip/v1/vips/",
             "/havip/v1/addrs/s/not-an-ip",
@@ -313,5 +382,8 @@ mod tests {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }
         assert_eq!(parse_ack(&ack("h", "hv")), Some(("h", "hv")));
+        assert!(ack("h", "hv").starts_with(&reports("hv")));
+        assert!(owner_report("h", "hv").starts_with(&reports("hv")));
+        assert!(reports("hv").starts_with(&all_reports()));
     }
 }

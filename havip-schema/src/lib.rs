@@ -8,10 +8,14 @@
 //! - [`rules`] and [`addresses`]: the validation every record gets, from
 //!   a request, from etcd or from the agent's config file alike.
 //!
-//! # etcd key layout (version 1)
+//! # etcd key layout (schema version 2)
 //!
 //! All values are JSON. Changing a key or a field meaning means a new
-//! version root (`/havip/v2`).
+//! schema version: `/havip/v1/schema` holds [`records::SchemaVersion`]
+//! (absent: version 1, where acks were `acks/<vip>/<host>` and owners
+//! `owners/<vip>`); `havip-controller migrate` (also run at the
+//! controller's start) moves version 1's keys to version 2's, and an agent
+//! refuses a store of another version than [`SCHEMA_VERSION`].
 //!
 //! | key | value | written by |
 //! |-----|-------|------------|
@@ -21,8 +25,9 @@
 //! | `/havip/v1/vips/<vip>` | [`records::Vip`] | controller |
 //! | `/havip/v1/addrs/<subnet>/<ip>` | [`records::Claim`]: `{"kind":"vip","id","name"}` or `{"kind":"port","id","vm"}` | controller |
 //! | `/havip/v1/hosts/<host>/ports/<port>` | [`records::HostPort`]: the port's interface, MAC, fixed IPs and bound VIPs `[{id,address}]` | controller |
-//! | `/havip/v1/acks/<vip>/<host>` | [`records::Ack`]: `{"generation","result":"programmed"\|"failed","reason","at"}` | agent of `<host>` |
-//! | `/havip/v1/owners/<vip>` | [`records::Owner`]: `{"port","host","since"}`, and `"split_brain":{"ports","pending"}` while two bound ports claim the VIP within its hold-down | agent of the master's host |
+//! | `/havip/v1/schema` | [`records::SchemaVersion`]: `{"version":2}` | controller |
+//! | `/havip/v1/reports/<host>/acks/<vip>` | [`records::Ack`]: `{"generation","result":"programmed"\|"failed","reason","at"}` | agent of `<host>` |
+//! | `/havip/v1/reports/<host>/owners/<vip>` | [`records::Owner`]: `{"port","host","since"}`, and `"split_brain":{"ports","pending"}` while two bound ports claim the VIP within its hold-down; the VIP's owner is the newest report ([`owners::current_owner`]) | agent of `<host>` |
 //! | `/havip/v1/limits/projects/<project>` | [`limits::ProjectLimits`] | controller (operator) |
 //! | `/havip/v1/index/projects/<project>/<vip>` | `{}`: one per VIP of the project (the per-project quota counts them) | controller |
 //! | `/havip/v1/index/subnets/<subnet>/<vip>` | `{}`: one per VIP of the subnet (the per-subnet quota) | controller |
@@ -52,14 +57,15 @@
 //!    lists every bound port with its VM and host (the other hosts are
 //!    where remote owners live); `generation` is what to acknowledge.
 //! 3. After programming generation `g` of a VIP, put
-//!    `/havip/v1/acks/<vip>/<host>` = `{"generation":g,"result":"programmed","at":...}`
-//!    (or `"failed"` with a `reason`). The controller watches `/havip/v1/acks/`
+//!    `/havip/v1/reports/<host>/acks/<vip>` = `{"generation":g,"result":"programmed","at":...}`
+//!    (or `"failed"` with a `reason`). The controller watches `/havip/v1/reports/`
 //!    and moves the VIP to `available` once every bound host acked `g`, or
 //!    to `failed` on any failure for `g`. Acks for older generations are
 //!    ignored.
 //! 4. When a local port becomes the VIP's master (e.g. it sent a GARP for
-//!    the VIP), put `/havip/v1/owners/<vip>` = `{"port","host","since"}`;
-//!    watch that key to learn remote owners. Guard the put with
+//!    the VIP), put `/havip/v1/reports/<host>/owners/<vip>` =
+//!    `{"port","host","since"}`; watch `/havip/v1/reports/` to learn remote
+//!    owners (the newest report wins: [`owners::current_owner`]). Guard the put with
 //!    [`guards::vip_exists`] so a deleted VIP is not resurrected. While a
 //!    split brain lasts (two bound ports claiming within the VIP's
 //!    `hold_down_ms`), put it again with `split_brain` as it begins and
@@ -70,8 +76,11 @@
 //!    port's address); acknowledge a VIP that breaks one `failed` with the
 //!    reason and keep everything else in force.
 //!
-//! The controller deletes `acks/<vip>/`, `owners/<vip>`, the address claim
-//! and the index entries with the VIP.
+//! The controller deletes every host's `acks/<vip>` and `owners/<vip>`
+//! reports, the address claim and the index entries with the VIP.
+//!
+//! With etcd auth on (see README, "etcd security"), a host's user may read
+//! the root and write only `reports/<host>/`.
 
 pub mod addresses;
 pub mod eips;
@@ -79,10 +88,16 @@ pub mod guards;
 pub mod keys;
 pub mod limits;
 pub mod mac;
+pub mod owners;
 pub mod records;
 pub mod rules;
+pub mod tls;
 
 pub use mac::Mac;
+
+/// The layout version this code reads and writes (`schema`). Version 2
+/// moved acks and owner reports under each host's `reports/<host>/`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A value that breaks a rule, and which rule (a sentence for people).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +133,9 @@ pub fn check_record(key: &str, value: &[u8]) -> Result<(), RecordError> {
         Some(Key::Addr { .. }) => decode::<Claim>(value).map(|_| None)?,
         Some(Key::HostPort { .. }) => decode::<HostPort>(value)?.problem(),
         Some(Key::Ack { .. }) => decode::<Ack>(value).map(|_| None)?,
-        Some(Key::Owner(_)) => decode::<Owner>(value).map(|_| None)?,
+        Some(Key::Owner { .. } | Key::V1Owner(_)) => decode::<Owner>(value).map(|_| None)?,
+        Some(Key::V1Ack { .. }) => decode::<Ack>(value).map(|_| None)?,
+        Some(Key::Schema) => decode::<SchemaVersion>(value).map(|_| None)?,
         Some(Key::ProjectLimits(_)) => decode::<limits::ProjectLimits>(value)?
             .check()
             .err()

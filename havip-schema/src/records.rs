@@ -427,6 +427,13 @@ impl Default for IdCounter {
     }
 }
 
+/// The layout version of the store (`schema`): absent means version 1
+/// (acks and owners under `acks/` and `owners/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaVersion {
+    pub version: u32,
+}
+
 /// The kinds of records that carry a datapath id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {

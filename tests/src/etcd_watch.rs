@@ -1,4 +1,5 @@
-//! The owner records as etcd has them: a watch on `/havip/v1/owners/`
+//! The owner records as etcd has them: a watch on `/havip/v1/reports/`
+//! (each host's `reports/<host>/owners/<vip>`)
 //! through etcd's JSON gateway (`POST /v3/watch`, one JSON object a line),
 //! from the fabric's control namespace. Each record is timestamped when
 //! the watch delivers it, on the clock the prober and tcpdump use
@@ -17,7 +18,7 @@ use crate::fabric::ETCD_URL;
 use crate::netns::Netns;
 use crate::wait::now_us;
 
-const OWNERS: &str = "/havip/v1/owners/";
+const REPORTS: &str = "/havip/v1/reports/";
 
 /// One owner record as the watch delivered it.
 #[derive(Clone, Debug)]
@@ -51,8 +52,8 @@ impl OwnerWatch {
                 .with_context(|| format!("{host} is not ip:port"))?;
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             let body = serde_json::json!({ "create_request": {
-                "key": base64(OWNERS.as_bytes()),
-                "range_end": base64(&prefix_end(OWNERS)),
+                "key": base64(REPORTS.as_bytes()),
+                "range_end": base64(&prefix_end(REPORTS)),
             }})
             .to_string();
             write!(
@@ -173,9 +174,19 @@ fn owner_records(line: &[u8]) -> Result<Vec<(String, String, String)>> {
             Ok(String::from_utf8_lossy(&b).into_owned())
         };
         let key = field("key")?;
+        // `<host>/owners/<vip>`; acks share the prefix.
+        let Some((_, vip)) = key
+            .trim_start_matches(REPORTS)
+            .split_once('/')
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .filter(|(kind, _)| *kind == "owners")
+        else {
+            continue;
+        };
+        let vip = vip.to_owned();
         let record: Value = serde_json::from_str(&field("value")?)?;
         out.push((
-            key.trim_start_matches(OWNERS).to_owned(),
+            vip,
             record["port"].as_str().unwrap_or_default().to_owned(),
             record["host"].as_str().unwrap_or_default().to_owned(),
         ));

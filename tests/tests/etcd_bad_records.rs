@@ -40,7 +40,7 @@ fn put(f: &Fabric, key: &str, value: &Value) -> Result<()> {
 /// Waits until this host's ack of `vip` is for `generation` with `result`;
 /// the ack.
 fn wait_ack(f: &Fabric, vip: &str, generation: u64, result: &str) -> Result<Value> {
-    let key = format!("/havip/v1/acks/{vip}/{HOST}");
+    let key = format!("/havip/v1/reports/{HOST}/acks/{vip}");
     let mut last = Value::Null;
     let r = wait::until(
         WAIT,

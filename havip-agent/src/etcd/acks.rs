@@ -189,6 +189,7 @@ mod tests {
             let mut source = EtcdSource::new(EtcdOptions {
                 endpoints: vec![],
                 host: "hv-a".into(),
+                tls: None,
                 cache: None,
             });
             if c.problem {

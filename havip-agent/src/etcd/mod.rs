@@ -8,12 +8,15 @@
 //!    (`hosts/<host>/ports/`), their subnets, the VIPs of those subnets,
 //!    their owners, and the MACs of bound ports on other hosts.
 //! 2. Turn it into a `Config` ([`to_config`]) and apply it by diff, then
-//!    acknowledge each VIP's generation for this host (`acks/<vip>/<host>`).
+//!    acknowledge each VIP's generation for this host
+//!    (`reports/<host>/acks/<vip>`).
 //! 3. Watch the whole root from the next revision: an owner record of
 //!    another host is programmed at once as a remote owner; any other
 //!    relevant change reads a new snapshot and applies it by diff (what did
 //!    not change is not touched, so nothing is applied twice).
-//! 4. Each owner change the datapath reports is written to `owners/<vip>`.
+//! 4. Each owner change the datapath reports is written to
+//!    `reports/<host>/owners/<vip>`; a VIP's owner is the newest report of
+//!    any host ([`current_owner`]).
 //! 5. When etcd is unreachable, the datapath keeps the last state and keeps
 //!    learning; owner reports wait (the latest per VIP); on reconnection a
 //!    new snapshot brings everything up to date.
@@ -44,6 +47,7 @@ use havip_common::Event;
 use havip_schema::{
     guards, keys,
     keys::Key,
+    owners::{current_owner, OwnerReport},
     records::{AckResult, Owner as OwnerRecord},
 };
 use log::{debug, error, info, warn};
@@ -62,6 +66,8 @@ use crate::{
 pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     pub host: String,
+    /// TLS with a client certificate (`None`: plaintext).
+    pub tls: Option<havip_schema::tls::EtcdTls>,
     /// Where the last snapshot read is kept, to start from it when etcd is
     /// unreachable at start (`None`: not kept).
     pub cache: Option<PathBuf>,
@@ -71,8 +77,17 @@ pub struct EtcdOptions {
 pub enum SourceError {
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
+    #[error("{0}")]
+    Tls(#[from] havip_schema::tls::TlsError),
     #[error("the watch was cancelled by etcd (compacted or closed); reading again")]
     WatchEnded,
+    #[error(
+        "the store has schema version {0} (0: unreadable), this agent reads version {ours}: \
+         run `havip-controller migrate` (or start a controller of this version), or \
+         upgrade the agent",
+        ours = havip_schema::SCHEMA_VERSION
+    )]
+    Schema(u32),
 }
 
 /// An owner learned on this host (a remote owner has no ifindex).
@@ -204,10 +219,13 @@ impl EtcdSource {
         let client = match self.conn.client() {
             Some(c) => c.clone(),
             None => {
-                let options = ConnectOptions::new()
-                    .with_connect_timeout(Duration::from_secs(2))
-                    .with_timeout(Duration::from_secs(5))
-                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+                let options = havip_schema::tls::connect_options(
+                    self.opts.tls.as_ref(),
+                    ConnectOptions::new()
+                        .with_connect_timeout(Duration::from_secs(2))
+                        .with_timeout(Duration::from_secs(5))
+                        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2)),
+                )?;
                 let c = Client::connect(&self.opts.endpoints, Some(options)).await?;
                 self.conn.connected(c.clone());
                 c
@@ -406,23 +424,69 @@ impl EtcdSource {
             .watching_client()
             .ok_or(SourceError::WatchEnded)?
             .clone();
-        if let Some(revision) = guarded_put(&client, vip, &keys::owner(vip), &record).await? {
+        let key = keys::owner_report(vip, &self.opts.host);
+        if let Some(revision) = guarded_put(&client, vip, &key, &record).await? {
             debug!(
                 "etcd: reported owner of {vip}: {} at revision {revision}",
                 record.port
             );
             self.reported.insert(vip.to_string(), revision);
             // Another host may have reported after us, before our put.
-            let resp = client.kv_client().get(keys::owner(vip), None).await?;
-            if let Some(kv) = resp.kvs().first() {
-                if kv.mod_revision() > revision {
-                    if let Some(o) = decode::<OwnerRecord>(&keys::owner(vip), kv.value()) {
-                        self.settle_owner(dp, vip, &o, kv.mod_revision()).await?;
-                    }
+            let mut reports = self.owner_reports(&client, vip).await?;
+            reports.push(OwnerReport {
+                host: self.opts.host.clone(),
+                owner: record,
+                revision,
+            });
+            if let Some((o, newest)) = current_owner(reports) {
+                if newest > revision {
+                    self.settle_owner(dp, vip, &o, newest).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The owner reports of `vip` by the other hosts of its bound ports.
+    async fn owner_reports(
+        &self,
+        client: &Client,
+        vip: &str,
+    ) -> Result<Vec<OwnerReport>, SourceError> {
+        let mut hosts: Vec<&str> = self
+            .snapshot
+            .vips
+            .get(vip)
+            .map(|v| v.ports.iter().map(|b| b.host.as_str()).collect())
+            .unwrap_or_default();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.retain(|h| *h != self.opts.host);
+        let ops: Vec<TxnOp> = hosts
+            .iter()
+            .map(|h| TxnOp::get(keys::owner_report(vip, h), None))
+            .collect();
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let resp = client.kv_client().txn(Txn::new().and_then(ops)).await?;
+        let mut reports = Vec::new();
+        for (op, host) in resp.op_responses().into_iter().zip(hosts) {
+            let etcd_client::TxnOpResponse::Get(get) = op else {
+                continue;
+            };
+            for kv in get.kvs() {
+                let key = keys::owner_report(vip, host);
+                if let Some(owner) = decode::<OwnerRecord>(&key, kv.value()) {
+                    reports.push(OwnerReport {
+                        host: host.to_string(),
+                        owner,
+                        revision: kv.mod_revision(),
+                    });
+                }
+            }
+        }
+        Ok(reports)
     }
 
     /// Brings the datapath's owner of `vip` and etcd's record (at
@@ -565,10 +629,20 @@ impl EtcdSource {
                 continue; // already in the snapshot
             }
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            if let Some(Key::Owner(vip)) = Key::parse(&key) {
+            if let Some(Key::Owner { vip, host }) = Key::parse(&key) {
                 if event.event_type() == EventType::Put && self.snapshot.vips.contains_key(vip) {
-                    if let Some(o) = decode::<OwnerRecord>(&key, kv.value()) {
-                        owners.push((vip.to_string(), o, kv.mod_revision()));
+                    match decode::<OwnerRecord>(&key, kv.value()) {
+                        Some(o) if o.host != host => {
+                            self.bad_owner_records += 1;
+                            error!(
+                                "etcd: {key} names host {}, not its own: not taken up ({} such records so far)",
+                                o.host, self.bad_owner_records
+                            );
+                        }
+                        Some(o) => {
+                            owners.push((vip.to_string(), host.to_string(), o, kv.mod_revision()))
+                        }
+                        None => {}
                     }
                 }
             } else if self.snapshot.concerns(&self.opts.host, &key, kv.value()) {
@@ -576,7 +650,24 @@ impl EtcdSource {
             }
         }
         let result = async {
-            for (vip, record, revision) in owners {
+            for (vip, host, record, revision) in owners {
+                let known = self.snapshot.owners.get(&vip).map(|(o, r)| OwnerReport {
+                    host: o.host.clone(),
+                    owner: o.clone(),
+                    revision: *r,
+                });
+                let report = OwnerReport {
+                    host,
+                    owner: record,
+                    revision,
+                };
+                let Some((record, revision)) = current_owner(known.into_iter().chain([report]))
+                else {
+                    continue;
+                };
+                if self.snapshot.owners.get(&vip).map(|(_, r)| *r) == Some(revision) {
+                    continue; // not newer, or not taken up (another host's name)
+                }
                 self.snapshot
                     .owners
                     .insert(vip.clone(), (record.clone(), revision));
@@ -635,6 +726,7 @@ mod tests {
         let mut source = EtcdSource::new(EtcdOptions {
             endpoints: vec![],
             host: "hv-a".into(),
+            tls: None,
             cache: None,
         });
         let binding = |port: &str, host: &str| Binding {

@@ -11,7 +11,9 @@ use std::{
 use etcd_client::{Client, GetOptions};
 use havip_schema::{
     keys::{self, Key},
-    records::{HostPort, Owner as OwnerRecord, Port as PortRecord, Subnet, Vip},
+    owners::{current_owner, OwnerReport},
+    records::{HostPort, Owner as OwnerRecord, Port as PortRecord, SchemaVersion, Subnet, Vip},
+    SCHEMA_VERSION,
 };
 use ipnet::IpNet;
 use log::{error, warn};
@@ -51,7 +53,8 @@ pub struct Snapshot {
     pub subnets: BTreeMap<String, Subnet>,
     /// The VIPs of the local ports' subnets.
     pub vips: BTreeMap<String, Vip>,
-    /// vip -> its owner record and that key's mod revision.
+    /// vip -> its current owner (the newest report of a host,
+    /// [`current_owner`]) and that report's mod revision.
     pub owners: BTreeMap<String, (OwnerRecord, i64)>,
     /// port -> MAC, for the bound ports of the VIPs above.
     pub port_macs: HashMap<String, [u8; 6]>,
@@ -140,10 +143,28 @@ fn decode_each<T: DeserializeOwned>(
     (good, bad)
 }
 
+/// Refuses a store of another schema version than this agent's: an
+/// unmigrated one (no `schema` record: version 1) or a newer one.
+async fn check_schema(kv: &mut etcd_client::KvClient) -> Result<(), SourceError> {
+    let resp = kv.get(keys::schema(), None).await?;
+    let found = match resp.kvs().first() {
+        None => 1,
+        Some(kv) => havip_schema::decode::<SchemaVersion>(kv.value())
+            .map(|v| v.version)
+            .unwrap_or(0),
+    };
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(SourceError::Schema(found))
+    }
+}
+
 impl Snapshot {
     /// Reads the snapshot of `host` at the current revision.
     pub async fn read(client: &Client, host: &str) -> Result<Self, SourceError> {
         let mut kv = client.kv_client();
+        check_schema(&mut kv).await?;
         let resp = kv
             .get(
                 keys::host_ports(host),
@@ -195,18 +216,32 @@ impl Snapshot {
             .collect();
         s.vips = vips;
         s.bad.vips.extend(bad_vips);
-        let resp = kv.get(keys::owners(), Some(at().with_prefix())).await?;
+        let resp = kv
+            .get(keys::all_reports(), Some(at().with_prefix()))
+            .await?;
+        let mut reports: BTreeMap<String, Vec<OwnerReport>> = BTreeMap::new();
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let Some(Key::Owner(vip)) = Key::parse(&key) else {
+            let Some(Key::Owner { vip, host }) = Key::parse(&key) else {
                 continue;
             };
             if s.vips.contains_key(vip) {
-                if let Some(o) = decode::<OwnerRecord>(&key, kv.value()) {
-                    s.owners.insert(vip.to_owned(), (o, kv.mod_revision()));
+                if let Some(owner) = decode::<OwnerRecord>(&key, kv.value()) {
+                    reports
+                        .entry(vip.to_owned())
+                        .or_default()
+                        .push(OwnerReport {
+                            host: host.to_owned(),
+                            owner,
+                            revision: kv.mod_revision(),
+                        });
                 }
             }
         }
+        s.owners = reports
+            .into_iter()
+            .filter_map(|(vip, r)| Some((vip, current_owner(r)?)))
+            .collect();
         let remote_ports: BTreeSet<String> = s
             .vips
             .values()

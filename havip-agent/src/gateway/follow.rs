@@ -25,7 +25,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, WatchOptions};
 use havip_schema::keys::{self, Key};
-use havip_schema::records::{Eip, Owner as OwnerRecord, Port};
+use havip_schema::owners::{current_owner, OwnerReport};
+use havip_schema::records::{Eip, Owner as OwnerRecord, Port, Vip};
 use log::{info, warn};
 use tokio::sync::mpsc;
 
@@ -51,25 +52,45 @@ pub struct Served {
     pub owners: HashMap<IpAddr, ([u8; 6], DateTime<Utc>)>,
 }
 
-/// The owner record of VIP `vip`, as the agents report it. The one place
-/// the gateway reads owners: switch it here when the reports move.
+/// The owner of VIP `vip`, as the agents report it: the newest report of
+/// the hosts of its bound ports ([`current_owner`]). The one place the
+/// gateway reads owners.
 pub async fn read_owner(
     kv: &mut KvClient,
     vip: &str,
 ) -> Result<Option<OwnerRecord>, etcd_client::Error> {
-    let key = keys::owner(vip);
+    let key = keys::vip(vip);
     let resp = kv.get(key.as_str(), None).await?;
-    Ok(resp
+    let Some(record) = resp
         .kvs()
         .first()
-        .and_then(|kv| decode::<OwnerRecord>(&key, kv.value())))
+        .and_then(|kv| decode::<Vip>(&key, kv.value()))
+    else {
+        return Ok(None);
+    };
+    let hosts: HashSet<&str> = record.ports.iter().map(|b| b.host.as_str()).collect();
+    let mut reports = Vec::new();
+    for host in hosts {
+        let key = keys::owner_report(vip, host);
+        let resp = kv.get(key.as_str(), None).await?;
+        if let Some(item) = resp.kvs().first() {
+            if let Some(owner) = decode::<OwnerRecord>(&key, item.value()) {
+                reports.push(OwnerReport {
+                    host: host.to_string(),
+                    owner,
+                    revision: item.mod_revision(),
+                });
+            }
+        }
+    }
+    Ok(current_owner(reports).map(|(o, _)| o))
 }
 
 /// Whether a change of `key` can change what a gateway serves.
 pub fn concerns(key: &str) -> bool {
     matches!(
         Key::parse(key),
-        Some(Key::Eip(_) | Key::Owner(_) | Key::Port(_))
+        Some(Key::Eip(_) | Key::Owner { .. } | Key::Port(_) | Key::Vip(_))
     )
 }
 

@@ -29,6 +29,43 @@ struct Args {
     /// bound.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Without a command: serve (migrating the store first).
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Move a store of an older schema version (acks at acks/<vip>/<host>,
+    /// owners at owners/<vip>) to this one (both under reports/<host>/),
+    /// then exit. Idempotent; the server also does it at start.
+    Migrate,
+    /// Set up etcd's users and roles (etcd run with --client-cert-auth:
+    /// a certificate's common name is its user). Idempotent.
+    EtcdAuth {
+        /// The admin's certificate (CN root once auth is on) instead of
+        /// the config's [etcd_tls] cert (needs --key; the config's CA).
+        #[arg(long, value_name = "PEM", requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, value_name = "PEM", requires = "cert")]
+        key: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AuthAction,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum AuthAction {
+    /// Create the users root and the controller's (role havip-controller:
+    /// read and write /havip/v1/), then enable auth.
+    Init {
+        /// The controller's etcd user: its certificate's common name.
+        #[arg(long, default_value = "controller")]
+        controller_user: String,
+    },
+    /// Create host NAME's user (its certificate's common name) and role
+    /// havip-host-NAME: read /havip/v1/, write only /havip/v1/reports/NAME/.
+    AddHost { name: String },
 }
 
 #[tokio::main]
@@ -37,9 +74,31 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config)?;
     let listen = args.listen.unwrap_or(config.listen);
-    let store = Store::connect(&config.etcd, config.limits.into())
+    if let Some(Command::EtcdAuth { cert, key, action }) = args.command {
+        return etcd_auth(&config, cert.zip(key), action).await;
+    }
+    let store = Store::connect_tls(&config.etcd, config.etcd_tls.as_ref(), config.limits.into())
         .await
         .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?;
+    let migrated = store.migrate().await.context("migrating the store")?;
+    if !migrated.kept.is_empty() {
+        log::error!(
+            "migrate: {} old-layout keys could not be moved: {}",
+            migrated.kept.len(),
+            migrated.kept.join(", ")
+        );
+    }
+    if let Some(Command::Migrate) = args.command {
+        println!(
+            "schema version {} -> {}: {} acks and {} owner reports moved, {} keys kept",
+            migrated.from,
+            havip_schema::SCHEMA_VERSION,
+            migrated.acks,
+            migrated.owners,
+            migrated.kept.len()
+        );
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -54,5 +113,41 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("serving")?;
+    Ok(())
+}
+
+async fn etcd_auth(
+    config: &Config,
+    identity: Option<(PathBuf, PathBuf)>,
+    action: AuthAction,
+) -> anyhow::Result<()> {
+    use havip_controller::etcd_auth;
+    let mut tls = config.etcd_tls.clone();
+    if let Some((cert, key)) = identity {
+        let ca = tls
+            .as_ref()
+            .map(|t| t.ca.clone())
+            .context("--cert needs the config's [etcd_tls] ca")?;
+        tls = Some(havip_schema::tls::EtcdTls { ca, cert, key });
+    }
+    let mut client = havip_controller::store::etcd_client(&config.etcd, tls.as_ref())
+        .await
+        .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?;
+    match action {
+        AuthAction::Init { controller_user } => {
+            etcd_auth::init(&mut client, &controller_user).await?;
+            println!(
+                "etcd auth on: users root and {controller_user} (role {})",
+                etcd_auth::CONTROLLER_ROLE
+            );
+        }
+        AuthAction::AddHost { name } => {
+            etcd_auth::add_host(&mut client, &name).await?;
+            println!(
+                "host {name}: user {name}, role {}",
+                etcd_auth::host_role(&name)
+            );
+        }
+    }
     Ok(())
 }

@@ -53,7 +53,10 @@ impl Store {
             split_brain: None,
         };
         if self
-            .commit(vec![vip_exists(vip)], vec![put(&keys::owner(vip), &owner)])
+            .commit(
+                vec![vip_exists(vip)],
+                vec![put(&keys::owner_report(vip, host), &owner)],
+            )
             .await?
         {
             Ok(())
@@ -132,10 +135,11 @@ impl Store {
             if vip.status == Status::Deleting {
                 return Ok(vip.status);
             }
-            let (acks, _) = self.list::<Ack>(&keys::acks_of(id)).await?;
-            let acks: BTreeMap<String, Ack> = acks
+            let acks: BTreeMap<String, Ack> = self
+                .reports_of(&vip)
+                .await?
+                .acks_of(id)
                 .into_iter()
-                .filter_map(|(k, a, _)| Some((keys::parse_ack(&k)?.1.to_string(), a)))
                 .filter(|(_, a)| a.generation == vip.generation)
                 .collect();
             let hosts: HashSet<&str> = vip.ports.iter().map(|b| b.host.as_str()).collect();
@@ -168,7 +172,8 @@ impl Store {
         Err(lost_race("reconcile havip"))
     }
 
-    /// Keeps VIP statuses in step with the ack keys agents write: reconciles
+    /// Keeps VIP statuses in step with the ack keys agents write (under
+    /// `reports/`): reconciles
     /// every VIP once, then each VIP whose acks change. A VIP that cannot be
     /// reconciled (a corrupt record) is logged and skipped; the others go
     /// on. Runs until etcd fails; the caller restarts it.
@@ -185,7 +190,7 @@ impl Store {
             .client
             .clone()
             .watch(
-                keys::acks(),
+                keys::root(),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
@@ -195,11 +200,19 @@ impl Store {
             .await?;
         while let Some(resp) = stream.message().await? {
             let mut seen = HashSet::new();
+            let mut old_layout = None;
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let Some((vip, _)) = keys::parse_ack(&key) else {
-                    continue;
+                let vip = match keys::Key::parse(&key) {
+                    Some(keys::Key::Ack { vip, .. }) => vip,
+                    Some(keys::Key::V1Ack { .. } | keys::Key::V1Owner(_))
+                        if event.event_type() == etcd_client::EventType::Put =>
+                    {
+                        old_layout = Some(key.clone());
+                        continue;
+                    }
+                    _ => continue,
                 };
                 if seen.insert(vip.to_string()) {
                     match self.reconcile(vip).await {
@@ -207,6 +220,16 @@ impl Store {
                         Err(e) if e.code == ErrorCode::NotFound => {}
                         Err(e) => log::warn!("reconcile {vip}: {e}"),
                     }
+                }
+            }
+            // An agent of schema version 1 still writes the old keys: move
+            // them (the moved acks are then reconciled as any) and say so.
+            if let Some(key) = old_layout {
+                log::warn!(
+                    "an agent of schema version 1 wrote {key}: moved under reports/; upgrade that host's agent"
+                );
+                if let Err(e) = self.migrate().await {
+                    log::warn!("migrate: {e}");
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! `vip-eips/<vip>` key; every change is one transaction guarded like the
 //! HAVIPs' ([`super`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use chrono::Utc;
@@ -186,10 +186,10 @@ impl Store {
 
     async fn eip_view(&self, eip: records::Eip, scope: &Scope) -> Result<Eip> {
         let owner = match &eip.havip {
-            Some(v) => self
-                .read::<records::Owner>(&keys::owner(&v.id))
-                .await?
-                .map(|(o, _)| o),
+            Some(v) => match self.read::<records::Vip>(&keys::vip(&v.id)).await? {
+                Some((vip, _)) => self.reports_of(&vip).await?.owner(&vip.id),
+                None => None,
+            },
             None => None,
         };
         Ok(Eip::view(eip, owner, scope))
@@ -341,14 +341,7 @@ impl Store {
     /// The EIPs in scope (an operator: every project's), newest first.
     pub async fn list_eips(&self, scope: &Scope, q: &EipQuery) -> Result<Vec<Eip>> {
         let (eips, _) = self.list::<records::Eip>(&keys::eips()).await?;
-        let (owners, _) = self.list::<records::Owner>(&keys::owners()).await?;
-        let mut owners: HashMap<String, records::Owner> = owners
-            .into_iter()
-            .filter_map(|(k, o, _)| match keys::Key::parse(&k)? {
-                keys::Key::Owner(vip) => Some((vip.to_string(), o)),
-                _ => None,
-            })
-            .collect();
+        let (mut reports, _) = self.all_reports().await?;
         let mut out: Vec<Eip> = eips
             .into_iter()
             .map(|(_, e, _)| e)
@@ -360,7 +353,7 @@ impl Store {
                     .is_none_or(|h| e.havip.as_ref().is_some_and(|v| v.id == *h))
             })
             .map(|e| {
-                let owner = e.havip.as_ref().and_then(|v| owners.remove(&v.id));
+                let owner = e.havip.as_ref().and_then(|v| reports.owner(&v.id));
                 Eip::view(e, owner, scope)
             })
             .collect();

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use chrono::Utc;
-use etcd_client::{Compare, DeleteOptions, PutOptions, TxnOp};
+use etcd_client::{Compare, PutOptions, TxnOp};
 use havip_schema::guards::{absent, none_newer, unchanged};
 use havip_schema::limits::{Limits, MAX_PORTS_PER_VIP};
 use havip_schema::records::{
@@ -572,14 +572,14 @@ impl Store {
                     }
                 }
                 Status::Deleting => {
-                    let ops = vec![
+                    let reports = self.report_keys_of(id).await?;
+                    let mut ops = vec![
                         TxnOp::delete(vip_key.as_str(), None),
                         TxnOp::delete(keys::addr(&vip.subnet, &vip.address), None),
                         TxnOp::delete(keys::project_vip(&vip.project, id), None),
                         TxnOp::delete(keys::subnet_vip(&vip.subnet, id), None),
-                        TxnOp::delete(keys::owner(id), None),
-                        TxnOp::delete(keys::acks_of(id), Some(DeleteOptions::new().with_prefix())),
                     ];
+                    ops.extend(reports.into_iter().map(|k| TxnOp::delete(k, None)));
                     if self.commit(vec![unchanged(&vip_key, rev)], ops).await? {
                         log::info!("deleted {id}");
                         return Ok(());

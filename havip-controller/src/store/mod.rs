@@ -14,6 +14,8 @@
 //! - [`havips`]: creating, binding, changing and deleting HAVIPs.
 //! - [`reads`]: HAVIP views, lists, pages.
 //! - [`acks`]: the agents' side (owners, acks) and the ack reconciler.
+//! - [`reports`]: reading the hosts' acks and owner reports.
+//! - [`migrate`]: moving a store of an older schema version to this one.
 //! - [`corrupt`]: the scan for corrupt records.
 //! - [`ids`]: the datapath ids of subnets, ports and VIPs.
 //! - [`eips`]: EIP pools and EIPs (allocate, associate, release).
@@ -24,9 +26,11 @@ mod eips;
 mod havips;
 mod ids;
 mod limits;
+mod migrate;
 mod networks;
 mod ports;
 mod reads;
+mod reports;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +40,14 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, ConnectOptions, GetOptions, Txn, TxnOp};
 use havip_schema::keys::Key;
 use havip_schema::limits::Limits;
+use havip_schema::tls::EtcdTls;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 
 pub use havips::BindMode;
+pub use migrate::Migrated;
 
 /// How often an operation re-reads and retries after losing a race.
 const RETRIES: usize = 200;
@@ -117,19 +123,35 @@ fn what(key: &str) -> String {
         Some(Key::Port(id)) => format!("port {id}"),
         Some(Key::Vip(id)) => format!("havip {id}"),
         Some(Key::Addr { ip, .. }) => format!("the claim of address {ip}"),
-        Some(Key::Owner(vip)) => format!("the owner of havip {vip}"),
+        Some(Key::Owner { vip, .. }) => format!("an owner report of havip {vip}"),
         Some(Key::Ack { vip, .. }) => format!("an acknowledgement of havip {vip}"),
         Some(Key::ProjectLimits(p)) => format!("the limits of project {p}"),
         _ => "a stored record".to_string(),
     }
 }
 
+/// A client of etcd at `endpoints`, over TLS if `tls`.
+pub async fn etcd_client(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(10));
+    let options = havip_schema::tls::connect_options(tls, options)
+        .map_err(|e| Error::unavailable(e.to_string()))?;
+    Ok(Client::connect(endpoints, Some(options)).await?)
+}
+
 impl Store {
     pub async fn connect(endpoints: &[String], defaults: Limits) -> Result<Self> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
-        let client = Client::connect(endpoints, Some(options)).await?;
+        Self::connect_tls(endpoints, None, defaults).await
+    }
+
+    /// [`Store::connect`], over TLS with a client certificate if `tls`.
+    pub async fn connect_tls(
+        endpoints: &[String],
+        tls: Option<&EtcdTls>,
+        defaults: Limits,
+    ) -> Result<Self> {
+        let client = etcd_client(endpoints, tls).await?;
         Ok(Store {
             client,
             defaults,

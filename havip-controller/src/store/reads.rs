@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use havip_schema::keys::{self, Key};
-use havip_schema::records::{self, Ack};
+use havip_schema::records;
 
 use super::{Scope, Store};
 use crate::error::{Error, Result};
@@ -22,15 +22,9 @@ impl Store {
 
     /// The view of `vip` for `scope`: its acks and owner read.
     pub(super) async fn view(&self, vip: records::Vip, scope: &Scope) -> Result<Havip> {
-        let (acks, _) = self.list::<Ack>(&keys::acks_of(&vip.id)).await?;
-        let acks: HashMap<String, Ack> = acks
-            .into_iter()
-            .filter_map(|(k, a, _)| Some((keys::parse_ack(&k)?.1.to_string(), a)))
-            .collect();
-        let owner = self
-            .read::<records::Owner>(&keys::owner(&vip.id))
-            .await?
-            .map(|(o, _)| o);
+        let mut reports = self.reports_of(&vip).await?;
+        let acks = reports.acks_of(&vip.id);
+        let owner = reports.owner(&vip.id);
         let eip = self.eip_of_vip(&vip.id).await?;
         let mut view = Havip::view(vip, &acks, owner, scope);
         view.eip = eip.map(|e| HavipEip {
@@ -43,24 +37,7 @@ impl Store {
     /// Every HAVIP in scope with computed fields, newest first.
     pub async fn all_havips(&self, scope: &Scope) -> Result<Vec<Havip>> {
         let (vips, _) = self.list::<records::Vip>(&keys::vips()).await?;
-        let (acks, _) = self.list::<Ack>(&keys::acks()).await?;
-        let (owners, _) = self.list::<records::Owner>(&keys::owners()).await?;
-        let mut acks_by_vip: HashMap<String, HashMap<String, Ack>> = HashMap::new();
-        for (k, a, _) in acks {
-            if let Some((vip, host)) = keys::parse_ack(&k) {
-                acks_by_vip
-                    .entry(vip.to_string())
-                    .or_default()
-                    .insert(host.to_string(), a);
-            }
-        }
-        let mut owners: HashMap<String, records::Owner> = owners
-            .into_iter()
-            .filter_map(|(k, o, _)| match Key::parse(&k)? {
-                Key::Owner(vip) => Some((vip.to_string(), o)),
-                _ => None,
-            })
-            .collect();
+        let (mut reports, _) = self.all_reports().await?;
         let (eips, _) = self.list::<records::VipEip>(&keys::vip_eips()).await?;
         let mut eips: HashMap<String, records::VipEip> = eips
             .into_iter()
@@ -75,8 +52,8 @@ impl Store {
             .map(|(_, v, _)| v)
             .filter(|v| scope.sees(&v.project))
             .map(|v| {
-                let owner = owners.remove(&v.id);
-                let acks = acks_by_vip.get(&v.id).unwrap_or(&empty);
+                let owner = reports.owner(&v.id);
+                let acks = reports.acks.get(&v.id).unwrap_or(&empty);
                 let eip = eips.remove(&v.id);
                 let mut view = Havip::view(v, acks, owner, scope);
                 view.eip = eip.map(|e| HavipEip {

@@ -231,7 +231,7 @@ fn only_changes_that_concern_the_host_reread() {
         ("/havip/v1/vips/havip-web", b"", true),
         ("/havip/v1/vips/havip-zz", &other_subnet, false),
         ("/havip/v1/vips/havip-new", &new_here, true),
-        ("/havip/v1/acks/havip-web/hv-a", b"", false),
+        ("/havip/v1/reports/hv-a/acks/havip-web", b"", false),
         ("/havip/v1/addrs/subnet-a/10.0.6.40", b"", false),
         ("/other/app", b"", false),
     ];
