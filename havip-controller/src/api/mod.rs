@@ -2,7 +2,6 @@
 //! same route registrations (utoipa-axum), so a route cannot exist without
 //! its documentation.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -24,13 +23,13 @@ pub use extract::{ApiError, ApiJson, ApiQuery, Auth};
 use crate::error::{Error, ErrorBody, ErrorCode};
 use crate::export;
 use crate::model::*;
-use crate::store::{BindMode, Scope, Store};
+use crate::store::{BindMode, Store};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     store: Store,
-    tokens: Arc<HashMap<String, Scope>>,
+    tokens: Arc<crate::Tokens>,
     openapi: Arc<OpenApiDoc>,
 }
 
@@ -65,13 +64,13 @@ Errors are `{\"error\":{\"code\":...,\"message\":...}}` with a stable code.",
 struct ApiDoc;
 
 /// The router and its OpenAPI document.
-pub fn router(store: Store, tokens: HashMap<String, Scope>) -> Router {
+pub fn router(store: Store, tokens: impl Into<crate::Tokens>) -> Router {
     let (router, doc) = openapi_router().split_for_parts();
     let mut doc = doc;
     finish_doc(&mut doc);
     let state = AppState {
         store,
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(tokens.into()),
         openapi: Arc::new(doc),
     };
     router

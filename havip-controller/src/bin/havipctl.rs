@@ -31,6 +31,10 @@ struct Args {
     /// Bearer token (a project's, or the operator's).
     #[arg(long, env = "HAVIP_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM CA certificate to trust for an https:// controller URL (besides
+    /// the system's CAs), e.g. the private CA that signed its certificate.
+    #[arg(long, env = "HAVIP_CA_CERT", value_name = "PEM", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -320,7 +324,15 @@ fn print_vip(v: &Havip) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let c = Client::new(&args.url, args.token.clone());
+    let c = match &args.ca_cert {
+        None => Client::new(&args.url, args.token.clone()),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            Client::with_ca_pem(&args.url, args.token.clone(), &pem)
+                .with_context(|| format!("the CA certificate {}", path.display()))?
+        }
+    };
     let show = |v: &Havip| -> anyhow::Result<()> {
         if args.json {
             print_json(v)
