@@ -137,6 +137,12 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/havips/{id}/events`: its owner changes, newest first.
+    pub async fn owner_changes(&self, id: &str) -> Result<crate::history::OwnerChanges> {
+        self.json(self.req(Method::GET, &format!("/v1/havips/{id}/events")))
+            .await
+    }
+
     pub async fn get_havip(&self, id: &str) -> Result<Havip> {
         self.json(self.req(Method::GET, &format!("/v1/havips/{id}")))
             .await

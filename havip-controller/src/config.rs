@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8780"
 //! etcd = ["http://127.0.0.1:2379"]
+//! history_per_vip = 50  # owner changes kept per VIP (1..=10000)
 //!
 //! [limits]            # defaults; operators change them per project or VIP
 //! ports_per_vip = 3   # at most 16, what the datapath holds
@@ -69,6 +70,9 @@ pub struct Config {
     /// flags override it).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Owner changes kept per VIP in etcd (older ones are deleted).
+    #[serde(default = "default_history_per_vip")]
+    pub history_per_vip: usize,
 }
 
 /// The API's certificate and key (PEM files).
@@ -159,6 +163,10 @@ impl TokenConfig {
     }
 }
 
+fn default_history_per_vip() -> usize {
+    crate::store::DEFAULT_HISTORY_PER_VIP
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8780))
 }
@@ -207,6 +215,9 @@ impl Config {
         Limits::from(self.limits)
             .check()
             .map_err(|e| format!("limits: {e}"))?;
+        if !(1..=10_000).contains(&self.history_per_vip) {
+            return Err("history_per_vip must be 1 to 10000".into());
+        }
         if self.tokens.is_empty() {
             return Err("tokens: at least one token is needed".into());
         }
@@ -292,6 +303,7 @@ operator = true
         assert_eq!(c.listen.to_string(), "127.0.0.1:8780");
         assert_eq!(c.plaintext_tokens(), ["tokens[0]", "tokens[1]"]);
         assert!(c.tls.is_none());
+        assert_eq!(c.history_per_vip, 50);
     }
 
     #[test]
@@ -345,6 +357,7 @@ operator = true
                 "vips_per_subnet must be at least 1",
             ),
             ("etcd = ['x']\ncolour = 1\ntokens = []", "unknown field"),
+            ("etcd = ['x']\nhistory_per_vip = 0\ntokens = []", "history_per_vip must be 1"),
             ("etcd = ['x']\n[[tokens]]\noperator=true", "set token_sha256"),
             ("etcd = ['x']\n[[tokens]]\ntoken_sha256='abcd'\noperator=true", "64 hex digits"),
             (

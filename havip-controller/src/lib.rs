@@ -57,6 +57,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod history;
 pub mod metrics;
 pub mod model;
 pub mod requests;
@@ -131,6 +132,17 @@ async fn serve_with(
             }
         })
     };
+    let recorder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.run_history_recorder(store.history_per_vip()).await {
+                    log::warn!("failover history: {e}; restarting");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    };
     let app = api::router(store, tokens).layer(axum::middleware::from_fn_with_state(
         metrics,
         metrics::track,
@@ -156,6 +168,8 @@ async fn serve_with(
         }
     };
     reconciler.abort();
+    recorder.abort();
     let _ = reconciler.await;
+    let _ = recorder.await;
     result
 }

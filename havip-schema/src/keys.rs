@@ -72,6 +72,17 @@ pub fn acks() -> String {
     format!("{ROOT}/acks/")
 }
 
+/// One owner change of `vip`, named by the etcd revision of the owner
+/// report it came from (zero-padded, so keys sort in time order).
+pub fn owner_event(vip: &str, revision: i64) -> String {
+    format!("{ROOT}/events/{vip}/{revision:020}")
+}
+
+/// The owner changes of `vip`.
+pub fn owner_events_of(vip: &str) -> String {
+    format!("{ROOT}/events/{vip}/")
+}
+
 pub fn project_limits(project: &str) -> String {
     format!("{ROOT}/limits/projects/{project}")
 }
@@ -120,6 +131,7 @@ pub enum Key<'a> {
     HostPort { host: &'a str, port: &'a str },
     Ack { vip: &'a str, host: &'a str },
     Owner(&'a str),
+    OwnerEvent { vip: &'a str, revision: i64 },
     ProjectLimits(&'a str),
     ProjectVip { project: &'a str, vip: &'a str },
     SubnetVip { subnet: &'a str, vip: &'a str },
@@ -147,6 +159,10 @@ impl<'a> Key<'a> {
             ["hosts", host, "ports", port] => Key::HostPort { host, port },
             ["acks", vip, host] => Key::Ack { vip, host },
             ["owners", vip] => Key::Owner(vip),
+            ["events", vip, revision] if revision.len() == 20 => Key::OwnerEvent {
+                vip,
+                revision: revision.parse().ok()?,
+            },
             ["limits", "projects", project] => Key::ProjectLimits(project),
             ["index", "projects", project, vip] => Key::ProjectVip { project, vip },
             ["index", "subnets", subnet, vip] => Key::SubnetVip { subnet, vip },
@@ -194,6 +210,13 @@ mod tests {
                 },
             ),
             (owner("h"), Key::Owner("h")),
+            (
+                owner_event("h", 42),
+                Key::OwnerEvent {
+                    vip: "h",
+                    revision: 42,
+                },
+            ),
             (project_limits("pr"), Key::ProjectLimits("pr")),
             (
                 project_vip("pr", "h"),
@@ -227,6 +250,8 @@ mod tests {
             "/havip/v1/vips/",
             "/havip/v1/addrs/s/not-an-ip",
             "/havip/v1/hosts/hv/ports/",
+            "/havip/v1/events/h/42",
+            "/havip/v1/events/h/0000000000000000004x",
         ] {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }

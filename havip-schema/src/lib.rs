@@ -112,6 +112,7 @@ pub fn check_record(key: &str, value: &[u8]) -> Result<(), RecordError> {
         Some(Key::HostPort { .. }) => decode::<HostPort>(value)?.problem(),
         Some(Key::Ack { .. }) => decode::<Ack>(value).map(|_| None)?,
         Some(Key::Owner(_)) => decode::<Owner>(value).map(|_| None)?,
+        Some(Key::OwnerEvent { .. }) => decode::<OwnerEvent>(value).map(|_| None)?,
         Some(Key::ProjectLimits(_)) => decode::<limits::ProjectLimits>(value)?
             .check()
             .err()

@@ -15,6 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod events;
 mod extract;
 
 use extract::ApiResult;
@@ -105,6 +106,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_vip_limits))
         .routes(routes!(get_project_limits, set_project_limits))
         .routes(routes!(corrupt_records))
+        .routes(routes!(events::owner_changes))
 }
 
 /// Adds the bearer scheme and the error responses every authenticated

@@ -106,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
     let listen = args.listen.unwrap_or(config.listen);
     let store = Store::connect(&config.etcd, config.limits.into())
         .await
-        .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?;
+        .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?
+        .with_history_per_vip(config.history_per_vip);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

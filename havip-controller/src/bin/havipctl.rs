@@ -92,6 +92,9 @@ enum Cmd {
     },
     /// Show one HAVIP.
     Show { id: String },
+    /// A HAVIP's failover history: its owner changes, newest first (from
+    /// which port, VM and host to which; hosts for operator tokens only).
+    Events { id: String },
     /// Bind ports to a HAVIP.
     Bind {
         id: String,
@@ -285,6 +288,31 @@ fn print_table(vips: &[Havip]) {
     }
 }
 
+/// `port(vm)@host`, what is known of one side of an owner change.
+fn owner_side(s: &havip_controller::history::OwnerSide) -> String {
+    let mut out = s.port.clone();
+    if let Some(vm) = &s.vm {
+        out += &format!("({vm})");
+    }
+    if let Some(host) = &s.host {
+        out += &format!("@{host}");
+    }
+    out
+}
+
+fn print_owner_changes(e: &havip_controller::history::OwnerChanges) {
+    println!("{:<32} {:<36} TO", "AT", "FROM");
+    for c in &e.events {
+        println!(
+            "{:<32} {:<36} {}",
+            c.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            c.from.as_ref().map_or("-".to_string(), owner_side),
+            owner_side(&c.to)
+        );
+    }
+    println!("({} owner changes of {})", e.events.len(), e.havip);
+}
+
 fn print_vip(v: &Havip) {
     println!("id:           {}", v.id);
     println!("name:         {}", v.name);
@@ -395,6 +423,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Show { id } => show(&c.get_havip(&id).await?)?,
+        Cmd::Events { id } => {
+            let e = c.owner_changes(&id).await?;
+            if args.json {
+                print_json(&e)?;
+            } else {
+                print_owner_changes(&e);
+            }
+        }
         Cmd::Bind { id, ports } => show(&c.bind(&id, &ports).await?)?,
         Cmd::Unbind { id, ports } => {
             let mut last = None;

@@ -572,6 +572,7 @@ impl Store {
                         TxnOp::delete(keys::subnet_vip(&vip.subnet, id), None),
                         TxnOp::delete(keys::owner(id), None),
                         TxnOp::delete(keys::acks_of(id), Some(DeleteOptions::new().with_prefix())),
+                        Store::delete_history(id),
                     ];
                     if self.commit(vec![unchanged(&vip_key, rev)], ops).await? {
                         log::info!("deleted {id}");
