@@ -89,6 +89,18 @@ fn start(config: &Path, args: &[&str]) -> Server {
     Server(spawn(config, args))
 }
 
+/// What an exited controller wrote to stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 fn wait_up(args: &[&str], env: &[(&str, &str)]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -280,14 +292,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
-    let mut err = String::new();
-    server
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut server.0);
     assert!(!err.contains("ERROR"), "{err}");
 }
 
@@ -314,14 +319,7 @@ fn plaintext_tokens_still_work_with_a_warning() {
         .status();
     let status = server.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    server
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut server.0);
     assert!(
         err.contains("tokens[0] give the token in plain") && err.contains("hash-token"),
         "{err}"

@@ -48,7 +48,7 @@ impl Store {
             .rev()
             .map(|(_, e, _)| OwnerChange::view(e, operator))
             .collect();
-        events.sort_by(|a, b| b.at.cmp(&a.at));
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(OwnerChanges {
             havip: id.to_string(),
             events,
