@@ -14,6 +14,8 @@ pub enum ClientError {
     Api { status: StatusCode, error: Error },
     #[error("cannot reach the controller: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("no PEM certificate (-----BEGIN CERTIFICATE-----) in the CA file")]
+    NoCaCertificate,
     #[error("unexpected answer {status}: {body}")]
     Unexpected { status: StatusCode, body: String },
 }
@@ -35,6 +37,23 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token,
         }
+    }
+
+    /// [`Client::new`] that also trusts the CA certificate(s) in `pem`.
+    pub fn with_ca_pem(base: &str, token: Option<String>, pem: &[u8]) -> Result<Self> {
+        let mut http = reqwest::Client::builder();
+        let cas = reqwest::Certificate::from_pem_bundle(pem)?;
+        if cas.is_empty() {
+            return Err(ClientError::NoCaCertificate);
+        }
+        for ca in cas {
+            http = http.add_root_certificate(ca);
+        }
+        Ok(Client {
+            http: http.build()?,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
     }
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {
@@ -115,6 +134,12 @@ impl Client {
 
     pub async fn list_havips(&self, q: &ListQuery) -> Result<HavipPage> {
         self.json(self.req(Method::GET, "/v1/havips").query(q))
+            .await
+    }
+
+    /// `GET /v1/havips/{id}/events`: its owner changes, newest first.
+    pub async fn owner_changes(&self, id: &str) -> Result<crate::history::OwnerChanges> {
+        self.json(self.req(Method::GET, &format!("/v1/havips/{id}/events")))
             .await
     }
 

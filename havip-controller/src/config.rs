@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8780"
 //! etcd = ["http://127.0.0.1:2379"]
+//! history_per_vip = 50  # owner changes kept per VIP (1..=10000)
 //!
 //! [etcd_tls]          # optional: TLS with a client certificate (CN = etcd user)
 //! ca = "/etc/havip/etcd-ca.pem"
@@ -15,14 +16,22 @@
 //! vips_per_project = 100
 //! vips_per_subnet = 50
 //!
-//! [[tokens]]
-//! token = "a-long-random-secret"
+//! [[tokens]]           # `havip-controller hash-token` prints the digest
+//! token_sha256 = "4c1b0e...64 hex digits"
 //! project = "proj-a"
 //!
 //! [[tokens]]
-//! token = "another-long-random-secret"
+//! token_sha256 = "9f86d0...64 hex digits"
 //! operator = true
+//!
+//! [tls]                # optional: serve HTTPS
+//! cert = "/etc/havip/controller.crt"   # PEM chain
+//! key = "/etc/havip/controller.key"    # PEM private key
 //! ```
+//!
+//! A token given in plain (`token = "..."`, the old form) is still
+//! accepted, hashed in memory, and logged as a warning at every start
+//! ([`Config::plaintext_tokens`]) until it is replaced by its digest.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -31,6 +40,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use havip_schema::limits::{self, Limits};
+
+use crate::store::Scope;
+use crate::tokens::{self, TokenDigest, Tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -63,6 +75,21 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     pub tokens: Vec<TokenConfig>,
+    /// Serve HTTPS with this certificate (the `--tls-cert/--tls-key`
+    /// flags override it).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Owner changes kept per VIP in etcd (older ones are deleted).
+    #[serde(default = "default_history_per_vip")]
+    pub history_per_vip: usize,
+}
+
+/// The API's certificate and key (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The default limits (the schema's defaults where not given).
@@ -111,11 +138,42 @@ impl From<LimitsConfig> for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
-    pub token: String,
+    /// The token's SHA-256 digest, 64 hex digits.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The token itself (deprecated: accepted with a warning).
+    #[serde(default)]
+    pub token: Option<String>,
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
     pub operator: bool,
+}
+
+impl TokenConfig {
+    /// The token's digest, from `token_sha256` or by hashing `token`.
+    fn digest(&self) -> Result<TokenDigest, String> {
+        match (&self.token_sha256, &self.token) {
+            (Some(hex), None) => tokens::parse_digest_hex(hex).ok_or_else(|| {
+                "token_sha256 must be 64 hex digits (`havip-controller hash-token` prints them)"
+                    .to_string()
+            }),
+            (None, Some(token)) => {
+                if token.len() < 8 || token.chars().any(char::is_whitespace) {
+                    return Err("a token needs at least 8 characters and no whitespace".into());
+                }
+                Ok(tokens::digest(token))
+            }
+            (Some(_), Some(_)) => Err("give token_sha256 or token, not both".into()),
+            (None, None) => {
+                Err("set token_sha256 = \"...\" (`havip-controller hash-token` prints it)".into())
+            }
+        }
+    }
+}
+
+fn default_history_per_vip() -> usize {
+    crate::store::DEFAULT_HISTORY_PER_VIP
 }
 
 fn default_listen() -> SocketAddr {
@@ -166,18 +224,17 @@ impl Config {
         Limits::from(self.limits)
             .check()
             .map_err(|e| format!("limits: {e}"))?;
+        if !(1..=10_000).contains(&self.history_per_vip) {
+            return Err("history_per_vip must be 1 to 10000".into());
+        }
         if self.tokens.is_empty() {
             return Err("tokens: at least one token is needed".into());
         }
         let mut seen = HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = format!("tokens[{i}]");
-            if t.token.len() < 8 || t.token.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "{at}: a token needs at least 8 characters and no whitespace"
-                ));
-            }
-            if !seen.insert(&t.token) {
+            let digest = t.digest().map_err(|m| format!("{at}: {m}"))?;
+            if !seen.insert(digest) {
                 return Err(format!("{at}: the same token is given twice"));
             }
             match (&t.project, t.operator) {
@@ -196,6 +253,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The tokens, as digests, and whom each speaks for.
+    pub fn tokens(&self) -> Tokens {
+        Tokens::new(
+            self.tokens
+                .iter()
+                .map(|t| {
+                    let digest = t.digest().expect("validated at load");
+                    let scope = match &t.project {
+                        Some(p) => Scope::Project(p.clone()),
+                        None => Scope::Operator,
+                    };
+                    (digest, scope)
+                })
+                .collect(),
+        )
+    }
+
+    /// Which `[[tokens]]` entries give the token in plain (`tokens[i]`).
+    pub fn plaintext_tokens(&self) -> Vec<String> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.token.is_some())
+            .map(|(i, _)| format!("tokens[{i}]"))
+            .collect()
     }
 }
 
@@ -226,6 +310,35 @@ operator = true
         assert_eq!(c.limits.vips_per_project, 100);
         assert_eq!(c.limits.vips_per_subnet, 50);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8780");
+        assert_eq!(c.plaintext_tokens(), ["tokens[0]", "tokens[1]"]);
+        assert!(c.tls.is_none());
+        assert_eq!(c.history_per_vip, 50);
+    }
+
+    #[test]
+    fn hashed_tokens_and_tls() {
+        let c = parse(&format!(
+            r#"
+etcd = ["http://127.0.0.1:2379"]
+[tls]
+cert = "/etc/havip/c.crt"
+key = "/etc/havip/c.key"
+[[tokens]]
+token_sha256 = "{}"
+project = "p1"
+[[tokens]]
+token = "tok-operator"
+operator = true
+"#,
+            tokens::digest_hex("tok-project")
+        ))
+        .unwrap();
+        assert_eq!(c.plaintext_tokens(), ["tokens[1]"]);
+        let t = c.tokens();
+        assert!(matches!(t.lookup("tok-project"), Some(Scope::Project(p)) if p == "p1"));
+        assert!(matches!(t.lookup("tok-operator"), Some(Scope::Operator)));
+        assert!(t.lookup("tok-other").is_none());
+        assert_eq!(c.tls.unwrap().key, Path::new("/etc/havip/c.key"));
     }
 
     #[test]
@@ -253,8 +366,23 @@ operator = true
                 "vips_per_subnet must be at least 1",
             ),
             ("etcd = ['x']\ncolour = 1\ntokens = []", "unknown field"),
+            ("etcd = ['x']\nhistory_per_vip = 0\ntokens = []", "history_per_vip must be 1"),
+            ("etcd = ['x']\n[[tokens]]\noperator=true", "set token_sha256"),
+            ("etcd = ['x']\n[[tokens]]\ntoken_sha256='abcd'\noperator=true", "64 hex digits"),
+            (
+                "etcd = ['x']\n[[tokens]]\ntoken_sha256='ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'\ntoken='tok-aaaaaaaa'\noperator=true",
+                "not both",
+            ),
+            (
+                // the digest of "tok-aaaaaaaa" and the token itself: the same token twice
+                "etcd = ['x']\n[[tokens]]\ntoken='tok-aaaaaaaa'\noperator=true\n[[tokens]]\ntoken_sha256='DIGEST'\nproject='p'",
+                "twice",
+            ),
+            ("etcd = ['x']\n[tls]\ncert='a'\n[[tokens]]\ntoken='tok-aaaaaaaa'\noperator=true", "missing field `key`"),
         ];
+        let digest = tokens::digest_hex("tok-aaaaaaaa");
         for (text, want) in cases {
+            let text = &text.replace("DIGEST", &digest);
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(want), "{text:?}: {e}");
             assert!(e.contains("c.toml"), "{e}");

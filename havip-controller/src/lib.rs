@@ -61,31 +61,23 @@ pub mod eip_model;
 pub mod error;
 pub mod etcd_auth;
 pub mod export;
+pub mod history;
 pub mod metrics;
 pub mod model;
 pub mod requests;
 pub mod rules;
 pub mod store;
+pub mod tls;
+pub mod tokens;
 pub mod views;
-
-use std::collections::HashMap;
 
 pub use error::{Error, ErrorCode};
 pub use store::{Scope, Store};
+pub use tokens::Tokens;
 
-/// Bearer token → who it speaks for.
-pub fn tokens(config: &config::Config) -> HashMap<String, Scope> {
-    config
-        .tokens
-        .iter()
-        .map(|t| {
-            let scope = match &t.project {
-                Some(p) => Scope::Project(p.clone()),
-                None => Scope::Operator,
-            };
-            (t.token.clone(), scope)
-        })
-        .collect()
+/// The config's bearer tokens (as digests) → who each speaks for.
+pub fn tokens(config: &config::Config) -> Tokens {
+    config.tokens()
 }
 
 /// Serves the API on `listener` until `shutdown` completes, and keeps VIP
@@ -93,7 +85,7 @@ pub fn tokens(config: &config::Config) -> HashMap<String, Scope> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
-    tokens: HashMap<String, Scope>,
+    tokens: impl Into<Tokens>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = std::sync::Arc::default();
@@ -104,7 +96,32 @@ pub async fn serve(
 pub async fn serve_metered(
     listener: tokio::net::TcpListener,
     store: Store,
-    tokens: HashMap<String, Scope>,
+    tokens: impl Into<Tokens>,
+    metrics: std::sync::Arc<metrics::ControllerMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, None, store, tokens.into(), metrics, shutdown).await
+}
+
+/// [`serve_metered`] over HTTPS with `tls` ([`tls::load`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    store: Store,
+    tokens: impl Into<Tokens>,
+    metrics: std::sync::Arc<metrics::ControllerMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, Some(tls), store, tokens.into(), metrics, shutdown).await
+}
+
+/// Serves until `shutdown` completes; then stops accepting, lets the
+/// requests in flight finish, and stops the ack reconciler.
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    store: Store,
+    tokens: Tokens,
     metrics: std::sync::Arc<metrics::ControllerMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -119,13 +136,44 @@ pub async fn serve_metered(
             }
         })
     };
+    let recorder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.run_history_recorder(store.history_per_vip()).await {
+                    log::warn!("failover history: {e}; restarting");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    };
     let app = api::router(store, tokens).layer(axum::middleware::from_fn_with_state(
         metrics,
         metrics::track,
     ));
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(None);
+            });
+            axum_server::from_tcp(listener.into_std()?)
+                .acceptor(tls::acceptor(tls))
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    };
     reconciler.abort();
+    recorder.abort();
+    let _ = reconciler.await;
+    let _ = recorder.await;
     result
 }

@@ -199,6 +199,7 @@ fn routes() -> Vec<Route> {
             403,
         ),
         r("GET", "/v1/havips/{vip}", None, 200, 404, 200),
+        r("GET", "/v1/havips/{vip}/events", None, 200, 404, 200),
         r(
             "PATCH",
             "/v1/havips/{vip}",

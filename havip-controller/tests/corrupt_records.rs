@@ -43,6 +43,7 @@ async fn a_corrupt_record_harms_only_itself() {
         "/havip/v1/index/projects/proj-c/havip-zz".into(),
         "/havip/v1/index/subnets/sn-z/havip-zz".into(),
         "/havip/v1/idempotency/proj-a/k1".into(),
+        havip_schema::keys::owner_event(&va.id, 7),
     ];
     for key in &garbage {
         kv.put(key.as_str(), "{not json", None).await.unwrap();

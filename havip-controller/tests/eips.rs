@@ -248,9 +248,13 @@ async fn association_with_havips() {
     let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
         .await
         .unwrap();
-    kv.put(havip_schema::keys::owner_report(&web.id, "hv-2"), owner.to_string(), None)
-        .await
-        .unwrap();
+    kv.put(
+        havip_schema::keys::owner_report(&web.id, "hv-2"),
+        owner.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
     let seen = a.get_eip(&e.id).await.unwrap();
     let master = seen.association.unwrap().master.unwrap();
     assert_eq!((master.port.as_str(), master.host), ("p2", None));

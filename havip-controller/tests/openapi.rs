@@ -287,6 +287,25 @@ async fn openapi_document_matches_the_api() {
         )
         .await;
     assert_eq!(v["master"]["port"], "p1");
+    // The owner change, once the history recorder has seen the report.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, e) = c
+            .call(
+                "get",
+                "/v1/havips/{id}/events",
+                &format!("/v1/havips/{id}/events"),
+                Some(PA),
+                None,
+            )
+            .await;
+        if e["events"].as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(e["events"][0]["to"]["port"], "p1");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no owner change: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     c.call(
         "get",
         "/v1/havips",

@@ -95,6 +95,17 @@ pub mod v1 {
     }
 }
 
+/// One owner change of `vip`, named by the etcd revision of the owner
+/// report it came from (zero-padded, so keys sort in time order).
+pub fn owner_event(vip: &str, revision: i64) -> String {
+    format!("{ROOT}/events/{vip}/{revision:020}")
+}
+
+/// The owner changes of `vip`.
+pub fn owner_events_of(vip: &str) -> String {
+    format!("{ROOT}/events/{vip}/")
+}
+
 pub fn project_limits(project: &str) -> String {
     format!("{ROOT}/limits/projects/{project}")
 }
@@ -214,6 +225,10 @@ pub enum Key<'a> {
     /// Schema version 1's owner key (`owners/<vip>`), before migration.
     V1Owner(&'a str),
     Schema,
+    OwnerEvent {
+        vip: &'a str,
+        revision: i64,
+    },
     ProjectLimits(&'a str),
     ProjectVip {
         project: &'a str,
@@ -230,8 +245,14 @@ pub enum Key<'a> {
     Ids(&'a str),
     EipPool(&'a str),
     Eip(&'a str),
-    EipAddr { pool: &'a str, ip: IpAddr },
-    ProjectEip { project: &'a str, eip: &'a str },
+    EipAddr {
+        pool: &'a str,
+        ip: IpAddr,
+    },
+    ProjectEip {
+        project: &'a str,
+        eip: &'a str,
+    },
     VipEip(&'a str),
     EipLimits(&'a str),
 }
@@ -259,6 +280,10 @@ impl<'a> Key<'a> {
             ["acks", vip, host] => Key::V1Ack { vip, host },
             ["owners", vip] => Key::V1Owner(vip),
             ["schema"] => Key::Schema,
+            ["events", vip, revision] if revision.len() == 20 => Key::OwnerEvent {
+                vip,
+                revision: revision.parse().ok()?,
+            },
             ["limits", "projects", project] => Key::ProjectLimits(project),
             ["index", "projects", project, vip] => Key::ProjectVip { project, vip },
             ["index", "subnets", subnet, vip] => Key::SubnetVip { subnet, vip },
@@ -330,6 +355,13 @@ mod tests {
                 },
             ),
             (schema(), Key::Schema),
+            (
+                owner_event("h", 42),
+                Key::OwnerEvent {
+                    vip: "h",
+                    revision: 42,
+                },
+            ),
             (project_limits("pr"), Key::ProjectLimits("pr")),
             (
                 project_vip("pr", "h"),
@@ -378,6 +410,8 @@ mod tests {
             "/havip/v1/vips/",
             "/havip/v1/addrs/s/not-an-ip",
             "/havip/v1/hosts/hv/ports/",
+            "/havip/v1/events/h/42",
+            "/havip/v1/events/h/0000000000000000004x",
         ] {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }

@@ -136,6 +136,7 @@ pub fn check_record(key: &str, value: &[u8]) -> Result<(), RecordError> {
         Some(Key::Owner { .. } | Key::V1Owner(_)) => decode::<Owner>(value).map(|_| None)?,
         Some(Key::V1Ack { .. }) => decode::<Ack>(value).map(|_| None)?,
         Some(Key::Schema) => decode::<SchemaVersion>(value).map(|_| None)?,
+        Some(Key::OwnerEvent { .. }) => decode::<OwnerEvent>(value).map(|_| None)?,
         Some(Key::ProjectLimits(_)) => decode::<limits::ProjectLimits>(value)?
             .check()
             .err()

@@ -262,6 +262,31 @@ pub struct Owner {
     pub split_brain: Option<SplitBrain>,
 }
 
+/// One owner change of a VIP (`events/<vip>/<revision>`), kept by the
+/// controller from the owner reports; the newest `history_per_vip` (the
+/// controller's config) are kept, older ones deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerEvent {
+    /// When the new owner's claim was accepted (the report's `since`).
+    pub at: DateTime<Utc>,
+    /// The owner before, if there was one.
+    #[serde(default)]
+    pub from: Option<OwnerEnd>,
+    pub to: OwnerEnd,
+    /// The etcd revision of the owner report.
+    pub revision: i64,
+}
+
+/// One side of an owner change: the port, its VM (when the port record
+/// was readable) and host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerEnd {
+    pub port: String,
+    #[serde(default)]
+    pub vm: Option<String>,
+    pub host: String,
+}
+
 /// A split brain: bound ports that claimed a VIP within its hold-down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitBrain {

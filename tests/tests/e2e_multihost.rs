@@ -158,6 +158,52 @@ fn failover_across_hypervisors_through_the_controller() -> Result<()> {
             log.responders()
         );
     }
+    check_failover_history(&f, &v4)?;
+    Ok(())
+}
+
+/// The failover shows in the history: `havipctl events` (operator: with
+/// hosts) has vm1's port on hv-a moving to vm2's on hv-b, newest first,
+/// after the first claim of vm1; the tenant's API answer names no host.
+fn check_failover_history(f: &Fabric, vip: &str) -> Result<()> {
+    let (p1, p2) = (port_id(&VM1), port_id(&VM2));
+    let mut events = Value::Null;
+    wait::until(
+        Duration::from_secs(5),
+        "the failover in the history",
+        || {
+            events = f.havipctl(OPERATOR_TOKEN, &["events", vip])?;
+            Ok(events["events"][0]["to"]["port"] == p2.as_str())
+        },
+    )?;
+    let newest = &events["events"][0];
+    ensure!(
+        newest["from"]["port"] == p1.as_str()
+            && newest["from"]["host"] == "hv-a"
+            && newest["from"]["vm"] == "vm1"
+            && newest["to"]["host"] == "hv-b"
+            && newest["to"]["vm"] == "vm2",
+        "the failover event: {events}"
+    );
+    let first = events["events"]
+        .as_array()
+        .and_then(|a| a.last())
+        .context("no events")?;
+    ensure!(
+        first["to"]["port"] == p1.as_str() && first["from"].is_null(),
+        "the first claim: {events}"
+    );
+    let (status, body) = f.http(
+        "GET",
+        &format!("{}/v1/havips/{vip}/events", havip_tests::fabric::API_URL),
+        Some(PROJECT_TOKEN),
+        None,
+    )?;
+    ensure!(
+        status == 200 && !body.contains("hv-"),
+        "tenant's history: {status} {body}"
+    );
+    println!("failover history of {vip}: {events}");
     Ok(())
 }
 

@@ -97,7 +97,7 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| Error::unauthenticated("Authorization must be Bearer <token>"))?;
-        match state.tokens.get(token) {
+        match state.tokens.lookup(token) {
             Some(scope) => Ok(Auth(scope.clone())),
             None => Err(Error::unauthenticated("unknown token").into()),
         }

@@ -2,7 +2,6 @@
 //! same route registrations (utoipa-axum), so a route cannot exist without
 //! its documentation.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -17,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod eips;
+mod events;
 mod extract;
 mod networks;
 
@@ -26,13 +26,13 @@ pub use extract::{ApiError, ApiJson, ApiQuery, Auth};
 use crate::error::{Error, ErrorBody, ErrorCode};
 use crate::export;
 use crate::model::*;
-use crate::store::{BindMode, Scope, Store};
+use crate::store::{BindMode, Store};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     store: Store,
-    tokens: Arc<HashMap<String, Scope>>,
+    tokens: Arc<crate::Tokens>,
     openapi: Arc<OpenApiDoc>,
 }
 
@@ -68,13 +68,13 @@ Errors are `{\"error\":{\"code\":...,\"message\":...}}` with a stable code.",
 struct ApiDoc;
 
 /// The router and its OpenAPI document.
-pub fn router(store: Store, tokens: HashMap<String, Scope>) -> Router {
+pub fn router(store: Store, tokens: impl Into<crate::Tokens>) -> Router {
     let (router, doc) = openapi_router().split_for_parts();
     let mut doc = doc;
     finish_doc(&mut doc);
     let state = AppState {
         store,
-        tokens: Arc::new(tokens),
+        tokens: Arc::new(tokens.into()),
         openapi: Arc::new(doc),
     };
     router
@@ -114,6 +114,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project_limits, set_project_limits))
         .routes(routes!(corrupt_records))
         .merge(eips::routes())
+        .routes(routes!(events::owner_changes))
 }
 
 /// Adds the bearer scheme and the error responses every authenticated

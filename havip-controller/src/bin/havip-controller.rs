@@ -1,4 +1,6 @@
-//! The HAVIP API server: `havip-controller --config controller.toml`.
+//! The HAVIP API server: `havip-controller --config controller.toml`, and
+//! `havip-controller hash-token` (a token on stdin → its digest for the
+//! config).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,12 +8,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use havip_controller::config::Config;
-use havip_controller::{metrics, serve_metered, tokens, Store};
+use havip_controller::{metrics, serve_metered, serve_tls, tls, tokens, Store};
 
-/// Serves the HAVIP API from etcd.
+/// Serves the HAVIP API from etcd (HTTPS when given a certificate). SIGTERM
+/// or SIGINT stops it cleanly: no new connections, the requests in flight
+/// finish, then it exits 0.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config: listen address, etcd endpoints, tokens, default limits.
     #[arg(
         long,
@@ -29,8 +35,13 @@ struct Args {
     /// bound.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
-    #[command(subcommand)]
-    command: Option<Command>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key;
+    /// overrides `[tls] cert` of the config).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (with --tls-cert).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Without a command: serve (migrating the store first).
@@ -52,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         action: AuthAction,
     },
+    /// Read a token from stdin (one line) and print its SHA-256 digest, for
+    /// `token_sha256 = "..."` in the config:
+    /// `openssl rand -hex 24 | tee token | havip-controller hash-token`.
+    HashToken,
 }
 
 #[derive(clap::Subcommand)]
@@ -68,18 +83,65 @@ enum AuthAction {
     AddHost { name: String },
 }
 
+/// Reads one token from stdin and prints its digest.
+fn hash_token() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the token from stdin")?;
+    let token = line.trim_end_matches(['\n', '\r']);
+    if token.len() < 8 || token.chars().any(char::is_whitespace) {
+        anyhow::bail!("a token needs at least 8 characters and no whitespace");
+    }
+    println!("{}", havip_controller::tokens::digest_hex(token));
+    Ok(())
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+async fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        log::info!("{name}: finishing the requests in flight, then exiting");
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    if let Some(Command::HashToken) = args.command {
+        return hash_token();
+    }
     let config = Config::load(&args.config)?;
+    let plain = config.plaintext_tokens();
+    if !plain.is_empty() {
+        log::warn!(
+            "{}: {} give the token in plain; replace each `token = ...` by \
+             `token_sha256 = ...` (`havip-controller hash-token` prints it)",
+            args.config.display(),
+            plain.join(", ")
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key, &config.tls) {
+        (Some(cert), Some(key), _) => Some(tls::load(cert, key).await?),
+        (_, _, Some(t)) => Some(tls::load(&t.cert, &t.key).await?),
+        _ => None,
+    };
+
     let listen = args.listen.unwrap_or(config.listen);
     if let Some(Command::EtcdAuth { cert, key, action }) = args.command {
         return etcd_auth(&config, cert.zip(key), action).await;
     }
     let store = Store::connect_tls(&config.etcd, config.etcd_tls.as_ref(), config.limits.into())
         .await
-        .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?;
+        .with_context(|| format!("connecting to etcd at {}", config.etcd.join(",")))?
+        .with_history_per_vip(config.history_per_vip);
     let migrated = store.migrate().await.context("migrating the store")?;
     if !migrated.kept.is_empty() {
         log::error!(
@@ -107,12 +169,19 @@ async fn main() -> anyhow::Result<()> {
         let bound = metrics::serve(addr, metrics.clone(), store.clone()).await?;
         log::info!("serving metrics on http://{bound}/metrics");
     }
-    log::info!("serving the HAVIP API on {listen}");
-    serve_metered(listener, store, tokens(&config), metrics, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    let stop = stop_signal().await?;
+    match tls {
+        None => {
+            log::info!("serving the HAVIP API on http://{listen}");
+            serve_metered(listener, store, tokens(&config), metrics, stop).await
+        }
+        Some(tls) => {
+            log::info!("serving the HAVIP API on https://{listen}");
+            serve_tls(listener, tls, store, tokens(&config), metrics, stop).await
+        }
+    }
     .context("serving")?;
+    log::info!("stopped");
     Ok(())
 }
 

@@ -36,6 +36,10 @@ struct Args {
     /// Bearer token (a project's, or the operator's).
     #[arg(long, env = "HAVIP_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// PEM CA certificate to trust for an https:// controller URL (besides
+    /// the system's CAs), e.g. the private CA that signed its certificate.
+    #[arg(long, env = "HAVIP_CA_CERT", value_name = "PEM", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -93,6 +97,9 @@ enum Cmd {
     },
     /// Show one HAVIP.
     Show { id: String },
+    /// A HAVIP's failover history: its owner changes, newest first (from
+    /// which port, VM and host to which; hosts for operator tokens only).
+    Events { id: String },
     /// Bind ports to a HAVIP.
     Bind {
         id: String,
@@ -292,6 +299,31 @@ fn print_table(vips: &[Havip]) {
     }
 }
 
+/// `port(vm)@host`, what is known of one side of an owner change.
+fn owner_side(s: &havip_controller::history::OwnerSide) -> String {
+    let mut out = s.port.clone();
+    if let Some(vm) = &s.vm {
+        out += &format!("({vm})");
+    }
+    if let Some(host) = &s.host {
+        out += &format!("@{host}");
+    }
+    out
+}
+
+fn print_owner_changes(e: &havip_controller::history::OwnerChanges) {
+    println!("{:<32} {:<36} TO", "AT", "FROM");
+    for c in &e.events {
+        println!(
+            "{:<32} {:<36} {}",
+            c.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            c.from.as_ref().map_or("-".to_string(), owner_side),
+            owner_side(&c.to)
+        );
+    }
+    println!("({} owner changes of {})", e.events.len(), e.havip);
+}
+
 fn print_vip(v: &Havip) {
     println!("id:           {}", v.id);
     println!("name:         {}", v.name);
@@ -334,7 +366,15 @@ fn print_vip(v: &Havip) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let c = Client::new(&args.url, args.token.clone());
+    let c = match &args.ca_cert {
+        None => Client::new(&args.url, args.token.clone()),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            Client::with_ca_pem(&args.url, args.token.clone(), &pem)
+                .with_context(|| format!("the CA certificate {}", path.display()))?
+        }
+    };
     let show = |v: &Havip| -> anyhow::Result<()> {
         if args.json {
             print_json(v)
@@ -398,6 +438,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Show { id } => show(&c.get_havip(&id).await?)?,
+        Cmd::Events { id } => {
+            let e = c.owner_changes(&id).await?;
+            if args.json {
+                print_json(&e)?;
+            } else {
+                print_owner_changes(&e);
+            }
+        }
         Cmd::Bind { id, ports } => show(&c.bind(&id, &ports).await?)?,
         Cmd::Unbind { id, ports } => {
             let mut last = None;

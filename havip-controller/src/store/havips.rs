@@ -578,6 +578,7 @@ impl Store {
                         TxnOp::delete(keys::addr(&vip.subnet, &vip.address), None),
                         TxnOp::delete(keys::project_vip(&vip.project, id), None),
                         TxnOp::delete(keys::subnet_vip(&vip.subnet, id), None),
+                        Store::delete_history(id),
                     ];
                     ops.extend(reports.into_iter().map(|k| TxnOp::delete(k, None)));
                     if self.commit(vec![unchanged(&vip_key, rev)], ops).await? {

@@ -24,6 +24,7 @@ mod acks;
 mod corrupt;
 mod eips;
 mod havips;
+mod history;
 mod ids;
 mod limits;
 mod migrate;
@@ -47,6 +48,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 pub use havips::BindMode;
+pub use history::DEFAULT_HISTORY_PER_VIP;
 pub use migrate::Migrated;
 
 /// How often an operation re-reads and retries after losing a race.
@@ -86,6 +88,8 @@ pub struct Store {
     defaults: Limits,
     /// Reads that skipped a corrupt record since start.
     skipped: Arc<AtomicU64>,
+    /// Owner changes kept per VIP.
+    history_per_vip: usize,
 }
 
 fn put<T: Serialize>(key: &str, value: &T) -> TxnOp {
@@ -156,7 +160,19 @@ impl Store {
             client,
             defaults,
             skipped: Arc::default(),
+            history_per_vip: history::DEFAULT_HISTORY_PER_VIP,
         })
+    }
+
+    /// Keeps the newest `n` owner changes per VIP (the config's
+    /// `history_per_vip`).
+    pub fn with_history_per_vip(mut self, n: usize) -> Self {
+        self.history_per_vip = n;
+        self
+    }
+
+    pub fn history_per_vip(&self) -> usize {
+        self.history_per_vip
     }
 
     pub fn defaults(&self) -> Limits {

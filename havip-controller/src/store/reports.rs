@@ -54,6 +54,14 @@ impl Reports {
         self.acks.remove(vip).unwrap_or_default()
     }
 
+    /// The current owner of every VIP reported.
+    pub fn current_owners(self) -> HashMap<String, records::Owner> {
+        self.owners
+            .into_iter()
+            .filter_map(|(vip, r)| Some((vip, current_owner(r)?.0)))
+            .collect()
+    }
+
     /// The current owner of `vip`.
     pub fn owner(&mut self, vip: &str) -> Option<records::Owner> {
         current_owner(self.owners.remove(vip).unwrap_or_default()).map(|(o, _)| o)
