@@ -264,7 +264,9 @@ mod tests {
 
     #[test]
     fn a_watch_line_gives_its_owner_records() {
-        let line = br#"{"result":{"header":{"revision":"2"},"events":[{"kv":{"key":"L2hhdmlwL3YxL293bmVycy94","value":"eyJwb3J0IjoicCJ9"}}]}}"#;
+        // reports/hv/owners/x = {"port":"p"}, then reports/hv/acks/x (not
+        // an owner record).
+        let line = br#"{"result":{"header":{"revision":"2"},"events":[{"kv":{"key":"L2hhdmlwL3YxL3JlcG9ydHMvaHYvb3duZXJzL3g=","value":"eyJwb3J0IjoicCJ9"}},{"kv":{"key":"L2hhdmlwL3YxL3JlcG9ydHMvaHYvYWNrcy94","value":"eyJwb3J0IjoicCJ9"}}]}}"#;
         let records = owner_records(line).unwrap();
         assert_eq!(records, vec![("x".into(), "p".into(), String::new())]);
         assert!(owner_records(br#"{"result":{"created":true}}"#)
