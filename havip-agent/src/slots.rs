@@ -76,18 +76,7 @@ impl Slots {
         self.held.iter().map(|(k, s)| (*k, *s))
     }
 
-    /// Gives `key` a slot: the one it holds, or the lowest free one.
-    pub fn take(&mut self, key: u32) -> Option<u32> {
-        if let Some(slot) = self.get(key) {
-            return Some(slot);
-        }
-        let slot = self.free_slots().next()?;
-        self.held.insert(key, slot);
-        Some(slot)
-    }
-
-    /// The free slots, lowest first (as of now: taking one does not change
-    /// what an iterator made before gives).
+    /// The free slots, lowest first, as of now.
     fn free_slots(&self) -> impl Iterator<Item = u32> {
         let used: BTreeSet<u32> = self.held.values().copied().collect();
         (0..self.capacity).filter(move |s| !used.contains(s))
@@ -127,7 +116,6 @@ impl Slots {
                 None => a.full.push(key),
             }
         }
-        drop(free);
         self.held.extend(a.fresh.iter().copied());
         a
     }
